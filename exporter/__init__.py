@@ -1,0 +1,1 @@
+"""voxmon daemon: ingest, storage, live counters, Prometheus exposition and HTTP API."""

@@ -1,0 +1,166 @@
+"""HTTP handlers for ingest, realtime counters, /metrics and health. Handlers raise
+``VoxmonError``s; the error middleware renders them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from exporter.auth import Authenticator
+from exporter.body import decompress, split_items
+from exporter.catalog import WINDOW_COUNTERS
+from exporter.clock import Clock
+from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
+from exporter.live import LiveState
+from exporter.model import Rejection
+from exporter.selfmetrics import SelfMetrics
+from exporter.settings import Settings
+from exporter.timestamps import datetime_to_ms, format_rfc3339
+from exporter.validation import Horizon, validate_items
+from exporter.windows import PLATFORM, window_bounds
+from exporter.writer import CommitResult, IngestWriter
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Services:
+    """What handlers need; built by ``app.create_app``, filled in at start-up."""
+
+    settings: Settings
+    clock: Clock
+    registry: CollectorRegistry
+    metrics: SelfMetrics
+    live: LiveState
+    auth: Authenticator
+    writer: IngestWriter | None = None
+    ready: bool = False
+
+
+SERVICES = web.AppKey("services", Services)
+_encode = msgspec.json.encode
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(body), status=status, content_type="application/json")
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def reject_unknown_params(request: web.Request, allowed: Iterable[str]) -> None:
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {unknown[0]!r}; allowed: {sorted(allowed)}",
+            [{"field": name, "message": "unknown parameter"} for name in unknown],
+        )
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
+    svc = services(request)
+    settings = svc.settings
+    body = await _read_body(request, settings.max_body_bytes)
+    body = decompress(body, request.headers.get("Content-Encoding", ""), settings.max_body_bytes)
+    items = split_items(body, request.headers.get("Content-Type", ""))
+    if len(items) > settings.max_batch:
+        raise PayloadTooLarge(f"{len(items)} events in one request; at most {settings.max_batch}")
+    now_ms = datetime_to_ms(svc.clock.now())
+    horizon = Horizon(settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000)
+    events, rejections = validate_items(items, now_ms, horizon)
+    _count_rejections(svc.metrics, rejections)
+    result = CommitResult(0, 0)
+    if events:
+        assert svc.writer is not None
+        result = await svc.writer.submit(events)
+        svc.metrics.events.labels("accepted").inc(result.accepted)
+        svc.metrics.events.labels("duplicate").inc(result.duplicates)
+    body_out = {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": [_rejection_body(r) for r in rejections],
+    }
+    return json_response(body_out, status=200 if events else 400)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; at most {limit}")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"body exceeds max_body_bytes ({limit} bytes)") from None
+
+
+def _count_rejections(metrics: SelfMetrics, rejections: list[Rejection]) -> None:
+    if rejections:
+        metrics.events.labels("rejected").inc(len(rejections))
+    for rejection in rejections:
+        metrics.rejected.labels(rejection.reason).inc()
+
+
+def _rejection_body(rejection: Rejection) -> dict[str, Any]:
+    return {
+        "index": rejection.index,
+        "event_id": rejection.event_id,
+        "errors": [{"field": e.field, "message": e.message} for e in rejection.errors],
+    }
+
+
+async def get_realtime(request: web.Request) -> web.Response:
+    """``GET /v1/metrics/realtime[?org_id=]``: the 60-minute counters of one scope."""
+    reject_unknown_params(request, ("org_id",))
+    svc = services(request)
+    org_id = request.query.get("org_id")
+    if org_id == "":
+        raise BadRequest("org_id must not be empty", [{"field": "org_id", "message": "empty"}])
+    now_ms = datetime_to_ms(svc.clock.now())
+    bounds = window_bounds(now_ms)
+    totals = svc.live.windows.totals(org_id or PLATFORM, now_ms)
+    body: dict[str, Any] = {
+        "scope": "org" if org_id else "platform",
+        "org_id": org_id,
+        "window_start": format_rfc3339(bounds.start_ms),
+        "window_end": format_rfc3339(bounds.end_ms),
+    }
+    for name in WINDOW_COUNTERS:
+        value = totals[name]
+        body[f"{name}_1h"] = value if name == "ai_cost_usd" else int(value)
+    done, failed = totals["artifacts_completed"], totals["artifacts_failed"]
+    body["failure_rate_1h"] = failed / (done + failed) if done + failed else 0.0
+    return json_response(body)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text or OpenMetrics, by the Accept header."""
+    svc = services(request)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    payload = encoder(svc.registry)
+    response = web.Response(body=payload)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def get_healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    """Readiness: database open, state restored, writer running."""
+    if not services(request).ready:
+        raise _NotReady("voxmon is starting or stopping")
+    return json_response({"status": "ready"})
+
+
+class _NotReady(VoxmonError):
+    status = 503
+    code = "not_ready"

@@ -1,0 +1,148 @@
+"""Composition root: builds the aiohttp application, its routes, middleware and the
+start-up/shut-down sequence (database, state, writer) in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter import api
+from exporter.auth import Authenticator
+from exporter.clock import Clock, SystemClock
+from exporter.collector import PipelineCollector
+from exporter.errors import VoxmonError
+from exporter.live import LiveState
+from exporter.selfmetrics import SelfMetrics
+from exporter.settings import Settings
+from exporter.storage import state as state_rows
+from exporter.storage.database import Database
+from exporter.timestamps import datetime_to_ms
+from exporter.windows import window_bounds
+from exporter.writer import IngestWriter
+
+log = logging.getLogger(__name__)
+
+ROUTES: tuple[tuple[str, str, api.Handler, str | None], ...] = (
+    ("POST", "/v1/events", api.post_events, "ingest"),
+    ("GET", "/v1/metrics/realtime", api.get_realtime, "read"),
+    ("GET", "/metrics", api.get_metrics, "metrics"),
+    ("GET", "/healthz", api.get_healthz, None),
+    ("GET", "/readyz", api.get_readyz, None),
+)
+"""``(method, path, handler, scope)``; scope None means open."""
+
+INGEST_PATH = "/v1/events"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    """Build the application; nothing touches the disk until it starts."""
+    clock = clock or SystemClock()
+    registry = registry or CollectorRegistry()
+    live = LiveState(settings.max_org_series)
+    metrics = SelfMetrics.register(registry)
+    registry.register(PipelineCollector(live, clock))
+    svc = api.Services(
+        settings=settings,
+        clock=clock,
+        registry=registry,
+        metrics=metrics,
+        live=live,
+        auth=Authenticator(settings.tokens, settings.auth_enabled),
+    )
+    app = web.Application(
+        middlewares=[_error_middleware, _auth_middleware],
+        client_max_size=settings.max_body_bytes + 1,
+    )
+    app[api.SERVICES] = svc
+    for method, path, handler, _scope in ROUTES:
+        app.router.add_route(method, path, handler)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+_SCOPE_OF = {(method, path): scope for method, path, _, scope in ROUTES}
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    scope = _SCOPE_OF.get((request.method, path))
+    if scope is not None:
+        api.services(request).auth.check(request.headers.get("Authorization"), scope)
+    return await handler(request)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except VoxmonError as exc:
+        response = _error_response(exc.status, exc.code, exc.message, exc.details)
+        response.headers.update(exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        response = _error_response(exc.status, code, exc.text or exc.reason, [])
+    if request.path == INGEST_PATH:
+        api.services(request).metrics.requests.labels(str(response.status)).inc()
+    return response
+
+
+def _error_response(status: int, code: str, message: str, details: list[object]) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return api.json_response(body, status=status)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Start: open the database, restore live state, start the writer. Stop: refuse new
+    work, drain the queue, close the database (reverse order)."""
+    svc = app[api.SERVICES]
+    settings = svc.settings
+    if not settings.auth_enabled:
+        log.warning("authentication is off: no tokens configured (listening on %s)", settings.host)
+    db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+    await _restore(db, svc)
+    writer = IngestWriter(
+        db,
+        svc.live,
+        svc.metrics,
+        svc.clock,
+        max_queue_events=settings.queue_max_events,
+        max_commit_events=settings.commit_max_events,
+        retry_after_s=settings.retry_after_s,
+    )
+    svc.writer = writer
+    svc.metrics.queue_depth.set_function(lambda: writer.queued_events)
+    svc.metrics.database_bytes.set_function(db.size_bytes)
+    writer_task = asyncio.create_task(writer.run(), name="voxmon-writer")
+    svc.ready = True
+    log.info("voxmon ready: database %s", settings.db_path)
+    try:
+        yield
+    finally:
+        svc.ready = False
+        writer.stop()
+        await writer_task
+        await db.close()
+        log.info("voxmon stopped")
+
+
+async def _restore(db: Database, svc: api.Services) -> None:
+    now_ms = datetime_to_ms(svc.clock.now())
+    since = window_bounds(now_ms).start_ms
+    counters = await db.run(state_rows.load_counters, "live_counters")
+    maxima = await db.run(state_rows.load_counters, "live_maxima")
+    minutes = await db.run(state_rows.load_minutes, since)
+    orgs = await db.run(state_rows.load_orgs)
+    svc.live.load(counters, maxima, minutes, orgs)

@@ -1,0 +1,143 @@
+"""Prometheus collector for the pipeline's domain metrics, read from the live state.
+
+``org_id`` label values are capped: the first ``max_org_series`` organisations seen keep
+their own series, the rest are summed into ``__other__``; events without an organisation
+carry ``org_id=""``. So every org-labelled family sums to the platform total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter.catalog import CIRCUIT_CLOSED, CIRCUIT_OPENED, EVENT_TYPES, WINDOW_COUNTERS
+from exporter.clock import Clock
+from exporter.live import LiveState
+from exporter.tally import DURATION_BUCKETS_S, Key
+from exporter.timestamps import datetime_to_ms
+from exporter.windows import PLATFORM
+
+PREFIX = "voice_pipeline_"
+
+
+class PipelineCollector(Collector):
+    """Yields ``voice_pipeline_*`` families from ``LiveState`` on every scrape."""
+
+    def __init__(self, live: LiveState, clock: Clock) -> None:
+        self._live = live
+        self._clock = clock
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # families depend on data; no registration-time description
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self._live.counters
+        yield self._events(counters)
+        yield self._org_counter(
+            "artifacts", "Voice-note artifacts by organisation and outcome.",
+            ["org_id", "outcome"], "artifacts_total", org_position=0,
+        )  # fmt: skip
+        yield self._org_counter(
+            "stage_outcomes", "Stage finishes by stage, outcome and organisation.",
+            ["stage", "outcome", "org_id"], "stage_outcomes_total", org_position=2,
+        )  # fmt: skip
+        yield self._org_counter(
+            "ai_cost_usd", "AI cost in US dollars by organisation.",
+            ["org_id"], "ai_cost_usd_total", org_position=0,
+        )  # fmt: skip
+        yield self._histogram_family(
+            "stage_duration_seconds", "Duration of successful stage runs.", "stage_duration"
+        )
+        yield self._histogram_family(
+            "end_to_end_duration_seconds",
+            "Time from artifact_received to artifact_completed.",
+            "e2e_duration",
+        )
+        yield self._window_gauge()
+        yield from self._last_events()
+
+    def _events(self, counters: dict[Key, float]) -> Metric:
+        family = CounterMetricFamily(
+            PREFIX + "events", "Accepted events by type.", labels=["event_type"]
+        )
+        for key, value in sorted(counters.items()):
+            if key[0] == "events_total":
+                family.add_metric([key[1]], value)
+        return family
+
+    def _org_counter(
+        self, name: str, doc: str, labels: list[str], key_name: str, org_position: int
+    ) -> Metric:
+        merged: dict[tuple[str, ...], float] = {}
+        for key, value in self._live.counters.items():
+            if key[0] != key_name:
+                continue
+            values = list(key[1:])
+            values[org_position] = self._live.org_label(values[org_position])
+            merged[tuple(values)] = merged.get(tuple(values), 0.0) + value
+        family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
+        for values, total in sorted(merged.items()):
+            family.add_metric(list(values), total)
+        return family
+
+    def _histogram_family(self, name: str, doc: str, stem: str) -> Metric:
+        label_names = ["stage"] if stem == "stage_duration" else []
+        family = HistogramMetricFamily(PREFIX + name, doc, labels=label_names)
+        counters = self._live.counters
+        series = sorted({key[1:] for key in counters if key[0] == f"{stem}_count"})
+        for labels in series:
+            buckets, running = [], 0.0
+            for index, bound in enumerate((*DURATION_BUCKETS_S, float("inf"))):
+                running += counters.get((f"{stem}_bucket", *labels, str(index)), 0.0)
+                buckets.append((_le(bound), running))
+            total = counters.get((f"{stem}_sum", *labels), 0.0)
+            family.add_metric(list(labels), buckets, total)
+        return family
+
+    def _window_gauge(self) -> Metric:
+        family = GaugeMetricFamily(
+            PREFIX + "window_events",
+            "Sliding 60-minute counters by event time; org_id=\"\" is the platform.",
+            labels=["counter", "org_id"],
+        )
+        now_ms = datetime_to_ms(self._clock.now())
+        merged: dict[tuple[str, str], float] = {}
+        for scope in self._live.windows.scopes():
+            label = PLATFORM if scope == PLATFORM else self._live.org_label(scope)
+            for counter, value in self._live.windows.totals(scope, now_ms).items():
+                merged[(counter, label)] = merged.get((counter, label), 0.0) + value
+        if not any(label == PLATFORM for _, label in merged):
+            merged.update({(counter, PLATFORM): 0.0 for counter in WINDOW_COUNTERS})
+        for (counter, label), value in sorted(merged.items()):
+            family.add_metric([counter, label], value)
+        return family
+
+    def _last_events(self) -> Iterator[Metric]:
+        maxima = self._live.maxima
+        last = GaugeMetricFamily(
+            PREFIX + "last_event_timestamp_seconds",
+            "Event time of the newest accepted event of each type.",
+            labels=["event_type"],
+        )
+        for name in EVENT_TYPES:
+            if (value := maxima.get(("last_event_ts", name))) is not None:
+                last.add_metric([name], value / 1000.0)
+        yield last
+        opened = maxima.get(("last_event_ts", CIRCUIT_OPENED), float("-inf"))
+        closed = maxima.get(("last_event_ts", CIRCUIT_CLOSED), float("-inf"))
+        yield GaugeMetricFamily(
+            PREFIX + "circuit_breaker_open",
+            "1 when the newest circuit-breaker event is an opening, else 0.",
+            value=1.0 if opened > closed else 0.0,
+        )
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))

@@ -1,0 +1,72 @@
+"""Durations derived from earlier events (DESIGN §2, precedence steps 3 and 4).
+
+Given events without a duration, list which earlier start time each needs; given the
+start times found (in the batch or in storage), fill the durations in and flag them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from exporter.catalog import ARTIFACT_RECEIVED, EVENT_TYPES, STARTED_TYPE, Kind
+from exporter.model import MAX_DURATION_MS, DurationSource, Event
+
+Lookup = tuple[str, str, int]
+"""``(artifact_id, start event type, at_or_before_ms)``: the latest such start wanted."""
+
+_FROM_RECEIVED = (Kind.ARTIFACT_SUCCESS, Kind.ARTIFACT_FAILURE)
+_FROM_STARTED = (Kind.SUCCESS, Kind.FAILURE)
+
+
+def lookup_for(event: Event) -> Lookup | None:
+    """The start event this event's duration comes from, or None if it needs none."""
+    if event.duration_ms is not None or not event.artifact_id:
+        return None
+    kind = EVENT_TYPES[event.event_type].kind
+    if kind in _FROM_RECEIVED:
+        return (event.artifact_id, ARTIFACT_RECEIVED, event.ts_ms)
+    if kind in _FROM_STARTED and event.stage in STARTED_TYPE:
+        return (event.artifact_id, STARTED_TYPE[event.stage], event.ts_ms)
+    return None
+
+
+def starts_in_batch(events: Sequence[Event], lookups: Sequence[Lookup]) -> dict[Lookup, int]:
+    """Latest start time per lookup among ``events`` (the batch being committed)."""
+    wanted = {(artifact_id, start_type) for artifact_id, start_type, _ in lookups}
+    times: dict[tuple[str, str], list[int]] = {}
+    for event in events:
+        key = (event.artifact_id or "", event.event_type)
+        if key in wanted:
+            times.setdefault(key, []).append(event.ts_ms)
+    found = {}
+    for lookup in lookups:
+        candidates = [t for t in times.get(lookup[:2], ()) if t <= lookup[2]]
+        if candidates:
+            found[lookup] = max(candidates)
+    return found
+
+
+def apply_starts(events: Sequence[Event], starts: Mapping[Lookup, int]) -> list[Event]:
+    """Fill durations from found start times; events with no start stay without one.
+
+    A derived duration above the wire maximum (24 h) is not plausible and is left unset.
+    """
+    result = []
+    for event in events:
+        lookup = lookup_for(event)
+        start = starts.get(lookup) if lookup else None
+        if lookup is None or start is None or event.ts_ms - start > MAX_DURATION_MS:
+            result.append(event)
+            continue
+        source = (
+            DurationSource.RECEIVED_EVENT
+            if lookup[1] == ARTIFACT_RECEIVED
+            else DurationSource.STARTED_EVENT
+        )
+        result.append(
+            dataclasses.replace(
+                event, duration_ms=float(event.ts_ms - start), duration_source=source
+            )
+        )
+    return result

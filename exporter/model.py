@@ -1,0 +1,118 @@
+"""The event model: msgspec Structs for the wire format and the validated ``Event``.
+
+Wire Structs enforce types, lengths and ranges and reject unknown fields; the rules that
+need the catalog or the clock live in ``validation.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+Str64 = Annotated[str, msgspec.Meta(max_length=64)]
+Str128 = Annotated[str, msgspec.Meta(max_length=128)]
+Id128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Str2000 = Annotated[str, msgspec.Meta(max_length=2000)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+DurationMs = Annotated[float, msgspec.Meta(ge=0, le=86_400_000)]
+WireTime = str | int
+
+MAX_DURATION_MS = 86_400_000
+
+
+class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    """Optional per-event measurements (DESIGN §2)."""
+
+    claim_count: Count | None = None
+    entity_count: Count | None = None
+    auto_resolved_count: Count | None = None
+    disambiguation_count: Count | None = None
+    draft_count: Count | None = None
+    transcript_word_count: Count | None = None
+    retry_attempt: Count | None = None
+    confidence: Fraction | None = None
+    transcript_duration_s: NonNegative | None = None
+    ai_cost_usd: NonNegative | None = None
+    ai_model: Str128 | None = None
+    source_channel: Str128 | None = None
+
+
+class WireEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One item of ``POST /v1/events`` exactly as sent."""
+
+    event_id: Id128
+    event_type: str
+    timestamp: WireTime
+    artifact_id: Str128 | None = None
+    org_id: Id128 | None = None
+    voice_note_id: Str128 | None = None
+    coach_user_id: Str128 | None = None
+    stage: str | None = None
+    duration_ms: DurationMs | None = None
+    stage_started_at: WireTime | None = None
+    stage_completed_at: WireTime | None = None
+    previous_status: Str64 | None = None
+    new_status: Str64 | None = None
+    error_code: Str64 | None = None
+    error_message: Str2000 | None = None
+    metadata: Metadata | None = None
+
+
+class DurationSource:
+    """How an event's duration was obtained (stored beside it; all but GIVEN are derived)."""
+
+    GIVEN = "duration_ms"
+    STAGE_TIMES = "stage_times"
+    STARTED_EVENT = "started_event"
+    RECEIVED_EVENT = "received_event"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event. Times are UTC epoch ms; ``stage`` is normalised from the catalog."""
+
+    event_id: str
+    event_type: str
+    ts_ms: int
+    artifact_id: str | None = None
+    org_id: str | None = None
+    voice_note_id: str | None = None
+    coach_user_id: str | None = None
+    stage: str | None = None
+    duration_ms: float | None = None
+    duration_source: str | None = None
+    previous_status: str | None = None
+    new_status: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    metadata: Metadata | None = None
+
+    @property
+    def ai_cost_usd(self) -> float:
+        """AI cost carried by this event, 0 when absent."""
+        if self.metadata is None or self.metadata.ai_cost_usd is None:
+            return 0.0
+        return self.metadata.ai_cost_usd
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one item: a dotted field path (``metadata.confidence``) and why."""
+
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected item: its position in the request, its event_id if readable, the errors,
+    and a short machine reason used to label the rejection counter."""
+
+    index: int
+    event_id: str | None
+    errors: tuple[FieldError, ...]
+    reason: str

@@ -1,0 +1,231 @@
+"""Settings: defaults, then ``voxmon.toml``, then ``VOXMON_*`` variables, then CLI flags.
+
+Every problem in every layer is collected and raised together as one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from croniter import croniter
+
+from exporter.errors import ConfigError
+
+SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
+DEFAULT_CRONS: Mapping[str, str] = {
+    "rollup-hourly": "30 * * * *",
+    "rollup-daily": "30 1 * * *",
+    "cleanup-snapshots": "30 4 * * 0",
+    "cleanup-events": "0 5 * * 0",
+}
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+AUTH_MODES = ("tokens", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token and the scopes it grants."""
+
+    name: str
+    secret: str = field(repr=False)
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the daemon. Durations are in seconds unless the name says otherwise."""
+
+    db_path: str = "voxmon.db"
+    host: str = "127.0.0.1"
+    port: int = 9473
+    auth: str | None = None
+    tokens: tuple[Token, ...] = ()
+    log_level: str = "INFO"
+    sqlite_synchronous: str = "FULL"
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_batch: int = 10_000
+    queue_max_events: int = 100_000
+    commit_max_events: int = 20_000
+    retry_after_s: int = 1
+    future_tolerance_s: int = 300
+    event_retention_hours: int = 48
+    hourly_retention_days: int = 7
+    daily_retention_days: int = 90
+    max_org_series: int = 100
+    stuck_after_s: int = 900
+    max_range_rows: int = 10_000
+    crons: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CRONS))
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth != "none" and bool(self.tokens)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Build settings from the layers; raises ``ConfigError`` listing every problem.
+        ``path=None`` reads ``voxmon.toml`` only if it exists in the working directory."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        values.update(_from_file(path, problems))
+        values.update(_from_env(environ or {}, problems))
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        settings = _build(values, problems)
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+
+_SCALARS: dict[str, type] = {
+    f.name: f.type  # type: ignore[misc]
+    for f in dataclasses.fields(Settings)
+    if f.name not in ("tokens", "crons")
+}
+_TYPES: dict[str, type] = {
+    "db_path": str,
+    "host": str,
+    "auth": str,
+    "log_level": str,
+    "sqlite_synchronous": str,
+}
+
+
+def _kind(name: str) -> type:
+    return _TYPES.get(name, int)
+
+
+def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
+    if path is None:
+        if not Path("voxmon.toml").exists():
+            return {}
+        path = "voxmon.toml"
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror}")
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+        return {}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "tokens":
+            values["tokens"] = _tokens(value, problems)
+        elif key == "schedule":
+            values["crons"] = value
+        elif key in _SCALARS:
+            if _kind(key) is int and (isinstance(value, bool) or not isinstance(value, int)):
+                problems.append(f"{key}: expected an integer, got {value!r}")
+            elif _kind(key) is str and not isinstance(value, str):
+                problems.append(f"{key}: expected a string, got {value!r}")
+            else:
+                values[key] = value
+        else:
+            problems.append(f"{key}: unknown setting in {path}")
+    return values
+
+
+def _from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for var, text in environ.items():
+        if not var.startswith("VOXMON_"):
+            continue
+        key = var[len("VOXMON_") :].lower()
+        if key not in _SCALARS:
+            problems.append(f"{var}: unknown setting")
+        elif _kind(key) is int:
+            try:
+                values[key] = int(text)
+            except ValueError:
+                problems.append(f"{var}: expected an integer, got {text!r}")
+        else:
+            values[key] = text
+    return values
+
+
+def _tokens(raw: Any, problems: list[str]) -> tuple[Token, ...]:
+    if not isinstance(raw, list):
+        problems.append("tokens: expected an array of tables [[tokens]]")
+        return ()
+    tokens = []
+    for index, item in enumerate(raw):
+        where = f"tokens[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        secret, scopes = item.get("token"), item.get("scopes")
+        extra = set(item) - {"name", "token", "scopes"}
+        if extra:
+            problems.append(f"{where}: unknown keys {sorted(extra)}")
+        if not isinstance(secret, str) or len(secret) < 16:
+            problems.append(f"{where}.token: required, a string of at least 16 characters")
+            continue
+        if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
+            problems.append(f"{where}.scopes: a non-empty list drawn from {sorted(SCOPES)}")
+            continue
+        tokens.append(Token(str(item.get("name", where)), secret, frozenset(scopes)))
+    return tuple(tokens)
+
+
+_POSITIVE = (
+    "port", "max_body_bytes", "max_batch", "queue_max_events", "commit_max_events",
+    "retry_after_s", "event_retention_hours", "hourly_retention_days", "daily_retention_days",
+    "max_org_series", "stuck_after_s", "max_range_rows",
+)  # fmt: skip
+
+
+def _build(values: dict[str, Any], problems: list[str]) -> Settings:
+    crons = dict(DEFAULT_CRONS)
+    for job, expr in dict(values.pop("crons", {})).items():
+        if job not in DEFAULT_CRONS:
+            problems.append(f"schedule.{job}: unknown job; one of {sorted(DEFAULT_CRONS)}")
+        elif not isinstance(expr, str) or not croniter.is_valid(expr):
+            problems.append(f"schedule.{job}: invalid cron expression {expr!r}")
+        else:
+            crons[job] = expr
+    settings = Settings(**values, crons=crons)
+    _check(settings, problems)
+    return settings
+
+
+def _check(s: Settings, problems: list[str]) -> None:
+    for name in _POSITIVE:
+        if getattr(s, name) <= 0:
+            problems.append(f"{name}: must be > 0, got {getattr(s, name)}")
+    if s.port > 65535:
+        problems.append(f"port: must be <= 65535, got {s.port}")
+    if s.future_tolerance_s < 0:
+        problems.append(f"future_tolerance_s: must be >= 0, got {s.future_tolerance_s}")
+    if s.max_batch > s.queue_max_events:
+        problems.append("max_batch: must not exceed queue_max_events")
+    if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
+        problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
+    if s.auth is not None and s.auth not in AUTH_MODES:
+        problems.append(f"auth: one of {AUTH_MODES}, got {s.auth!r}")
+    if s.auth == "tokens" and not s.tokens:
+        problems.append('auth: "tokens" needs at least one [[tokens]] entry')
+    if not s.tokens and s.auth != "none" and not _is_loopback(s.host):
+        problems.append(
+            f"host: {s.host} is not a loopback address and no tokens are configured;"
+            ' add [[tokens]] or set auth = "none" explicitly'
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

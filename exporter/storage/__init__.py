@@ -1,0 +1,1 @@
+"""All of voxmon's SQL: schema, migrations, events, live-state persistence."""

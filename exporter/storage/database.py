@@ -1,0 +1,87 @@
+"""The SQLite connection: WAL mode, pragmas, migrations, and a single worker thread that
+runs whole transactions so the event loop never blocks on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from exporter.storage.schema import migrate
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def connect(path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database; autocommit mode, so every write
+    goes through ``transaction()``. ``synchronous=FULL`` makes each commit survive power
+    loss, not just a process crash; group commit keeps its cost per batch, not per event."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    migrate(conn)
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class Database:
+    """One connection owned by one worker thread; ``run(fn)`` executes ``fn(conn, ...)``
+    there. A whole group commit is one hop to the thread rather than one per statement."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, path: Path):
+        self._conn = conn
+        self._executor = executor
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path, *, synchronous: str = "FULL") -> Database:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxmon-db")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(
+                executor, lambda: connect(path, synchronous=synchronous)
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(conn, executor, Path(path))
+
+    async def run(
+        self, fn: Callable[..., T], *args: object
+    ) -> T:
+        """Run ``fn(conn, *args)`` on the database thread and return its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self._conn, *args)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    def size_bytes(self) -> int:
+        """Database file plus its WAL, in bytes (0 for files not yet created)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            candidate = Path(f"{self.path}{suffix}")
+            if candidate.exists():
+                total += candidate.stat().st_size
+        return total

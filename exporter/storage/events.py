@@ -1,0 +1,81 @@
+"""Event rows: insert, dedup lookups, start-time lookups for derived durations, reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from exporter.model import Event
+
+_COLUMNS = (
+    "event_id, event_type, ts_ms, received_ms, artifact_id, org_id, voice_note_id,"
+    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
+    " error_code, error_message, ai_cost_usd, confidence, claim_count, entity_count,"
+    " auto_resolved_count, disambiguation_count, draft_count, metadata"
+)
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+_CHUNK = 500  # stays under SQLite's host-parameter limit
+_encode = msgspec.json.encode
+
+
+def existing_ids(conn: sqlite3.Connection, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` are already stored."""
+    found: set[str] = set()
+    for start in range(0, len(event_ids), _CHUNK):
+        chunk = event_ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+        found.update(row[0] for row in rows)
+    return found
+
+
+def latest_start(conn: sqlite3.Connection, artifact_id: str, event_type: str, at_ms: int) -> (
+    int | None
+):
+    """Time of the artifact's latest ``event_type`` event at or before ``at_ms``."""
+    row = conn.execute(
+        "SELECT MAX(ts_ms) FROM events WHERE artifact_id = ? AND event_type = ? AND ts_ms <= ?",
+        (artifact_id, event_type, at_ms),
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def _row(event: Event, received_ms: int) -> tuple[object, ...]:
+    meta = event.metadata
+    return (
+        event.event_id,
+        event.event_type,
+        event.ts_ms,
+        received_ms,
+        event.artifact_id,
+        event.org_id,
+        event.voice_note_id,
+        event.coach_user_id,
+        event.stage,
+        event.duration_ms,
+        event.duration_source,
+        event.previous_status,
+        event.new_status,
+        event.error_code,
+        event.error_message,
+        None if meta is None else meta.ai_cost_usd,
+        None if meta is None else meta.confidence,
+        None if meta is None else meta.claim_count,
+        None if meta is None else meta.entity_count,
+        None if meta is None else meta.auto_resolved_count,
+        None if meta is None else meta.disambiguation_count,
+        None if meta is None else meta.draft_count,
+        None if meta is None else _encode(meta).decode(),
+    )
+
+
+def insert(conn: sqlite3.Connection, events: Iterable[Event], received_ms: int) -> None:
+    """Insert new events (the caller has removed duplicates)."""
+    conn.executemany(_INSERT, [_row(event, received_ms) for event in events])
+
+
+def count(conn: sqlite3.Connection) -> int:
+    """Number of stored events."""
+    return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])

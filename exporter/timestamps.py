@@ -1,0 +1,54 @@
+"""Wire timestamps: RFC 3339 with an offset, or integer epoch milliseconds, to UTC epoch ms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+
+class TimestampError(ValueError):
+    """A timestamp that is neither RFC 3339 with an offset nor integer epoch ms."""
+
+
+def parse_timestamp(value: str | int) -> int:
+    """Return UTC epoch milliseconds (sub-millisecond digits truncated).
+
+    Accepts an integer epoch in ms, or an RFC 3339 string that carries ``Z`` or an offset;
+    a string without an offset is rejected rather than guessed to be UTC.
+    """
+    if isinstance(value, bool):
+        raise TimestampError("expected RFC 3339 string or integer epoch ms, got a boolean")
+    if isinstance(value, int):
+        return value
+    if len(value) < 20 or value[10] not in "Tt ":
+        raise TimestampError(f"not an RFC 3339 date-time with offset: {value[:40]!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError as exc:
+        raise TimestampError(f"not an RFC 3339 date-time: {value[:40]!r}") from exc
+    if parsed.tzinfo is None:
+        raise TimestampError(f"RFC 3339 timestamp needs Z or an offset: {value[:40]!r}")
+    return datetime_to_ms(parsed)
+
+
+def datetime_to_ms(when: datetime) -> int:
+    """Aware datetime to epoch ms (floor)."""
+    if when.tzinfo is None:
+        raise TimestampError("naive datetime")
+    delta = when.astimezone(UTC) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Epoch ms to an aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def format_rfc3339(ms: int) -> str:
+    """Epoch ms to RFC 3339 UTC with millisecond precision, e.g. ``2026-11-28T10:00:00.000Z``."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,202 @@
+"""The ingest writer: a bounded queue drained by one task doing group commits.
+
+Many concurrent requests share one transaction; each is acknowledged only after that
+transaction commits. Dedup, derived durations, events, counters and window buckets are
+written together, then the same tally is applied to the live state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from exporter import durations
+from exporter.clock import Clock
+from exporter.errors import Unavailable
+from exporter.live import LiveState
+from exporter.model import Event
+from exporter.selfmetrics import SelfMetrics
+from exporter.storage import events as event_rows
+from exporter.storage import state as state_rows
+from exporter.storage.database import Database, transaction
+from exporter.tally import Tally, tally
+from exporter.timestamps import datetime_to_ms
+from exporter.windows import window_bounds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """Outcome of one request's events: newly stored and already-known (duplicates)."""
+
+    accepted: int
+    duplicates: int
+
+
+@dataclass(slots=True)
+class _Job:
+    events: Sequence[Event]
+    future: asyncio.Future[CommitResult] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    results: list[CommitResult]
+    tally: Tally
+
+
+class IngestWriter:
+    """Accepts validated events, commits them in groups, updates the live state."""
+
+    def __init__(
+        self,
+        db: Database,
+        live: LiveState,
+        metrics: SelfMetrics,
+        clock: Clock,
+        *,
+        max_queue_events: int,
+        max_commit_events: int,
+        retry_after_s: int,
+    ) -> None:
+        self._db = db
+        self._live = live
+        self._metrics = metrics
+        self._clock = clock
+        self._max_queue = max_queue_events
+        self._max_commit = max_commit_events
+        self._retry_after = retry_after_s
+        self._pending: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._pruned_before = 0
+        self.queued_events = 0
+
+    async def submit(self, events: Sequence[Event]) -> CommitResult:
+        """Queue events and wait until they are committed. Raises ``Unavailable`` (503)
+        when the queue is full, the writer is shutting down, or the commit failed."""
+        if self._closing:
+            raise Unavailable("voxmon is shutting down", self._retry_after)
+        if self.queued_events and self.queued_events + len(events) > self._max_queue:
+            raise Unavailable(
+                f"ingest queue is full ({self.queued_events} events waiting); retry later",
+                self._retry_after,
+            )
+        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(events, future))
+        self.queued_events += len(events)
+        self._wakeup.set()
+        return await future
+
+    async def run(self) -> None:
+        """Commit queued jobs until ``stop()`` is called and the queue is empty."""
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._commit_jobs(self._take())
+
+    def stop(self) -> None:
+        """Refuse new work; ``run()`` returns once everything queued is committed."""
+        self._closing = True
+        self._wakeup.set()
+
+    def _take(self) -> list[_Job]:
+        jobs = [self._pending.popleft()]
+        size = len(jobs[0].events)
+        while self._pending and size + len(self._pending[0].events) <= self._max_commit:
+            job = self._pending.popleft()
+            jobs.append(job)
+            size += len(job.events)
+        return jobs
+
+    async def _commit_jobs(self, jobs: list[_Job]) -> None:
+        size = sum(len(job.events) for job in jobs)
+        now_ms = datetime_to_ms(self._clock.now())
+        window_start = window_bounds(now_ms).start_ms
+        prune_before = window_start if window_start > self._pruned_before else None
+        started = self._clock.monotonic()
+        try:
+            outcome = await self._db.run(
+                _commit,
+                [job.events for job in jobs],
+                now_ms,
+                window_start,
+                self._live.known_orgs,
+                prune_before,
+            )
+        except sqlite3.Error as exc:
+            log.error("commit of %d events failed: %s", size, exc, exc_info=True)
+            self._finish(jobs, size, error=Unavailable(f"storage is failing: {exc}", 5))
+            return
+        if prune_before is not None:
+            self._pruned_before = prune_before
+        self._live.apply(outcome.tally, now_ms)
+        self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
+        self._metrics.commit_events.observe(size)
+        self._finish(jobs, size, results=outcome.results)
+
+    def _finish(
+        self,
+        jobs: list[_Job],
+        size: int,
+        results: list[CommitResult] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self.queued_events -= size
+        for index, job in enumerate(jobs):
+            if job.future.done():  # the request went away; its events are committed anyway
+                continue
+            if results is not None:
+                job.future.set_result(results[index])
+            else:
+                job.future.set_exception(error or RuntimeError("commit failed"))
+
+
+def _commit(
+    conn: sqlite3.Connection,
+    batches: list[Sequence[Event]],
+    now_ms: int,
+    window_start_ms: int,
+    known_orgs: Collection[str],
+    prune_before_ms: int | None,
+) -> _Outcome:
+    """One transaction for several requests (runs on the database thread)."""
+    with transaction(conn):
+        ids = [event.event_id for batch in batches for event in batch]
+        seen = event_rows.existing_ids(conn, ids)
+        results, fresh = [], []
+        for batch in batches:
+            before = len(fresh)
+            for event in batch:
+                if event.event_id not in seen:
+                    seen.add(event.event_id)
+                    fresh.append(event)
+            results.append(CommitResult(len(fresh) - before, len(batch) - len(fresh) + before))
+        fresh = _derive_durations(conn, fresh)
+        counted = tally(fresh, window_start_ms, known_orgs)
+        event_rows.insert(conn, fresh, now_ms)
+        state_rows.save_tally(conn, counted)
+        if prune_before_ms is not None:
+            state_rows.prune_minutes(conn, prune_before_ms)
+    return _Outcome(results, counted)
+
+
+def _derive_durations(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
+    lookups = [lookup for event in events if (lookup := durations.lookup_for(event))]
+    if not lookups:
+        return events
+    found = durations.starts_in_batch(events, lookups)
+    for lookup in lookups:
+        stored = event_rows.latest_start(conn, *lookup)
+        if stored is not None and stored > found.get(lookup, stored - 1):
+            found[lookup] = stored
+    return durations.apply_starts(events, found)

@@ -1,0 +1,1 @@
+"""voxmon rollups: pure aggregation math, windows, retention and schedule, plus jobs."""

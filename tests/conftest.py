@@ -1,0 +1,75 @@
+"""Shared fixtures: factories for events and settings, a fake clock, a live app on loopback."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from exporter.app import create_app
+from exporter.clock import FakeClock
+from exporter.settings import Settings
+from exporter.timestamps import datetime_to_ms
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
+"""Fixed wall time the fake clock starts at (a Saturday)."""
+T0_MS = datetime_to_ms(T0)
+
+_ids = itertools.count(1)
+
+
+def make_event(**overrides: Any) -> dict[str, Any]:
+    """A valid wire event (``artifact_received`` at T0) with fields overridden; pass a
+    field as None to drop it."""
+    event: dict[str, Any] = {
+        "event_id": f"evt-{next(_ids)}",
+        "event_type": "artifact_received",
+        "timestamp": "2026-11-28T10:00:00Z",
+        "artifact_id": "art-1",
+        "org_id": "org-a",
+    }
+    event.update(overrides)
+    return {key: value for key, value in event.items() if value is not None}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings on a database file under ``tmp_path``; overrides go through validation."""
+    values: dict[str, Any] = {"db_path": str(tmp_path / "voxmon.db")}
+    values.update(overrides)
+    return Settings.load(None, {}, values)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_app(
+    tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await start_app(**settings_overrides)`` -> a ``TestClient`` for a real app on
+    loopback over a real SQLite file. Call ``await client.close()`` to stop it early (a
+    restart is a second ``start_app`` with the same database)."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(**overrides: Any) -> TestClient[Any, Any]:
+        settings = make_settings(tmp_path, **overrides)
+        app = create_app(settings, clock=clock, registry=CollectorRegistry())
+        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
