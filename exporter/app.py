@@ -37,6 +37,10 @@ ROUTES: tuple[tuple[str, str, api.Handler, str | None], ...] = (
 
 INGEST_PATH = "/v1/events"
 
+RUNNER_OPTIONS: dict[str, object] = {"auto_decompress": False}
+"""Options for the aiohttp runner: voxmon inflates gzip bodies itself, bounded by
+``max_body_bytes``, so a gzip bomb is refused before it is inflated."""
+
 
 def create_app(
     settings: Settings,

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.app import create_app
+from exporter.app import RUNNER_OPTIONS, create_app
 from exporter.errors import ConfigError
 from exporter.settings import Settings
 
@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}")
         return 0
     app = create_app(settings)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
+        **RUNNER_OPTIONS,  # type: ignore[arg-type]
+    )
     return 0
 
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from exporter.app import create_app
+from exporter.app import RUNNER_OPTIONS, create_app
 from exporter.clock import FakeClock
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
@@ -65,7 +65,9 @@ async def start_app(
     async def start(**overrides: Any) -> TestClient[Any, Any]:
         settings = make_settings(tmp_path, **overrides)
         app = create_app(settings, clock=clock, registry=CollectorRegistry())
-        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server(**RUNNER_OPTIONS)
+        client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client

@@ -1,0 +1,310 @@
+"""The ingest and realtime API over loopback on a real SQLite file."""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from exporter.clock import FakeClock
+from tests.conftest import make_event
+from tests.scrape import domain_samples, scrape
+
+
+async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
+    response = await client.post("/v1/events", json=body, headers=headers)
+    return response.status, await response.json()
+
+
+def stored_ids(tmp_path: Path) -> list[str]:
+    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
+        return [row[0] for row in conn.execute("SELECT event_id FROM events ORDER BY event_id")]
+
+
+def ten_with_three_bad() -> list[dict[str, Any]]:
+    batch = [make_event(event_id=f"b-{i}", artifact_id=f"art-{i}") for i in range(10)]
+    batch[2]["metadata"] = {"confidence": 1.5}
+    batch[5]["color"] = "red"
+    batch[8]["event_type"] = "transcription_exploded"
+    return batch
+
+
+async def test_ingest_batch_with_bad_items_stores_the_rest(start_app: Any, tmp_path: Path) -> None:
+    client = await start_app()
+    status, body = await post(client, ten_with_three_bad())
+    assert status == 200
+    assert body["accepted"] == 7
+    assert body["duplicates"] == 0
+    assert [(r["index"], r["event_id"], r["errors"][0]["field"]) for r in body["rejected"]] == [
+        (2, "b-2", "metadata.confidence"),
+        (5, "b-5", "color"),
+        (8, "b-8", "event_type"),
+    ]
+    assert stored_ids(tmp_path) == [f"b-{i}" for i in (0, 1, 3, 4, 6, 7, 9)]
+
+
+async def test_ingest_all_invalid_is_400_with_the_same_shape(start_app: Any) -> None:
+    client = await start_app()
+    status, body = await post(client, [{"event_id": "x"}])
+    assert status == 400
+    assert body["accepted"] == 0
+    assert body["rejected"][0]["errors"][0]["field"] == "event_type"
+
+
+async def test_ingest_same_batch_twice_is_all_duplicates(start_app: Any) -> None:
+    client = await start_app()
+    batch = [make_event(event_id=f"d-{i}", metadata={"ai_cost_usd": 0.25}) for i in range(10)]
+    assert (await post(client, batch))[1]["accepted"] == 10
+    before = domain_samples(await scrape(client))
+    status, body = await post(client, batch)
+    assert (status, body["accepted"], body["duplicates"]) == (200, 0, 10)
+    assert domain_samples(await scrape(client)) == before
+    assert before[("voice_pipeline_events_total", (("event_type", "artifact_received"),))] == 10
+
+
+async def test_ingest_duplicate_within_one_batch_counts_once(start_app: Any) -> None:
+    client = await start_app()
+    event = make_event(event_id="twice")
+    status, body = await post(client, [event, event])
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 1)
+
+
+async def realtime(client: Any, **params: str) -> dict[str, Any]:
+    response = await client.get("/v1/metrics/realtime", params=params)
+    assert response.status == 200
+    result: dict[str, Any] = await response.json()
+    return result
+
+
+async def test_realtime_org_event_moves_platform_and_org(start_app: Any) -> None:
+    client = await start_app()
+    await post(client, [make_event(org_id="org-a"), make_event(org_id=None)])
+    assert (await realtime(client))["artifacts_received_1h"] == 2
+    assert (await realtime(client, org_id="org-a"))["artifacts_received_1h"] == 1
+    assert (await realtime(client, org_id="org-b"))["artifacts_received_1h"] == 0
+
+
+async def test_realtime_reports_every_counter_and_failure_rate(start_app: Any) -> None:
+    client = await start_app()
+    events = [
+        make_event(event_type="artifact_completed", metadata={"ai_cost_usd": 0.5}),
+        make_event(event_type="artifact_failed"),
+        make_event(event_type="artifact_failed"),
+        make_event(event_type="artifact_completed"),
+        make_event(event_type="transcription_failed"),
+        make_event(event_type="entity_needs_disambiguation"),
+        make_event(event_type="claims_extracted", metadata={"ai_cost_usd": 0.25}),
+    ]
+    await post(client, events)
+    body = await realtime(client, org_id="org-a")
+    assert body == {
+        "scope": "org",
+        "org_id": "org-a",
+        "window_start": "2026-11-28T09:01:00.000Z",
+        "window_end": "2026-11-28T10:01:00.000Z",
+        "artifacts_received_1h": 0,
+        "artifacts_completed_1h": 2,
+        "artifacts_failed_1h": 2,
+        "transcriptions_completed_1h": 0,
+        "claims_extracted_1h": 1,
+        "entity_resolutions_completed_1h": 1,
+        "drafts_generated_1h": 0,
+        "stage_failures_1h": 1,
+        "ai_cost_usd_1h": 0.75,
+        "failure_rate_1h": 0.5,
+    }
+
+
+async def test_realtime_window_slides_minute_by_minute(start_app: Any, clock: FakeClock) -> None:
+    client = await start_app()
+    old = clock.now() - timedelta(minutes=61)
+    await post(
+        client,
+        [
+            make_event(timestamp=old.isoformat()),
+            make_event(timestamp="2026-11-28T09:02:30Z"),  # 57.5 minutes old
+            make_event(timestamp="2026-11-28T09:59:59Z"),
+        ],
+    )
+    assert (await realtime(client))["artifacts_received_1h"] == 2
+    # window at 10:00 is [09:01, 10:01); the 09:02 event leaves at 10:02, 09:59 at 10:59
+    expected = {1: 2, 2: 1, 3: 1, 58: 1, 59: 0}
+    minute = 0
+    for target, count in expected.items():
+        clock.advance(timedelta(minutes=target - minute))
+        minute = target
+        assert (await realtime(client))["artifacts_received_1h"] == count, target
+
+
+async def test_realtime_rejects_unknown_parameter(start_app: Any) -> None:
+    client = await start_app()
+    response = await client.get("/v1/metrics/realtime", params={"org": "x"})
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["code"] == "bad_request"
+    assert "'org'" in body["error"]["message"]
+
+
+async def test_restart_keeps_realtime_and_metrics(start_app: Any, clock: FakeClock) -> None:
+    client = await start_app()
+    events = [
+        make_event(event_type="transcription_started", artifact_id="a1", timestamp=T(9, 30)),
+        make_event(event_type="transcription_completed", artifact_id="a1", timestamp=T(9, 31)),
+        make_event(event_type="artifact_completed", duration_ms=4200, org_id="org-b"),
+        make_event(event_type="circuit_breaker_opened", artifact_id=None, org_id=None),
+        make_event(event_type="claims_extracted", metadata={"ai_cost_usd": 0.1}),
+    ]
+    await post(client, events)
+    realtime_before = await realtime(client)
+    metrics_before = domain_samples(await scrape(client))
+    await client.close()
+    restarted = await start_app()
+    assert await realtime(restarted) == realtime_before
+    assert domain_samples(await scrape(restarted)) == metrics_before
+    assert metrics_before[("voice_pipeline_circuit_breaker_open", ())] == 1.0
+
+
+def T(hour: int, minute: int, second: int = 0) -> str:
+    return f"2026-11-28T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Path) -> None:
+    client = await start_app()
+    await post(client, [
+        make_event(event_type="artifact_received", artifact_id="n1", timestamp=T(9, 0)),
+        make_event(event_type="transcription_started", artifact_id="n1", timestamp=T(9, 1)),
+    ])  # fmt: skip
+    await post(client, [
+        make_event(event_type="transcription_started", artifact_id="n1", timestamp=T(9, 2)),
+        make_event(event_type="transcription_completed", artifact_id="n1", timestamp=T(9, 2, 45)),
+        make_event(event_type="artifact_completed", artifact_id="n1", timestamp=T(9, 10)),
+    ])  # fmt: skip
+    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT event_type, duration_ms || ' ' || duration_source FROM events"
+                " WHERE duration_ms IS NOT NULL"
+            ).fetchall()
+        )
+    assert rows == {
+        "transcription_completed": "45000.0 started_event",
+        "artifact_completed": "600000.0 received_event",
+    }
+    samples = domain_samples(await scrape(client))
+    assert samples[("voice_pipeline_end_to_end_duration_seconds_sum", ())] == 600.0
+    key = ("voice_pipeline_stage_duration_seconds_bucket", (("le", "30.0"), ("stage", "transcription")))
+    assert samples[key] == 0.0
+    key = ("voice_pipeline_stage_duration_seconds_bucket", (("le", "60.0"), ("stage", "transcription")))
+    assert samples[key] == 1.0
+
+
+async def test_derived_duration_needs_a_start_at_or_before(start_app: Any, tmp_path: Path) -> None:
+    client = await start_app()
+    await post(client, [
+        make_event(event_type="transcription_completed", artifact_id="n2", timestamp=T(9, 0)),
+        make_event(event_type="transcription_started", artifact_id="n2", timestamp=T(9, 5)),
+    ])  # fmt: skip
+    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
+        count = conn.execute("SELECT COUNT(*) FROM events WHERE duration_ms IS NOT NULL")
+        assert count.fetchone()[0] == 0
+
+
+async def test_ingest_ndjson_and_gzip(start_app: Any) -> None:
+    client = await start_app()
+    lines = b"\n".join(msgspec.json.encode(make_event()) for _ in range(3)) + b"\n\n{oops\n"
+    response = await client.post(
+        "/v1/events",
+        data=gzip.compress(lines),
+        headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
+    )
+    body = await response.json()
+    assert response.status == 200
+    assert body["accepted"] == 3
+    assert [r["index"] for r in body["rejected"]] == [3]
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "status", "code"),
+    [
+        ({"Content-Type": "text/plain"}, b"{}", 415, "unsupported_media_type"),
+        ({"Content-Type": "application/json"}, b"[{", 400, "bad_request"),
+        ({"Content-Type": "application/json"}, b"x" * 2048, 413, "payload_too_large"),
+        (
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            gzip.compress(b" " * 100_000),
+            413,
+            "payload_too_large",
+        ),
+    ],
+)
+async def test_ingest_refuses_bad_bodies(
+    start_app: Any, headers: dict[str, str], data: bytes, status: int, code: str
+) -> None:
+    client = await start_app(max_body_bytes=1024)
+    response = await client.post("/v1/events", data=data, headers=headers)
+    assert response.status == status
+    assert (await response.json())["error"]["code"] == code
+
+
+async def test_ingest_refuses_batch_over_max_batch(start_app: Any) -> None:
+    client = await start_app(max_batch=5)
+    response = await client.post("/v1/events", json=[make_event() for _ in range(6)])
+    assert response.status == 413
+    assert "at most 5" in (await response.json())["error"]["message"]
+
+
+async def test_stalled_writer_fills_queue_then_503(start_app: Any, tmp_path: Path) -> None:
+    client = await start_app(queue_max_events=5, max_batch=5)
+    await post(client, [make_event()])  # database exists
+    blocker = sqlite3.connect(tmp_path / "voxmon.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer now waits on the lock: stalled
+    import asyncio
+
+    first = asyncio.ensure_future(post(client, [make_event() for _ in range(5)]))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        response = await client.post("/v1/events", json=[make_event()])
+        if response.status == 503:
+            break
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (await response.json())["error"]["code"] == "unavailable"
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    status, body = await first
+    assert (status, body["accepted"]) == (200, 5)
+
+
+@pytest.mark.parametrize(
+    ("token", "path", "status"),
+    [
+        (None, "/v1/events", 401),
+        ("wrong-token-0000000000", "/v1/events", 401),
+        ("reader-token-0000000000", "/v1/events", 403),
+        ("ingest-token-0000000000", "/v1/events", 200),
+        ("ingest-token-0000000000", "/metrics", 403),
+        ("reader-token-0000000000", "/v1/metrics/realtime", 200),
+        ("scraper-token-000000000", "/metrics", 200),
+        (None, "/healthz", 200),
+    ],
+)
+async def test_auth_scopes(start_app: Any, token: str | None, path: str, status: int) -> None:
+    from exporter.settings import Token
+
+    tokens = (
+        Token("ingest", "ingest-token-0000000000", frozenset({"ingest"})),
+        Token("reader", "reader-token-0000000000", frozenset({"read"})),
+        Token("scraper", "scraper-token-000000000", frozenset({"metrics"})),
+    )
+    client = await start_app(tokens=tokens)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if path == "/v1/events":
+        response = await client.post(path, json=[make_event()], headers=headers)
+    else:
+        response = await client.get(path, headers=headers)
+    assert response.status == status

@@ -1,0 +1,174 @@
+"""Crash durability: the daemon as a subprocess, SIGKILLed while clients post batches."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from tests.scrape import domain_samples
+
+TYPES = ("artifact_received", "transcription_completed", "artifact_completed", "artifact_failed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def daemon(db: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=db.parent,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("daemon did not become ready")
+
+
+def batch(client: int, number: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).isoformat()
+    return [
+        {
+            "event_id": f"c{client}-b{number}-{i}",
+            "event_type": TYPES[i % len(TYPES)],
+            "timestamp": now,
+            "artifact_id": f"a{client}-{number}",
+            "org_id": f"org-{(client + i) % 3}" if i % 5 else None,
+            "duration_ms": 10.0 * i,
+            "metadata": {"ai_cost_usd": 0.001 * i},
+        }
+        for i in range(40)
+    ]
+
+
+async def client_loop(base: str, client: int, acked: list[str], stop: asyncio.Event) -> None:
+    async with aiohttp.ClientSession() as session:
+        for number in range(10_000):
+            if stop.is_set():
+                return
+            events = batch(client, number)
+            body = msgspec.json.encode([{k: v for k, v in e.items() if v is not None} for e in events])
+            try:
+                async with session.post(
+                    f"{base}/v1/events", data=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    if response.status == 200:
+                        assert (await response.json())["accepted"] == len(events)
+                        acked.extend(e["event_id"] for e in events)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return
+
+
+def recount(db: Path) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
+    """Persisted totals vs the same numbers counted from the stored events."""
+    with sqlite3.connect(db) as conn:
+        persisted = {
+            tuple(msgspec.json.decode(key)): value
+            for key, value in conn.execute("SELECT key, value FROM live_counters")
+            if not key.startswith('["ai_cost') and "duration_sum" not in key
+        }
+        counted: dict[tuple[str, ...], float] = {}
+        for (event_type, n) in conn.execute("SELECT event_type, COUNT(*) FROM events GROUP BY 1"):
+            counted[("events_total", event_type)] = n
+        outcome = {"artifact_received": "received", "artifact_completed": "completed",
+                   "artifact_failed": "failed"}  # fmt: skip
+        rows = conn.execute(
+            "SELECT event_type, COALESCE(org_id, ''), COUNT(*) FROM events"
+            " WHERE event_type LIKE 'artifact_%' GROUP BY 1, 2"
+        )
+        for event_type, org, n in rows:
+            counted[("artifacts_total", org, outcome[event_type])] = n
+        rows = conn.execute(
+            "SELECT COALESCE(org_id, ''), COUNT(*) FROM events"
+            " WHERE event_type = 'transcription_completed' GROUP BY 1"
+        )
+        for org, n in rows:
+            counted[("stage_outcomes_total", "transcription", "success", org)] = n
+        (n,) = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE event_type = 'transcription_completed'"
+        ).fetchone()
+        counted[("stage_duration_count", "transcription")] = n
+        (n,) = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE event_type = 'artifact_completed'"
+        ).fetchone()
+        counted[("e2e_duration_count",)] = n
+    persisted = {k: v for k, v in persisted.items() if not k[0].endswith("_bucket")}
+    return persisted, counted
+
+
+async def test_sigkill_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    db, port = tmp_path / "voxmon.db", free_port()
+    base = f"http://127.0.0.1:{port}"
+    acked: list[str] = []
+    with daemon(db, port) as process:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, base)
+        stop = asyncio.Event()
+        clients = [asyncio.create_task(client_loop(base, c, acked, stop)) for c in range(6)]
+        while len(acked) < 4000:
+            await asyncio.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        await asyncio.wait_for(asyncio.gather(*clients), timeout=30)
+        stop.set()
+    assert len(acked) == len(set(acked)) >= 4000
+
+    with daemon(db, port):
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, base)
+            async with session.get(f"{base}/metrics") as response:
+                samples = domain_samples(await response.text())
+
+    with sqlite3.connect(db) as conn:
+        stored = [row[0] for row in conn.execute("SELECT event_id FROM events")]
+    assert len(stored) == len(set(stored))
+    assert set(acked) <= set(stored)
+    persisted, counted = recount(db)
+    assert persisted == counted
+    served = {
+        labels[0][1]: value
+        for (name, labels), value in samples.items()
+        if name == "voice_pipeline_events_total"
+    }
+    assert served == {k[1]: v for k, v in counted.items() if k[0] == "events_total"}
+    assert sum(served.values()) == len(stored)
+    with sqlite3.connect(db) as conn:
+        (cost,) = conn.execute("SELECT SUM(ai_cost_usd) FROM events").fetchone()
+        (kept,) = conn.execute(
+            "SELECT SUM(value) FROM live_counters WHERE key LIKE '[\"ai_cost_usd_total\"%'"
+        ).fetchone()
+    assert kept == pytest.approx(cost, rel=1e-9)
+    print(f"acknowledged {len(acked)}, stored {len(stored)}")
