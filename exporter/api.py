@@ -74,7 +74,9 @@ async def post_events(request: web.Request) -> web.Response:
     if len(items) > settings.max_batch:
         raise PayloadTooLarge(f"{len(items)} events in one request; at most {settings.max_batch}")
     now_ms = datetime_to_ms(svc.clock.now())
-    horizon = Horizon(settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000)
+    horizon = Horizon(
+        settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
+    )
     events, rejections = validate_items(items, now_ms, horizon)
     _count_rejections(svc.metrics, rejections)
     result = CommitResult(0, 0)

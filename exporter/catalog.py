@@ -6,10 +6,10 @@ This table is the only place event names live; validation, counters and rollups 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What an event type means for counting."""
 
     ARTIFACT_START = "artifact_start"

@@ -55,11 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "check-config":
-        print(f"configuration OK: listening on {settings.host}:{settings.port},"
-              f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}")
+        print(
+            f"configuration OK: listening on {settings.host}:{settings.port},"
+            f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}"
+        )
         return 0
     app = create_app(settings)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
         **RUNNER_OPTIONS,  # type: ignore[arg-type]
     )
     return 0

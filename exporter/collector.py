@@ -79,9 +79,9 @@ class PipelineCollector(Collector):
         for key, value in self._live.counters.items():
             if key[0] != key_name:
                 continue
-            values = list(key[1:])
-            values[org_position] = self._live.org_label(values[org_position])
-            merged[tuple(values)] = merged.get(tuple(values), 0.0) + value
+            labelled = list(key[1:])
+            labelled[org_position] = self._live.org_label(labelled[org_position])
+            merged[tuple(labelled)] = merged.get(tuple(labelled), 0.0) + value
         family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
         for values, total in sorted(merged.items()):
             family.add_metric(list(values), total)
@@ -104,7 +104,7 @@ class PipelineCollector(Collector):
     def _window_gauge(self) -> Metric:
         family = GaugeMetricFamily(
             PREFIX + "window_events",
-            "Sliding 60-minute counters by event time; org_id=\"\" is the platform.",
+            'Sliding 60-minute counters by event time; org_id="" is the platform.',
             labels=["counter", "org_id"],
         )
         now_ms = datetime_to_ms(self._clock.now())

@@ -173,7 +173,8 @@ def _commit(
     with transaction(conn):
         ids = [event.event_id for batch in batches for event in batch]
         seen = event_rows.existing_ids(conn, ids)
-        results, fresh = [], []
+        results: list[CommitResult] = []
+        fresh: list[Event] = []
         for batch in batches:
             before = len(fresh)
             for event in batch:

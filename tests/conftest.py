@@ -54,9 +54,7 @@ AppFactory = Callable[..., Any]
 
 
 @pytest.fixture
-async def start_app(
-    tmp_path: Path, clock: FakeClock
-) -> AsyncIterator[Callable[..., Any]]:
+async def start_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
     """``await start_app(**settings_overrides)`` -> a ``TestClient`` for a real app on
     loopback over a real SQLite file. Call ``await client.close()`` to stop it early (a
     restart is a second ``start_app`` with the same database)."""

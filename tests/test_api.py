@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import sqlite3
 from datetime import timedelta
@@ -197,9 +198,15 @@ async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Pat
     }
     samples = domain_samples(await scrape(client))
     assert samples[("voice_pipeline_end_to_end_duration_seconds_sum", ())] == 600.0
-    key = ("voice_pipeline_stage_duration_seconds_bucket", (("le", "30.0"), ("stage", "transcription")))
+    key = (
+        "voice_pipeline_stage_duration_seconds_bucket",
+        (("le", "30.0"), ("stage", "transcription")),
+    )
     assert samples[key] == 0.0
-    key = ("voice_pipeline_stage_duration_seconds_bucket", (("le", "60.0"), ("stage", "transcription")))
+    key = (
+        "voice_pipeline_stage_duration_seconds_bucket",
+        (("le", "60.0"), ("stage", "transcription")),
+    )
     assert samples[key] == 1.0
 
 
@@ -263,9 +270,7 @@ async def test_stalled_writer_fills_queue_then_503(start_app: Any, tmp_path: Pat
     await post(client, [make_event()])  # database exists
     blocker = sqlite3.connect(tmp_path / "voxmon.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the writer now waits on the lock: stalled
-    import asyncio
-
-    first = asyncio.ensure_future(post(client, [make_event() for _ in range(5)]))
+    first = asyncio.create_task(post(client, [make_event() for _ in range(5)]))  # noqa: RUF006 (awaited below)
     for _ in range(100):
         await asyncio.sleep(0.01)
         response = await client.post("/v1/events", json=[make_event()])

@@ -23,7 +23,9 @@ def org_batch() -> list[dict[str, Any]]:
             common = {"org_id": org, "artifact_id": f"{org}-{i}"}
             events += [
                 make_event(event_type="artifact_received", **common),
-                make_event(event_type="artifact_completed", metadata={"ai_cost_usd": 0.5}, **common),
+                make_event(
+                    event_type="artifact_completed", metadata={"ai_cost_usd": 0.5}, **common
+                ),
                 make_event(event_type="transcription_completed", duration_ms=1500, **common),
                 make_event(event_type="claims_extraction_failed", **common),
             ]

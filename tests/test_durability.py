@@ -81,7 +81,9 @@ async def client_loop(base: str, client: int, acked: list[str], stop: asyncio.Ev
             if stop.is_set():
                 return
             events = batch(client, number)
-            body = msgspec.json.encode([{k: v for k, v in e.items() if v is not None} for e in events])
+            body = msgspec.json.encode(
+                [{k: v for k, v in e.items() if v is not None} for e in events]
+            )
             try:
                 async with session.post(
                     f"{base}/v1/events", data=body, headers={"Content-Type": "application/json"}
@@ -89,7 +91,7 @@ async def client_loop(base: str, client: int, acked: list[str], stop: asyncio.Ev
                     if response.status == 200:
                         assert (await response.json())["accepted"] == len(events)
                         acked.extend(e["event_id"] for e in events)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return
 
 
@@ -102,7 +104,7 @@ def recount(db: Path) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...
             if not key.startswith('["ai_cost') and "duration_sum" not in key
         }
         counted: dict[tuple[str, ...], float] = {}
-        for (event_type, n) in conn.execute("SELECT event_type, COUNT(*) FROM events GROUP BY 1"):
+        for event_type, n in conn.execute("SELECT event_type, COUNT(*) FROM events GROUP BY 1"):
             counted[("events_total", event_type)] = n
         outcome = {"artifact_received": "received", "artifact_completed": "completed",
                    "artifact_failed": "failed"}  # fmt: skip

@@ -55,9 +55,9 @@ def test_layering_sql_only_in_storage() -> None:
         if "storage" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if SQL.match(node.value):
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_text and SQL.match(node.value):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
 
 

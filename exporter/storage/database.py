@@ -65,9 +65,7 @@ class Database:
             raise
         return cls(conn, executor, Path(path))
 
-    async def run(
-        self, fn: Callable[..., T], *args: object
-    ) -> T:
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(conn, *args)`` on the database thread and return its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._conn, *args)

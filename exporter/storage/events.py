@@ -31,9 +31,9 @@ def existing_ids(conn: sqlite3.Connection, event_ids: Sequence[str]) -> set[str]
     return found
 
 
-def latest_start(conn: sqlite3.Connection, artifact_id: str, event_type: str, at_ms: int) -> (
-    int | None
-):
+def latest_start(
+    conn: sqlite3.Connection, artifact_id: str, event_type: str, at_ms: int
+) -> int | None:
     """Time of the artifact's latest ``event_type`` event at or before ``at_ms``."""
     row = conn.execute(
         "SELECT MAX(ts_ms) FROM events WHERE artifact_id = ? AND event_type = ? AND ts_ms <= ?",

@@ -32,7 +32,10 @@ def save_tally(conn: sqlite3.Connection, tally: Tally) -> None:
     conn.executemany(
         "INSERT INTO window_minutes (scope, minute_ms, counter, value) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (scope, minute_ms, counter) DO UPDATE SET value = value + excluded.value",
-        [(scope, minute, counter, value) for (scope, minute, counter), value in tally.minutes.items()],
+        [
+            (scope, minute, counter, value)
+            for (scope, minute, counter), value in tally.minutes.items()
+        ],
     )
     conn.executemany(
         "INSERT OR IGNORE INTO org_series (org_id, seq)"
