@@ -15,7 +15,8 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 def decompress(body: bytes, encoding: str, max_bytes: int) -> bytes:
     """Inflate a ``gzip`` body without ever holding more than ``max_bytes + 1`` bytes of
-    output, so a gzip bomb is refused with 413 rather than inflated."""
+    output, so a gzip bomb is refused with 413 rather than inflated. The body must be one
+    gzip member; anything after it is a 400, not silently ignored."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -30,6 +31,9 @@ def decompress(body: bytes, encoding: str, max_bytes: int) -> bytes:
         raise PayloadTooLarge(f"decompressed body exceeds max_body_bytes ({max_bytes} bytes)")
     if not inflater.eof:
         raise BadRequest("gzip body is truncated")
+    if inflater.unused_data:
+        # A second gzip member or trailing bytes would otherwise be dropped without a word.
+        raise BadRequest("gzip body has data after the end of its gzip stream; send one member")
     return data
 
 

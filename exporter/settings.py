@@ -26,6 +26,7 @@ DEFAULT_CRONS: Mapping[str, str] = {
 }
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 AUTH_MODES = ("tokens", "none")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,10 @@ def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
         if key == "tokens":
             values["tokens"] = _tokens(value, problems)
         elif key == "schedule":
-            values["crons"] = value
+            if isinstance(value, dict):
+                values["crons"] = value
+            else:
+                problems.append("schedule: expected a table [schedule] of job = cron")
         elif key in _SCALARS:
             if _kind(key) is int and (isinstance(value, bool) or not isinstance(value, int)):
                 problems.append(f"{key}: expected an integer, got {value!r}")
@@ -171,7 +175,7 @@ def _tokens(raw: Any, problems: list[str]) -> tuple[Token, ...]:
         if not isinstance(secret, str) or len(secret) < 16:
             problems.append(f"{where}.token: required, a string of at least 16 characters")
             continue
-        if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
+        if not isinstance(scopes, list) or not scopes or not all(_is_scope(s) for s in scopes):
             problems.append(f"{where}.scopes: a non-empty list drawn from {sorted(SCOPES)}")
             continue
         tokens.append(Token(str(item.get("name", where)), secret, frozenset(scopes)))
@@ -209,6 +213,8 @@ def _check(s: Settings, problems: list[str]) -> None:
         problems.append(f"future_tolerance_s: must be >= 0, got {s.future_tolerance_s}")
     if s.max_batch > s.queue_max_events:
         problems.append("max_batch: must not exceed queue_max_events")
+    if s.log_level.upper() not in LOG_LEVELS:
+        problems.append(f"log_level: one of {LOG_LEVELS}, got {s.log_level!r}")
     if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
         problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
     if s.auth is not None and s.auth not in AUTH_MODES:
@@ -220,6 +226,10 @@ def _check(s: Settings, problems: list[str]) -> None:
             f"host: {s.host} is not a loopback address and no tokens are configured;"
             ' add [[tokens]] or set auth = "none" explicitly'
         )
+
+
+def _is_scope(value: Any) -> bool:
+    return isinstance(value, str) and value in SCOPES
 
 
 def _is_loopback(host: str) -> bool:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+
+# RFC 3339 date-time only: fromisoformat alone also takes ISO 8601 week dates, "+0200",
+# "+02" and decimal commas, none of which the wire contract allows.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
 
 
 class TimestampError(ValueError):
@@ -22,7 +29,7 @@ def parse_timestamp(value: str | int) -> int:
         raise TimestampError("expected RFC 3339 string or integer epoch ms, got a boolean")
     if isinstance(value, int):
         return value
-    if len(value) < 20 or value[10] not in "Tt ":
+    if not _RFC3339.fullmatch(value):
         raise TimestampError(f"not an RFC 3339 date-time with offset: {value[:40]!r}")
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))

@@ -1,0 +1,210 @@
+"""Ingest bodies: content types, JSON/NDJSON splitting, bounded gzip inflation."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+
+import msgspec
+import pytest
+
+from exporter.body import decompress, split_items
+from exporter.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from exporter.validation import Horizon, validate_items
+from tests.conftest import T0_MS, make_event
+
+MIB = 1024 * 1024
+MAX_BYTES = 5 * MIB
+
+
+def _items(body: bytes, content_type: str) -> list[bytes]:
+    return [bytes(item) for item in split_items(body, content_type)]
+
+
+def _gzip_zeros(size: int) -> bytes:
+    """``size`` zero bytes gzip-compressed, built in 1 MiB chunks (never held inflated)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(MIB)
+    parts = [packer.compress(chunk) for _ in range(size // MIB)]
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+# --- split_items --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        " application/json ",
+    ],
+)
+def test_split_items_json_object_is_one_item(content_type: str) -> None:
+    body = b'{"event_id": "e-1", "n": [1, 2]}'
+    assert _items(body, content_type) == [body]
+
+
+def test_split_items_json_object_with_surrounding_whitespace() -> None:
+    body = b'\n  {"event_id": "e-1"}\n'
+    assert _items(body, "application/json") == [body]
+
+
+def test_split_items_json_array_gives_each_item_raw() -> None:
+    body = b'[{"event_id": "e-1"}, {"event_id": "e-2", "x": {"y": [1]}}, 5]'
+    assert _items(body, "application/json") == [
+        b'{"event_id": "e-1"}',
+        b'{"event_id": "e-2", "x": {"y": [1]}}',
+        b"5",
+    ]
+
+
+def test_split_items_empty_json_array() -> None:
+    assert _items(b" [ ] ", "application/json") == []
+
+
+@pytest.mark.parametrize("content_type", ["application/x-ndjson", "application/ndjson"])
+def test_split_items_ndjson_skips_blank_lines(content_type: str) -> None:
+    body = b'\n{"event_id": "e-1"}\n\n   \n{"event_id": "e-2"}\r\n\t\n{"event_id": "e-3"}'
+    assert _items(body, content_type) == [
+        b'{"event_id": "e-1"}',
+        b'{"event_id": "e-2"}\r',
+        b'{"event_id": "e-3"}',
+    ]
+
+
+def test_split_items_ndjson_malformed_line_left_for_validation() -> None:
+    lines = [
+        msgspec.json.encode(make_event(event_id="n-0")),
+        b'{"event_id": "n-1", ',
+        b"",
+        msgspec.json.encode(make_event(event_id="n-2")),
+    ]
+    items = split_items(b"\n".join(lines), "application/x-ndjson")
+    events, rejections = validate_items(items, T0_MS, Horizon())
+    assert [e.event_id for e in events] == ["n-0", "n-2"]
+    assert [(r.index, r.reason) for r in rejections] == [(1, "invalid_json")]
+
+
+def test_split_items_empty_ndjson_body_has_no_items() -> None:
+    assert _items(b"\n \n", "application/x-ndjson") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"event_id": "e-1"', "body is not valid JSON"),
+        (b'{"event_id": "e-1"} {"event_id": "e-2"}', "body is not valid JSON"),
+        (b'[{"event_id": "e-1"},', "body is not valid JSON"),
+        (b"[1, 2,]", "body is not valid JSON"),
+        (b'"a string"', "body must be a JSON object or an array of objects"),
+        (b"42", "body must be a JSON object or an array of objects"),
+        (b"", "body must be a JSON object or an array of objects"),
+        (b"   ", "body must be a JSON object or an array of objects"),
+    ],
+)
+def test_split_items_malformed_json_is_bad_request(body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message) as caught:
+        split_items(body, "application/json")
+    assert caught.value.status == 400
+    assert caught.value.code == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [
+        ("text/plain", "'text/plain'"),
+        ("application/xml; charset=utf-8", "'application/xml'"),
+        ("application/jsonl", "'application/jsonl'"),
+        ("", "'(none)'"),
+    ],
+)
+def test_split_items_unsupported_content_type_is_415(content_type: str, shown: str) -> None:
+    with pytest.raises(UnsupportedMediaType) as caught:
+        split_items(b"{}", content_type)
+    assert caught.value.status == 415
+    assert caught.value.code == "unsupported_media_type"
+    assert caught.value.message.startswith(f"Content-Type {shown} is not supported")
+
+
+# --- decompress ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["", "identity", " Identity "])
+def test_decompress_identity_passes_body_through(encoding: str) -> None:
+    body = b'{"event_id": "e-1"}'
+    assert decompress(body, encoding, MAX_BYTES) is body
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "GZIP", " gzip "])
+def test_decompress_gzip_round_trip(encoding: str) -> None:
+    body = b"\n".join(msgspec.json.encode(make_event(event_id=f"g-{i}")) for i in range(100))
+    assert decompress(gzip.compress(body), encoding, MAX_BYTES) == body
+
+
+def test_decompress_gzip_then_split_items() -> None:
+    body = b'[{"event_id": "e-1"}, {"event_id": "e-2"}]'
+    items = _items(decompress(gzip.compress(body), "gzip", MAX_BYTES), "application/json")
+    assert items == [b'{"event_id": "e-1"}', b'{"event_id": "e-2"}']
+
+
+@pytest.mark.parametrize(("size", "allowed"), [(1000, True), (1001, False)])
+def test_decompress_limit_is_inclusive(size: int, allowed: bool) -> None:
+    body = gzip.compress(b"x" * size)
+    if allowed:
+        assert decompress(body, "gzip", 1000) == b"x" * size
+    else:
+        with pytest.raises(PayloadTooLarge):
+            decompress(body, "gzip", 1000)
+
+
+def test_decompress_gzip_bomb_refused_without_inflating() -> None:
+    bomb = _gzip_zeros(50 * MIB)
+    assert len(bomb) < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadTooLarge) as caught:
+            decompress(bomb, "gzip", MAX_BYTES)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.status == 413
+    assert caught.value.message == (f"decompressed body exceeds max_body_bytes ({MAX_BYTES} bytes)")
+    # At most max_bytes + 1 of output is produced (zlib's growing buffer may briefly hold
+    # two copies of it): bounded by max_bytes, far below the 50 MiB the bomb inflates to.
+    assert peak < 3 * MAX_BYTES
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 20])
+def test_decompress_truncated_gzip_is_bad_request(cut: int) -> None:
+    body = gzip.compress(b'{"event_id": "e-1", "padding": "' + b"p" * 200 + b'"}')
+    with pytest.raises(BadRequest, match="gzip body is truncated") as caught:
+        decompress(body[:-cut], "gzip", MAX_BYTES)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("body", [b"not gzip at all", b'{"event_id": "e-1"}', b"\x1f\x8b\x08junk"])
+def test_decompress_invalid_gzip_is_bad_request(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="gzip") as caught:
+        decompress(body, "gzip", MAX_BYTES)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "tail", [gzip.compress(b'{"event_id": "e-2"}'), b"trailing garbage"], ids=["member", "junk"]
+)
+def test_decompress_data_after_gzip_stream_is_bad_request(tail: bytes) -> None:
+    body = gzip.compress(b'{"event_id": "e-1"}') + tail
+    with pytest.raises(BadRequest, match="after the end of its gzip stream"):
+        decompress(body, "gzip", MAX_BYTES)
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "compress", "zstd", "gzip, br"])
+def test_decompress_unknown_encoding_is_415(encoding: str) -> None:
+    with pytest.raises(UnsupportedMediaType) as caught:
+        decompress(b"{}", encoding, MAX_BYTES)
+    assert caught.value.status == 415
+    assert caught.value.message == (f"Content-Encoding {encoding!r} is not supported; use gzip")
