@@ -145,3 +145,44 @@ def window_counters_for(event_type: EventType) -> tuple[str, ...]:
     if event_type.kind is Kind.FAILURE:
         names.append("stage_failures")
     return tuple(names)
+
+
+SNAPSHOT_COUNTER_OF_TYPE: dict[str, str] = {
+    "entity_resolution_completed": "resolutions_completed",
+    "entity_needs_disambiguation": "resolutions_needs_disambiguation",
+    "draft_confirmed": "drafts_confirmed",
+    "draft_rejected": "drafts_rejected",
+    "retry_initiated": "retries_initiated",
+    "retry_succeeded": "retries_succeeded",
+    "retry_failed": "retries_failed",
+    "circuit_breaker_opened": "circuit_breaker_openings",
+    "budget_threshold_reached": "budget_threshold_reached",
+    "budget_exceeded": "budget_exceeded",
+    "rate_limit_hit": "rate_limit_hits",
+}
+"""Snapshot count parts fed by one event type (besides the kind-based artifact and stage
+counts), DESIGN §6."""
+
+_ENTITY_SUMS = {
+    "entity_count": "entity_count_sum",
+    "auto_resolved_count": "auto_resolved_sum",
+    "disambiguation_count": "disambiguation_sum",
+}
+SNAPSHOT_METADATA_SUMS: dict[str, dict[str, str]] = {
+    "transcription_completed": {"confidence": "transcript_confidence"},
+    "claims_extracted": {"confidence": "claim_confidence", "claim_count": "claim_count_sum"},
+    "entity_resolution_completed": _ENTITY_SUMS,
+    "entity_needs_disambiguation": _ENTITY_SUMS,
+    "drafts_generated": {"draft_count": "draft_count_sum"},
+}
+"""Event type -> metadata key -> snapshot part summing it. Confidence parts keep a count
+and a sum of the events carrying ``metadata.confidence`` (DESIGN §6)."""
+
+LATENCY_TYPES: tuple[str, ...] = tuple(
+    t.name
+    for t in EVENT_TYPES.values()
+    if (t.kind is Kind.SUCCESS and t.stage in PROCESSING_STAGES)
+    or t.kind is Kind.ARTIFACT_SUCCESS
+)
+"""Event types whose durations feed a latency digest: stage successes (per stage) and
+``artifact_completed`` (end to end)."""

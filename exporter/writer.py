@@ -21,10 +21,11 @@ from exporter.live import LiveState
 from exporter.model import Event
 from exporter.selfmetrics import SelfMetrics
 from exporter.storage import events as event_rows
+from exporter.storage import snapshots as snapshot_rows
 from exporter.storage import state as state_rows
 from exporter.storage.database import Database, transaction
 from exporter.tally import Tally, tally
-from exporter.timestamps import datetime_to_ms
+from exporter.timestamps import HOUR_MS, datetime_to_ms
 from exporter.windows import window_bounds
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,15 @@ def _commit(
         state_rows.save_tally(conn, counted)
         if prune_before_ms is not None:
             state_rows.prune_minutes(conn, prune_before_ms)
+        snapshot_rows.mark_dirty(conn, "hourly", _late_hours(fresh, now_ms))
     return _Outcome(results, counted)
+
+
+def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:
+    """Starts of already-closed hours these events fall in. The rollup re-aggregates them
+    (a mark for an hour not yet aggregated is harmless: it is aggregated anyway)."""
+    current = now_ms - now_ms % HOUR_MS
+    return {e.ts_ms - e.ts_ms % HOUR_MS for e in events if e.ts_ms < current}
 
 
 def _derive_durations(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:

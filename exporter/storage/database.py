@@ -43,6 +43,23 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A deferred transaction: the reads inside see one consistent snapshot (WAL readers do
+    not block the writer)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` inside ``transaction()``."""
+    with transaction(conn):
+        return fn(conn)
+
+
 class Database:
     """One connection owned by one worker thread; ``run(fn)`` executes ``fn(conn, ...)``
     there. A whole group commit is one hop to the thread rather than one per statement."""
@@ -69,6 +86,13 @@ class Database:
         """Run ``fn(conn, *args)`` on the database thread and return its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._conn, *args)
+
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(conn, *args)`` on the database thread and block until it returns. For
+        other worker threads only (never the event loop, never this database's thread):
+        it lets a rollup job on its own read connection queue its writes behind ingest
+        commits, so there is one write path and batches interleave fairly."""
+        return self._executor.submit(fn, self._conn, *args).result()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

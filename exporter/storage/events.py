@@ -79,3 +79,18 @@ def insert(conn: sqlite3.Connection, events: Iterable[Event], received_ms: int) 
 def count(conn: sqlite3.Connection) -> int:
     """Number of stored events."""
     return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+
+def delete_before(conn: sqlite3.Connection, cutoff_ms: int, limit: int) -> int:
+    """Delete at most ``limit`` events with event time strictly before ``cutoff_ms``;
+    returns how many went (the caller loops, one short transaction per batch)."""
+    return conn.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ? LIMIT ?)",
+        (cutoff_ms, limit),
+    ).rowcount
+
+
+def count_before(conn: sqlite3.Connection, cutoff_ms: int) -> int:
+    """Events with event time strictly before ``cutoff_ms`` (for dry runs)."""
+    row = conn.execute("SELECT COUNT(*) FROM events WHERE ts_ms < ?", (cutoff_ms,)).fetchone()
+    return int(row[0])

@@ -56,6 +56,35 @@ MIGRATIONS: tuple[str, ...] = (
         seq INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE snapshots (
+        period TEXT NOT NULL CHECK (period IN ('hourly', 'daily')),
+        period_start_ms INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        artifacts_received INTEGER NOT NULL,
+        artifacts_completed INTEGER NOT NULL,
+        artifacts_failed INTEGER NOT NULL,
+        ai_cost_usd REAL NOT NULL,
+        parts BLOB NOT NULL,
+        PRIMARY KEY (period, period_start_ms, scope)
+    ) WITHOUT ROWID;
+    CREATE INDEX snapshots_by_scope ON snapshots (period, scope, period_start_ms);
+    CREATE TABLE dirty_windows (
+        period TEXT NOT NULL,
+        period_start_ms INTEGER NOT NULL,
+        PRIMARY KEY (period, period_start_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE job_runs (
+        job TEXT PRIMARY KEY,
+        last_run_ms INTEGER NOT NULL,
+        last_result TEXT NOT NULL,
+        last_error TEXT,
+        last_success_ms INTEGER,
+        duration_s REAL NOT NULL,
+        rows_written INTEGER NOT NULL,
+        windows TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
@@ -63,6 +92,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration newer than the file's ``user_version``; returns the version.
     Each migration and its version bump commit together."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this voxmon ({len(MIGRATIONS)})"
+        )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
     return len(MIGRATIONS)

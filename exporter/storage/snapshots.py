@@ -1,0 +1,206 @@
+"""Snapshot SQL: per-hour GROUP BY aggregation over events, snapshot rows, dirty windows,
+job run records and retention deletes. Times are UTC epoch ms; windows are [start, end)."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from exporter.catalog import LATENCY_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """Events of one (org, type, stage) in a window; ``org_id`` None means no org."""
+
+    org_id: str | None
+    event_type: str
+    stage: str | None
+    count: int
+    ai_cost_usd: float
+    confidence_count: int
+    confidence_sum: float
+    entity_count: int
+    auto_resolved_count: int
+    disambiguation_count: int
+    claim_count: int
+    draft_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyRow:
+    """Durations of one (org, type) falling in one log bucket (``bucket`` None = 0 ms)."""
+
+    org_id: str | None
+    event_type: str
+    bucket: int | None
+    count: int
+    sum_ms: float
+    min_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    period: str
+    period_start_ms: int
+    scope: str
+    artifacts_received: int
+    artifacts_completed: int
+    artifacts_failed: int
+    ai_cost_usd: float
+    parts: bytes
+
+
+def ensure_math(conn: sqlite3.Connection) -> None:
+    """Register ``ln``/``ceil`` where SQLite was built without its math functions."""
+    try:
+        conn.execute("SELECT ln(2.0), ceil(0.5)").fetchone()
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, math.log, deterministic=True)
+        conn.create_function("ceil", 1, math.ceil, deterministic=True)
+
+
+def group_rows(conn: sqlite3.Connection, start_ms: int, end_ms: int) -> list[GroupRow]:
+    """Counts and metadata sums of events with event time in ``[start_ms, end_ms)``."""
+    rows = conn.execute(
+        "SELECT org_id, event_type, stage, COUNT(*), TOTAL(ai_cost_usd),"
+        " COUNT(confidence), TOTAL(confidence), COALESCE(SUM(entity_count), 0),"
+        " COALESCE(SUM(auto_resolved_count), 0), COALESCE(SUM(disambiguation_count), 0),"
+        " COALESCE(SUM(claim_count), 0), COALESCE(SUM(draft_count), 0)"
+        " FROM events WHERE ts_ms >= ? AND ts_ms < ? GROUP BY org_id, event_type, stage",
+        (start_ms, end_ms),
+    )
+    return [GroupRow(*row) for row in rows]
+
+
+def latency_rows(
+    conn: sqlite3.Connection, start_ms: int, end_ms: int, inv_ln_gamma: float
+) -> list[LatencyRow]:
+    """Durations of latency-bearing events in ``[start_ms, end_ms)``, bucketed in SQL as
+    ``ceil(ln(d) / ln(gamma))`` (0 ms in its own bucket) so no row crosses into Python."""
+    marks = ",".join("?" * len(LATENCY_TYPES))
+    rows = conn.execute(
+        "SELECT org_id, event_type,"
+        " CASE WHEN duration_ms > 0 THEN CAST(ceil(ln(duration_ms) * ?) AS INTEGER) END AS b,"
+        " COUNT(*), SUM(duration_ms), MIN(duration_ms), MAX(duration_ms)"
+        " FROM events WHERE ts_ms >= ? AND ts_ms < ? AND duration_ms IS NOT NULL"
+        f" AND event_type IN ({marks}) GROUP BY org_id, event_type, b",
+        (inv_ln_gamma, start_ms, end_ms, *LATENCY_TYPES),
+    )
+    return [LatencyRow(*row) for row in rows]
+
+
+def replace_snapshots(
+    conn: sqlite3.Connection, period: str, period_start_ms: int, rows: Sequence[SnapshotRow]
+) -> None:
+    """Make ``rows`` the only snapshots of one window (inside the caller's transaction), so
+    re-running a job leaves exactly the rows one run leaves."""
+    conn.execute(
+        "DELETE FROM snapshots WHERE period = ? AND period_start_ms = ?", (period, period_start_ms)
+    )
+    conn.executemany(
+        "INSERT INTO snapshots (period, period_start_ms, scope, artifacts_received,"
+        " artifacts_completed, artifacts_failed, ai_cost_usd, parts)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r.period, r.period_start_ms, r.scope, r.artifacts_received, r.artifacts_completed,
+             r.artifacts_failed, r.ai_cost_usd, r.parts)
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def snapshot_rows(
+    conn: sqlite3.Connection,
+    period: str,
+    start_ms: int,
+    end_ms: int,
+    scope: str | None = None,
+) -> list[SnapshotRow]:
+    """Snapshots of ``period`` starting in ``[start_ms, end_ms)``, ascending; one scope
+    (``""`` = platform) or all scopes when ``scope`` is None."""
+    sql = (
+        "SELECT period, period_start_ms, scope, artifacts_received, artifacts_completed,"
+        " artifacts_failed, ai_cost_usd, parts FROM snapshots"
+        " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
+    )
+    args: tuple[object, ...] = (period, start_ms, end_ms)
+    if scope is not None:
+        sql += " AND scope = ?"
+        args += (scope,)
+    rows = conn.execute(sql + " ORDER BY period_start_ms, scope", args)
+    return [SnapshotRow(*row) for row in rows]
+
+
+def platform_starts(conn: sqlite3.Connection, period: str, since_ms: int) -> set[int]:
+    """Window starts at or after ``since_ms`` that have a platform snapshot."""
+    rows = conn.execute(
+        "SELECT period_start_ms FROM snapshots"
+        " WHERE period = ? AND scope = '' AND period_start_ms >= ?",
+        (period, since_ms),
+    )
+    return {row[0] for row in rows}
+
+
+def has_snapshot(conn: sqlite3.Connection, period: str, period_start_ms: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM snapshots WHERE period = ? AND period_start_ms = ? AND scope = ''",
+        (period, period_start_ms),
+    ).fetchone()
+    return row is not None
+
+
+def mark_dirty(conn: sqlite3.Connection, period: str, starts: Iterable[int]) -> None:
+    """Flag windows for re-aggregation (idempotent)."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO dirty_windows (period, period_start_ms) VALUES (?, ?)",
+        [(period, start) for start in starts],
+    )
+
+
+def dirty_starts(conn: sqlite3.Connection, period: str) -> set[int]:
+    rows = conn.execute("SELECT period_start_ms FROM dirty_windows WHERE period = ?", (period,))
+    return {row[0] for row in rows}
+
+
+def clear_dirty(conn: sqlite3.Connection, period: str, period_start_ms: int) -> None:
+    conn.execute(
+        "DELETE FROM dirty_windows WHERE period = ? AND period_start_ms = ?",
+        (period, period_start_ms),
+    )
+
+
+def count_snapshots(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT period, COUNT(*) FROM snapshots GROUP BY period")
+    return {"hourly": 0, "daily": 0} | {period: n for period, n in rows}
+
+
+def delete_snapshots_before(
+    conn: sqlite3.Connection, period: str, cutoff_ms: int, limit: int
+) -> int:
+    """Delete at most ``limit`` snapshots of ``period`` starting strictly before
+    ``cutoff_ms``; returns how many went."""
+    return conn.execute(
+        "DELETE FROM snapshots WHERE (period, period_start_ms, scope) IN"
+        " (SELECT period, period_start_ms, scope FROM snapshots"
+        " WHERE period = ? AND period_start_ms < ? LIMIT ?)",
+        (period, cutoff_ms, limit),
+    ).rowcount
+
+
+def count_snapshots_before(conn: sqlite3.Connection, period: str, cutoff_ms: int) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM snapshots WHERE period = ? AND period_start_ms < ?",
+        (period, cutoff_ms),
+    ).fetchone()
+    return int(row[0])
+
+
+def delete_dirty_before(conn: sqlite3.Connection, cutoff_ms: int) -> int:
+    """Forget dirty marks of windows that can no longer be re-aggregated."""
+    return conn.execute(
+        "DELETE FROM dirty_windows WHERE period_start_ms < ?", (cutoff_ms,)
+    ).rowcount
