@@ -40,7 +40,11 @@ class Services:
     live: LiveState
     auth: Authenticator
     writer: IngestWriter | None = None
+    scheduler: Any = None
+    """The rollup scheduler (set by the composition root; typed loosely so the HTTP layer
+    does not import ``rollup``)."""
     ready: bool = False
+    run_scheduler: bool = True
 
 
 SERVICES = web.AppKey("services", Services)

@@ -4,8 +4,11 @@ start-up/shut-down sequence (database, state, writer) in ``cleanup_ctx``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,11 +21,17 @@ from exporter.errors import VoxmonError
 from exporter.live import LiveState
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
+from exporter.storage import jobs as job_rows
+from exporter.storage import snapshots as snapshot_rows
 from exporter.storage import state as state_rows
-from exporter.storage.database import Database
+from exporter.storage.database import Database, in_transaction
 from exporter.timestamps import datetime_to_ms
 from exporter.windows import window_bounds
 from exporter.writer import IngestWriter
+from rollup import jobs
+from rollup.retention import Retention
+from rollup.schedule import CronSchedule
+from rollup.scheduler import Job, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +56,11 @@ def create_app(
     *,
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
+    run_scheduler: bool = True,
 ) -> web.Application:
-    """Build the application; nothing touches the disk until it starts."""
+    """Build the application; nothing touches the disk until it starts. With
+    ``run_scheduler=False`` the jobs exist (for status and manual runs) but never fire on
+    their own; tests that drive jobs by hand use it."""
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
     live = LiveState(settings.max_org_series)
@@ -61,6 +73,7 @@ def create_app(
         metrics=metrics,
         live=live,
         auth=Authenticator(settings.tokens, settings.auth_enabled),
+        run_scheduler=run_scheduler,
     )
     app = web.Application(
         middlewares=[_error_middleware, _auth_middleware],
@@ -130,16 +143,68 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc.metrics.queue_depth.set_function(lambda: writer.queued_events)
     svc.metrics.database_bytes.set_function(db.size_bytes)
     writer_task = asyncio.create_task(writer.run(), name="voxmon-writer")
+    read_db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+    scheduler = await _scheduler(svc, db, read_db)
+    svc.scheduler = scheduler
+    scheduler_task = None
+    if svc.run_scheduler:
+        scheduler_task = asyncio.create_task(scheduler.run(), name="voxmon-scheduler")
     svc.ready = True
     log.info("voxmon ready: database %s", settings.db_path)
     try:
         yield
     finally:
         svc.ready = False
+        if scheduler_task is not None:
+            scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler_task
         writer.stop()
         await writer_task
+        await read_db.close()
         await db.close()
         log.info("voxmon stopped")
+
+
+def retention_of(settings: Settings) -> Retention:
+    return Retention(
+        events=timedelta(hours=settings.event_retention_hours),
+        hourly=timedelta(days=settings.hourly_retention_days),
+        daily=timedelta(days=settings.daily_retention_days),
+    )
+
+
+JOBS: dict[str, Callable[..., jobs.JobOutcome]] = {
+    "rollup-hourly": jobs.run_hourly,
+    "rollup-daily": jobs.run_daily,
+    "cleanup-snapshots": jobs.cleanup_snapshots,
+    "cleanup-events": jobs.cleanup_events,
+}
+"""Job name -> ``fn(read_conn, write, now, retention)``, in the order a tick runs them."""
+
+
+async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Scheduler:
+    """Jobs read on their own connection and queue their writes behind ingest commits."""
+    retention = retention_of(svc.settings)
+
+    def write(fn: Callable[[sqlite3.Connection], object]) -> object:
+        return db.call(in_transaction, fn)
+
+    def job(name: str) -> Job:
+        async def run(now: datetime) -> jobs.JobOutcome:
+            outcome = await read_db.run(JOBS[name], write, now, retention)
+            counts = await read_db.run(snapshot_rows.count_snapshots)
+            for period, n in counts.items():
+                svc.metrics.snapshot_rows.labels(period).set(n)
+            return outcome
+
+        return Job(name, CronSchedule(svc.settings.crons[name]), run)
+
+    async def record(run: job_rows.JobRun) -> None:
+        await db.run(in_transaction, lambda c: job_rows.record_run(c, run))
+
+    last_runs = await read_db.run(job_rows.load_runs)
+    return Scheduler([job(name) for name in JOBS], svc.clock, svc.metrics, record, last_runs)
 
 
 async def _restore(db: Database, svc: api.Services) -> None:

@@ -1,4 +1,4 @@
-"""The ``voxmon`` command line: ``serve`` and ``check-config`` (rollup commands join later)."""
+"""The ``voxmon`` command line: ``serve``, ``check-config``, ``rollup`` and ``cleanup``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from exporter.app import RUNNER_OPTIONS, create_app
+from exporter.app import RUNNER_OPTIONS, create_app, retention_of
+from exporter.clock import SystemClock
 from exporter.errors import ConfigError
 from exporter.settings import Settings
+from exporter.storage.database import connect
+from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
+from rollup import jobs
+from rollup.retention import day_floor, hour_floor
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +32,30 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(serve)
     check = commands.add_parser("check-config", help="validate the configuration and exit")
     _add_overrides(check)
+    rollup = commands.add_parser(
+        "rollup",
+        help="aggregate snapshots now (works whether or not the daemon runs)",
+        description="--at T aggregates the hour (or UTC day) holding T; --from/--to every"
+        " hour (day) starting in [floor(T1), T2). Times: RFC 3339 or epoch ms.",
+    )
+    rollup.add_argument("period", choices=("hourly", "daily"))
+    when = rollup.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", type=_when, help="a time inside the window to aggregate")
+    when.add_argument("--from", dest="start", type=_when, help="first window (with --to)")
+    rollup.add_argument("--to", dest="end", type=_when, help="end of the range (exclusive)")
+    _add_overrides(rollup)
+    cleanup = commands.add_parser("cleanup", help="apply retention to events and snapshots now")
+    cleanup.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    _add_overrides(cleanup)
     return parser
+
+
+def _when(text: str) -> datetime:
+    try:
+        value: str | int = int(text) if text.lstrip("-").isdigit() else text
+        return ms_to_datetime(parse_timestamp(value))
+    except TimestampError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "rollup":
+        return _rollup(settings, args)
+    if args.command == "cleanup":
+        return _cleanup(settings, args.dry_run)
     if args.command == "check-config":
         print(
             f"configuration OK: listening on {settings.host}:{settings.port},"
@@ -69,6 +102,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=None,
         **RUNNER_OPTIONS,  # type: ignore[arg-type]
     )
+    return 0
+
+
+def _rollup(settings: Settings, args: argparse.Namespace) -> int:
+    hourly = args.period == "hourly"
+    floor, step = (hour_floor, timedelta(hours=1)) if hourly else (day_floor, timedelta(days=1))
+    if args.at is not None:
+        windows = [floor(args.at)]
+    elif args.end is None or args.end <= args.start:
+        print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
+        return 2
+    else:
+        windows = []
+        cursor = floor(args.start)
+        while cursor < args.end:
+            windows.append(cursor)
+            cursor += step
+    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    try:
+        one = jobs.rollup_hour if hourly else jobs.rollup_day
+        progress = _progress_bar(args.period) if len(windows) > 1 else None
+        outcome = jobs.run_windows(conn, jobs.direct_write(conn), windows, one, progress)
+    finally:
+        conn.close()
+    print(f"{args.period}: {len(windows)} window(s) {outcome.describe()}, {outcome.rows} rows")
+    return 0
+
+
+def _progress_bar(label: str) -> jobs.Progress:
+    def show(done: int, total: int) -> None:
+        filled = 30 * done // total
+        bar = "#" * filled + "." * (30 - filled)
+        end = "\n" if done == total else ""
+        print(f"\r{label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cleanup(settings: Settings, dry_run: bool) -> int:
+    now = SystemClock().now()
+    retention = retention_of(settings)
+    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    try:
+        write = jobs.direct_write(conn)
+        events = jobs.cleanup_events(conn, write, now, retention, dry_run)
+        snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
+    finally:
+        conn.close()
+    verb = "would delete" if dry_run else "deleted"
+    counts = {**events.deleted, **{f"{k}_snapshots": v for k, v in snapshots.deleted.items()}}
+    print(f"cleanup {verb}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
 

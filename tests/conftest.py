@@ -56,13 +56,16 @@ AppFactory = Callable[..., Any]
 @pytest.fixture
 async def start_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
     """``await start_app(**settings_overrides)`` -> a ``TestClient`` for a real app on
-    loopback over a real SQLite file. Call ``await client.close()`` to stop it early (a
-    restart is a second ``start_app`` with the same database)."""
+    loopback over a real SQLite file; its scheduler fires only with ``run_scheduler=True``.
+    Call ``await client.close()`` to stop it early (a restart is a second ``start_app``
+    with the same database)."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def start(**overrides: Any) -> TestClient[Any, Any]:
+    async def start(run_scheduler: bool = False, **overrides: Any) -> TestClient[Any, Any]:
         settings = make_settings(tmp_path, **overrides)
-        app = create_app(settings, clock=clock, registry=CollectorRegistry())
+        app = create_app(
+            settings, clock=clock, registry=CollectorRegistry(), run_scheduler=run_scheduler
+        )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server(**RUNNER_OPTIONS)
         client: TestClient[Any, Any] = TestClient(server)

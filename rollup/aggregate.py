@@ -1,0 +1,134 @@
+"""Pure aggregation: SQL group rows of one window into ``SnapshotParts`` per scope.
+
+Every event feeds the platform scope (``""``) and, when it has one, its organisation's; the
+platform is built from the same rows, so it is exactly the sum of its orgs plus no-org events.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.catalog import (
+    EVENT_TYPES,
+    PROCESSING_STAGES,
+    SNAPSHOT_COUNTER_OF_TYPE,
+    SNAPSHOT_METADATA_SUMS,
+    Kind,
+)
+from exporter.storage.snapshots import GroupRow, LatencyRow
+from rollup.digest import LatencyDigest
+from rollup.parts import SnapshotParts, StageParts
+
+PLATFORM = ""
+
+_ARTIFACT_PART = {
+    Kind.ARTIFACT_START: "artifacts_received",
+    Kind.ARTIFACT_SUCCESS: "artifacts_completed",
+    Kind.ARTIFACT_FAILURE: "artifacts_failed",
+}
+_STAGE_PART = {Kind.START: "started", Kind.SUCCESS: "succeeded", Kind.FAILURE: "failed"}
+_GROUP_SUMS = {
+    "entity_count": "entity_count",
+    "auto_resolved_count": "auto_resolved_count",
+    "disambiguation_count": "disambiguation_count",
+    "claim_count": "claim_count",
+    "draft_count": "draft_count",
+}
+
+
+@dataclass(slots=True)
+class _Scope:
+    """Mutable accumulator for one scope, frozen into ``SnapshotParts`` at the end."""
+
+    counts: dict[str, Any] = field(default_factory=lambda: defaultdict(int))
+    stages: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {s: defaultdict(int) for s in PROCESSING_STAGES}
+    )
+    stage_costs: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    latency: dict[str, list[LatencyRow]] = field(default_factory=lambda: defaultdict(list))
+
+
+def build_parts(
+    groups: Iterable[GroupRow], latencies: Iterable[LatencyRow]
+) -> dict[str, SnapshotParts]:
+    """Parts per scope for one window: ``""`` (always present) and each org with events."""
+    scopes: dict[str, _Scope] = defaultdict(_Scope)
+    scopes[PLATFORM]  # the platform row exists even for a quiet window
+    for row in groups:
+        for key in _keys(row.org_id):
+            _add_group(scopes[key], row)
+    for lat in latencies:
+        stage = EVENT_TYPES[lat.event_type].stage
+        target = "end_to_end" if stage is None else stage
+        for key in _keys(lat.org_id):
+            scopes[key].latency[target].append(lat)
+    return {key: _freeze(acc) for key, acc in scopes.items()}
+
+
+def _keys(org_id: str | None) -> tuple[str, ...]:
+    return (PLATFORM, org_id) if org_id else (PLATFORM,)
+
+
+def _add_group(acc: _Scope, row: GroupRow) -> None:
+    event_type = EVENT_TYPES[row.event_type]
+    counts = acc.counts
+    counts["ai_cost_usd"] += row.ai_cost_usd
+    if row.stage:
+        acc.stage_costs[row.stage] += row.ai_cost_usd
+    if part := _ARTIFACT_PART.get(event_type.kind):
+        counts[part] += row.count
+    if (part := _STAGE_PART.get(event_type.kind)) and row.stage in acc.stages:
+        acc.stages[row.stage][part] += row.count
+    if part := SNAPSHOT_COUNTER_OF_TYPE.get(row.event_type):
+        counts[part] += row.count
+    for key, part in SNAPSHOT_METADATA_SUMS.get(row.event_type, {}).items():
+        if key == "confidence":
+            counts[f"{part}_count"] += row.confidence_count
+            counts[f"{part}_sum"] += row.confidence_sum
+        else:
+            counts[part] += getattr(row, _GROUP_SUMS[key])
+
+
+def _freeze(acc: _Scope) -> SnapshotParts:
+    stages = {
+        stage: StageParts(
+            started=values["started"],
+            succeeded=values["succeeded"],
+            failed=values["failed"],
+            latency=_digest(acc.latency.get(stage, ())),
+            ai_cost_usd=acc.stage_costs.get(stage, 0.0),
+        )
+        for stage, values in acc.stages.items()
+    }
+    base = SnapshotParts()
+    costs = {stage: acc.stage_costs.get(stage, 0.0) for stage in base.stage_ai_cost_usd}
+    return SnapshotParts(
+        **dict(acc.counts),
+        stages=stages,
+        end_to_end=_digest(acc.latency.get("end_to_end", ())),
+        stage_ai_cost_usd=costs,
+    )
+
+
+def _digest(rows: Iterable[LatencyRow]) -> LatencyDigest:
+    """Digest from SQL-bucketed durations (merged across the rows of one scope/target)."""
+    buckets: dict[int, int] = defaultdict(int)
+    zero = count = 0
+    total = 0.0
+    low, high = float("inf"), float("-inf")
+    for row in rows:
+        if row.bucket is None:
+            zero += row.count
+        else:
+            buckets[row.bucket] += row.count
+        count += row.count
+        total += row.sum_ms
+        low, high = min(low, row.min_ms), max(high, row.max_ms)
+    if not count:
+        return LatencyDigest.empty()
+    return LatencyDigest.from_buckets(
+        count=count, sum=total, min=low, max=high, zero_count=zero, buckets=dict(buckets)
+    )
