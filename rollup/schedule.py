@@ -6,12 +6,9 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-DEFAULT_CRONS: dict[str, str] = {
-    "rollup-hourly": "30 * * * *",
-    "rollup-daily": "30 1 * * *",
-    "cleanup-snapshots": "30 4 * * 0",
-    "cleanup-events": "0 5 * * 0",
-}
+from exporter.settings import DEFAULT_CRONS
+
+__all__ = ["DEFAULT_CRONS", "CronSchedule"]
 
 
 class CronSchedule:

@@ -50,6 +50,8 @@ class Scheduler:
         self.last_runs: dict[str, JobRun] = dict(last_runs)
         now = clock.now()
         self.next_fire: dict[str, datetime] = {job.name: self._first_fire(job, now) for job in jobs}
+        self.ticked = asyncio.Event()
+        """Set after every tick (tests await it instead of sleeping)."""
         for run in self.last_runs.values():
             if run.last_success_ms is not None:
                 self._metrics.rollup_last_success.labels(run.job).set(run.last_success_ms / 1000)
@@ -66,6 +68,7 @@ class Scheduler:
             if self.next_fire[job.name] <= now:
                 await self.run_job(job, now)
                 self.next_fire[job.name] = job.schedule.next_fire(now)
+        self.ticked.set()
         return min(self.next_fire.values())
 
     async def run_job(self, job: Job, now: datetime) -> JobRun:
