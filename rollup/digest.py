@@ -13,14 +13,18 @@ import msgspec
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _INV_LN_GAMMA = 1.0 / math.log(GAMMA)
+# ceil(log(v) / log(GAMMA)) is off by at most ~1e-11 for any finite v: only a result this
+# close to an integer can be on the wrong side of a bucket edge and needs the exact check.
+_EDGE = 1e-9
 
 
 def bucket_index(value_ms: float) -> int:
-    """Index i with GAMMA^(i-1) < value <= GAMMA^i, for value > 0 (float error corrected)."""
+    """Index i with GAMMA^(i-1) < value <= GAMMA^i, for a finite value > 0 (float error
+    corrected, so a value equal to the float GAMMA**i lands in bucket i)."""
     index = math.ceil(math.log(value_ms) * _INV_LN_GAMMA)
-    if value_ms > GAMMA**index:
+    if value_ms > _power(index):
         index += 1
-    elif value_ms <= GAMMA ** (index - 1):
+    elif value_ms <= _power(index - 1):
         index -= 1
     return index
 
@@ -30,9 +34,17 @@ def bucket_value(index: int) -> float:
     return 2 * GAMMA**index / (GAMMA + 1)
 
 
+def _power(index: int) -> float:
+    try:
+        return GAMMA**index
+    except OverflowError:  # upper edge of the top bucket, past the largest float
+        return math.inf
+
+
 @dataclass(frozen=True, slots=True)
 class LatencyDigest:
-    """Immutable digest. Buckets are dense: ``counts[k]`` is bucket ``offset + k``."""
+    """Immutable digest with value equality. Buckets are stored dense, trimmed of zeros at
+    both ends: ``counts[k]`` is bucket ``offset + k``; ``buckets`` is the sparse view."""
 
     count: int = 0
     sum: float = 0.0
@@ -42,15 +54,21 @@ class LatencyDigest:
     offset: int = 0
     counts: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        problem = _inconsistency(self)
+        if problem:
+            raise ValueError(f"inconsistent latency digest: {problem}")
+
     @classmethod
     def empty(cls) -> LatencyDigest:
+        """The digest of no values; the identity of ``merge``."""
         return _EMPTY
 
     @classmethod
     def of(cls, values: Iterable[float]) -> LatencyDigest:
+        """Digest of ``values`` (ms, finite, >= 0)."""
         builder = DigestBuilder()
-        for value in values:
-            builder.add(value)
+        builder.extend(values)
         return builder.build()
 
     @classmethod
@@ -64,33 +82,50 @@ class LatencyDigest:
         zero_count: int,
         buckets: Mapping[int, int],
     ) -> LatencyDigest:
-        """Digest from sparse bucket counts (e.g. aggregated in SQL)."""
-        if not count:
-            return _EMPTY
-        if not buckets:
-            return cls(count, sum, min, max, zero_count)
-        low, high = min_max(buckets)
-        dense = [0] * (high - low + 1)
-        for index, n in buckets.items():
-            dense[index - low] += n
-        return cls(count, sum, min, max, zero_count, low, tuple(dense))
+        """Digest from sparse bucket counts (e.g. aggregated in SQL); zero counts ignored.
+        ValueError when the parts are inconsistent."""
+        if not count and not zero_count and not any(buckets.values()):
+            return _EMPTY  # a builder that saw nothing has min=inf, max=-inf
+        offset, counts = _dense(buckets)
+        return cls(count, float(sum), float(min), float(max), zero_count, offset, counts)
+
+    @classmethod
+    def merge_all(cls, digests: Iterable[LatencyDigest]) -> LatencyDigest:
+        """Exact merge of any number of digests in one pass; order does not matter (up to
+        float rounding of ``sum``)."""
+        present = [d for d in digests if d.count]
+        if len(present) <= 1:
+            return present[0] if present else _EMPTY
+        offset, counts = _add_dense([(d.offset, d.counts) for d in present if d.counts])
+        return cls(
+            count=sum(d.count for d in present),
+            sum=sum(d.sum for d in present),
+            min=min(d.min for d in present),
+            max=max(d.max for d in present),
+            zero_count=sum(d.zero_count for d in present),
+            offset=offset,
+            counts=counts,
+        )
 
     @property
     def buckets(self) -> dict[int, int]:
-        """Non-empty buckets, sparse."""
+        """Non-empty buckets, sparse: index -> count (the zero bucket is ``zero_count``)."""
         return {self.offset + k: n for k, n in enumerate(self.counts) if n}
 
     @property
     def avg(self) -> float:
+        """Mean in ms; 0 when empty."""
         return self.sum / self.count if self.count else 0.0
 
     def merge(self, other: LatencyDigest) -> LatencyDigest:
         """Exact merge: counts, sums and buckets add; min of mins, max of maxes."""
-        return merge_all((self, other))
+        return LatencyDigest.merge_all((self, other))
 
     def quantile(self, q: float) -> float:
-        """Value at rank ceil(q * count) (at least 1), within 1 % of the exact one; 0 when
-        empty. Reported as the bucket representative clamped to [min, max]."""
+        """Value at rank ceil(q * count) (at least 1), 0 <= q <= 1, within 1 % of the exact
+        nearest-rank value; 0 when empty. The bucket representative, clamped to [min, max]."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be in [0, 1], got {q!r}")
         if not self.count:
             return 0.0
         rank = max(1, math.ceil(q * self.count))
@@ -101,21 +136,22 @@ class LatencyDigest:
             seen += n
             if seen >= rank:
                 return _clamp(bucket_value(self.offset + k), self.min, self.max)
-        return self.max
+        return self.max  # unreachable for a consistent digest
 
     def to_bytes(self) -> bytes:
+        """Compact msgpack form for SQLite; ``from_bytes`` restores an equal digest."""
         return _encode(
             (self.count, self.sum, self.min, self.max, self.zero_count, self.offset, self.counts)
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LatencyDigest:
+        """Inverse of ``to_bytes``; ValueError on malformed or inconsistent data."""
         count, total, low, high, zero, offset, counts = _decode(data)
-        if not count:
-            return _EMPTY
         return cls(count, total, low, high, zero, offset, tuple(counts))
 
     def to_dict(self) -> dict[str, object]:
+        """Raw parts for JSON: bucket indexes become string keys."""
         return {
             "count": self.count,
             "sum": self.sum,
@@ -126,52 +162,65 @@ class LatencyDigest:
         }
 
 
-_EMPTY = LatencyDigest()
 _encode = msgspec.msgpack.encode
 _decode = msgspec.msgpack.Decoder(tuple[int, float, float, float, int, int, list[int]]).decode
 
 
-def min_max(buckets: Iterable[int]) -> tuple[int, int]:
-    indexes = list(buckets)
-    return min(indexes), max(indexes)
+def _inconsistency(d: LatencyDigest) -> str:
+    """Why ``d`` breaks the digest invariants (which make equality value equality), or ''.
+    Cheap checks only: this runs for every digest decoded from a snapshot row."""
+    if d.count != d.zero_count + sum(d.counts) or d.zero_count < 0:
+        return f"count {d.count} != zero_count {d.zero_count} + bucket counts"
+    if d.counts and not (d.counts[0] and d.counts[-1]):
+        return "bucket counts must have no zeros at either end"
+    if not d.counts and d.offset:
+        return "offset without buckets"
+    if not d.count and (d.sum, d.min, d.max) != (0, 0, 0):
+        return "an empty digest has sum, min and max 0"
+    if d.count and not 0 <= d.min <= d.max:
+        return f"need 0 <= min <= max, got min {d.min!r} max {d.max!r}"
+    return ""
+
+
+def _dense(buckets: Mapping[int, int]) -> tuple[int, tuple[int, ...]]:
+    """Sparse index -> count as a dense (offset, counts) array, zero counts dropped."""
+    present = {index: n for index, n in buckets.items() if n}
+    if not present:
+        return 0, ()
+    offset = min(present)
+    dense = [0] * (max(present) - offset + 1)
+    for index, n in present.items():
+        dense[index - offset] = n
+    return offset, tuple(dense)
+
+
+def _add_dense(arrays: list[tuple[int, tuple[int, ...]]]) -> tuple[int, tuple[int, ...]]:
+    """Element-wise sum of dense (offset, counts) arrays, as one (offset, counts)."""
+    if not arrays:
+        return 0, ()
+    offset = min(start for start, _ in arrays)
+    top = max(start + len(counts) for start, counts in arrays)
+    dense = [0] * (top - offset)
+    for start, counts in arrays:
+        lo = start - offset
+        dense[lo : lo + len(counts)] = map(add, dense[lo : lo + len(counts)], counts)
+    return offset, tuple(dense)
 
 
 def _clamp(value: float, low: float, high: float) -> float:
     return low if value < low else high if value > high else value
 
 
+_EMPTY = LatencyDigest()
+
+
 def merge_all(digests: Iterable[LatencyDigest]) -> LatencyDigest:
-    """Merge any number of digests in one pass (dense bucket arrays add element-wise)."""
-    present = [d for d in digests if d.count]
-    if not present:
-        return _EMPTY
-    if len(present) == 1:
-        return present[0]
-    with_buckets = [d for d in present if d.counts]
-    counts: tuple[int, ...] = ()
-    offset = 0
-    if with_buckets:
-        offset = min(d.offset for d in with_buckets)
-        top = max(d.offset + len(d.counts) for d in with_buckets)
-        dense = [0] * (top - offset)
-        for d in with_buckets:
-            start = d.offset - offset
-            end = start + len(d.counts)
-            dense[start:end] = map(add, dense[start:end], d.counts)
-        counts = tuple(dense)
-    return LatencyDigest(
-        count=sum(d.count for d in present),
-        sum=sum(d.sum for d in present),
-        min=min(d.min for d in present),
-        max=max(d.max for d in present),
-        zero_count=sum(d.zero_count for d in present),
-        offset=offset,
-        counts=counts,
-    )
+    """Module-level alias of ``LatencyDigest.merge_all``."""
+    return LatencyDigest.merge_all(digests)
 
 
 class DigestBuilder:
-    """Mutable accumulator for building one digest from many values quickly."""
+    """Mutable accumulator for one digest: ~0.3 µs a value (1M values well under a second)."""
 
     __slots__ = ("_buckets", "_count", "_max", "_min", "_sum", "_zero")
 
@@ -184,19 +233,42 @@ class DigestBuilder:
         self._zero = 0
 
     def add(self, value_ms: float) -> None:
-        if value_ms < 0 or value_ms != value_ms:
-            raise ValueError(f"latency must be a number >= 0, got {value_ms!r}")
+        """Count one latency (ms, finite, >= 0); ValueError otherwise. ``extend`` is faster
+        for many values."""
+        if not 0.0 < value_ms < math.inf:
+            self._zero += _zero_or_raise(value_ms)
+        else:
+            index = _fast_index(value_ms)
+            self._buckets[index] = self._buckets.get(index, 0) + 1
         self._count += 1
         self._sum += value_ms
         self._min = value_ms if value_ms < self._min else self._min
         self._max = value_ms if value_ms > self._max else self._max
-        if value_ms == 0:
-            self._zero += 1
-        else:
-            index = bucket_index(value_ms)
-            self._buckets[index] = self._buckets.get(index, 0) + 1
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Count many latencies; the hot loop, kept inline and on locals for speed."""
+        buckets, get, log, ceil = self._buckets, self._buckets.get, math.log, math.ceil
+        inv, edge, high_edge, inf = _INV_LN_GAMMA, _EDGE, 1.0 - _EDGE, math.inf
+        count, total, low, high = self._count, self._sum, self._min, self._max
+        try:
+            for value in values:
+                if not 0.0 < value < inf:
+                    self._zero += _zero_or_raise(value)
+                else:
+                    x = log(value) * inv
+                    index = ceil(x)
+                    if not edge < index - x < high_edge:
+                        index = bucket_index(value)
+                    buckets[index] = get(index, 0) + 1
+                count += 1
+                total += value
+                low = value if value < low else low
+                high = value if value > high else high
+        finally:
+            self._count, self._sum, self._min, self._max = count, total, low, high
 
     def build(self) -> LatencyDigest:
+        """The digest of every value added so far (the builder stays usable)."""
         return LatencyDigest.from_buckets(
             count=self._count,
             sum=self._sum,
@@ -205,3 +277,16 @@ class DigestBuilder:
             zero_count=self._zero,
             buckets=self._buckets,
         )
+
+
+def _fast_index(value_ms: float) -> int:
+    """``bucket_index`` for a finite value > 0, skipping the exact check away from edges."""
+    x = math.log(value_ms) * _INV_LN_GAMMA
+    index = math.ceil(x)
+    return index if _EDGE < index - x < 1.0 - _EDGE else bucket_index(value_ms)
+
+
+def _zero_or_raise(value: float) -> int:
+    if value == 0:
+        return 1
+    raise ValueError(f"latency must be a finite number of ms >= 0, got {value!r}")

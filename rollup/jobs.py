@@ -95,9 +95,10 @@ def rollup_day(conn: sqlite3.Connection, write: Write[Any], day: datetime) -> in
     rows per scope; the platform row is written even for a day with no hourly rows."""
     start, end = datetime_to_ms(day), datetime_to_ms(day + DAY)
     write(lambda c: snap.clear_dirty(c, "daily", start))
-    merged: dict[str, SnapshotParts] = {"": SnapshotParts()}
+    by_scope: dict[str, list[SnapshotParts]] = {"": []}
     for row in snap.snapshot_rows(conn, "hourly", start, end):
-        merged[row.scope] = merged.get(row.scope, SnapshotParts()).merge(decode_parts(row.parts))
+        by_scope.setdefault(row.scope, []).append(decode_parts(row.parts))
+    merged = {scope: SnapshotParts.merge_all(parts) for scope, parts in by_scope.items()}
     rows = [_row("daily", day, scope, p) for scope, p in sorted(merged.items())]
     write(lambda c: snap.replace_snapshots(c, "daily", start, rows))
     return len(rows)

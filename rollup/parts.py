@@ -3,13 +3,14 @@ derived from them on read (DESIGN §6). Nothing here averages an average."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
+
+import msgspec
 
 from exporter.catalog import PROCESSING_STAGES, STAGES
 from rollup.digest import LatencyDigest
+from rollup.digest import merge_all as merge_digests
 
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -19,23 +20,27 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class StageParts:
+class StageParts(msgspec.Struct, frozen=True, array_like=True):
     """One processing stage: attempts, finishes, and the latency of its successes."""
 
     started: int = 0
     succeeded: int = 0
     failed: int = 0
-    latency: LatencyDigest = field(default_factory=LatencyDigest.empty)
+    latency: LatencyDigest = msgspec.field(default_factory=LatencyDigest.empty)
     ai_cost_usd: float = 0.0
 
     def merge(self, other: StageParts) -> StageParts:
-        return StageParts(
-            self.started + other.started,
-            self.succeeded + other.succeeded,
-            self.failed + other.failed,
-            self.latency.merge(other.latency),
-            self.ai_cost_usd + other.ai_cost_usd,
+        return StageParts.merge_all((self, other))
+
+    @classmethod
+    def merge_all(cls, parts: Iterable[StageParts]) -> StageParts:
+        items = list(parts)
+        return cls(
+            sum(p.started for p in items),
+            sum(p.succeeded for p in items),
+            sum(p.failed for p in items),
+            merge_digests(p.latency for p in items),
+            sum(p.ai_cost_usd for p in items),
         )
 
     @property
@@ -51,15 +56,15 @@ def _no_costs() -> dict[str, float]:
     return dict.fromkeys(STAGES, 0.0)
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotParts:
-    """Everything one snapshot stores; all fields add under ``merge``."""
+class SnapshotParts(msgspec.Struct, frozen=True):
+    """Everything one snapshot stores; all fields add under ``merge``. A msgspec Struct so
+    the stored bytes decode natively (field names are kept, so old rows stay readable)."""
 
     artifacts_received: int = 0
     artifacts_completed: int = 0
     artifacts_failed: int = 0
-    stages: Mapping[str, StageParts] = field(default_factory=_no_stages)
-    end_to_end: LatencyDigest = field(default_factory=LatencyDigest.empty)
+    stages: dict[str, StageParts] = msgspec.field(default_factory=_no_stages)
+    end_to_end: LatencyDigest = msgspec.field(default_factory=LatencyDigest.empty)
     transcript_confidence_count: int = 0
     transcript_confidence_sum: float = 0.0
     claim_confidence_count: int = 0
@@ -81,34 +86,40 @@ class SnapshotParts:
     budget_exceeded: int = 0
     rate_limit_hits: int = 0
     ai_cost_usd: float = 0.0
-    stage_ai_cost_usd: Mapping[str, float] = field(default_factory=_no_costs)
+    stage_ai_cost_usd: dict[str, float] = msgspec.field(default_factory=_no_costs)
     """AI cost of the events of each stage (all six stages; stage-less events excluded)."""
 
     def merge(self, other: SnapshotParts) -> SnapshotParts:
         """Exact merge: counts and sums add, digests merge. Associative and commutative."""
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "stages":
-                values[f.name] = {s: mine[s].merge(theirs[s]) for s in PROCESSING_STAGES}
-            elif f.name == "stage_ai_cost_usd":
-                values[f.name] = {s: mine[s] + theirs[s] for s in STAGES}
-            elif isinstance(mine, LatencyDigest):
-                values[f.name] = mine.merge(theirs)
-            else:
-                values[f.name] = mine + theirs
-        return SnapshotParts(**values)
+        return SnapshotParts.merge_all((self, other))
 
     @classmethod
     def merge_all(cls, parts: Iterable[SnapshotParts]) -> SnapshotParts:
-        total = cls()
-        for part in parts:
-            total = total.merge(part)
-        return total
+        """Merge many snapshots in one pass per field (a day of hours, a range of days)."""
+        items = list(parts)
+        if not items:
+            return cls()
+        values: dict[str, Any] = {name: sum(getattr(p, name) for p in items) for name in _ADDITIVE}
+        values["stages"] = {
+            stage: StageParts.merge_all([p.stages[stage] for p in items])
+            for stage in PROCESSING_STAGES
+        }
+        values["end_to_end"] = merge_digests(p.end_to_end for p in items)
+        values["stage_ai_cost_usd"] = {
+            stage: sum(p.stage_ai_cost_usd[stage] for p in items) for stage in STAGES
+        }
+        return cls(**values)
 
     @property
     def is_empty(self) -> bool:
         return self == SnapshotParts()
+
+
+_ADDITIVE = tuple(
+    name
+    for name in SnapshotParts.__struct_fields__
+    if name not in ("stages", "end_to_end", "stage_ai_cost_usd")
+)
 
 
 def derived(parts: SnapshotParts) -> dict[str, float]:
