@@ -181,8 +181,7 @@ and a sum of the events carrying ``metadata.confidence`` (DESIGN §6)."""
 LATENCY_TYPES: tuple[str, ...] = tuple(
     t.name
     for t in EVENT_TYPES.values()
-    if (t.kind is Kind.SUCCESS and t.stage in PROCESSING_STAGES)
-    or t.kind is Kind.ARTIFACT_SUCCESS
+    if (t.kind is Kind.SUCCESS and t.stage in PROCESSING_STAGES) or t.kind is Kind.ARTIFACT_SUCCESS
 )
 """Event types whose durations feed a latency digest: stage successes (per stage) and
 ``artifact_completed`` (end to end)."""
