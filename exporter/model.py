@@ -7,6 +7,7 @@ need the catalog or the clock live in ``validation.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -19,7 +20,8 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 DurationMs = Annotated[float, msgspec.Meta(ge=0, le=86_400_000)]
-WireTime = str | int
+WireTime = datetime | int
+"""RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
 
 MAX_DURATION_MS = 86_400_000
 

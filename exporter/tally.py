@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from exporter.catalog import EVENT_TYPES, Kind, window_counters_for
 from exporter.model import Event
-from exporter.windows import PLATFORM, minute_of
+from exporter.timestamps import MINUTE_MS
+from exporter.windows import PLATFORM
 
 DURATION_BUCKETS_S: tuple[float, ...] = (
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,
@@ -62,6 +63,36 @@ def bucket_index(seconds: float) -> int:
     return len(DURATION_BUCKETS_S)
 
 
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What one event of a type counts towards, precomputed from the catalog so the
+    per-event work in a commit is a handful of dict updates."""
+
+    events_key: Key
+    last_key: Key
+    artifact_outcome: str | None
+    stage_outcome: str | None
+    e2e: bool
+    timed_stage: bool
+    window_names: tuple[str, ...]
+
+
+def _profile(name: str) -> _Profile:
+    kind = EVENT_TYPES[name].kind
+    return _Profile(
+        events_key=("events_total", name),
+        last_key=("last_event_ts", name),
+        artifact_outcome=_ARTIFACT_OUTCOME.get(kind),
+        stage_outcome=_STAGE_OUTCOME.get(kind),
+        e2e=kind is Kind.ARTIFACT_SUCCESS,
+        timed_stage=kind is Kind.SUCCESS,
+        window_names=window_counters_for(EVENT_TYPES[name]),
+    )
+
+
+_PROFILES = {name: _profile(name) for name in EVENT_TYPES}
+
+
 def tally(events: Iterable[Event], window_start_ms: int, known_orgs: Container[str]) -> Tally:
     """Deltas for newly accepted events (duplicates already removed).
 
@@ -72,9 +103,10 @@ def tally(events: Iterable[Event], window_start_ms: int, known_orgs: Container[s
     result = Tally()
     seen: set[str] = set()
     for event in events:
-        _count_event(result, event)
+        profile = _PROFILES[event.event_type]
+        _count_event(result, event, profile)
         if event.ts_ms >= window_start_ms:
-            _count_window(result, event)
+            _count_window(result, event, profile)
         org = event.org_id
         if org and org not in known_orgs and org not in seen:
             seen.add(org)
@@ -82,39 +114,38 @@ def tally(events: Iterable[Event], window_start_ms: int, known_orgs: Container[s
     return result
 
 
-def _count_event(result: Tally, event: Event) -> None:
-    event_type = EVENT_TYPES[event.event_type]
+def _count_event(result: Tally, event: Event, profile: _Profile) -> None:
+    counters = result.counters
     org = event.org_id or NO_ORG
-    result.count(("events_total", event.event_type))
-    result.maximum(("last_event_ts", event.event_type), float(event.ts_ms))
+    counters[profile.events_key] = counters.get(profile.events_key, 0.0) + 1.0
+    result.maximum(profile.last_key, float(event.ts_ms))
     cost = event.ai_cost_usd
     if cost:
         result.count(("ai_cost_usd_total", org), cost)
-    if outcome := _ARTIFACT_OUTCOME.get(event_type.kind):
-        result.count(("artifacts_total", org, outcome))
-    if event_type.kind is Kind.ARTIFACT_SUCCESS and event.duration_ms is not None:
-        _observe(result, ("e2e_duration",), event.duration_ms)
-    if (outcome := _STAGE_OUTCOME.get(event_type.kind)) and event.stage:
-        result.count(("stage_outcomes_total", event.stage, outcome, org))
-        if event_type.kind is Kind.SUCCESS and event.duration_ms is not None:
-            _observe(result, ("stage_duration", event.stage), event.duration_ms)
+    if profile.artifact_outcome:
+        result.count(("artifacts_total", org, profile.artifact_outcome))
+        if profile.e2e and event.duration_ms is not None:
+            _observe(result, "e2e_duration", (), event.duration_ms)
+    if profile.stage_outcome and event.stage:
+        result.count(("stage_outcomes_total", event.stage, profile.stage_outcome, org))
+        if profile.timed_stage and event.duration_ms is not None:
+            _observe(result, "stage_duration", (event.stage,), event.duration_ms)
 
 
-def _observe(result: Tally, family: Key, duration_ms: float) -> None:
+def _observe(result: Tally, name: str, labels: tuple[str, ...], duration_ms: float) -> None:
     seconds = duration_ms / 1000.0
-    name, *labels = family
     result.count((f"{name}_bucket", *labels, str(bucket_index(seconds))))
     result.count((f"{name}_sum", *labels), seconds)
     result.count((f"{name}_count", *labels))
 
 
-def _count_window(result: Tally, event: Event) -> None:
-    minute_ms = minute_of(event.ts_ms)
-    scopes = (PLATFORM, event.org_id) if event.org_id else (PLATFORM,)
-    names = window_counters_for(EVENT_TYPES[event.event_type])
+def _count_window(result: Tally, event: Event, profile: _Profile) -> None:
+    minute_ms = event.ts_ms - event.ts_ms % MINUTE_MS
     cost = event.ai_cost_usd
-    for scope in scopes:
-        for name in names:
-            result.minute(scope, minute_ms, name, 1.0)
+    minutes = result.minutes
+    for scope in (PLATFORM, event.org_id) if event.org_id else (PLATFORM,):
+        for name in profile.window_names:
+            key = (scope, minute_ms, name)
+            minutes[key] = minutes.get(key, 0.0) + 1.0
         if cost:
             result.minute(scope, minute_ms, "ai_cost_usd", cost)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import msgspec
 
@@ -21,12 +22,13 @@ from exporter.model import (
     Rejection,
     WireEvent,
 )
-from exporter.timestamps import TimestampError, parse_timestamp
+from exporter.timestamps import TimestampError, datetime_to_ms
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 _decoder = msgspec.json.Decoder(WireEvent)
+_TIME_FIELDS = ("timestamp", "stage_started_at", "stage_completed_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +118,22 @@ def _from_validation_error(text: str) -> ItemInvalid:
         return ItemInvalid("missing_field", field, f"{field} is required")
     if not path:
         return ItemInvalid("invalid_type", "", f"item must be a JSON object: {message}")
+    if path in _TIME_FIELDS:
+        return ItemInvalid(
+            "invalid_timestamp", path, f"{message}; expected RFC 3339 with offset or epoch ms"
+        )
     return ItemInvalid("invalid_value", path, message)
 
 
-def _time(value: str | int, field: str) -> int:
+def _time(value: datetime | int, field: str) -> int:
+    if isinstance(value, int):
+        return value
     try:
-        return parse_timestamp(value)
-    except TimestampError as exc:
-        raise ItemInvalid("invalid_timestamp", field, str(exc)) from None
+        return datetime_to_ms(value)
+    except TimestampError:
+        raise ItemInvalid(
+            "invalid_timestamp", field, f"{field} needs Z or an offset (RFC 3339)"
+        ) from None
 
 
 def _check_horizon(ts_ms: int, now_ms: int, horizon: Horizon) -> None:
