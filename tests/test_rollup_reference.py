@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from exporter.catalog import EVENT_TYPES
 from exporter.clock import FakeClock
 from exporter.storage.database import connect
 from rollup import jobs
@@ -79,6 +80,7 @@ def note_events(rng: random.Random, n: int, start: datetime) -> list[dict[str, A
         if rng.random() < 0.1:
             if rng.random() < 0.5:
                 emit("retry_initiated", stage=stage, metadata={"retry_attempt": 1})
+                emit("retry_failed", stage=stage)
             emit(failure, error_code="E_TIMEOUT", **timing)
             emit("artifact_failed")
             return out
@@ -280,6 +282,7 @@ async def test_rollup_snapshots_equal_brute_force_reference(
     clock.set(NOW)
     client = await start_app()
     on_time, late = stream(seed=20261128)
+    assert {e["event_type"] for e in on_time + late} == set(EVENT_TYPES)
     for i in range(0, len(on_time), 500):
         response = await client.post("/v1/events", json=on_time[i : i + 500])
         assert response.status == 200
