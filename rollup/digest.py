@@ -220,7 +220,8 @@ def merge_all(digests: Iterable[LatencyDigest]) -> LatencyDigest:
 
 
 class DigestBuilder:
-    """Mutable accumulator for one digest: ~0.3 µs a value (1M values well under a second)."""
+    """Mutable accumulator for one digest. About 0.25 µs a value through ``extend`` and 0.4 µs
+    through ``add`` (2-core machine): 1M values take well under the hourly job's 3 s."""
 
     __slots__ = ("_buckets", "_count", "_max", "_min", "_sum", "_zero")
 

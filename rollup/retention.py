@@ -3,6 +3,7 @@ a row is expired when its time is strictly before ``now - keep``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,8 @@ DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long each kind of data is kept (DESIGN §7 defaults)."""
+    """How long each kind of data is kept (DESIGN §7 defaults): raw events (and their
+    bookkeeping), hourly snapshots and daily snapshots."""
 
     events: timedelta = timedelta(hours=48)
     hourly: timedelta = timedelta(days=7)
@@ -20,41 +22,49 @@ class Retention:
 
 
 def cutoff(now: datetime, keep: timedelta) -> datetime:
-    """Oldest time still kept: rows strictly before it are deleted."""
-    return now - keep
+    """Oldest time still kept (``now - keep``): rows strictly before it are deleted, a row
+    exactly at it is kept. ``now`` must be aware."""
+    return _aware(now) - keep
 
 
 def is_expired(ts: datetime, now: datetime, keep: timedelta) -> bool:
-    return ts < cutoff(now, keep)
+    """True when ``ts < now - keep`` (strict); both times aware."""
+    return _aware(ts) < cutoff(now, keep)
 
 
 def hour_floor(when: datetime) -> datetime:
-    """Start of the UTC hour holding ``when``."""
-    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    """Start of the UTC hour ``[H, H+1h)`` holding ``when`` (aware), in UTC."""
+    return _aware(when).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def day_floor(when: datetime) -> datetime:
-    """Start of the UTC day holding ``when``."""
+    """Start of the UTC day ``[D, D+1d)`` holding ``when`` (aware), in UTC."""
     return hour_floor(when).replace(hour=0)
 
 
 def closed_hours(now: datetime, since: datetime) -> list[datetime]:
-    """Every hour ``[H, H+1h)`` with ``since <= H`` and ``H + 1h <= now``, ascending."""
+    """Start of every hour ``[H, H+1h)`` with ``since <= H`` and ``H + 1h <= now`` (closed
+    by ``now``), ascending; empty when there is none."""
     return _closed(now, since, hour_floor, HOUR)
 
 
 def closed_days(now: datetime, since: datetime) -> list[datetime]:
-    """Every UTC day ``[D, D+1d)`` with ``since <= D`` and ``D + 1d <= now``, ascending."""
+    """Start of every UTC day ``[D, D+1d)`` with ``since <= D`` and ``D + 1d <= now``,
+    ascending; empty when there is none."""
     return _closed(now, since, day_floor, DAY)
 
 
-def _closed(now: datetime, since: datetime, floor: object, step: timedelta) -> list[datetime]:
-    assert callable(floor)
-    start: datetime = floor(since)
-    if start < since:
-        start += step
-    windows = []
-    while start + step <= now:
-        windows.append(start)
-        start += step
-    return windows
+def _closed(
+    now: datetime, since: datetime, floor: Callable[[datetime], datetime], step: timedelta
+) -> list[datetime]:
+    first = floor(since)
+    if first < since:
+        first += step
+    count = (floor(now) - first) // step  # windows ending at or before floor(now) <= now
+    return [first + k * step for k in range(max(0, count))]
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"retention times must be timezone-aware, got naive {when.isoformat()}")
+    return when

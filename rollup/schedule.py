@@ -4,39 +4,70 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from croniter import croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
+# The one definition lives with the settings that let operators override it (exporter may
+# not import rollup); re-exported here so schedule code and tests name it from one place.
 from exporter.settings import DEFAULT_CRONS
 
 __all__ = ["DEFAULT_CRONS", "CronSchedule"]
 
+_FIELDS = 5
+_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+"""A fixed start for the never-fires check (not the clock: validation stays pure)."""
+
 
 class CronSchedule:
-    """A five-field cron expression evaluated in UTC."""
+    """A five-field cron expression (minute hour day-of-month month day-of-week), or a
+    croniter alias such as ``@hourly``, evaluated in UTC at minute resolution."""
+
+    __slots__ = ("expr",)
 
     def __init__(self, expr: str) -> None:
-        if not croniter.is_valid(expr):
-            raise ValueError(f"invalid cron expression {expr!r}")
+        problem = _problem(expr)
+        if problem:
+            raise ValueError(f"invalid cron expression {expr!r}: {problem}")
         self.expr = expr
 
     def next_fire(self, after: datetime) -> datetime:
-        """First fire time strictly after ``after`` (aware), in UTC."""
+        """First fire time strictly after ``after`` (aware, any offset), as aware UTC."""
         fire: datetime = croniter(self.expr, _utc(after)).get_next(datetime)
         return fire.astimezone(UTC)
 
     def previous_fire(self, at_or_before: datetime) -> datetime:
-        """Latest fire time at or before ``at_or_before`` (aware), in UTC."""
+        """Latest fire time at or before ``at_or_before`` (aware, any offset), as aware UTC;
+        a fire time passed in is returned unchanged."""
         moment = _utc(at_or_before)
-        if croniter.match(self.expr, moment) and moment.second == moment.microsecond == 0:
-            return moment
         fire: datetime = croniter(self.expr, moment).get_prev(datetime)
-        return fire.astimezone(UTC)
+        following = self.next_fire(fire)  # == moment exactly when moment is a fire time
+        return following if following <= moment else fire.astimezone(UTC)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CronSchedule) and other.expr == self.expr
+
+    def __hash__(self) -> int:
+        return hash(self.expr)
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r})"
 
 
+def _problem(expr: object) -> str:
+    """Why ``expr`` is not a usable schedule, or ''."""
+    if not isinstance(expr, str):
+        return f"expected a string, got {type(expr).__name__}"
+    if not expr.strip().startswith("@") and len(expr.split()) != _FIELDS:
+        return f"expected {_FIELDS} fields (minute hour day month weekday), got {len(expr.split())}"
+    try:
+        croniter(expr, _PROBE).get_next(datetime)
+    except CroniterBadDateError:
+        return "it never fires"
+    except (CroniterError, ValueError) as exc:
+        return str(exc)
+    return ""
+
+
 def _utc(when: datetime) -> datetime:
-    if when.tzinfo is None:
-        raise ValueError("schedule times must be timezone-aware")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"schedule times must be timezone-aware, got naive {when.isoformat()}")
     return when.astimezone(UTC)
