@@ -21,6 +21,7 @@ from exporter.errors import VoxmonError
 from exporter.live import LiveState
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
+from exporter.storage import artifacts as artifact_rows
 from exporter.storage import jobs as job_rows
 from exporter.storage import snapshots as snapshot_rows
 from exporter.storage import state as state_rows
@@ -29,6 +30,8 @@ from exporter.timestamps import datetime_to_ms
 from exporter.windows import window_bounds
 from exporter.writer import IngestWriter
 from rollup import jobs
+from rollup.codec import decode_parts
+from rollup.parts import latency_baseline
 from rollup.retention import Retention
 from rollup.schedule import CronSchedule
 from rollup.scheduler import Job, Scheduler
@@ -65,7 +68,7 @@ def create_app(
     registry = registry or CollectorRegistry()
     live = LiveState(settings.max_org_series)
     metrics = SelfMetrics.register(registry)
-    registry.register(PipelineCollector(live, clock))
+    registry.register(PipelineCollector(live, clock, settings.stuck_after_s * 1000))
     svc = api.Services(
         settings=settings,
         clock=clock,
@@ -138,6 +141,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         max_queue_events=settings.queue_max_events,
         max_commit_events=settings.commit_max_events,
         retry_after_s=settings.retry_after_s,
+        event_retention_ms=settings.event_retention_hours * 3_600_000,
     )
     svc.writer = writer
     svc.metrics.queue_depth.set_function(lambda: writer.queued_events)
@@ -196,6 +200,8 @@ async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Sche
             counts = await read_db.run(snapshot_rows.count_snapshots)
             for period, n in counts.items():
                 svc.metrics.snapshot_rows.labels(period).set(n)
+            if name == "rollup-hourly":
+                await _refresh_baseline(svc, read_db)
             return outcome
 
         return Job(name, CronSchedule(svc.settings.crons[name]), run)
@@ -203,8 +209,20 @@ async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Sche
     async def record(run: job_rows.JobRun) -> None:
         await db.run(in_transaction, lambda c: job_rows.record_run(c, run))
 
+    await _refresh_baseline(svc, read_db)
     last_runs = await read_db.run(job_rows.load_runs)
     return Scheduler([job(name) for name in JOBS], svc.clock, svc.metrics, record, last_runs)
+
+
+BASELINE_SPAN = timedelta(days=7)
+
+
+async def _refresh_baseline(svc: api.Services, read_db: Database) -> None:
+    """Latency baseline gauges from the last 7 days of hourly platform snapshots."""
+    end = datetime_to_ms(svc.clock.now())
+    start = end - int(BASELINE_SPAN.total_seconds() * 1000)
+    rows = await read_db.run(snapshot_rows.snapshot_rows, "hourly", start, end, "")
+    svc.live.latency_baseline_s = latency_baseline(decode_parts(row.parts) for row in rows)
 
 
 async def _restore(db: Database, svc: api.Services) -> None:
@@ -215,3 +233,4 @@ async def _restore(db: Database, svc: api.Services) -> None:
     minutes = await db.run(state_rows.load_minutes, since)
     orgs = await db.run(state_rows.load_orgs)
     svc.live.load(counters, maxima, minutes, orgs)
+    svc.live.inflight.apply(await db.run(artifact_rows.load_in_flight))

@@ -185,3 +185,8 @@ LATENCY_TYPES: tuple[str, ...] = tuple(
 )
 """Event types whose durations feed a latency digest: stage successes (per stage) and
 ``artifact_completed`` (end to end)."""
+
+DISAMBIGUATION_TYPE = "entity_needs_disambiguation"
+"""The success that leaves an artifact waiting for a coach to disambiguate entities."""
+
+STAGE_ORDER: dict[str, int] = {stage: index for index, stage in enumerate(STAGES)}

@@ -17,7 +17,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.catalog import CIRCUIT_CLOSED, CIRCUIT_OPENED, EVENT_TYPES, WINDOW_COUNTERS
+from exporter.catalog import (
+    CIRCUIT_CLOSED,
+    CIRCUIT_OPENED,
+    EVENT_TYPES,
+    STAGES,
+    WINDOW_COUNTERS,
+)
 from exporter.clock import Clock
 from exporter.live import LiveState
 from exporter.tally import DURATION_BUCKETS_S, Key
@@ -30,9 +36,10 @@ PREFIX = "voice_pipeline_"
 class PipelineCollector(Collector):
     """Yields ``voice_pipeline_*`` families from ``LiveState`` on every scrape."""
 
-    def __init__(self, live: LiveState, clock: Clock) -> None:
+    def __init__(self, live: LiveState, clock: Clock, stuck_after_ms: int) -> None:
         self._live = live
         self._clock = clock
+        self._stuck_after_ms = stuck_after_ms
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # families depend on data; no registration-time description
@@ -62,6 +69,8 @@ class PipelineCollector(Collector):
         )
         yield self._window_gauge()
         yield from self._last_events()
+        yield from self._artifact_gauges()
+        yield self._baseline()
 
     def _events(self, counters: dict[Key, float]) -> Metric:
         family = CounterMetricFamily(
@@ -137,6 +146,40 @@ class PipelineCollector(Collector):
             "1 when the newest circuit-breaker event is an opening, else 0.",
             value=1.0 if opened > closed else 0.0,
         )
+
+    def _artifact_gauges(self) -> Iterator[Metric]:
+        inflight = self._live.inflight
+        by_stage = GaugeMetricFamily(
+            PREFIX + "inflight_artifacts",
+            "Notes in flight (not completed or failed) by current stage.",
+            labels=["stage"],
+        )
+        counts = inflight.by_stage()
+        for stage in STAGES:
+            by_stage.add_metric([stage], counts.get(stage, 0))
+        yield by_stage
+        now_ms = datetime_to_ms(self._clock.now())
+        yield GaugeMetricFamily(
+            PREFIX + "stuck_artifacts",
+            "Notes in flight with no event for stuck_after (default 15 min).",
+            value=inflight.stuck(now_ms - self._stuck_after_ms),
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "disambiguation_backlog",
+            "Notes in flight waiting for entity disambiguation.",
+            value=inflight.awaiting_disambiguation(),
+        )
+
+    def _baseline(self) -> Metric:
+        family = GaugeMetricFamily(
+            PREFIX + "latency_baseline_seconds",
+            "Per-stage p95 over the last 7 days of hourly snapshots (stages with at least"
+            " 6 hours of data).",
+            labels=["stage"],
+        )
+        for stage, seconds in sorted(self._live.latency_baseline_s.items()):
+            family.add_metric([stage], seconds)
+        return family
 
 
 def _le(bound: float) -> str:

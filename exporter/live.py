@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, KeysView, Mapping
 
+from exporter.inflight import InflightIndex
 from exporter.tally import Key, Tally
 from exporter.windows import MinuteWindows
 
@@ -19,6 +20,10 @@ class LiveState:
         self.counters: dict[Key, float] = {}
         self.maxima: dict[Key, float] = {}
         self.windows = MinuteWindows()
+        self.inflight = InflightIndex()
+        self.latency_baseline_s: dict[str, float] = {}
+        """Per-stage p95 over the last 7 days of hourly snapshots (set by the rollup
+        wiring; a stage is absent until it has 6 hours of baseline)."""
         self._org_order: dict[str, int] = {}
 
     def apply(self, tally: Tally, now_ms: int) -> None:

@@ -15,11 +15,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from exporter import durations
+from exporter.artifacts import ArtifactState, fold
 from exporter.clock import Clock
 from exporter.errors import Unavailable
 from exporter.live import LiveState
 from exporter.model import Event
 from exporter.selfmetrics import SelfMetrics
+from exporter.storage import artifacts as artifact_rows
 from exporter.storage import events as event_rows
 from exporter.storage import snapshots as snapshot_rows
 from exporter.storage import state as state_rows
@@ -49,6 +51,7 @@ class _Job:
 class _Outcome:
     results: list[CommitResult]
     tally: Tally
+    artifacts: list[ArtifactState]
 
 
 class IngestWriter:
@@ -64,6 +67,7 @@ class IngestWriter:
         max_queue_events: int,
         max_commit_events: int,
         retry_after_s: int,
+        event_retention_ms: int,
     ) -> None:
         self._db = db
         self._live = live
@@ -72,6 +76,7 @@ class IngestWriter:
         self._max_queue = max_queue_events
         self._max_commit = max_commit_events
         self._retry_after = retry_after_s
+        self._event_retention_ms = event_retention_ms
         self._pending: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -140,7 +145,9 @@ class IngestWriter:
             return
         if prune_before is not None:
             self._pruned_before = prune_before
+            self._live.inflight.prune(now_ms - self._event_retention_ms)
         self._live.apply(outcome.tally, now_ms)
+        self._live.inflight.apply(outcome.artifacts)
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
         self._metrics.commit_events.observe(size)
         self._finish(jobs, size, results=outcome.results)
@@ -190,7 +197,18 @@ def _commit(
         if prune_before_ms is not None:
             state_rows.prune_minutes(conn, prune_before_ms)
         snapshot_rows.mark_dirty(conn, "hourly", _late_hours(fresh, now_ms))
-    return _Outcome(results, counted)
+        states = _advance_artifacts(conn, fresh)
+    return _Outcome(results, counted, states)
+
+
+def _advance_artifacts(conn: sqlite3.Connection, events: list[Event]) -> list[ArtifactState]:
+    """Fold the events into the artifact read model (same transaction)."""
+    touched = sorted({e.artifact_id for e in events if e.artifact_id})
+    if not touched:
+        return []
+    changed = fold(artifact_rows.load_states(conn, touched), events)
+    artifact_rows.save_states(conn, changed.values())
+    return list(changed.values())
 
 
 def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from exporter.storage import artifacts as artifact_rows
 from exporter.storage import events as event_rows
 from exporter.storage import snapshots as snap
 from exporter.storage.database import in_transaction, read_transaction
@@ -64,6 +65,7 @@ def _row(period: str, start: datetime, scope: str, parts: SnapshotParts) -> snap
         artifacts_failed=parts.artifacts_failed,
         ai_cost_usd=parts.ai_cost_usd,
         parts=encode_parts(parts),
+        end_to_end=parts.end_to_end.to_bytes(),
     )
 
 
@@ -192,10 +194,16 @@ def cleanup_events(
     of windows that can no longer be re-aggregated), in batches of ``DELETE_BATCH``."""
     limit_ms = datetime_to_ms(cutoff(now, retention.events))
     if dry_run:
-        return JobOutcome(deleted={"events": event_rows.count_before(conn, limit_ms)})
+        return JobOutcome(
+            deleted={
+                "events": event_rows.count_before(conn, limit_ms),
+                "artifacts": artifact_rows.count_before(conn, limit_ms),
+            }
+        )
     events = _batched(write, lambda c: event_rows.delete_before(c, limit_ms, DELETE_BATCH))
+    notes = _batched(write, lambda c: artifact_rows.delete_before(c, limit_ms, DELETE_BATCH))
     write(lambda c: snap.delete_dirty_before(c, limit_ms))
-    return JobOutcome(deleted={"events": events})
+    return JobOutcome(deleted={"events": events, "artifacts": notes})
 
 
 def _batched(write: Write[int], delete: Callable[[sqlite3.Connection], int]) -> int:

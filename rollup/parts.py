@@ -148,3 +148,18 @@ def latency_fields(prefix: str, digest: LatencyDigest) -> dict[str, float]:
     for name, q in QUANTILES:
         out[f"{prefix}_{name}_ms"] = digest.quantile(q)
     return out
+
+
+BASELINE_MIN_HOURS = 6
+
+
+def latency_baseline(hours: Iterable[SnapshotParts]) -> dict[str, float]:
+    """Per processing stage, the p95 (seconds) over the given hourly snapshots, for stages
+    with latency samples in at least ``BASELINE_MIN_HOURS`` of them; others are absent."""
+    items = list(hours)
+    baseline = {}
+    for stage in PROCESSING_STAGES:
+        digests = [p.stages[stage].latency for p in items]
+        if sum(1 for d in digests if d.count) >= BASELINE_MIN_HOURS:
+            baseline[stage] = merge_digests(digests).quantile(0.95) / 1000.0
+    return baseline

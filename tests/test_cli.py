@@ -74,9 +74,13 @@ def test_cli_cleanup_dry_run_then_for_real(
     main(["rollup", "hourly", "--at", "2020-01-01T00:00:00Z", "--db", str(db)])  # ancient row
     assert main(["cleanup", "--dry-run", "--db", str(db)]) == 0
     assert (
-        "would delete: events=0, hourly_snapshots=1, daily_snapshots=0" in capsys.readouterr().out
+        "would delete: events=0, artifacts=0, hourly_snapshots=1, daily_snapshots=0"
+        in capsys.readouterr().out
     )
     assert len(snapshot_keys(db)) == 1
     assert main(["cleanup", "--db", str(db)]) == 0
-    assert "deleted: events=0, hourly_snapshots=1, daily_snapshots=0" in capsys.readouterr().out
+    assert (
+        "deleted: events=0, artifacts=0, hourly_snapshots=1, daily_snapshots=0"
+        in capsys.readouterr().out
+    )
     assert snapshot_keys(db) == []

@@ -176,9 +176,9 @@ def test_jobs_event_retention_is_strict_and_batched(
         return result
 
     dry = jobs.cleanup_events(conn, counting_write, NOW, RETENTION, dry_run=True)
-    assert dry.deleted == {"events": 25}
+    assert dry.deleted == {"events": 25, "artifacts": 0}
     outcome = jobs.cleanup_events(conn, counting_write, NOW, RETENTION)
-    assert outcome.deleted == {"events": 25}
+    assert outcome.deleted == {"events": 25, "artifacts": 0}
     assert batches[:3] == [10, 10, 5]
     left = {row[0] for row in conn.execute("SELECT event_id FROM events")}
     assert left == {"e100", "e101"}

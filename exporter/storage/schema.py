@@ -85,6 +85,28 @@ MIGRATIONS: tuple[str, ...] = (
         windows TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE snapshots ADD COLUMN end_to_end BLOB;
+    CREATE TABLE org_names (
+        org_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE artifacts (
+        artifact_id TEXT PRIMARY KEY,
+        org_id TEXT,
+        status TEXT NOT NULL CHECK (status IN ('in_flight', 'completed', 'failed')),
+        current_stage TEXT,
+        last_event_type TEXT NOT NULL,
+        last_event_ms INTEGER NOT NULL,
+        first_event_ms INTEGER NOT NULL,
+        failed_stage TEXT,
+        error_code TEXT,
+        awaiting_disambiguation INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX artifacts_by_status ON artifacts (status, artifact_id);
+    CREATE INDEX artifacts_by_last_event ON artifacts (last_event_ms);
+    """,
 )
 
 

@@ -52,6 +52,8 @@ class SnapshotRow:
     artifacts_failed: int
     ai_cost_usd: float
     parts: bytes
+    end_to_end: bytes | None = None
+    """The end-to-end digest alone, so organisation breakdowns need not decode all parts."""
 
 
 def ensure_math(conn: sqlite3.Connection) -> None:
@@ -103,11 +105,11 @@ def replace_snapshots(
     )
     conn.executemany(
         "INSERT INTO snapshots (period, period_start_ms, scope, artifacts_received,"
-        " artifacts_completed, artifacts_failed, ai_cost_usd, parts)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " artifacts_completed, artifacts_failed, ai_cost_usd, parts, end_to_end)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (r.period, r.period_start_ms, r.scope, r.artifacts_received, r.artifacts_completed,
-             r.artifacts_failed, r.ai_cost_usd, r.parts)
+             r.artifacts_failed, r.ai_cost_usd, r.parts, r.end_to_end)
             for r in rows
         ],
     )  # fmt: skip
@@ -124,7 +126,7 @@ def snapshot_rows(
     (``""`` = platform) or all scopes when ``scope`` is None."""
     sql = (
         "SELECT period, period_start_ms, scope, artifacts_received, artifacts_completed,"
-        " artifacts_failed, ai_cost_usd, parts FROM snapshots"
+        " artifacts_failed, ai_cost_usd, parts, end_to_end FROM snapshots"
         " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
     )
     args: tuple[object, ...] = (period, start_ms, end_ms)
