@@ -45,6 +45,8 @@ class Services:
     does not import ``rollup``)."""
     ready: bool = False
     run_scheduler: bool = True
+    read_side: Any = None
+    """``queries.ReadSide``, set at start-up once both database connections are open."""
 
 
 SERVICES = web.AppKey("services", Services)

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter import api
+from exporter import api, queries
 from exporter.auth import Authenticator
 from exporter.clock import Clock, SystemClock
 from exporter.collector import PipelineCollector
-from exporter.errors import VoxmonError
+from exporter.errors import NotFound, VoxmonError
 from exporter.live import LiveState
+from exporter.params import Range
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.storage import artifacts as artifact_rows
@@ -26,13 +27,13 @@ from exporter.storage import jobs as job_rows
 from exporter.storage import snapshots as snapshot_rows
 from exporter.storage import state as state_rows
 from exporter.storage.database import Database, in_transaction
-from exporter.timestamps import datetime_to_ms
+from exporter.timestamps import datetime_to_ms, ms_to_datetime
 from exporter.windows import window_bounds
 from exporter.writer import IngestWriter
-from rollup import jobs
+from rollup import jobs, reports
 from rollup.codec import decode_parts
 from rollup.parts import latency_baseline
-from rollup.retention import Retention
+from rollup.retention import Retention, day_floor, hour_floor
 from rollup.schedule import CronSchedule
 from rollup.scheduler import Job, Scheduler
 
@@ -41,6 +42,16 @@ log = logging.getLogger(__name__)
 ROUTES: tuple[tuple[str, str, api.Handler, str | None], ...] = (
     ("POST", "/v1/events", api.post_events, "ingest"),
     ("GET", "/v1/metrics/realtime", api.get_realtime, "read"),
+    ("GET", "/v1/metrics/history", queries.get_history, "read"),
+    ("GET", "/v1/metrics/stages", queries.get_stages, "read"),
+    ("GET", "/v1/metrics/orgs", queries.get_org_breakdown, "read"),
+    ("GET", "/v1/orgs", queries.get_orgs, "read"),
+    ("GET", "/v1/orgs/{org_id}", queries.get_org, "read"),
+    ("PUT", "/v1/orgs/{org_id}", queries.put_org, "admin"),
+    ("GET", "/v1/artifacts", queries.get_artifacts, "read"),
+    ("GET", "/v1/artifacts/{artifact_id}/events", queries.get_timeline, "read"),
+    ("GET", "/v1/rollups", queries.get_rollups, "read"),
+    ("POST", "/v1/rollups/{job}/run", queries.post_rollup_run, "admin"),
     ("GET", "/metrics", api.get_metrics, "metrics"),
     ("GET", "/healthz", api.get_healthz, None),
     ("GET", "/readyz", api.get_readyz, None),
@@ -150,6 +161,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     read_db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
     scheduler = await _scheduler(svc, db, read_db)
     svc.scheduler = scheduler
+    svc.read_side = queries.ReadSide(
+        db=db,
+        read_db=read_db,
+        reports=reports,
+        jobs=lambda: _job_status(scheduler),
+        run_job=lambda name, window: _run_now(svc, scheduler, read_db, db, name, window),
+    )
     scheduler_task = None
     if svc.run_scheduler:
         scheduler_task = asyncio.create_task(scheduler.run(), name="voxmon-scheduler")
@@ -212,6 +230,54 @@ async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Sche
     await _refresh_baseline(svc, read_db)
     last_runs = await read_db.run(job_rows.load_runs)
     return Scheduler([job(name) for name in JOBS], svc.clock, svc.metrics, record, last_runs)
+
+
+def _job_status(scheduler: Scheduler) -> list[dict[str, object]]:
+    """Each job: schedule, next fire and its last run (None before the first)."""
+    status: list[dict[str, object]] = []
+    for job in scheduler.jobs:
+        run = scheduler.last_runs.get(job.name)
+        status.append({
+            "job": job.name,
+            "schedule": job.schedule.expr,
+            "next_fire": scheduler.next_fire[job.name].isoformat().replace("+00:00", "Z"),
+            "last_run": queries.job_run_json(run) if run else None,
+        })  # fmt: skip
+    return status
+
+
+async def _run_now(
+    svc: api.Services,
+    scheduler: Scheduler,
+    read_db: Database,
+    db: Database,
+    name: str,
+    window: Range | None,
+) -> job_rows.JobRun:
+    """Run a job now through the scheduler (so it is logged, counted and recorded); a
+    window turns a rollup job into a backfill of every hour or day starting in it."""
+    job = next((j for j in scheduler.jobs if j.name == name), None)
+    if job is None:
+        raise NotFound(f"no job {name!r}; jobs: {', '.join(JOBS)}")
+    if window is not None:
+        hourly = name == "rollup-hourly"
+        step = timedelta(hours=1) if hourly else timedelta(days=1)
+        starts = [
+            ms_to_datetime(ms)
+            for ms in range(window.start_ms, window.end_ms, int(step.total_seconds() * 1000))
+        ]
+        floor = hour_floor if hourly else day_floor
+        windows = sorted({floor(w) for w in starts})
+        one = jobs.rollup_hour if hourly else jobs.rollup_day
+
+        def write(fn: Callable[[sqlite3.Connection], object]) -> object:
+            return db.call(in_transaction, fn)
+
+        async def backfill(now: datetime) -> jobs.JobOutcome:
+            return await read_db.run(jobs.run_windows, write, windows, one)
+
+        job = Job(name, job.schedule, backfill)
+    return await scheduler.run_job(job, svc.clock.now())
 
 
 BASELINE_SPAN = timedelta(days=7)

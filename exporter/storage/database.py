@@ -94,6 +94,11 @@ class Database:
         commits, so there is one write path and batches interleave fairly."""
         return self._executor.submit(fn, self._conn, *args).result()
 
+    async def trace(self, callback: Callable[[str], object] | None) -> None:
+        """Report every SQL statement this connection runs to ``callback`` (tests count
+        queries with it); None stops tracing."""
+        await self.run(lambda conn: conn.set_trace_callback(callback))
+
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._conn.close)

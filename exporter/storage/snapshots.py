@@ -3,6 +3,7 @@ job run records and retention deletes. Times are UTC epoch ms; windows are [star
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -206,3 +207,42 @@ def delete_dirty_before(conn: sqlite3.Connection, cutoff_ms: int) -> int:
     return conn.execute(
         "DELETE FROM dirty_windows WHERE period_start_ms < ?", (cutoff_ms,)
     ).rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class OrgTotals:
+    org_id: str
+    received: int
+    completed: int
+    failed: int
+    ai_cost_usd: float
+
+
+def org_totals(
+    conn: sqlite3.Connection, period: str, start_ms: int, end_ms: int, limit: int
+) -> list[OrgTotals]:
+    """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
+    rows = conn.execute(
+        "SELECT scope, SUM(artifacts_received), SUM(artifacts_completed),"
+        " SUM(artifacts_failed), TOTAL(ai_cost_usd) FROM snapshots"
+        " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ? AND scope != ''"
+        " GROUP BY scope ORDER BY SUM(artifacts_received) DESC, scope LIMIT ?",
+        (period, start_ms, end_ms, limit),
+    )
+    return [OrgTotals(*row) for row in rows]
+
+
+def end_to_end_digests(
+    conn: sqlite3.Connection, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
+) -> dict[str, list[bytes]]:
+    """The stored end-to-end digests of the given orgs over the range, in one query."""
+    rows = conn.execute(
+        "SELECT scope, end_to_end FROM snapshots"
+        " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
+        " AND scope IN (SELECT value FROM json_each(?)) AND end_to_end IS NOT NULL",
+        (period, start_ms, end_ms, json.dumps(list(org_ids))),
+    )
+    found: dict[str, list[bytes]] = {}
+    for scope, blob in rows:
+        found.setdefault(scope, []).append(blob)
+    return found

@@ -1,0 +1,85 @@
+"""Query-parameter parsing for the read API: times (RFC 3339 or epoch ms), periods, ranges
+and limits. Every problem is a 400 that names the parameter and the limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from exporter.errors import BadRequest
+from exporter.timestamps import HOUR_MS, TimestampError, parse_timestamp
+
+PERIOD_MS = {"hourly": HOUR_MS, "daily": 24 * HOUR_MS}
+
+
+def bad(param: str, message: str) -> BadRequest:
+    return BadRequest(f"{param}: {message}", [{"field": param, "message": message}])
+
+
+def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    for name in sorted(query):
+        if name not in allowed:
+            raise bad(name, f"unknown parameter; allowed: {', '.join(allowed) or 'none'}")
+
+
+def parse_time(param: str, text: str) -> int:
+    """RFC 3339 with offset, or integer epoch milliseconds -> epoch ms."""
+    try:
+        value: str | int = int(text) if text.lstrip("-").isdigit() else text
+        return parse_timestamp(value)
+    except (TimestampError, ValueError) as exc:
+        raise bad(param, f"expected RFC 3339 with offset or epoch ms ({exc})") from None
+
+
+def parse_int(param: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad(param, f"expected an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise bad(param, f"must be from {low} to {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A snapshot range: ``period`` windows starting in ``[start_ms, end_ms)``."""
+
+    period: str
+    start_ms: int
+    end_ms: int
+
+    @property
+    def windows(self) -> int:
+        size = PERIOD_MS[self.period]
+        return -(-(self.end_ms - self.start_ms) // size)
+
+
+def parse_range(query: Mapping[str, str], max_windows: int) -> Range:
+    """``period`` (hourly|daily), ``start`` and ``end`` (required, start < end), and at most
+    ``max_windows`` windows in between."""
+    period = query.get("period", "")
+    if period not in PERIOD_MS:
+        raise bad("period", f"required; one of {', '.join(PERIOD_MS)}")
+    for name in ("start", "end"):
+        if name not in query:
+            raise bad(name, "required (RFC 3339 with offset or epoch ms)")
+    start, end = parse_time("start", query["start"]), parse_time("end", query["end"])
+    if start >= end:
+        raise bad("start", "must be before end")
+    found = Range(period, start, end)
+    if found.windows > max_windows:
+        raise bad(
+            "end",
+            f"the range holds {found.windows} {period} windows; at most {max_windows}"
+            " (max_range_rows) per request",
+        )
+    return found
+
+
+def parse_org(query: Mapping[str, str]) -> str | None:
+    org_id = query.get("org_id")
+    if org_id is not None and not 1 <= len(org_id) <= 128:
+        raise bad("org_id", "must be 1 to 128 characters")
+    return org_id

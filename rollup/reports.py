@@ -1,0 +1,95 @@
+"""Read-side reports built from snapshot rows: history, stage and organisation breakdowns.
+Ranges merge parts and digests exactly (a 7-day p95 comes from merged digests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from exporter.storage.snapshots import OrgTotals, SnapshotRow
+from exporter.timestamps import format_rfc3339
+from rollup.codec import decode_parts
+from rollup.digest import LatencyDigest, merge_all
+from rollup.parts import SnapshotParts, derived, latency_fields, ratio
+
+
+def parts_json(parts: SnapshotParts) -> dict[str, Any]:
+    """Additive parts as JSON; digests summarised as count, sum, min and max (ms)."""
+    out: dict[str, Any] = {
+        name: getattr(parts, name)
+        for name in SnapshotParts.__struct_fields__
+        if name not in ("stages", "end_to_end", "stage_ai_cost_usd")
+    }
+    out["stages"] = {
+        stage: {
+            "started": sp.started,
+            "succeeded": sp.succeeded,
+            "failed": sp.failed,
+            "ai_cost_usd": sp.ai_cost_usd,
+            "latency": _digest_json(sp.latency),
+        }
+        for stage, sp in parts.stages.items()
+    }
+    out["end_to_end"] = _digest_json(parts.end_to_end)
+    out["stage_ai_cost_usd"] = dict(parts.stage_ai_cost_usd)
+    return out
+
+
+def _digest_json(digest: LatencyDigest) -> dict[str, float]:
+    return {"count": digest.count, "sum_ms": digest.sum, "min_ms": digest.min,
+            "max_ms": digest.max}  # fmt: skip
+
+
+def history(rows: Iterable[SnapshotRow]) -> list[dict[str, Any]]:
+    """One entry per snapshot, ascending, with parts and derived fields."""
+    out = []
+    for row in rows:
+        parts = decode_parts(row.parts)
+        out.append({
+            "period_start": format_rfc3339(row.period_start_ms),
+            "parts": parts_json(parts),
+            "derived": derived(parts),
+        })  # fmt: skip
+    return out
+
+
+def stages(rows: Iterable[SnapshotRow]) -> list[dict[str, Any]]:
+    """Per processing stage over the whole range: attempts (started events), successes,
+    failures, failure rate and latency from the merged digests."""
+    merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
+    out = []
+    for stage, sp in merged.stages.items():
+        entry: dict[str, Any] = {
+            "stage": stage,
+            "attempts": sp.started,
+            "successes": sp.succeeded,
+            "failures": sp.failed,
+            "failure_rate": sp.failure_rate,
+            "ai_cost_usd": sp.ai_cost_usd,
+        }
+        entry.update(latency_fields("latency", sp.latency))
+        out.append(entry)
+    return out
+
+
+def orgs(
+    totals: Sequence[OrgTotals],
+    digests: Mapping[str, Sequence[bytes]],
+    names: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
+    out = []
+    for t in totals:
+        e2e = merge_all(LatencyDigest.from_bytes(blob) for blob in digests.get(t.org_id, ()))
+        out.append({
+            "org_id": t.org_id,
+            "name": names.get(t.org_id),
+            "received": t.received,
+            "completed": t.completed,
+            "failed": t.failed,
+            "failure_rate": ratio(t.failed, t.completed + t.failed),
+            "ai_cost_usd": t.ai_cost_usd,
+            "end_to_end_avg_ms": e2e.avg,
+            "end_to_end_p95_ms": e2e.quantile(0.95),
+        })  # fmt: skip
+    return out
