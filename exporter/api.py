@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from exporter import openapi
 from exporter.auth import Authenticator
 from exporter.body import decompress, split_items
 from exporter.catalog import WINDOW_COUNTERS
@@ -155,6 +156,14 @@ async def get_metrics(request: web.Request) -> web.Response:
     response = web.Response(body=payload)
     response.headers["Content-Type"] = content_type
     return response
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document (built once)."""
+    return json_response(_OPENAPI)
+
+
+_OPENAPI = openapi.document()
 
 
 async def get_healthz(request: web.Request) -> web.Response:

@@ -53,6 +53,7 @@ ROUTES: tuple[tuple[str, str, api.Handler, str | None], ...] = (
     ("GET", "/v1/rollups", queries.get_rollups, "read"),
     ("POST", "/v1/rollups/{job}/run", queries.post_rollup_run, "admin"),
     ("GET", "/metrics", api.get_metrics, "metrics"),
+    ("GET", "/openapi.json", api.get_openapi, None),
     ("GET", "/healthz", api.get_healthz, None),
     ("GET", "/readyz", api.get_readyz, None),
 )
