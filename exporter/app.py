@@ -116,6 +116,10 @@ async def _auth_middleware(request: web.Request, handler: api.Handler) -> web.St
 
 @web.middleware
 async def _error_middleware(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """Renders ``VoxmonError``s and HTTP errors as the JSON error body, counts ingest
+    requests by code, and reports the server-side time in a ``Server-Timing`` header."""
+    clock = api.services(request).clock
+    started = clock.monotonic()
     try:
         response = await handler(request)
     except VoxmonError as exc:
@@ -128,6 +132,9 @@ async def _error_middleware(request: web.Request, handler: api.Handler) -> web.S
         response = _error_response(exc.status, code, exc.text or exc.reason, [])
     if request.path == INGEST_PATH:
         api.services(request).metrics.requests.labels(str(response.status)).inc()
+    if not response.prepared:
+        elapsed_ms = (clock.monotonic() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.3f}"
     return response
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
+# Snapshot rows are large (msgpack parts with digests), so ``snapshots`` is a rowid table
+# with the small columns first and ``end_to_end`` before ``parts``: reading the totals or
+# the end-to-end digest never walks the parts' overflow pages.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -65,9 +68,10 @@ MIGRATIONS: tuple[str, ...] = (
         artifacts_completed INTEGER NOT NULL,
         artifacts_failed INTEGER NOT NULL,
         ai_cost_usd REAL NOT NULL,
+        end_to_end BLOB,
         parts BLOB NOT NULL,
-        PRIMARY KEY (period, period_start_ms, scope)
-    ) WITHOUT ROWID;
+        UNIQUE (period, period_start_ms, scope)
+    );
     CREATE INDEX snapshots_by_scope ON snapshots (period, scope, period_start_ms);
     CREATE TABLE dirty_windows (
         period TEXT NOT NULL,
@@ -86,7 +90,6 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     """,
     """
-    ALTER TABLE snapshots ADD COLUMN end_to_end BLOB;
     CREATE TABLE org_names (
         org_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -106,6 +109,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX artifacts_by_status ON artifacts (status, artifact_id);
     CREATE INDEX artifacts_by_last_event ON artifacts (last_event_ms);
+    """,
+    """
+    CREATE INDEX snapshots_totals ON snapshots (
+        period, period_start_ms, scope,
+        artifacts_received, artifacts_completed, artifacts_failed, ai_cost_usd
+    );
     """,
 )
 

@@ -125,15 +125,19 @@ def snapshot_rows(
 ) -> list[SnapshotRow]:
     """Snapshots of ``period`` starting in ``[start_ms, end_ms)``, ascending; one scope
     (``""`` = platform) or all scopes when ``scope`` is None."""
-    sql = (
+    columns = (
         "SELECT period, period_start_ms, scope, artifacts_received, artifacts_completed,"
         " artifacts_failed, ai_cost_usd, parts, end_to_end FROM snapshots"
-        " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
     )
-    args: tuple[object, ...] = (period, start_ms, end_ms)
-    if scope is not None:
-        sql += " AND scope = ?"
-        args += (scope,)
+    if scope is None:
+        sql = f"{columns} WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
+        args: tuple[object, ...] = (period, start_ms, end_ms)
+    else:  # one scope: seek its rows instead of scanning every scope's large rows
+        sql = (
+            f"{columns} INDEXED BY snapshots_by_scope"
+            " WHERE period = ? AND scope = ? AND period_start_ms >= ? AND period_start_ms < ?"
+        )
+        args = (period, scope, start_ms, end_ms)
     rows = conn.execute(sql + " ORDER BY period_start_ms, scope", args)
     return [SnapshotRow(*row) for row in rows]
 
@@ -224,7 +228,7 @@ def org_totals(
     """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
     rows = conn.execute(
         "SELECT scope, SUM(artifacts_received), SUM(artifacts_completed),"
-        " SUM(artifacts_failed), TOTAL(ai_cost_usd) FROM snapshots"
+        " SUM(artifacts_failed), TOTAL(ai_cost_usd) FROM snapshots INDEXED BY snapshots_totals"
         " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ? AND scope != ''"
         " GROUP BY scope ORDER BY SUM(artifacts_received) DESC, scope LIMIT ?",
         (period, start_ms, end_ms, limit),
@@ -237,10 +241,10 @@ def end_to_end_digests(
 ) -> dict[str, list[bytes]]:
     """The stored end-to-end digests of the given orgs over the range, in one query."""
     rows = conn.execute(
-        "SELECT scope, end_to_end FROM snapshots"
-        " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
-        " AND scope IN (SELECT value FROM json_each(?)) AND end_to_end IS NOT NULL",
-        (period, start_ms, end_ms, json.dumps(list(org_ids))),
+        "SELECT scope, end_to_end FROM snapshots INDEXED BY snapshots_by_scope"
+        " WHERE period = ? AND scope IN (SELECT value FROM json_each(?))"
+        " AND period_start_ms >= ? AND period_start_ms < ? AND end_to_end IS NOT NULL",
+        (period, json.dumps(list(org_ids)), start_ms, end_ms),
     )
     found: dict[str, list[bytes]] = {}
     for scope, blob in rows:

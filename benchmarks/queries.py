@@ -1,0 +1,153 @@
+"""Read-API benchmark: server-side p50/p99 (from the ``Server-Timing`` header) of
+``/v1/metrics/realtime`` with 1,000 orgs live, and of history, stages and orgs over 90 days
+of daily snapshots for 1,000 orgs. Prints a table of figures.
+
+Goal (issue 4): realtime p99 <= 2 ms, each range query <= 100 ms, on a 2-core machine.
+Run: ``.venv/bin/python benchmarks/queries.py [--orgs 1000] [--days 90] [--requests 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exporter.app import RUNNER_OPTIONS, create_app  # noqa: E402
+from exporter.settings import Settings  # noqa: E402
+from exporter.storage import snapshots as snap  # noqa: E402
+from exporter.storage.database import connect, in_transaction  # noqa: E402
+from exporter.timestamps import datetime_to_ms  # noqa: E402
+from rollup.codec import encode_parts  # noqa: E402
+from rollup.digest import LatencyDigest  # noqa: E402
+from rollup.parts import SnapshotParts, StageParts  # noqa: E402
+
+DAY = timedelta(days=1)
+
+
+def synthetic_parts(rng: random.Random, scale: int) -> SnapshotParts:
+    """A busy org-day: realistic counts and four stage digests plus end to end."""
+
+    def digest() -> LatencyDigest:
+        return LatencyDigest.of(rng.lognormvariate(7, 1) for _ in range(200))
+
+    stages = {
+        stage: StageParts(scale, scale - 2, 2, digest(), 0.01 * scale)
+        for stage in ("transcription", "claims_extraction", "entity_resolution",
+                      "draft_generation")
+    }  # fmt: skip
+    return SnapshotParts(
+        artifacts_received=scale, artifacts_completed=scale - 3, artifacts_failed=3,
+        stages=stages, end_to_end=digest(), ai_cost_usd=0.05 * scale,
+    )  # fmt: skip
+
+
+def build_snapshots(db: Path, orgs: int, days: int, today: datetime) -> int:
+    """Daily snapshots for ``days`` days and ``orgs`` orgs (+ platform), written directly."""
+    rng = random.Random(1)
+    templates = [synthetic_parts(rng, 50 + i) for i in range(20)]
+    conn = connect(db, synchronous="OFF")
+    written = 0
+    for d in range(days, 0, -1):
+        start = today - d * DAY
+        rows = []
+        for scope in ["", *(f"org-{i:04d}" for i in range(orgs))]:
+            parts = templates[(hash(scope) + d) % len(templates)]
+            rows.append(snap.SnapshotRow(
+                "daily", datetime_to_ms(start), scope, parts.artifacts_received,
+                parts.artifacts_completed, parts.artifacts_failed, parts.ai_cost_usd,
+                encode_parts(parts), parts.end_to_end.to_bytes(),
+            ))  # fmt: skip
+        in_transaction(conn, lambda c, r=rows, s=start: snap.replace_snapshots(  # type: ignore[misc]
+            c, "daily", datetime_to_ms(s), r))  # fmt: skip
+        written += len(rows)
+    conn.close()
+    return written
+
+
+async def timings(client: Any, path: str, params: dict[str, str], count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        response = await client.get(path, params=params)
+        assert response.status == 200, await response.text()
+        await response.read()
+        out.append(float(response.headers["Server-Timing"].split("dur=")[1]))
+    return sorted(out)
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> list[tuple[str, list[float]]]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0)
+    started = time.perf_counter()
+    rows = build_snapshots(tmp / "voxmon.db", args.orgs, args.days, today)
+    print(f"setup: {rows:,} daily snapshot rows in {time.perf_counter() - started:.1f} s")
+    settings = Settings.load(None, {}, {"db_path": str(tmp / "voxmon.db"),
+                                        "log_level": "WARNING"})  # fmt: skip
+    app = create_app(settings, registry=CollectorRegistry(), run_scheduler=False)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(**RUNNER_OPTIONS)
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        stamp = now.isoformat()
+        events = [{"event_id": f"live-{i}", "event_type": "artifact_received", "timestamp": stamp,
+                   "artifact_id": f"n{i}", "org_id": f"org-{i % args.orgs:04d}"}
+                  for i in range(5 * args.orgs)]  # fmt: skip
+        for i in range(0, len(events), 1000):
+            assert (await client.post("/v1/events", json=events[i : i + 1000])).status == 200
+        window = {"period": "daily", "start": (today - args.days * DAY).isoformat(),
+                  "end": today.isoformat()}  # fmt: skip
+        n = args.requests
+        return [
+            ("realtime (platform)", await timings(client, "/v1/metrics/realtime", {}, n)),
+            ("realtime (one org)", await timings(client, "/v1/metrics/realtime",
+                                                 {"org_id": "org-0500"}, n)),
+            (f"history {args.days} d platform", await timings(client, "/v1/metrics/history",
+                                                              window, n // 4)),
+            (f"history {args.days} d one org", await timings(
+                client, "/v1/metrics/history", {**window, "org_id": "org-0500"}, n // 4)),
+            (f"stages {args.days} d platform", await timings(client, "/v1/metrics/stages",
+                                                             window, n // 4)),
+            (f"orgs {args.days} d (top 100)", await timings(client, "/v1/metrics/orgs",
+                                                            window, n // 10)),
+            (f"orgs {args.days} d (all {args.orgs})", await timings(
+                client, "/v1/metrics/orgs", {**window, "limit": "1000"}, n // 10)),
+        ]  # fmt: skip
+    finally:
+        await client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orgs", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="voxmon-bench-") as tmp:
+        results = asyncio.run(run(args, Path(tmp)))
+    print(f"{'query':<32}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, values in results:
+        print(f"{name:<32}{len(values):>6}{pct(values, 0.5):>10.3f}{pct(values, 0.99):>10.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
