@@ -1,0 +1,116 @@
+"""The artifact state fold (pure) and its retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from exporter.artifacts import COMPLETED, FAILED, IN_FLIGHT, ArtifactState, fold
+from exporter.inflight import InflightIndex
+from exporter.model import Event
+from exporter.storage import artifacts as artifact_rows
+from exporter.storage.database import connect, in_transaction
+from exporter.timestamps import datetime_to_ms
+from rollup import jobs
+from rollup.retention import Retention
+
+T = datetime_to_ms(datetime(2026, 11, 28, 10, tzinfo=UTC))
+
+
+def ev(event_type: str, minute: int, stage: str | None = None, **kw: object) -> Event:
+    from exporter.catalog import EVENT_TYPES
+
+    return Event(
+        f"{event_type}-{minute}", event_type, T + minute * 60_000, artifact_id="n1",
+        stage=stage or EVENT_TYPES[event_type].stage, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def final(*events: Event) -> ArtifactState:
+    return fold({}, events)["n1"]
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "stage", "failed_stage", "error", "awaiting"),
+    [
+        ([ev("artifact_received", 0)], IN_FLIGHT, "ingestion", None, None, False),
+        (
+            [ev("artifact_received", 0), ev("claims_extraction_failed", 3, error_code="E_LLM")],
+            FAILED, "claims_extraction", "claims_extraction", "E_LLM", False,
+        ),
+        (
+            [ev("claims_extraction_failed", 3, error_code="E"), ev("retry_initiated", 4),
+             ev("claims_extraction_started", 5)],
+            IN_FLIGHT, "claims_extraction", "claims_extraction", "E", False,
+        ),
+        (
+            [ev("transcription_started", 1), ev("artifact_failed", 2, error_code="E_X")],
+            FAILED, "transcription", "transcription", "E_X", False,
+        ),
+        (
+            [ev("entity_needs_disambiguation", 4)],
+            IN_FLIGHT, "entity_resolution", None, None, True,
+        ),
+        (
+            [ev("entity_needs_disambiguation", 4), ev("draft_generation_started", 6)],
+            IN_FLIGHT, "draft_generation", None, None, False,
+        ),
+        (
+            [ev("artifact_received", 0), ev("artifact_completed", 9), ev("draft_confirmed", 8)],
+            COMPLETED, "confirmation", None, None, False,
+        ),
+        (  # a late artifact_completed still closes the note
+            [ev("transcription_started", 5), ev("artifact_completed", 4)],
+            COMPLETED, "transcription", None, None, False,
+        ),
+    ],
+)  # fmt: skip
+def test_artifacts_fold(
+    events: list[Event],
+    status: str,
+    stage: str | None,
+    failed_stage: str | None,
+    error: str | None,
+    awaiting: bool,
+) -> None:
+    state = final(*events)
+    assert (state.status, state.current_stage, state.failed_stage, state.error_code,
+            state.awaiting_disambiguation) == (status, stage, failed_stage, error, awaiting)  # fmt: skip
+
+
+def test_artifacts_fold_orders_by_event_time_and_keeps_first_seen() -> None:
+    state = final(ev("transcription_started", 5), ev("artifact_received", 1))
+    assert (state.first_event_ms, state.last_event_ms) == (T + 60_000, T + 300_000)
+    assert state.last_event_type == "transcription_started"
+
+
+def test_artifacts_inflight_index_counts() -> None:
+    index = InflightIndex()
+    index.apply([final(ev("transcription_started", 0))])
+    index.apply([ArtifactState("n2", None, IN_FLIGHT, "ingestion", "artifact_received",
+                               T + 600_000, T, awaiting_disambiguation=True)])  # fmt: skip
+    assert index.by_stage() == {"transcription": 1, "ingestion": 1}
+    assert index.stuck(T + 1) == 1
+    assert index.awaiting_disambiguation() == 1
+    index.apply([final(ev("transcription_started", 0), ev("artifact_completed", 1))])
+    assert index.by_stage() == {"ingestion": 1}
+    index.prune(T + 600_001)
+    assert index.by_stage() == {}
+
+
+def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "voxmon.db")
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    cutoff = datetime_to_ms(now - timedelta(hours=48))
+    states = [
+        ArtifactState("old", None, IN_FLIGHT, "ingestion", "artifact_received", cutoff - 1,
+                      cutoff - 1),
+        ArtifactState("edge", None, IN_FLIGHT, "ingestion", "artifact_received", cutoff, cutoff),
+    ]  # fmt: skip
+    in_transaction(conn, lambda c: artifact_rows.save_states(c, states))
+    outcome = jobs.cleanup_events(conn, jobs.direct_write(conn), now, Retention())
+    assert outcome.deleted == {"events": 0, "artifacts": 1}
+    assert [r[0] for r in conn.execute("SELECT artifact_id FROM artifacts")] == ["edge"]
+    conn.close()
