@@ -76,8 +76,9 @@ def test_artifacts_fold(
     awaiting: bool,
 ) -> None:
     state = final(*events)
-    assert (state.status, state.current_stage, state.failed_stage, state.error_code,
-            state.awaiting_disambiguation) == (status, stage, failed_stage, error, awaiting)  # fmt: skip
+    got = (state.status, state.current_stage, state.failed_stage, state.error_code)
+    assert got == (status, stage, failed_stage, error)
+    assert state.awaiting_disambiguation is awaiting
 
 
 def test_artifacts_fold_orders_by_event_time_and_keeps_first_seen() -> None:
