@@ -70,26 +70,29 @@ def _range_body(found: Range, org_id: str | None) -> dict[str, Any]:
     }
 
 
-async def get_history(request: web.Request) -> web.Response:
-    """Snapshots of one scope (no org_id = platform rows only), ascending."""
+async def _scope_rows(
+    request: web.Request,
+) -> tuple[dict[str, Any], list[snapshot_rows.SnapshotRow]]:
+    """Parse ``period/start/end[/org_id]`` and read that one scope's snapshots (no org_id
+    = platform rows only, never a mix); returns the response head and the rows."""
     reject_unknown(request.query, (*_RANGE, "org_id"))
     found, org_id = parse_range(request.query, _max_rows(request)), parse_org(request.query)
-    side = _side(request)
-    rows = await side.read_db.run(
+    rows = await _side(request).read_db.run(
         snapshot_rows.snapshot_rows, found.period, found.start_ms, found.end_ms, org_id or ""
     )
-    return json_response({**_range_body(found, org_id), "rows": side.reports.history(rows)})
+    return _range_body(found, org_id), rows
+
+
+async def get_history(request: web.Request) -> web.Response:
+    """Snapshots of one scope, ascending, with parts and derived fields."""
+    head, rows = await _scope_rows(request)
+    return json_response({**head, "rows": _side(request).reports.history(rows)})
 
 
 async def get_stages(request: web.Request) -> web.Response:
     """Per stage over the range, from merged parts and digests of one scope."""
-    reject_unknown(request.query, (*_RANGE, "org_id"))
-    found, org_id = parse_range(request.query, _max_rows(request)), parse_org(request.query)
-    side = _side(request)
-    rows = await side.read_db.run(
-        snapshot_rows.snapshot_rows, found.period, found.start_ms, found.end_ms, org_id or ""
-    )
-    return json_response({**_range_body(found, org_id), "stages": side.reports.stages(rows)})
+    head, rows = await _scope_rows(request)
+    return json_response({**head, "stages": _side(request).reports.stages(rows)})
 
 
 async def get_org_breakdown(request: web.Request) -> web.Response:
