@@ -1,4 +1,5 @@
-"""The ``voxmon`` command line: ``serve``, ``check-config``, ``rollup`` and ``cleanup``."""
+"""The ``voxmon`` command line: ``serve``, ``check-config``, ``rollup``, ``cleanup`` and
+``demo``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter import demo
 from exporter.app import RUNNER_OPTIONS, create_app, retention_of
 from exporter.clock import SystemClock
 from exporter.errors import ConfigError
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     cleanup = commands.add_parser("cleanup", help="apply retention to events and snapshots now")
     cleanup.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     _add_overrides(cleanup)
+    demo.add_parser(commands)
     return parser
 
 
@@ -83,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "demo":
+        return demo.command(args, settings)
     if args.command == "rollup":
         return _rollup(settings, args)
     if args.command == "cleanup":
