@@ -99,8 +99,10 @@ def bench_day(directory: Path) -> dict[str, float]:
     jobs.rollup_hour(conn, write, HOUR)
     shift = "UPDATE snapshots SET period_start_ms = period_start_ms + ? WHERE period = 'hourly'"
     copy = (
-        "INSERT INTO snapshots SELECT period, period_start_ms + ?, scope, artifacts_received,"
-        " artifacts_completed, artifacts_failed, ai_cost_usd, parts FROM snapshots"
+        "INSERT INTO snapshots (period, period_start_ms, scope, artifacts_received,"
+        " artifacts_completed, artifacts_failed, ai_cost_usd, end_to_end, parts)"
+        " SELECT period, period_start_ms + ?, scope, artifacts_received, artifacts_completed,"
+        " artifacts_failed, ai_cost_usd, end_to_end, parts FROM snapshots"
         " WHERE period = 'hourly' AND period_start_ms = ?"
     )
     base = datetime_to_ms(HOUR)
