@@ -90,10 +90,10 @@ def bench_hour(directory: Path, count: int) -> dict[str, float]:
     }
 
 
-def bench_day(directory: Path) -> dict[str, float]:
+def bench_day(directory: Path, events: int = 200_000) -> dict[str, float]:
     """24 hourly rows for each of 200 orgs (+ platform), copied from one real busy hour."""
     conn = connect(directory / "day.db", synchronous="OFF")
-    data = rows(200_000, datetime_to_ms(HOUR), seed=2)
+    data = rows(events, datetime_to_ms(HOUR), seed=2)
     in_transaction(conn, lambda c: c.executemany(INSERT, data))
     write = jobs.direct_write(conn)
     jobs.rollup_hour(conn, write, HOUR)
@@ -128,6 +128,8 @@ def bench_day(directory: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--day-events", type=int, default=200_000,
+                        help="events in the hour copied 24 times for the daily job")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}")
@@ -140,7 +142,7 @@ def main() -> int:
             label = f"{size:,} events"
             print(f"{'rollup-hourly (1 hour)':<28}{label:>16}{r['rows']:>10}"
                   f"{r['best_s']:>10.3f}{r['median_s']:>10.3f}")  # fmt: skip
-        r = bench_day(Path(tmp))
+        r = bench_day(Path(tmp), args.day_events)
         results["daily"] = r
         label = f"{r['hourly_rows']:,} hourly"
         print(f"{'rollup-daily (1 day)':<28}{label:>16}{r['rows']:>10}"
