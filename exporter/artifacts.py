@@ -36,74 +36,95 @@ class ArtifactState:
     awaiting_disambiguation: bool = False
 
 
-def fold(states: Mapping[str, ArtifactState], events: Iterable[Event]) -> dict[str, ArtifactState]:
-    """New states of every artifact the events touch, applying them in event-time order."""
-    changed: dict[str, ArtifactState] = {}
-    for event in sorted(events, key=lambda e: e.ts_ms):
-        if not event.artifact_id or not EVENT_TYPES[event.event_type].needs_artifact:
-            continue
-        current = changed.get(event.artifact_id) or states.get(event.artifact_id)
-        changed[event.artifact_id] = advance(current, event)
-    return changed
+@dataclass(slots=True)
+class _Draft:
+    """Mutable copy of an ``ArtifactState`` while a commit's events are folded in (one
+    object per note rather than one frozen copy per event)."""
+
+    artifact_id: str
+    org_id: str | None
+    status: str
+    current_stage: str | None
+    last_event_type: str
+    last_event_ms: int
+    first_event_ms: int
+    failed_stage: str | None = None
+    error_code: str | None = None
+    awaiting_disambiguation: bool = False
+
+    @classmethod
+    def of(cls, state: ArtifactState) -> _Draft:
+        return cls(*(getattr(state, name) for name in _FIELDS))
+
+    def freeze(self) -> ArtifactState:
+        return ArtifactState(*(getattr(self, name) for name in _FIELDS))
 
 
-def advance(state: ArtifactState | None, event: Event) -> ArtifactState:
-    """State after one event. An event older than the state's last event only moves the
-    first-seen time back, or closes the note if it is ``artifact_completed``/``_failed``."""
-    assert event.artifact_id
-    if state is None:
-        state = ArtifactState(
-            event.artifact_id, event.org_id, IN_FLIGHT, None, event.event_type,
-            event.ts_ms, event.ts_ms,
-        )  # fmt: skip
-    first = min(state.first_event_ms, event.ts_ms)
-    kind = EVENT_TYPES[event.event_type].kind
-    if event.ts_ms < state.last_event_ms:
-        late = dataclasses.replace(state, first_event_ms=first)
-        return _terminal(late, event, kind) if kind in _TERMINAL else late
-    moved = dataclasses.replace(
-        state,
-        org_id=state.org_id or event.org_id,
-        current_stage=event.stage or state.current_stage,
-        last_event_type=event.event_type,
-        last_event_ms=event.ts_ms,
-        first_event_ms=first,
-        awaiting_disambiguation=_awaiting(state, event),
-    )
-    if kind in _TERMINAL:
-        return _terminal(moved, event, kind)
-    if kind is Kind.FAILURE and moved.status != COMPLETED:
-        return dataclasses.replace(
-            moved, status=FAILED, failed_stage=event.stage, error_code=event.error_code
-        )
-    if kind in _REVIVING and moved.status == FAILED:
-        return dataclasses.replace(moved, status=IN_FLIGHT)
-    return moved
-
-
+_FIELDS = tuple(f.name for f in dataclasses.fields(ArtifactState))
 _TERMINAL = (Kind.ARTIFACT_SUCCESS, Kind.ARTIFACT_FAILURE)
 
 
-def _terminal(state: ArtifactState, event: Event, kind: Kind) -> ArtifactState:
-    if kind is Kind.ARTIFACT_SUCCESS:
-        return dataclasses.replace(state, status=COMPLETED, awaiting_disambiguation=False)
-    if state.status == COMPLETED:
-        return state
-    return dataclasses.replace(
-        state,
-        status=FAILED,
-        failed_stage=state.failed_stage or state.current_stage,
-        error_code=event.error_code or state.error_code,
-        awaiting_disambiguation=False,
+def fold(states: Mapping[str, ArtifactState], events: Iterable[Event]) -> dict[str, ArtifactState]:
+    """New states of every artifact the events touch, applying them in event-time order."""
+    drafts: dict[str, _Draft] = {}
+    for event in sorted(events, key=lambda e: e.ts_ms):
+        artifact_id = event.artifact_id
+        if not artifact_id or not EVENT_TYPES[event.event_type].needs_artifact:
+            continue
+        draft = drafts.get(artifact_id)
+        if draft is None:
+            known = states.get(artifact_id)
+            draft = _Draft.of(known) if known else _new(event, artifact_id)
+            drafts[artifact_id] = draft
+        _apply(draft, event)
+    return {artifact_id: draft.freeze() for artifact_id, draft in drafts.items()}
+
+
+def advance(state: ArtifactState | None, event: Event) -> ArtifactState:
+    """State after one event (see ``_apply``)."""
+    assert event.artifact_id
+    known = {event.artifact_id: state} if state else {}
+    return fold(known, [event])[event.artifact_id]
+
+
+def _new(event: Event, artifact_id: str) -> _Draft:
+    return _Draft(
+        artifact_id, event.org_id, IN_FLIGHT, None, event.event_type, event.ts_ms, event.ts_ms
     )
 
 
-def _awaiting(state: ArtifactState, event: Event) -> bool:
+def _apply(draft: _Draft, event: Event) -> None:
+    """One event. An event older than the note's last event only moves the first-seen time
+    back, or closes the note if it is ``artifact_completed``/``_failed``."""
+    kind = EVENT_TYPES[event.event_type].kind
+    draft.first_event_ms = min(draft.first_event_ms, event.ts_ms)
+    if event.ts_ms >= draft.last_event_ms:
+        draft.awaiting_disambiguation = _awaiting(draft, event)
+        draft.org_id = draft.org_id or event.org_id
+        draft.current_stage = event.stage or draft.current_stage
+        draft.last_event_type = event.event_type
+        draft.last_event_ms = event.ts_ms
+        if kind is Kind.FAILURE and draft.status != COMPLETED:
+            draft.status, draft.failed_stage = FAILED, event.stage
+            draft.error_code = event.error_code
+        elif kind in _REVIVING and draft.status == FAILED:
+            draft.status = IN_FLIGHT
+    if kind is Kind.ARTIFACT_SUCCESS:
+        draft.status, draft.awaiting_disambiguation = COMPLETED, False
+    elif kind is Kind.ARTIFACT_FAILURE and draft.status != COMPLETED:
+        draft.status, draft.awaiting_disambiguation = FAILED, False
+        draft.failed_stage = draft.failed_stage or draft.current_stage
+        draft.error_code = event.error_code or draft.error_code
+
+
+def _awaiting(draft: _Draft, event: Event) -> bool:
     """Waiting for disambiguation from ``entity_needs_disambiguation`` until the note moves
     on: any event of the same or a later stage clears it."""
     if event.event_type == DISAMBIGUATION_TYPE:
         return True
-    if not state.awaiting_disambiguation or event.stage is None:
-        return state.awaiting_disambiguation
-    resolution = STAGE_ORDER[EVENT_TYPES[DISAMBIGUATION_TYPE].stage or ""]
-    return STAGE_ORDER[event.stage] < resolution
+    if not draft.awaiting_disambiguation or event.stage is None:
+        return draft.awaiting_disambiguation
+    return STAGE_ORDER[event.stage] < _RESOLUTION_ORDER
+
+
+_RESOLUTION_ORDER = STAGE_ORDER[EVENT_TYPES[DISAMBIGUATION_TYPE].stage or ""]
