@@ -223,8 +223,7 @@ def _derive_durations(conn: sqlite3.Connection, events: list[Event]) -> list[Eve
     if not lookups:
         return events
     found = durations.starts_in_batch(events, lookups)
-    for lookup in lookups:
-        stored = event_rows.latest_start(conn, *lookup)
-        if stored is not None and stored > found.get(lookup, stored - 1):
+    for lookup, stored in event_rows.latest_starts(conn, lookups).items():
+        if stored > found.get(lookup, stored - 1):
             found[lookup] = stored
     return durations.apply_starts(events, found)

@@ -42,6 +42,22 @@ def latest_start(
     return None if row[0] is None else int(row[0])
 
 
+def latest_starts(
+    conn: sqlite3.Connection, lookups: Sequence[tuple[str, str, int]]
+) -> dict[tuple[str, str, int], int]:
+    """For each ``(artifact_id, event_type, at_ms)``, the time of the artifact's latest such
+    event at or before ``at_ms``; one statement for the whole commit (absent = none)."""
+    if not lookups:
+        return {}
+    rows = conn.execute(
+        "SELECT w.key, MAX(e.ts_ms) FROM json_each(?) AS w JOIN events AS e"
+        " ON e.artifact_id = w.value ->> 0 AND e.event_type = w.value ->> 1"
+        " AND e.ts_ms <= w.value ->> 2 GROUP BY w.key",
+        (_encode(list(lookups)).decode(),),
+    )
+    return {lookups[index]: int(ts) for index, ts in rows if ts is not None}
+
+
 def _row(event: Event, received_ms: int) -> tuple[object, ...]:
     meta = event.metadata
     return (
