@@ -31,17 +31,6 @@ def existing_ids(conn: sqlite3.Connection, event_ids: Sequence[str]) -> set[str]
     return found
 
 
-def latest_start(
-    conn: sqlite3.Connection, artifact_id: str, event_type: str, at_ms: int
-) -> int | None:
-    """Time of the artifact's latest ``event_type`` event at or before ``at_ms``."""
-    row = conn.execute(
-        "SELECT MAX(ts_ms) FROM events WHERE artifact_id = ? AND event_type = ? AND ts_ms <= ?",
-        (artifact_id, event_type, at_ms),
-    ).fetchone()
-    return None if row[0] is None else int(row[0])
-
-
 def latest_starts(
     conn: sqlite3.Connection, lookups: Sequence[tuple[str, str, int]]
 ) -> dict[tuple[str, str, int], int]:
