@@ -1,0 +1,140 @@
+"""prometheus.yml and alert_rules.yml checked by promtool, the alert unit tests in
+tests/promtool/ run by promtool, and the conventions every alert follows."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "alert_rules.yml"
+UNIT_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
+RUNBOOK_BASE = "https://github.com/voxmon/voxmon#alert-"
+DOCS = ROOT / "docs" / "prometheus-grafana.md"
+
+ALERTS = [
+    "VoicePipelineHighFailureRate",
+    "VoicePipelineStageFailureRate",
+    "VoicePipelineLatencyHigh",
+    "VoicePipelineQueueDepthHigh",
+    "VoicePipelineStuckArtifacts",
+    "VoicePipelineDisambiguationBacklog",
+    "VoicePipelineCircuitBreakerOpen",
+    "VoicePipelineInactive",
+    "VoxmonDown",
+    "VoxmonRollupFailing",
+    "VoxmonRollupStale",
+    "VoxmonIngestRejectionsHigh",
+]
+RECORDS = [
+    "voice_pipeline:artifact_finishes:increase30m",
+    "voice_pipeline:artifact_failure_ratio:rate30m",
+    "stage:voice_pipeline_stage_finishes:increase30m",
+    "stage:voice_pipeline_stage_failure_ratio:rate30m",
+    "stage:voice_pipeline_stage_duration_seconds:p95_rate30m",
+    "voice_pipeline:end_to_end_duration_seconds:p95_rate30m",
+]
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is required in CI (install the prometheus package)")
+        pytest.skip("promtool not installed")
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool(), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def rule_blocks() -> list[tuple[str, str, str]]:
+    """``(kind, name, text)`` of every rule in alert_rules.yml, in file order."""
+    text = RULES.read_text(encoding="utf-8")
+    starts = list(re.finditer(r"^\s+- (alert|record): (\S+)$", text, re.MULTILINE))
+    ends = [m.start() for m in starts[1:]] + [len(text)]
+    return [(m[1], m[2], text[m.start() : end]) for m, end in zip(starts, ends, strict=True)]
+
+
+def test_prometheus_config_passes_promtool_check_config() -> None:
+    result = run("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: prometheus.yml is valid prometheus config file syntax" in result.stdout
+    assert "SUCCESS: 1 rule files found" in result.stdout
+
+
+def test_alert_rules_pass_promtool_check_rules() -> None:
+    result = run("check", "rules", "alert_rules.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 19 rules found" in result.stdout
+
+
+def test_alert_rule_unit_tests_pass_promtool_test_rules() -> None:
+    assert [path.name for path in UNIT_TESTS] == [
+        "pipeline_alerts.yml",
+        "recording_rules.yml",
+        "voxmon_alerts.yml",
+    ]
+    result = run("test", "rules", *(str(path.relative_to(ROOT)) for path in UNIT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(UNIT_TESTS), result.stdout
+    assert "FAILED" not in result.stdout + result.stderr
+
+
+def test_rule_file_holds_the_documented_rules() -> None:
+    blocks = rule_blocks()
+    assert [name for kind, name, _ in blocks if kind == "record"] == RECORDS
+    alerts = [name for kind, name, _ in blocks if kind == "alert"]
+    assert list(dict.fromkeys(alerts)) == ALERTS
+    assert alerts.count("VoicePipelineHighFailureRate") == 2  # warning and critical
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_alert_has_severity_summary_description_and_readme_runbook(alert: str) -> None:
+    texts = [text for kind, name, text in rule_blocks() if kind == "alert" and name == alert]
+    for text in texts:
+        assert re.search(r"^\s+severity: (warning|critical)$", text, re.MULTILINE), text
+        assert re.search(r"^\s+summary: \S", text, re.MULTILINE), text
+        assert re.search(r"^\s+description: \S", text, re.MULTILINE), text
+        runbooks = re.findall(r"^\s+runbook_url: (\S+)$", text, re.MULTILINE)
+        assert runbooks == [RUNBOOK_BASE + alert.lower()]
+    # The anchor is GitHub's slug of the heading "Alert: <AlertName>" in the README section
+    # "Prometheus & Grafana", whose text lives in docs/prometheus-grafana.md.
+    headings = re.findall(r"^#+ Alert: (\S+)$", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
+    assert headings.count(alert) == 1
+
+
+def test_high_failure_rate_severities_and_thresholds() -> None:
+    texts = [t for k, n, t in rule_blocks() if n == "VoicePipelineHighFailureRate"]
+    found = [
+        (re.findall(r"severity: (\w+)", t), re.findall(r"rate30m > ([\d.]+)", t)) for t in texts
+    ]
+    assert found == [(["warning"], ["0.10"]), (["critical"], ["0.25"])]
+    assert all("voice_pipeline:artifact_finishes:increase30m >= 20" in t for t in texts)
+
+
+def unit_test_cases() -> dict[str, set[str]]:
+    """Alert name -> kinds of promtool cases found: "fires" (non-empty exp_alerts) and
+    "silent" (``exp_alerts: []``)."""
+    cases: dict[str, set[str]] = {}
+    for path in UNIT_TESTS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for index, line in enumerate(lines):
+            if match := re.fullmatch(r"\s+alertname: (\S+)", line):
+                expected = lines[index + 1].strip()
+                kind = "silent" if expected == "exp_alerts: []" else "fires"
+                assert expected in ("exp_alerts: []", "exp_alerts:"), f"{path.name}:{index + 2}"
+                cases.setdefault(match[1], set()).add(kind)
+    return cases
+
+
+def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
+    assert unit_test_cases() == {alert: {"fires", "silent"} for alert in ALERTS}
