@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ lint: $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+
+# voxmon and the demo traffic generator together; Ctrl-C (or the end of a --duration run)
+# stops both. Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".
+demo: $(STAMP)
+	@$(BIN)/voxmon serve & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(BIN)/voxmon demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -278,12 +278,14 @@ class Stage:
     """``with emitter.stage(artifact_id, "transcription") as s:`` emits the stage's started
     event, then on exit its success event (``s.success_type`` picks another success type of
     the stage, e.g. ``entity_needs_disambiguation``) or, if the block raised, its failure
-    event with ``error_code`` = the exception's type name; the exception propagates. Both
-    carry ``duration_ms`` (monotonic clock) and ``s.metadata``."""
+    event with ``error_code`` = the exception's type name; the exception propagates. The
+    finishing event carries ``duration_ms`` (monotonic clock) and ``s.metadata`` (seeded by
+    a ``metadata=`` argument); other fields given to ``stage()`` go on all events. An
+    unknown stage is logged and the block runs uninstrumented: it never breaks the caller."""
 
     def __init__(self, emitter: _Base, artifact_id: str, stage: str, fields: Fields) -> None:
         self.metadata: dict[str, Any] = dict(fields.pop("metadata", None) or {})
-        self._emitter, self._stage, self._start = emitter, stage, 0.0
+        self._emitter, self._start = emitter, 0.0
         self._fields = {"artifact_id": artifact_id, **fields}
         types = [t for t in EVENT_TYPES.values() if t.stage == stage]
         self._started = STARTED_TYPE.get(stage)

@@ -6,13 +6,13 @@ and simulated seconds); ``run`` paces it on a ``Clock`` and emits through the cl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import heapq
 import itertools
 import math
 import random
 import sys
 import threading
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -407,6 +407,18 @@ def _failure(text: str) -> tuple[str, float]:
     return stage, probability
 
 
+def _wait_ready(url: str, stop: threading.Event, timeout_s: float = 30.0) -> bool:
+    """Poll ``/readyz`` (``make demo`` starts the daemon and the generator together)."""
+    for _ in range(int(timeout_s / 0.2)):
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/readyz", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            if stop.wait(0.2):
+                break
+    return False
+
+
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """``voxmon demo``: run until ``--duration`` or Ctrl-C, then flush and report."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
@@ -424,9 +436,16 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     print(f"demo: {config.rate:g} notes/s across {config.orgs} orgs -> {url}", file=sys.stderr)
-    simulation = Simulation(config, random.Random(args.seed))
-    with contextlib.suppress(KeyboardInterrupt):
-        run(simulation, emitter.emit, clock, stop.wait, args.duration, report)
-    stats = emitter.close(10)
+    interrupted = False
+    try:
+        if not _wait_ready(url, stop):
+            print("demo: voxmon is not ready; sending anyway (the client retries)", file=sys.stderr)
+        run(Simulation(config, random.Random(args.seed)), emitter.emit, clock, stop.wait,
+            args.duration, report)  # fmt: skip
+    except KeyboardInterrupt:
+        interrupted = True  # Ctrl-C also stops the daemon under `make demo`: don't linger
+    stats = emitter.close(2 if interrupted else 10)
     print(f"demo done: {stats}", file=sys.stderr)
+    if interrupted:
+        return 0
     return 0 if stats.rejected == 0 and stats.abandoned == 0 else 1
