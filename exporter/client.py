@@ -359,7 +359,7 @@ class _Base:
             if event_id is None:
                 event_id = fields["event_id"] = str(uuid.uuid4())
             fields["event_type"] = event_type
-            if "timestamp" not in fields:
+            if fields.get("timestamp") is None:
                 fields["timestamp"] = self.clock.now()
             if self.outbox.put(fields):
                 self._wake()
@@ -470,7 +470,7 @@ class _HttpTransport:
             reused = self._conn is not None
             try:
                 return self._post_once(body)
-            except (OSError, http.client.HTTPException) as exc:
+            except Exception as exc:  # any failure to get an answer is retried, never fatal
                 self.close()
                 if not (reused and isinstance(exc, _STALE)):
                     return Response(None, error=f"{type(exc).__name__}: {exc}")
@@ -561,5 +561,5 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> Respon
         async with session.post(url, data=body) as answer:
             data = await answer.read()
             return Response(answer.status, data, answer.headers.get("Retry-After"))
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except Exception as exc:  # any failure to get an answer is retried, never fatal
         return Response(None, error=f"{type(exc).__name__}: {exc}")
