@@ -52,6 +52,9 @@ class Scheduler:
         self.next_fire: dict[str, datetime] = {job.name: self._first_fire(job, now) for job in jobs}
         self.ticked = asyncio.Event()
         """Set after every tick (tests await it instead of sleeping)."""
+        for job in self.jobs:  # both results exist from the start, so increase() sees a 1st failure
+            for result in ("success", "failure"):
+                self._metrics.rollup_runs.labels(job.name, result)
         for run in self.last_runs.values():
             if run.last_success_ms is not None:
                 self._metrics.rollup_last_success.labels(run.job).set(run.last_success_ms / 1000)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alert_rules.yml"
 UNIT_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
 RUNBOOK_BASE = "https://github.com/voxmon/voxmon#alert-"
-DOCS = ROOT / "docs" / "prometheus-grafana.md"
+DOCS = ROOT / "README.md"
 
 ALERTS = [
     "VoicePipelineHighFailureRate",
@@ -107,7 +107,7 @@ def test_alert_has_severity_summary_description_and_readme_runbook(alert: str) -
         runbooks = re.findall(r"^\s+runbook_url: (\S+)$", text, re.MULTILINE)
         assert runbooks == [RUNBOOK_BASE + alert.lower()]
     # The anchor is GitHub's slug of the heading "Alert: <AlertName>" in the README section
-    # "Prometheus & Grafana", whose text lives in docs/prometheus-grafana.md.
+    # "Prometheus & Grafana".
     headings = re.findall(r"^#+ Alert: (\S+)$", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
     assert headings.count(alert) == 1
 
