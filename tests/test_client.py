@@ -21,16 +21,9 @@ import msgspec
 import pytest
 
 from exporter.catalog import DISAMBIGUATION_TYPE
-from exporter.client import (
-    AsyncEmitter,
-    Backoff,
-    Courier,
-    Emitter,
-    Outbox,
-    Response,
-    Send,
-)
+from exporter.client import AsyncEmitter, Emitter
 from exporter.clock import FakeClock
+from exporter.outbox import Backoff, Courier, Outbox, Response, Send
 from exporter.settings import Token
 from tests.conftest import T0, T0_MS
 from tests.test_durability import daemon, free_port

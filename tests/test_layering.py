@@ -19,6 +19,9 @@ PURE = [
     "exporter/durations.py",
     "exporter/live.py",
     "exporter/body.py",
+    "exporter/outbox.py",
+    "exporter/artifacts.py",
+    "exporter/params.py",
     *sorted(
         str(p.relative_to(ROOT))
         for p in (ROOT / "rollup").glob("*.py")
