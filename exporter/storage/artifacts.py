@@ -40,7 +40,14 @@ def load_states(conn: sqlite3.Connection, artifact_ids: Sequence[str]) -> dict[s
 
 def save_states(conn: sqlite3.Connection, states: Iterable[ArtifactState]) -> None:
     conn.executemany(
-        f"INSERT OR REPLACE INTO artifacts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO artifacts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        # an upsert rewrites only changed index entries; REPLACE deletes and re-inserts all
+        " ON CONFLICT (artifact_id) DO UPDATE SET org_id = excluded.org_id,"
+        " status = excluded.status, current_stage = excluded.current_stage,"
+        " last_event_type = excluded.last_event_type, last_event_ms = excluded.last_event_ms,"
+        " first_event_ms = excluded.first_event_ms, failed_stage = excluded.failed_stage,"
+        " error_code = excluded.error_code,"
+        " awaiting_disambiguation = excluded.awaiting_disambiguation",
         [
             (s.artifact_id, s.org_id, s.status, s.current_stage, s.last_event_type,
              s.last_event_ms, s.first_event_ms, s.failed_stage, s.error_code,
