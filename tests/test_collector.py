@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections import defaultdict
 from typing import Any
 
-import pytest
-
 from tests.conftest import make_event
 from tests.scrape import Sample, domain_samples, scrape
+from tests.tools import require
 
 ORGS = ["org-1", "org-2", "org-3", "org-4", "org-5"]
 
@@ -112,12 +109,7 @@ async def test_metrics_openmetrics_negotiation(start_app: Any) -> None:
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is required in CI (install the prometheus package)")
-        pytest.skip("promtool not installed")
-    return path
+    return require("promtool")
 
 
 async def test_metrics_pass_promtool_check(start_app: Any) -> None:

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.test_dashboards import DASHBOARDS, INFINITY, PROMETHEUS, targets, variable
+from tests.tools import require
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +54,7 @@ T = TypeVar("T")
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is required in CI (install the prometheus package)")
-        pytest.skip("prometheus not installed")
-    return path
+    return require("prometheus")
 
 
 def free_port() -> int:

@@ -3,13 +3,13 @@ tests/promtool/ run by promtool, and the conventions every alert follows."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alert_rules.yml"
@@ -42,12 +42,7 @@ RECORDS = [
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is required in CI (install the prometheus package)")
-        pytest.skip("promtool not installed")
-    return path
+    return require("promtool")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
