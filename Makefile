@@ -30,6 +30,9 @@ lint: $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/rollup.py
+	$(BIN)/python benchmarks/queries.py
+	$(BIN)/python benchmarks/client.py
 
 # voxmon and the demo traffic generator together; Ctrl-C (or the end of a --duration run)
 # stops both. Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".
