@@ -139,7 +139,7 @@ class IngestWriter:
                 self._live.known_orgs,
                 prune_before,
             )
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the writer must outlive any one commit, or requests hang
             log.error("commit of %d events failed: %s", size, exc, exc_info=True)
             self._finish(jobs, size, error=Unavailable(f"storage is failing: {exc}", 5))
             return

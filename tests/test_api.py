@@ -313,3 +313,28 @@ async def test_auth_scopes(start_app: Any, token: str | None, path: str, status:
     else:
         response = await client.get(path, headers=headers)
     assert response.status == status
+
+
+async def test_writer_survives_a_failing_commit(
+    start_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error inside one commit answers that request 503 and the next
+    request commits normally (the writer task keeps running)."""
+    from exporter import writer
+
+    client = await start_app()
+    real = writer.tally
+    calls = {"n": 0}
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected fault")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "tally", failing_once)
+    response = await client.post("/v1/events", json=[make_event(event_id="f1")])
+    assert response.status == 503
+    assert "injected fault" in (await response.json())["error"]["message"]
+    status, body = await post(client, [make_event(event_id="f1")])
+    assert (status, body["accepted"]) == (200, 1)  # the failed commit stored nothing
