@@ -33,7 +33,7 @@ from exporter.writer import IngestWriter
 from rollup import jobs, reports
 from rollup.codec import decode_parts
 from rollup.parts import latency_baseline
-from rollup.retention import Retention, day_floor, hour_floor
+from rollup.retention import Retention, windows_between
 from rollup.schedule import CronSchedule
 from rollup.scheduler import Job, Scheduler
 
@@ -213,12 +213,19 @@ JOBS: dict[str, Callable[..., jobs.JobOutcome]] = {
 """Job name -> ``fn(read_conn, write, now, retention)``, in the order a tick runs them."""
 
 
-async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Scheduler:
-    """Jobs read on their own connection and queue their writes behind ingest commits."""
-    retention = retention_of(svc.settings)
+def _write_via(db: Database) -> jobs.Write[object]:
+    """A job's ``write``: run on the writer's connection, queued behind ingest commits."""
 
     def write(fn: Callable[[sqlite3.Connection], object]) -> object:
         return db.call(in_transaction, fn)
+
+    return write
+
+
+async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Scheduler:
+    """Jobs read on their own connection and queue their writes behind ingest commits."""
+    retention = retention_of(svc.settings)
+    write = _write_via(db)
 
     def job(name: str) -> Job:
         async def run(now: datetime) -> jobs.JobOutcome:
@@ -263,23 +270,17 @@ async def _run_now(
     window: Range | None,
 ) -> job_rows.JobRun:
     """Run a job now through the scheduler (so it is logged, counted and recorded); a
-    window turns a rollup job into a backfill of every hour or day starting in it."""
+    window turns a rollup job into a backfill of every hour or day starting in
+    ``[floor(start), end)``, the same windows as ``voxmon rollup --from/--to``."""
     job = next((j for j in scheduler.jobs if j.name == name), None)
     if job is None:
         raise NotFound(f"no job {name!r}; jobs: {', '.join(JOBS)}")
     if window is not None:
-        hourly = name == "rollup-hourly"
-        step = timedelta(hours=1) if hourly else timedelta(days=1)
-        starts = [
-            ms_to_datetime(ms)
-            for ms in range(window.start_ms, window.end_ms, int(step.total_seconds() * 1000))
-        ]
-        floor = hour_floor if hourly else day_floor
-        windows = sorted({floor(w) for w in starts})
-        one = jobs.rollup_hour if hourly else jobs.rollup_day
-
-        def write(fn: Callable[[sqlite3.Connection], object]) -> object:
-            return db.call(in_transaction, fn)
+        windows = windows_between(
+            ms_to_datetime(window.start_ms), ms_to_datetime(window.end_ms), window.period
+        )
+        one = jobs.rollup_hour if window.period == "hourly" else jobs.rollup_day
+        write = _write_via(db)
 
         async def backfill(now: datetime) -> jobs.JobOutcome:
             return await read_db.run(jobs.run_windows, write, windows, one)

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +21,7 @@ from exporter.settings import Settings
 from exporter.storage.database import connect
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
 from rollup import jobs
-from rollup.retention import day_floor, hour_floor
+from rollup.retention import day_floor, hour_floor, windows_between
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _rollup(settings: Settings, args: argparse.Namespace) -> int:
     hourly = args.period == "hourly"
-    floor, step = (hour_floor, timedelta(hours=1)) if hourly else (day_floor, timedelta(days=1))
     if args.at is not None:
-        windows = [floor(args.at)]
+        windows = [(hour_floor if hourly else day_floor)(args.at)]
     elif args.end is None or args.end <= args.start:
         print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
         return 2
     else:
-        windows = []
-        cursor = floor(args.start)
-        while cursor < args.end:
-            windows.append(cursor)
-            cursor += step
+        windows = windows_between(args.start, args.end, args.period)
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
     try:
         one = jobs.rollup_hour if hourly else jobs.rollup_day

@@ -54,6 +54,15 @@ def closed_days(now: datetime, since: datetime) -> list[datetime]:
     return _closed(now, since, day_floor, DAY)
 
 
+def windows_between(start: datetime, end: datetime, period: str) -> list[datetime]:
+    """Starts of every ``period`` (``hourly`` or ``daily``) window beginning in
+    ``[floor(start), end)``, ascending: the windows a backfill over that range rewrites."""
+    floor, step = (hour_floor, HOUR) if period == "hourly" else (day_floor, DAY)
+    first = floor(start)
+    count = -(-(end - first) // step)  # ceiling division; none when end <= first
+    return [first + k * step for k in range(max(0, count))]
+
+
 def _closed(
     now: datetime, since: datetime, floor: Callable[[datetime], datetime], step: timedelta
 ) -> list[datetime]:

@@ -135,3 +135,21 @@ def test_schedule_is_a_value() -> None:
     assert CronSchedule("30 * * * *") == CronSchedule("30 * * * *")
     assert CronSchedule("30 * * * *") != CronSchedule("0 * * * *")
     assert repr(CronSchedule("30 1 * * *")) == "CronSchedule('30 1 * * *')"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "period", "expected"),
+    [
+        (utc(2026, 11, 28, 11, 30), utc(2026, 11, 28, 14, 0), "hourly", [11, 12, 13]),
+        (utc(2026, 11, 28, 11, 30), utc(2026, 11, 28, 12, 10), "hourly", [11, 12]),
+        (utc(2026, 11, 28, 11, 0), utc(2026, 11, 28, 11, 0), "hourly", []),
+        (utc(2026, 11, 26, 6, 0), utc(2026, 11, 28, 0, 0), "daily", [26, 27]),
+    ],
+)
+def test_retention_windows_between(
+    start: datetime, end: datetime, period: str, expected: list[int]
+) -> None:
+    from rollup.retention import windows_between
+
+    got = windows_between(start, end, period)
+    assert [w.hour if period == "hourly" else w.day for w in got] == expected
