@@ -15,18 +15,21 @@ import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.catalog import EVENT_TYPES  # noqa: E402
+from exporter.storage import horizons  # noqa: E402
 from exporter.storage.database import connect, in_transaction  # noqa: E402
 from exporter.timestamps import datetime_to_ms  # noqa: E402
 from rollup import jobs  # noqa: E402
 
 HOUR = datetime(2026, 11, 27, 10, tzinfo=UTC)
+NOW = HOUR + timedelta(days=1)
+"""When the jobs run: the hour and its day are closed."""
 ORGS = [f"org-{i:03d}" for i in range(200)]
 MIX = [
     ("artifact_received", 0.12), ("transcription_started", 0.1),
@@ -75,11 +78,12 @@ def rows(count: int, start_ms: int, seed: int = 1) -> list[tuple[object, ...]]:
 def bench_hour(directory: Path, count: int) -> dict[str, float]:
     conn = connect(directory / f"hour-{count}.db", synchronous="OFF")
     in_transaction(conn, lambda c: c.executemany(INSERT, rows(count, datetime_to_ms(HOUR))))
+    in_transaction(conn, lambda c: horizons.extend_history(c, datetime_to_ms(HOUR)))
     write = jobs.direct_write(conn)
     timings = []
     for _ in range(3):
         started = time.perf_counter()
-        written = jobs.rollup_hour(conn, write, HOUR)
+        written = jobs.rollup_hour(conn, write, HOUR, NOW)
         timings.append(time.perf_counter() - started)
     conn.close()
     return {
@@ -95,8 +99,9 @@ def bench_day(directory: Path, events: int = 200_000) -> dict[str, float]:
     conn = connect(directory / "day.db", synchronous="OFF")
     data = rows(events, datetime_to_ms(HOUR), seed=2)
     in_transaction(conn, lambda c: c.executemany(INSERT, data))
+    in_transaction(conn, lambda c: horizons.extend_history(c, datetime_to_ms(HOUR) - 36_000_000))
     write = jobs.direct_write(conn)
-    jobs.rollup_hour(conn, write, HOUR)
+    jobs.rollup_hour(conn, write, HOUR, NOW)
     shift = "UPDATE snapshots SET period_start_ms = period_start_ms + ? WHERE period = 'hourly'"
     copy = (
         "INSERT INTO snapshots (period, period_start_ms, scope, artifacts_received,"
@@ -118,7 +123,7 @@ def bench_day(directory: Path, events: int = 200_000) -> dict[str, float]:
     timings = []
     for _ in range(5):
         started = time.perf_counter()
-        written = jobs.rollup_day(conn, write, day)
+        written = jobs.rollup_day(conn, write, day, NOW)
         timings.append(time.perf_counter() - started)
     conn.close()
     return {"hourly_rows": hourly, "rows": written, "best_s": min(timings),

@@ -18,8 +18,9 @@ from exporter.body import decompress, split_items
 from exporter.catalog import WINDOW_COUNTERS
 from exporter.clock import Clock
 from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
+from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
-from exporter.model import Rejection
+from exporter.model import Event, FieldError, Rejection
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms, format_rfc3339
@@ -40,6 +41,7 @@ class Services:
     metrics: SelfMetrics
     live: LiveState
     auth: Authenticator
+    job_runs: JobRunsCollector
     writer: IngestWriter | None = None
     scheduler: Any = None
     """The rollup scheduler (set by the composition root; typed loosely so the HTTP layer
@@ -48,6 +50,8 @@ class Services:
     run_scheduler: bool = True
     read_side: Any = None
     """``queries.ReadSide``, set at start-up once both database connections are open."""
+    before_scrape: Callable[[], Awaitable[None]] | None = None
+    """Refreshes what ``/metrics`` reads from storage (job runs recorded by the CLI too)."""
 
 
 SERVICES = web.AppKey("services", Services)
@@ -92,12 +96,34 @@ async def post_events(request: web.Request) -> web.Response:
         result = await svc.writer.submit(events)
         svc.metrics.events.labels("accepted").inc(result.accepted)
         svc.metrics.events.labels("duplicate").inc(result.duplicates)
+        pruned = _pruned_rejections(events, rejections, result)
+        _count_rejections(svc.metrics, pruned)
+        rejections = sorted([*rejections, *pruned], key=lambda r: r.index)
     body_out = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "rejected": [_rejection_body(r) for r in rejections],
     }
-    return json_response(body_out, status=200 if events else 400)
+    return json_response(body_out, status=200 if result.accepted or result.duplicates else 400)
+
+
+def _pruned_rejections(
+    events: list[Event], rejections: list[Rejection], result: CommitResult
+) -> list[Rejection]:
+    """Rejections for events the writer refused because retention had pruned their hour
+    (a cleanup that ran with a shorter retention than this daemon's horizon)."""
+    if not result.pruned:
+        return []
+    refused = {r.index for r in rejections}
+    indexes = [i for i in range(len(events) + len(rejections)) if i not in refused]
+    message = (
+        f"timestamp is before {format_rfc3339(result.events_from_ms)}: raw events before it"
+        " were pruned by event retention, so its hour can no longer be rolled up"
+    )
+    return [
+        Rejection(indexes[p], events[p].event_id, (FieldError("timestamp", message),), "too_old")
+        for p in result.pruned
+    ]
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -151,6 +177,8 @@ async def get_realtime(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text or OpenMetrics, by the Accept header."""
     svc = services(request)
+    if svc.before_scrape is not None:
+        await svc.before_scrape()
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     payload = encoder(svc.registry)
     response = web.Response(body=payload)

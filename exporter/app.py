@@ -17,7 +17,8 @@ from exporter import api, queries
 from exporter.auth import Authenticator
 from exporter.clock import Clock, SystemClock
 from exporter.collector import PipelineCollector
-from exporter.errors import NotFound, VoxmonError
+from exporter.errors import Conflict, NotFound, VoxmonError
+from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
 from exporter.params import Range
 from exporter.selfmetrics import SelfMetrics
@@ -81,6 +82,8 @@ def create_app(
     live = LiveState(settings.max_org_series)
     metrics = SelfMetrics.register(registry)
     registry.register(PipelineCollector(live, clock, settings.stuck_after_s * 1000))
+    job_runs = JobRunsCollector(list(JOBS))
+    registry.register(job_runs)
     svc = api.Services(
         settings=settings,
         clock=clock,
@@ -88,6 +91,7 @@ def create_app(
         metrics=metrics,
         live=live,
         auth=Authenticator(settings.tokens, settings.auth_enabled),
+        job_runs=job_runs,
         run_scheduler=run_scheduler,
     )
     app = web.Application(
@@ -173,9 +177,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         db=db,
         read_db=read_db,
         reports=reports,
-        jobs=lambda: _job_status(scheduler),
+        jobs=lambda: _job_status(scheduler, read_db),
         run_job=lambda name, window: _run_now(svc, scheduler, read_db, db, name, window),
     )
+    svc.before_scrape = lambda: _refresh_job_runs(svc, read_db)
     scheduler_task = None
     if svc.run_scheduler:
         scheduler_task = asyncio.create_task(scheduler.run(), name="voxmon-scheduler")
@@ -239,19 +244,26 @@ async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Sche
 
         return Job(name, CronSchedule(svc.settings.crons[name]), run)
 
-    async def record(run: job_rows.JobRun) -> None:
-        await db.run(in_transaction, lambda c: job_rows.record_run(c, run))
+    async def record(run: job_rows.JobRun) -> job_rows.JobRun:
+        stored: job_rows.JobRun = await db.run(
+            in_transaction, lambda c: job_rows.record_run(c, run)
+        )
+        svc.job_runs.update({stored.job: stored})
+        return stored
 
     await _refresh_baseline(svc, read_db)
     last_runs = await read_db.run(job_rows.load_runs)
-    return Scheduler([job(name) for name in JOBS], svc.clock, svc.metrics, record, last_runs)
+    svc.job_runs.update(last_runs)
+    return Scheduler([job(name) for name in JOBS], svc.clock, record, last_runs)
 
 
-def _job_status(scheduler: Scheduler) -> list[dict[str, object]]:
-    """Each job: schedule, next fire and its last run (None before the first)."""
+async def _job_status(scheduler: Scheduler, read_db: Database) -> list[dict[str, object]]:
+    """Each job: schedule, next fire and its last run from storage (None before the
+    first), whoever ran it."""
+    stored = await read_db.run(job_rows.load_runs)
     status: list[dict[str, object]] = []
     for job in scheduler.jobs:
-        run = scheduler.last_runs.get(job.name)
+        run = stored.get(job.name)
         status.append({
             "job": job.name,
             "schedule": job.schedule.expr,
@@ -268,25 +280,39 @@ async def _run_now(
     db: Database,
     name: str,
     window: Range | None,
-) -> job_rows.JobRun:
-    """Run a job now through the scheduler (so it is logged, counted and recorded); a
-    window turns a rollup job into a backfill of every hour or day starting in
-    ``[floor(start), end)``, the same windows as ``voxmon rollup --from/--to``."""
+) -> tuple[job_rows.JobRun, list[dict[str, object]]]:
+    """Run a job now through the scheduler (so it is logged and recorded); a window turns
+    a rollup job into a backfill of every hour or day starting in ``[floor(start), end)``,
+    the same windows as ``voxmon rollup --from/--to``, through the same guard. Refused
+    windows are returned; when the guard refuses every window nothing runs (409)."""
     job = next((j for j in scheduler.jobs if j.name == name), None)
     if job is None:
         raise NotFound(f"no job {name!r}; jobs: {', '.join(JOBS)}")
-    if window is not None:
-        windows = windows_between(
-            ms_to_datetime(window.start_ms), ms_to_datetime(window.end_ms), window.period
+    now = svc.clock.now()
+    if window is None:
+        return await scheduler.run_job(job, now, trigger="api"), []
+    asked = windows_between(
+        ms_to_datetime(window.start_ms), ms_to_datetime(window.end_ms), window.period
+    )
+    allowed, skipped = await read_db.run(jobs.plan_windows, window.period, asked, now)
+    if not allowed:
+        raise Conflict(
+            "nothing to run: every window was refused; " + "; ".join(s.describe() for s in skipped),
+            [{"field": "start", "reason": s.reason, "message": s.describe()} for s in skipped],
         )
-        one = jobs.rollup_hour if window.period == "hourly" else jobs.rollup_day
-        write = _write_via(db)
+    write = _write_via(db)
 
-        async def backfill(now: datetime) -> jobs.JobOutcome:
-            return await read_db.run(jobs.run_windows, write, windows, one)
+    async def backfill(at: datetime) -> jobs.JobOutcome:
+        outcome = await read_db.run(jobs.run_windows, write, allowed, window.period, at)
+        skipped.extend(outcome.skipped)  # refused while running (a day missing hours)
+        return outcome
 
-        job = Job(name, job.schedule, backfill)
-    return await scheduler.run_job(job, svc.clock.now())
+    run = await scheduler.run_job(Job(name, job.schedule, backfill), now, trigger="api")
+    return run, [skip.to_json() for skip in skipped]
+
+
+async def _refresh_job_runs(svc: api.Services, read_db: Database) -> None:
+    svc.job_runs.update(await read_db.run(job_rows.load_runs))
 
 
 BASELINE_SPAN = timedelta(days=7)

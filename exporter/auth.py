@@ -9,6 +9,10 @@ from exporter.errors import Forbidden, Unauthorized
 from exporter.settings import Token
 
 
+IMPLIED = {"read": frozenset({"admin"})}
+"""Scopes granted by another: an admin token may read what it administers."""
+
+
 class Authenticator:
     """Checks ``Authorization: Bearer <token>`` against the configured tokens. With no
     tokens (or ``auth = "none"``) every request is allowed."""
@@ -29,7 +33,7 @@ class Authenticator:
         scopes = self._scopes_of(header[7:].strip().encode())
         if scopes is None:
             raise Unauthorized("unknown token", **{"WWW-Authenticate": 'Bearer realm="voxmon"'})
-        if scope not in scopes:
+        if scope not in scopes and not (scope in IMPLIED and IMPLIED[scope] & scopes):
             raise Forbidden(f"token lacks the {scope!r} scope")
 
     def _scopes_of(self, presented: bytes) -> frozenset[str] | None:

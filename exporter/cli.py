@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +19,12 @@ from exporter.app import RUNNER_OPTIONS, create_app, retention_of
 from exporter.clock import SystemClock
 from exporter.errors import ConfigError
 from exporter.settings import Settings
-from exporter.storage.database import connect
+from exporter.storage import jobs as job_rows
+from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
 from rollup import jobs
 from rollup.retention import day_floor, hour_floor, windows_between
+from rollup.scheduler import job_run
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rollup(settings: Settings, args: argparse.Namespace) -> int:
+    """Roll up the asked windows through the rollup guard; prints a line per refused range
+    and exits 1 when nothing could be computed. The run is recorded like a daemon run."""
     hourly = args.period == "hourly"
     if args.at is not None:
         windows = [(hour_floor if hourly else day_floor)(args.at)]
@@ -119,15 +124,48 @@ def _rollup(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     else:
         windows = windows_between(args.start, args.end, args.period)
+    now = SystemClock().now()
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
     try:
-        one = jobs.rollup_hour if hourly else jobs.rollup_day
-        progress = _progress_bar(args.period) if len(windows) > 1 else None
-        outcome = jobs.run_windows(conn, jobs.direct_write(conn), windows, one, progress)
+        allowed, skipped = jobs.plan_windows(conn, args.period, windows, now)
+        progress = _progress_bar(args.period) if len(allowed) > 1 else None
+
+        def run() -> jobs.JobOutcome:
+            write = jobs.direct_write(conn)
+            return jobs.run_windows(conn, write, allowed, args.period, now, progress)
+
+        outcome = _recorded(conn, f"rollup-{args.period}", now, run) if allowed else None
     finally:
         conn.close()
-    print(f"{args.period}: {len(windows)} window(s) {outcome.describe()}, {outcome.rows} rows")
+    for skip in [*skipped, *(outcome.skipped if outcome else ())]:
+        print(f"voxmon: {skip.describe()}", file=sys.stderr)
+    if outcome is None or not outcome.windows:
+        print(f"{args.period}: nothing rolled up", file=sys.stderr)
+        return 1
+    print(
+        f"{args.period}: {len(outcome.windows)} window(s) {outcome.describe()}, {outcome.rows} rows"
+    )
     return 0
+
+
+def _recorded(
+    conn: sqlite3.Connection, name: str, now: datetime, run: Callable[[], jobs.JobOutcome]
+) -> jobs.JobOutcome:
+    """Run a job the way the daemon's scheduler does, and record the run in the same job
+    run records (so ``GET /v1/rollups`` and the ``voxmon_rollup_*`` metrics of a running
+    daemon see it). A failure is recorded, then raised."""
+    clock = SystemClock()
+    started = clock.monotonic()
+    try:
+        outcome = run()
+    except Exception as exc:
+        failed = job_run(name, now, jobs.JobOutcome(), f"{type(exc).__name__}: {exc}",
+                         clock.monotonic() - started, "cli")  # fmt: skip
+        in_transaction(conn, lambda c: job_rows.record_run(c, failed))
+        raise
+    done = job_run(name, now, outcome, None, clock.monotonic() - started, "cli")
+    in_transaction(conn, lambda c: job_rows.record_run(c, done))
+    return outcome
 
 
 def _progress_bar(label: str) -> jobs.Progress:
@@ -146,8 +184,22 @@ def _cleanup(settings: Settings, dry_run: bool) -> int:
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
     try:
         write = jobs.direct_write(conn)
-        events = jobs.cleanup_events(conn, write, now, retention, dry_run)
-        snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
+        if dry_run:
+            events = jobs.cleanup_events(conn, write, now, retention, dry_run)
+            snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
+        else:
+            events = _recorded(
+                conn,
+                "cleanup-events",
+                now,
+                lambda: jobs.cleanup_events(conn, write, now, retention),
+            )
+            snapshots = _recorded(
+                conn,
+                "cleanup-snapshots",
+                now,
+                lambda: jobs.cleanup_snapshots(conn, write, now, retention),
+            )
     finally:
         conn.close()
     verb = "would delete" if dry_run else "deleted"

@@ -50,6 +50,14 @@ class NotFound(VoxmonError):
     code = "not_found"
 
 
+class Conflict(VoxmonError):
+    """The request is valid but the stored state does not allow it (e.g. a backfill of
+    windows whose inputs were pruned)."""
+
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(VoxmonError):
     status = 413
     code = "payload_too_large"

@@ -226,8 +226,32 @@ def _schemas() -> dict[str, Schema]:
                 "duration_s": NUM,
                 "rows_written": INT,
                 "windows": STR,
+                "trigger": {"type": "string", "enum": ["schedule", "api", "cli"]},
             }
         ),
+        "RollupRun": {
+            "allOf": [
+                ref("JobRun"),
+                obj(
+                    {
+                        "skipped": {
+                            "type": "array",
+                            "description": "windows the rollup guard refused, as ranges",
+                            "items": obj(
+                                {
+                                    "period": STR,
+                                    "first": TIME,
+                                    "last": TIME,
+                                    "windows": INT,
+                                    "reason": STR,
+                                    "message": STR,
+                                }
+                            ),
+                        }
+                    }
+                ),
+            ]
+        },
         "Rollups": obj(
             {
                 "jobs": {
@@ -385,10 +409,12 @@ def _paths() -> dict[str, Any]:
         "/v1/rollups": {"get": _op("Job status and next fire times", ref("Rollups"), [])},
         "/v1/rollups/{job}/run": {
             "post": _op(
-                "Run a job now (admin); rollup jobs take an optional backfill window",
-                ref("JobRun"),
+                "Run a job now (admin); rollup jobs take an optional backfill window, checked by"
+                " the rollup guard (409 when every window is refused)",
+                ref("RollupRun"),
                 [job, _param("start", "query", _TIME_PARAM), _param("end", "query", _TIME_PARAM)],
                 404,
+                409,
             )
         },
         "/metrics": {"get": metrics},

@@ -43,8 +43,9 @@ class ReadSide:
     db: Database
     read_db: Database
     reports: Reports
-    jobs: Callable[[], list[dict[str, Any]]]
-    run_job: Callable[[str, Range | None], Awaitable[JobRun]]
+    jobs: Callable[[], Awaitable[list[dict[str, Any]]]]
+    run_job: Callable[[str, Range | None], Awaitable[tuple[JobRun, list[dict[str, Any]]]]]
+    """Runs a job now; returns its run and the windows the rollup guard refused."""
 
 
 _RANGE = ("period", "start", "end")
@@ -209,12 +210,14 @@ async def get_timeline(request: web.Request) -> web.Response:
 
 async def get_rollups(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
-    return json_response({"jobs": _side(request).jobs()})
+    return json_response({"jobs": await _side(request).jobs()})
 
 
 async def post_rollup_run(request: web.Request) -> web.Response:
     """Run a job now (admin); rollup jobs take an optional ``period``-less window
-    ``start``/``end`` to backfill every hour or day starting in it."""
+    ``start``/``end`` to backfill every hour or day starting in it, through the rollup
+    guard: refused windows are listed in ``skipped``; 409 when every window is refused,
+    400 for a window that starts in the future."""
     reject_unknown(request.query, ("start", "end"))
     job = request.match_info["job"]
     window = None
@@ -223,8 +226,14 @@ async def post_rollup_run(request: web.Request) -> web.Response:
             raise bad("start", f"{job} takes no window")
         period = "hourly" if job == "rollup-hourly" else "daily"
         window = parse_range({**request.query, "period": period}, _max_rows(request))
-    run = await _side(request).run_job(job, window)
-    return json_response(job_run_json(run))
+        now_ms = datetime_to_ms(services(request).clock.now())
+        if window.start_ms > now_ms:
+            raise bad("start", f"is in the future ({format_rfc3339(window.start_ms)}); nothing"
+                      " to roll up there yet")  # fmt: skip
+    run, skipped = await _side(request).run_job(job, window)
+    body = job_run_json(run)
+    body["skipped"] = skipped
+    return json_response(body)
 
 
 def job_run_json(run: JobRun) -> dict[str, Any]:
@@ -237,4 +246,5 @@ def job_run_json(run: JobRun) -> dict[str, Any]:
         "duration_s": run.duration_s,
         "rows_written": run.rows_written,
         "windows": run.windows,
+        "trigger": run.trigger,
     }

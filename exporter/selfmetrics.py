@@ -1,4 +1,5 @@
-"""voxmon's own metrics (``voxmon_*``): ingest, queue, commits, rollups, database."""
+"""voxmon's own metrics (``voxmon_*``): ingest, queue, commits, database. The rollup job
+families come from stored run records (``jobstatus.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000)
 _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-_ROLLUP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +21,6 @@ class SelfMetrics:
     queue_depth: Gauge
     commit_events: Histogram
     commit_seconds: Histogram
-    rollup_runs: Counter
-    rollup_seconds: Histogram
-    rollup_last_success: Gauge
     database_bytes: Gauge
     snapshot_rows: Gauge
 
@@ -52,18 +49,6 @@ class SelfMetrics:
             commit_seconds=Histogram(
                 "voxmon_commit_duration_seconds", "Duration of one group commit.",
                 buckets=_COMMIT_BUCKETS, registry=registry,
-            ),
-            rollup_runs=Counter(
-                "voxmon_rollup_runs", "Rollup and cleanup job runs by job and result.",
-                ["job", "result"], registry=registry,
-            ),
-            rollup_seconds=Histogram(
-                "voxmon_rollup_duration_seconds", "Duration of rollup and cleanup job runs.",
-                ["job"], buckets=_ROLLUP_BUCKETS, registry=registry,
-            ),
-            rollup_last_success=Gauge(
-                "voxmon_rollup_last_success_timestamp_seconds",
-                "Unix time of each job's last successful run.", ["job"], registry=registry,
             ),
             database_bytes=Gauge(
                 "voxmon_database_size_bytes", "SQLite database file plus WAL.",

@@ -23,6 +23,7 @@ from exporter.model import Event
 from exporter.selfmetrics import SelfMetrics
 from exporter.storage import artifacts as artifact_rows
 from exporter.storage import events as event_rows
+from exporter.storage import horizons
 from exporter.storage import snapshots as snapshot_rows
 from exporter.storage import state as state_rows
 from exporter.storage.database import Database, transaction
@@ -35,10 +36,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
-    """Outcome of one request's events: newly stored and already-known (duplicates)."""
+    """Outcome of one request's events: newly stored, already-known (duplicates), and the
+    positions of events refused because their hour's raw events were already pruned
+    (event time before ``events_from_ms``, read in the commit's own transaction)."""
 
     accepted: int
     duplicates: int
+    pruned: tuple[int, ...] = ()
+    events_from_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -179,17 +184,22 @@ def _commit(
 ) -> _Outcome:
     """One transaction for several requests (runs on the database thread)."""
     with transaction(conn):
+        events_from = horizons.load(conn).events_from_ms
         ids = [event.event_id for batch in batches for event in batch]
         seen = event_rows.existing_ids(conn, ids)
         results: list[CommitResult] = []
         fresh: list[Event] = []
         for batch in batches:
-            before = len(fresh)
-            for event in batch:
-                if event.event_id not in seen:
+            before, pruned = len(fresh), []
+            for position, event in enumerate(batch):
+                if event.ts_ms < events_from:  # a cleanup pruned its hour: refuse, never forget
+                    pruned.append(position)
+                elif event.event_id not in seen:
                     seen.add(event.event_id)
                     fresh.append(event)
-            results.append(CommitResult(len(fresh) - before, len(batch) - len(fresh) + before))
+            accepted = len(fresh) - before
+            duplicates = len(batch) - accepted - len(pruned)
+            results.append(CommitResult(accepted, duplicates, tuple(pruned), events_from))
         fresh = _derive_durations(conn, fresh)
         counted = tally(fresh, window_start_ms, known_orgs)
         event_rows.insert(conn, fresh, now_ms)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from exporter.clock import Clock
-from exporter.selfmetrics import SelfMetrics
 from exporter.storage.jobs import JobRun
 from exporter.timestamps import datetime_to_ms
 from rollup.jobs import JobOutcome
@@ -20,6 +19,14 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP = timedelta(seconds=60)
 """Longest single sleep, so a wall-clock jump is noticed within a minute."""
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(minutes=15)
+"""A failed job runs again after 1, 2, 4 ... minutes (at most 15), or at its next cron fire
+if that comes first, so a full disk or a locked file does not leave the data stale for an
+hour or a week."""
+
+Record = Callable[[JobRun], Awaitable[JobRun]]
+"""Stores a run and returns the stored record (with the job's run counts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +46,18 @@ class Scheduler:
         self,
         jobs: Sequence[Job],
         clock: Clock,
-        metrics: SelfMetrics,
-        record: Callable[[JobRun], Awaitable[None]],
+        record: Record,
         last_runs: Mapping[str, JobRun],
     ) -> None:
         self.jobs = list(jobs)
         self._clock = clock
-        self._metrics = metrics
         self._record = record
         self.last_runs: dict[str, JobRun] = dict(last_runs)
+        self._failures: dict[str, int] = {}
         now = clock.now()
         self.next_fire: dict[str, datetime] = {job.name: self._first_fire(job, now) for job in jobs}
         self.ticked = asyncio.Event()
         """Set after every tick (tests await it instead of sleeping)."""
-        for job in self.jobs:  # both results exist from the start, so increase() sees a 1st failure
-            for result in ("success", "failure"):
-                self._metrics.rollup_runs.labels(job.name, result)
-        for run in self.last_runs.values():
-            if run.last_success_ms is not None:
-                self._metrics.rollup_last_success.labels(run.job).set(run.last_success_ms / 1000)
 
     def _first_fire(self, job: Job, now: datetime) -> datetime:
         last = self.last_runs.get(job.name)
@@ -66,16 +66,27 @@ class Scheduler:
 
     async def tick(self, now: datetime) -> datetime:
         """Run, in declaration order, every job whose fire time is at or before ``now``;
-        returns the earliest next fire time."""
+        returns the earliest next fire time. A failed job is retried sooner (``RETRY_*``)."""
         for job in self.jobs:
             if self.next_fire[job.name] <= now:
-                await self.run_job(job, now)
-                self.next_fire[job.name] = job.schedule.next_fire(now)
+                run = await self.run_job(job, now)
+                self.next_fire[job.name] = self._after(job, run, now)
         self.ticked.set()
         return min(self.next_fire.values())
 
-    async def run_job(self, job: Job, now: datetime) -> JobRun:
-        """Run one job now, whatever its schedule; log, count and record the outcome."""
+    def _after(self, job: Job, run: JobRun, now: datetime) -> datetime:
+        following = job.schedule.next_fire(now)
+        if run.last_result == "success":
+            self._failures.pop(job.name, None)
+            return following
+        failures = self._failures.get(job.name, 0) + 1
+        self._failures[job.name] = failures
+        retry: timedelta = min(RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX)
+        return min(following, now + retry)
+
+    async def run_job(self, job: Job, now: datetime, trigger: str = "schedule") -> JobRun:
+        """Run one job now, whatever its schedule; log the outcome and record it in storage
+        (run counts and last success live there, so runs by the CLI count too)."""
         started = self._clock.monotonic()
         outcome, error = JobOutcome(), None
         try:
@@ -83,39 +94,12 @@ class Scheduler:
         except Exception as exc:  # a job failure must never stop the loop
             log.exception("job %s failed", job.name)
             error = f"{type(exc).__name__}: {exc}"
-        elapsed = self._clock.monotonic() - started
-        run = self._finish(job.name, now, outcome, error, elapsed)
+        run = job_run(job.name, now, outcome, error, self._clock.monotonic() - started, trigger)
         try:
-            await self._record(run)
+            run = await self._record(run)
         except Exception:
             log.exception("could not record the run of job %s", job.name)
-        return run
-
-    def _finish(
-        self, name: str, now: datetime, outcome: JobOutcome, error: str | None, elapsed: float
-    ) -> JobRun:
-        result = "failure" if error else "success"
-        now_ms = datetime_to_ms(now)
-        previous = self.last_runs.get(name)
-        run = JobRun(
-            job=name,
-            last_run_ms=now_ms,
-            last_result=result,
-            last_error=error,
-            last_success_ms=now_ms if not error else previous.last_success_ms if previous else None,
-            duration_s=elapsed,
-            rows_written=outcome.rows,
-            windows=outcome.describe(),
-        )
-        self.last_runs[name] = run
-        self._metrics.rollup_runs.labels(name, result).inc()
-        self._metrics.rollup_seconds.labels(name).observe(elapsed)
-        if not error:
-            self._metrics.rollup_last_success.labels(name).set(now_ms / 1000)
-        log.info(
-            "job=%s result=%s windows=%s rows=%d deleted=%s duration=%.3fs",
-            name, result, run.windows, outcome.rows, outcome.deleted or "-", elapsed,
-        )  # fmt: skip
+        self.last_runs[job.name] = run
         return run
 
     async def run(self) -> None:
@@ -124,3 +108,35 @@ class Scheduler:
             next_fire = await self.tick(self._clock.now())
             delay = min(next_fire - self._clock.now(), MAX_SLEEP).total_seconds()
             await asyncio.sleep(max(delay, 0.0))
+
+
+def job_run(
+    name: str,
+    now: datetime,
+    outcome: JobOutcome,
+    error: str | None,
+    elapsed_s: float,
+    trigger: str,
+) -> JobRun:
+    """The record of one run, logged as one line (the scheduler and the CLI share it)."""
+    now_ms = datetime_to_ms(now)
+    result = "failure" if error else "success"
+    run = JobRun(
+        job=name,
+        last_run_ms=now_ms,
+        last_result=result,
+        last_error=error,
+        last_success_ms=None if error else now_ms,
+        duration_s=elapsed_s,
+        rows_written=outcome.rows,
+        windows=outcome.describe(),
+        trigger=trigger,
+    )
+    log.info(
+        "job=%s trigger=%s result=%s windows=%s rows=%d deleted=%s skipped=%d duration=%.3fs",
+        name, trigger, result, run.windows, outcome.rows, outcome.deleted or "-",
+        sum(skip.count for skip in outcome.skipped), elapsed_s,
+    )  # fmt: skip
+    for skip in outcome.skipped:
+        log.info("job=%s %s", name, skip.describe())
+    return run

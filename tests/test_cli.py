@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.cli import main
+from exporter.model import Event
+from exporter.storage import events as event_rows
+from exporter.storage import snapshots as snap
+from exporter.storage.database import connect, in_transaction
+from exporter.timestamps import datetime_to_ms
 from tests.conftest import make_event
+from tests.scrape import samples
 
 
 def snapshot_keys(db: Path) -> list[tuple[str, str, str]]:
@@ -41,10 +48,13 @@ async def test_cli_rollup_at_and_range_while_daemon_runs(
                                          "--to", "2026-11-28T09:00:00Z", "--db", db])  # fmt: skip
     assert code == 0
     captured = capsys.readouterr()
-    assert "hourly: 3 window(s)" in captured.out
-    assert "3/3" in captured.err  # the progress bar
+    assert "hourly: 2 window(s)" in captured.out
+    assert "2/2" in captured.err  # the progress bar
+    assert (
+        "voxmon: skipped hourly 2026-11-28T06:00:00.000Z (1 window): before the first event"
+        " (history starts 2026-11-28T07:00:00.000Z)" in captured.err
+    )
     assert [k for k in snapshot_keys(tmp_path / "voxmon.db") if k[0] == "hourly"] == [
-        ("hourly", "2026-11-28T06", ""),
         ("hourly", "2026-11-28T07", ""), ("hourly", "2026-11-28T07", "org-a"),
         ("hourly", "2026-11-28T08", ""), ("hourly", "2026-11-28T08", "org-b"),
     ]  # fmt: skip
@@ -71,7 +81,11 @@ def test_cli_cleanup_dry_run_then_for_real(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "voxmon.db"
-    main(["rollup", "hourly", "--at", "2020-01-01T00:00:00Z", "--db", str(db)])  # ancient row
+    ancient = datetime(2020, 1, 1, tzinfo=UTC)
+    conn = connect(db)
+    row = snap.SnapshotRow("hourly", datetime_to_ms(ancient), "", 0, 0, 0, 0.0, b"")
+    in_transaction(conn, lambda c: snap.replace_snapshots(c, "hourly", row.period_start_ms, [row]))
+    conn.close()
     assert main(["cleanup", "--dry-run", "--db", str(db)]) == 0
     assert (
         "would delete: events=0, artifacts=0, hourly_snapshots=1, daily_snapshots=0"
@@ -84,3 +98,92 @@ def test_cli_cleanup_dry_run_then_for_real(
         in capsys.readouterr().out
     )
     assert snapshot_keys(db) == []
+
+
+async def test_cli_backfill_after_retention_changes_nothing_and_says_why(
+    start_app: Any, clock: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's own recovery step after the raw events of an hour were pruned: the
+    hour and its day stay exactly as they were, the CLI names the skipped windows and
+    exits 1 because nothing could be computed."""
+    db = str(tmp_path / "voxmon.db")
+    clock.set(datetime.now(UTC) - timedelta(hours=3))
+    client = await start_app()
+    hour = (clock.now() - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    notes = [make_event(timestamp=(hour + timedelta(minutes=i)).isoformat(), artifact_id=f"n{i}")
+             for i in range(12)]  # fmt: skip
+    assert (await client.post("/v1/events", json=notes)).status == 200
+    await client.close()
+    at = hour.isoformat()
+    assert await asyncio.to_thread(main, ["rollup", "hourly", "--at", at, "--db", db]) == 0
+    before = snapshot_rows(tmp_path / "voxmon.db")
+    env = {"VOXMON_EVENT_RETENTION_HOURS": "1"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        assert await asyncio.to_thread(main, ["cleanup", "--db", db]) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["rollup", "hourly", "--at", at, "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"skipped hourly {hour.strftime('%Y-%m-%dT%H')}:00:00.000Z (1 window): its raw events"
+        " were pruned by event retention" in err
+    )
+    assert "hourly: nothing rolled up" in err
+    assert snapshot_rows(tmp_path / "voxmon.db") == before
+
+
+def snapshot_rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT * FROM snapshots ORDER BY 1, 2, 3").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--at", "NOW"], "the window is still open"),
+        (["--at", "2027-12-03T10:00:00Z"], "the window is in the future"),
+        (["--from", "2020-01-01T00:00:00Z", "--to", "2026-12-01T00:00:00Z"],
+         "before the first event"),
+    ],
+)  # fmt: skip
+def test_cli_rollup_never_writes_open_future_or_prehistoric_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    db = tmp_path / "voxmon.db"
+    now = datetime.now(UTC)
+    conn = connect(db)
+    first = Event("e1", "artifact_received", datetime_to_ms(now), artifact_id="a1")
+    in_transaction(conn, lambda c: event_rows.insert(c, [first], 0))
+    conn.close()
+    args = [now.isoformat() if a == "NOW" else a for a in args]
+    assert main(["rollup", "hourly", *args, "--db", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 2  # one line per refused range + summary
+    assert snapshot_keys(db) == []
+
+
+async def test_cli_runs_show_in_the_running_daemons_status_and_metrics(
+    start_app: Any, clock: Any, tmp_path: Path
+) -> None:
+    """Fixing a stale rollup by hand clears VoxmonRollupStale: the daemon reads run
+    records from storage, whoever ran the job."""
+    clock.set(datetime.now(UTC))
+    client = await start_app()
+    hour = clock.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    await client.post("/v1/events", json=[make_event(timestamp=hour.isoformat())])
+    db = str(tmp_path / "voxmon.db")
+    assert await asyncio.to_thread(
+        main, ["rollup", "hourly", "--at", hour.isoformat(), "--db", db]
+    ) == 0
+    status = await (await client.get("/v1/rollups")).json()
+    run = status["jobs"][0]["last_run"]
+    assert (run["job"], run["trigger"], run["result"], run["rows_written"]) == (
+        "rollup-hourly", "cli", "success", 2,
+    )  # fmt: skip
+    found = samples(await (await client.get("/metrics")).text(), "voxmon_rollup_")
+    assert found[("voxmon_rollup_runs_total", (("job", "rollup-hourly"),
+                                                 ("result", "success")))] == 1.0  # fmt: skip
+    last = found[("voxmon_rollup_last_success_timestamp_seconds",
+                    (("job", "rollup-hourly"),))]  # fmt: skip
+    assert abs(last - clock.now().timestamp()) < 60

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ async def test_demo_two_minutes_snapshots_match_configured_failure_rates(
     try:
         hours = [T0.replace(hour=9), T0]  # late notes are stamped up to 10 minutes early
         for hour in hours:
-            jobs.rollup_hour(conn, jobs.direct_write(conn), hour)
+            jobs.rollup_hour(conn, jobs.direct_write(conn), hour, T0 + timedelta(hours=1))
         start = datetime_to_ms(hours[0])
         rows = snapshots.snapshot_rows(conn, "hourly", start, start + 2 * HOUR_MS, "")
         (events,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()

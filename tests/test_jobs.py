@@ -1,5 +1,5 @@
 """Rollup and cleanup jobs on a real SQLite file: idempotence, quiet hours, late data,
-catch-up, retention boundaries and batched deletes."""
+catch-up, retention boundaries, batched deletes and the rollup guard."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import pytest
 
 from exporter.model import Event, Metadata
 from exporter.storage import events as event_rows
+from exporter.storage import horizons
 from exporter.storage import snapshots as snap
 from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts, encode_parts
 from rollup.parts import SnapshotParts, derived
-from rollup.retention import Retention
+from rollup.retention import Retention, windows_between
 
 NOW = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)
 RETENTION = Retention()
@@ -55,6 +56,7 @@ def parts_of(
 
 
 H10 = datetime(2026, 11, 28, 10, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
 
 def test_jobs_rollup_hour_twice_gives_identical_rows(conn: sqlite3.Connection) -> None:
@@ -68,9 +70,9 @@ def test_jobs_rollup_hour_twice_gives_identical_rows(conn: sqlite3.Connection) -
         event(4, "artifact_received", H10 + timedelta(hours=1)),  # next hour
     )  # fmt: skip
     write = jobs.direct_write(conn)
-    assert jobs.rollup_hour(conn, write, H10) == 2
+    assert jobs.rollup_hour(conn, write, H10, NOW) == 2
     first = all_snapshots(conn)
-    assert jobs.rollup_hour(conn, write, H10) == 2
+    assert jobs.rollup_hour(conn, write, H10, NOW) == 2
     assert all_snapshots(conn) == first
     platform = parts_of(conn, "hourly", H10)
     assert (platform.artifacts_received, platform.artifacts_failed) == (1, 1)
@@ -83,28 +85,47 @@ def test_jobs_rollup_hour_twice_gives_identical_rows(conn: sqlite3.Connection) -
     assert derived(platform)["failure_rate"] == 1.0
 
 
-def test_jobs_quiet_hour_has_zero_platform_row(conn: sqlite3.Connection) -> None:
-    assert jobs.rollup_hour(conn, jobs.direct_write(conn), H10) == 1
+def test_jobs_quiet_hour_after_the_first_event_has_zero_platform_row(
+    conn: sqlite3.Connection,
+) -> None:
+    add(conn, event(1, "artifact_received", H10 - timedelta(minutes=30)))
+    assert jobs.rollup_hour(conn, jobs.direct_write(conn), H10, NOW) == 1
     parts = parts_of(conn, "hourly", H10)
     assert parts == SnapshotParts()
     assert derived(parts)["end_to_end_latency_p95_ms"] == 0.0
     assert derived(parts)["failure_rate"] == 0.0
 
 
-def test_jobs_every_day_has_a_daily_row(conn: sqlite3.Connection) -> None:
+def test_jobs_history_starts_at_the_first_event(conn: sqlite3.Connection) -> None:
+    """A fresh database writes nothing; after its first event, catch-up covers exactly the
+    closed hours from that event's hour, not 47 empty hours before it."""
     write = jobs.direct_write(conn)
+    assert jobs.run_hourly(conn, write, NOW, RETENTION) == jobs.JobOutcome()
+    assert jobs.run_daily(conn, write, NOW, RETENTION) == jobs.JobOutcome()
+    assert all_snapshots(conn) == []
+    add(conn, event(1, "artifact_received", H10 - timedelta(hours=2, minutes=1)))  # 07:59
+    outcome = jobs.run_hourly(conn, write, NOW, RETENTION)
+    assert [w.hour for w in outcome.windows] == [7, 8, 9, 10, 11]
+
+
+def test_jobs_every_day_since_history_start_has_a_daily_row(conn: sqlite3.Connection) -> None:
+    add(conn, event(1, "artifact_received", datetime(2026, 11, 24, 23, 30, tzinfo=UTC)))
+    write = jobs.direct_write(conn)
+    jobs.run_hourly(conn, write, NOW, RETENTION)
     outcome = jobs.run_daily(conn, write, NOW, RETENTION)
-    days = [d.date().isoformat() for d in outcome.windows]
-    # closed days starting inside hourly retention (since 2026-11-21T12:40)
-    assert days == [f"2026-11-{d}" for d in range(22, 28)]
-    assert outcome.rows == 6
-    assert all(parts_of(conn, "daily", d) == SnapshotParts() for d in outcome.windows)
+    assert [d.date().isoformat() for d in outcome.windows] == [
+        "2026-11-24", "2026-11-25", "2026-11-26", "2026-11-27",
+    ]  # fmt: skip
+    assert outcome.rows == 4
+    assert parts_of(conn, "daily", datetime(2026, 11, 24, tzinfo=UTC)).artifacts_received == 1
+    assert parts_of(conn, "daily", datetime(2026, 11, 25, tzinfo=UTC)) == SnapshotParts()
     assert jobs.run_daily(conn, write, NOW, RETENTION).windows == ()
 
 
-def test_jobs_late_event_changes_hour_and_day_at_next_run(tmp_path: Path) -> None:
+def test_jobs_late_event_reaches_hour_and_day_at_the_next_hourly_run(tmp_path: Path) -> None:
     """The dirty mark the ingest writer sets for a late event is set here by hand (the
-    reference test sends late events through the real HTTP path)."""
+    reference test sends late events through the real HTTP path). The hourly run
+    re-aggregates the day too, so it does not wait for the next 01:30."""
     conn = connect(tmp_path / "voxmon.db")
     write = jobs.direct_write(conn)
     day = datetime(2026, 11, 27, tzinfo=UTC)
@@ -117,19 +138,21 @@ def test_jobs_late_event_changes_hour_and_day_at_next_run(tmp_path: Path) -> Non
     in_transaction(
         conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(day) + 3 * 3_600_000])
     )
-    assert jobs.run_hourly(conn, write, NOW, RETENTION).windows == (day + timedelta(hours=3),)
+    outcome = jobs.run_hourly(conn, write, NOW, RETENTION)
+    assert outcome.windows == (day + timedelta(hours=3), day)
     assert parts_of(conn, "hourly", day + timedelta(hours=3)).artifacts_received == 2
-    assert jobs.run_daily(conn, write, NOW, RETENTION).windows == (day,)
     assert parts_of(conn, "daily", day).artifacts_received == 2
+    assert jobs.run_daily(conn, write, NOW, RETENTION).windows == ()
     assert jobs.run_hourly(conn, write, NOW, RETENTION).windows == ()
     conn.close()
 
 
 def test_jobs_catch_up_after_downtime(conn: sqlite3.Connection) -> None:
     """Daemon down 10:10-15:50: the first run at 15:50 aggregates 10:00..14:00."""
+    add(conn, event(1, "artifact_received", H10 - timedelta(hours=3)))
     write = jobs.direct_write(conn)
     before = datetime(2026, 11, 28, 10, 10, tzinfo=UTC)
-    jobs.run_hourly(conn, write, before, RETENTION)  # up to 09:00 done before going down
+    assert [w.hour for w in jobs.run_hourly(conn, write, before, RETENTION).windows] == [7, 8, 9]
     outcome = jobs.run_hourly(conn, write, datetime(2026, 11, 28, 15, 50, tzinfo=UTC), RETENTION)
     assert [w.hour for w in outcome.windows] == [10, 11, 12, 13, 14]
 
@@ -140,45 +163,175 @@ def put_snapshot(conn: sqlite3.Connection, period: str, start: datetime) -> None
     in_transaction(conn, lambda c: snap.replace_snapshots(c, period, row.period_start_ms, [row]))
 
 
-@pytest.mark.parametrize(
-    ("period", "keep"),
-    [("hourly", timedelta(days=7)), ("daily", timedelta(days=90))],
-)
-def test_jobs_snapshot_retention_is_strict(
-    conn: sqlite3.Connection, period: str, keep: timedelta
-) -> None:
-    second = timedelta(seconds=1)
+def test_jobs_hourly_snapshots_go_by_whole_days(conn: sqlite3.Connection) -> None:
+    """Hourly rows are deleted once their whole UTC day is older than hourly retention,
+    so the days that remain can always be re-merged; the watermark records it."""
+    cut = NOW - timedelta(days=7)  # 2026-11-21T12:40
+    day = datetime(2026, 11, 21, tzinfo=UTC)
+    for start in (day - HOUR, day, cut - HOUR):
+        put_snapshot(conn, "hourly", start)
+    dry = jobs.cleanup_snapshots(conn, jobs.direct_write(conn), NOW, RETENTION, dry_run=True)
+    assert dry.deleted == {"hourly": 1, "daily": 0}
+    assert horizons.load(conn).hourly_from_ms == horizons.NONE  # a dry run moves nothing
+    done = jobs.cleanup_snapshots(conn, jobs.direct_write(conn), NOW, RETENTION)
+    assert done.deleted == {"hourly": 1, "daily": 0}
+    kept = {row[1] for row in all_snapshots(conn)}
+    assert kept == {datetime_to_ms(day), datetime_to_ms(cut - HOUR)}
+    assert horizons.load(conn).hourly_from_ms == datetime_to_ms(day)
+
+
+def test_jobs_daily_snapshot_retention_is_strict(conn: sqlite3.Connection) -> None:
+    keep, second = timedelta(days=90), timedelta(seconds=1)
     ages = {"older": keep + second, "exact": keep, "younger": keep - second}
     for age in ages.values():
-        put_snapshot(conn, period, NOW - age)
-    dry = jobs.cleanup_snapshots(conn, jobs.direct_write(conn), NOW, RETENTION, dry_run=True)
-    assert dry.deleted[period] == 1
-    assert len(all_snapshots(conn)) == 3
+        put_snapshot(conn, "daily", NOW - age)
     done = jobs.cleanup_snapshots(conn, jobs.direct_write(conn), NOW, RETENTION)
-    assert done.deleted == {"hourly": 0, "daily": 0} | {period: 1}
+    assert done.deleted == {"hourly": 0, "daily": 1}
     kept = {row[1] for row in all_snapshots(conn)}
     assert kept == {datetime_to_ms(NOW - ages["exact"]), datetime_to_ms(NOW - ages["younger"])}
+    assert horizons.load(conn).daily_from_ms == datetime_to_ms(NOW - keep)
 
 
-def test_jobs_event_retention_is_strict_and_batched(
+def test_jobs_events_go_by_whole_hours_in_batches(
     conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cutoff = NOW - timedelta(hours=48)
-    old = [event(i, "artifact_received", cutoff - timedelta(seconds=1)) for i in range(25)]
-    add(conn, *old, event(100, "artifact_received", cutoff),
-        event(101, "artifact_received", cutoff + timedelta(seconds=1)))  # fmt: skip
+    """Events are deleted once their whole hour is older than event retention (12:00 on
+    the 26th for NOW 12:40 on the 28th); every batch raises the watermark with it."""
+    limit = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    second = timedelta(seconds=1)
+    old = [event(i, "artifact_received", limit - second) for i in range(25)]
+    add(conn, *old, event(100, "artifact_received", limit),
+        event(101, "artifact_received", NOW - timedelta(hours=48) - second))  # fmt: skip
     monkeypatch.setattr(jobs, "DELETE_BATCH", 10)
-    batches: list[int] = []
+    batches: list[tuple[int, int]] = []
 
     def counting_write(fn: Any) -> Any:
         result = in_transaction(conn, fn)
-        batches.append(result if isinstance(result, int) else -1)
+        watermark = horizons.load(conn).events_from_ms
+        batches.append((result if isinstance(result, int) else -1, watermark))
         return result
 
     dry = jobs.cleanup_events(conn, counting_write, NOW, RETENTION, dry_run=True)
     assert dry.deleted == {"events": 25, "artifacts": 0}
     outcome = jobs.cleanup_events(conn, counting_write, NOW, RETENTION)
     assert outcome.deleted == {"events": 25, "artifacts": 0}
-    assert batches[:3] == [10, 10, 5]
+    assert batches[:3] == [(10, datetime_to_ms(limit))] * 2 + [(5, datetime_to_ms(limit))]
     left = {row[0] for row in conn.execute("SELECT event_id FROM events")}
-    assert left == {"e100", "e101"}
+    assert left == {"e100", "e101"}  # 48 h + 1 s old, but its hour is not over yet
+
+
+def test_jobs_backfill_after_event_retention_keeps_the_hour_and_the_day(
+    conn: sqlite3.Connection,
+) -> None:
+    """The backfill that once replaced history with zeros: roll up, prune the raw events
+    (a 1 h retention simulates 48 h passing), then ask for the hour and the day again."""
+    day = datetime(2026, 11, 27, tzinfo=UTC)
+    add(conn, *(event(i, "artifact_received", day + timedelta(hours=5, minutes=i))
+                for i in range(12)))  # fmt: skip
+    write = jobs.direct_write(conn)
+    jobs.run_hourly(conn, write, NOW, RETENTION)
+    jobs.run_daily(conn, write, NOW, RETENTION)
+    before = all_snapshots(conn)
+    assert parts_of(conn, "hourly", day + 5 * HOUR).artifacts_received == 12
+    jobs.cleanup_events(conn, write, NOW, Retention(events=HOUR))
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+    hour = jobs.run_windows(conn, write, [day + 5 * HOUR], "hourly", NOW)
+    assert hour.windows == ()
+    assert [(s.reason, s.count) for s in hour.skipped] == [("events_pruned", 1)]
+    assert "pruned by event retention" in hour.skipped[0].describe()
+    whole_day = jobs.run_windows(conn, write, [day], "daily", NOW)
+    assert whole_day.windows == (day,)  # re-merged from the intact hourly rows
+    assert all_snapshots(conn) == before
+    # the scheduled runs with the default settings do not rewrite anything either
+    assert jobs.run_hourly(conn, write, NOW, RETENTION).windows == ()
+    assert all_snapshots(conn) == before
+
+
+def test_jobs_backfill_after_hourly_retention_keeps_the_day(conn: sqlite3.Connection) -> None:
+    day = datetime(2026, 11, 18, tzinfo=UTC)
+    now = day + timedelta(days=3)
+    add(conn, event(1, "artifact_received", day + 3 * HOUR))
+    write = jobs.direct_write(conn)
+    jobs.run_hourly(conn, write, now, RETENTION)
+    jobs.run_daily(conn, write, now, RETENTION)
+    before = [row for row in all_snapshots(conn) if row[0] == "daily"]
+    jobs.cleanup_events(conn, write, NOW, RETENTION)
+    jobs.cleanup_snapshots(conn, write, NOW, RETENTION)
+    outcome = jobs.run_windows(conn, write, [day], "daily", NOW)
+    assert [s.reason for s in outcome.skipped] == ["hourly_pruned"]
+    assert [row for row in all_snapshots(conn) if row[0] == "daily"] == before
+    scheduled = jobs.run_daily(conn, write, NOW, RETENTION)
+    assert day not in scheduled.windows
+    assert [row for row in all_snapshots(conn) if row[0] == "daily"][:3] == before
+
+
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        (datetime(2026, 11, 28, 12, tzinfo=UTC), "open"),  # NOW is 12:40
+        (datetime(2027, 11, 28, 12, tzinfo=UTC), "future"),
+        (datetime(2020, 1, 1, tzinfo=UTC), "before_history"),
+    ],
+)
+def test_jobs_open_future_and_prehistoric_windows_are_not_written(
+    conn: sqlite3.Connection, window: datetime, reason: str
+) -> None:
+    add(conn, event(1, "artifact_received", H10))
+    outcome = jobs.run_windows(conn, jobs.direct_write(conn), [window], "hourly", NOW)
+    assert (outcome.windows, [s.reason for s in outcome.skipped]) == ((), [reason])
+    assert all_snapshots(conn) == []
+
+
+def test_jobs_six_year_backfill_is_reported_as_one_range(conn: sqlite3.Connection) -> None:
+    add(conn, event(1, "artifact_received", H10 + timedelta(minutes=5)))
+    windows = windows_between(datetime(2020, 1, 1, tzinfo=UTC), NOW, "hourly")
+    allowed, skipped = jobs.plan_windows(conn, "hourly", windows, NOW)
+    assert len(windows) == 60_565
+    assert allowed == [H10, H10 + HOUR]
+    assert [(s.reason, s.count) for s in skipped] == [("before_history", 60_562), ("open", 1)]
+    assert skipped[0].describe().startswith(
+        "skipped hourly 2020-01-01T00:00:00.000Z..2026-11-28T09:00:00.000Z (60562 windows):"
+        " before the first event (history starts 2026-11-28T10:00:00.000Z)"
+    )
+
+
+def test_jobs_a_mark_set_while_the_hour_is_aggregated_survives(
+    conn: sqlite3.Connection,
+) -> None:
+    """Only the run that read a mark can clear it: an event committed between the
+    rollup's read and its write keeps the hour dirty for the next run."""
+    add(conn, event(1, "artifact_received", H10))
+    write = jobs.direct_write(conn)
+    jobs.run_hourly(conn, write, NOW, RETENTION)
+    in_transaction(conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(H10)]))
+
+    def racing_write(fn: Any) -> Any:
+        add(conn, event(2, "artifact_received", H10 + timedelta(minutes=1)))
+        in_transaction(conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(H10)]))
+        return write(fn)
+
+    jobs.rollup_hour(conn, racing_write, H10, NOW)
+    assert parts_of(conn, "hourly", H10).artifacts_received == 1
+    assert snap.dirty_starts(conn, "hourly") == {datetime_to_ms(H10)}
+    assert jobs.run_hourly(conn, write, NOW, RETENTION).windows == (H10,)
+    assert parts_of(conn, "hourly", H10).artifacts_received == 2
+    assert snap.dirty_starts(conn, "hourly") == set()
+
+
+def test_jobs_a_failed_write_leaves_the_hour_dirty(conn: sqlite3.Connection) -> None:
+    """A crash (here: an injected fault) between reading the hour and writing it leaves
+    the old snapshot and the mark, so the next run repairs the hour."""
+    add(conn, event(1, "artifact_received", H10))
+    write = jobs.direct_write(conn)
+    jobs.run_hourly(conn, write, NOW, RETENTION)
+    add(conn, event(2, "artifact_received", H10 + timedelta(minutes=1)))
+    in_transaction(conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(H10)]))
+
+    def failing_write(fn: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):
+        jobs.rollup_hour(conn, failing_write, H10, NOW)
+    assert snap.dirty_starts(conn, "hourly") == {datetime_to_ms(H10)}
+    assert jobs.run_hourly(conn, write, NOW, RETENTION).windows == (H10,)
+    assert parts_of(conn, "hourly", H10).artifacts_received == 2

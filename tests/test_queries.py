@@ -325,13 +325,48 @@ async def test_queries_rollup_status_and_backfill(start_app: Any) -> None:
     ]
     response = await client.post(
         "/v1/rollups/rollup-hourly/run",
-        params={"start": "2026-11-26T11:30:00Z", "end": "2026-11-26T14:00:00Z"},
+        params={"start": "2026-11-26T10:30:00Z", "end": "2026-11-26T14:00:00Z"},
     )
     run = await response.json()
-    assert (run["result"], run["rows_written"]) == ("success", 4)  # 3 platform + 1 org
-    assert run["windows"].endswith("(3)")
+    assert (run["result"], run["rows_written"], run["trigger"]) == ("success", 3, "api")
+    assert run["windows"].endswith("(2)")  # 12:00 (platform + org) and 13:00
+    assert [(s["first"], s["windows"], s["reason"]) for s in run["skipped"]] == [
+        ("2026-11-26T10:00:00.000Z", 2, "before_history"),  # the first event is at 12:05
+    ]
     status = await get(client, "/v1/rollups")
-    assert status["jobs"][0]["last_run"]["rows_written"] == 4
+    assert status["jobs"][0]["last_run"]["rows_written"] == 3
     assert (await client.post("/v1/rollups/nope/run")).status == 404
     bad = await client.post("/v1/rollups/cleanup-events/run", params={"start": "0", "end": "1"})
     assert bad.status == 400
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "status", "reason"),
+    [
+        ("2026-11-25T00:00:00Z", "2026-11-25T06:00:00Z", 409, "before_history"),
+        ("2026-11-28T10:00:00Z", "2026-11-28T10:30:00Z", 409, "open"),  # now is 10:00
+        ("9999-01-01T00:00:00Z", "9999-01-02T00:00:00Z", 400, None),
+    ],
+)
+async def test_queries_backfill_refusals_are_client_errors_not_failed_runs(
+    start_app: Any, start: str, end: str, status: int, reason: str | None
+) -> None:
+    """A refused backfill says why and records no run, so it cannot fire the
+    rollup-failing alert."""
+    client = await start_app()
+    await client.post("/v1/events", json=[make_event(timestamp=at(DAY1, 5))])
+    response = await client.post(
+        "/v1/rollups/rollup-hourly/run", params={"start": start, "end": end}
+    )
+    body = await response.json()
+    assert response.status == status
+    if reason:
+        assert body["error"]["code"] == "conflict"
+        assert [d["reason"] for d in body["error"]["details"]] == [reason]
+        assert body["error"]["message"].startswith("nothing to run: every window was refused")
+    else:
+        assert body["error"]["details"][0]["field"] == "start"
+    status_body = await get(client, "/v1/rollups")
+    assert status_body["jobs"][0]["last_run"] is None
+    metrics = await (await client.get("/metrics")).text()
+    assert 'voxmon_rollup_runs_total{job="rollup-hourly",result="failure"} 0.0' in metrics

@@ -20,6 +20,7 @@ import pytest
 from exporter.catalog import EVENT_TYPES
 from exporter.clock import FakeClock
 from exporter.storage.database import connect
+from exporter.timestamps import datetime_to_ms, parse_timestamp
 from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts, derived
@@ -291,7 +292,10 @@ async def test_rollup_snapshots_equal_brute_force_reference(
     write = jobs.direct_write(conn)
     retention = Retention()
     first = jobs.run_hourly(conn, write, NOW, retention)
-    assert len(first.windows) == 48  # every closed hour inside 48 h of event retention
+    oldest = min(parse_timestamp(e["timestamp"]) for e in on_time)
+    history = oldest - oldest % 3_600_000
+    closed = (datetime_to_ms(NOW) - datetime_to_ms(NOW) % 3_600_000 - history) // 3_600_000
+    assert len(first.windows) == closed == 30  # every closed hour since the first event
     # the days: 2026-11-27 closed; catch-up reaches back over hourly retention (7 days)
     daily = jobs.run_daily(conn, write, NOW, retention)
     assert [d.date().isoformat() for d in daily.windows][-1] == "2026-11-27"

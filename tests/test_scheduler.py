@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from exporter.api import SERVICES
 from exporter.clock import FakeClock
-from exporter.selfmetrics import SelfMetrics
 from exporter.storage.jobs import JobRun
 from exporter.timestamps import datetime_to_ms
 from rollup.jobs import JobOutcome
 from rollup.schedule import CronSchedule
 from rollup.scheduler import Job, Scheduler
+from tests.conftest import make_event
 
 
 def utc(*parts: int) -> datetime:
@@ -40,16 +39,15 @@ class Recorder:
 
         return Job(name, CronSchedule(cron), run)
 
-    async def record(self, run: JobRun) -> None:
+    async def record(self, run: JobRun) -> JobRun:
         self.records.append(run)
+        return run
 
 
 def make(
     clock: FakeClock, rec: Recorder, jobs: list[Job], last: dict[str, JobRun] | None = None
-) -> tuple[Scheduler, CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics = SelfMetrics.register(registry)
-    return Scheduler(jobs, clock, metrics, rec.record, last or {}), registry
+) -> Scheduler:
+    return Scheduler(jobs, clock, rec.record, last or {})
 
 
 def ran(name: str, when: datetime) -> JobRun:
@@ -61,7 +59,7 @@ async def test_scheduler_tick_runs_due_jobs_and_returns_next_fire() -> None:
     clock = FakeClock(utc(2026, 11, 28, 10, 10))
     rec = Recorder()
     last = {"a": ran("a", utc(2026, 11, 28, 9, 30)), "b": ran("b", utc(2026, 11, 28, 1, 30))}
-    scheduler, _ = make(clock, rec, [rec.job("a", "30 * * * *"), rec.job("b", "30 1 * * *")], last)
+    scheduler = make(clock, rec, [rec.job("a", "30 * * * *"), rec.job("b", "30 1 * * *")], last)
     assert await scheduler.tick(clock.now()) == utc(2026, 11, 28, 10, 30)
     assert rec.calls == []
     assert await scheduler.tick(utc(2026, 11, 28, 10, 30)) == utc(2026, 11, 28, 11, 30)
@@ -73,7 +71,7 @@ async def test_scheduler_failing_job_is_counted_and_next_job_runs(
 ) -> None:
     clock = FakeClock(utc(2026, 11, 28, 10, 30))
     rec = Recorder()
-    scheduler, registry = make(
+    scheduler = make(
         clock, rec, [rec.job("bad", "30 * * * *", fail=True), rec.job("good", "30 * * * *")]
     )
     with caplog.at_level(logging.INFO, logger="rollup.scheduler"):
@@ -84,20 +82,11 @@ async def test_scheduler_failing_job_is_counted_and_next_job_runs(
         "failure", "RuntimeError: disk on fire",
     )  # fmt: skip
     assert runs["good"].last_result == "success"
-    assert (
-        registry.get_sample_value("voxmon_rollup_runs_total", {"job": "bad", "result": "failure"})
-        == 1.0
-    )
-    assert (
-        registry.get_sample_value("voxmon_rollup_runs_total", {"job": "good", "result": "success"})
-        == 1.0
-    )
-    assert (
-        registry.get_sample_value("voxmon_rollup_last_success_timestamp_seconds", {"job": "good"})
-        == datetime_to_ms(clock.now()) / 1000
-    )
+    assert runs["good"].last_success_ms == datetime_to_ms(clock.now())
+    assert runs["bad"].last_success_ms is None
+    assert {r.trigger for r in rec.records} == {"schedule"}
     assert "job bad failed" in caplog.text and "disk on fire" in caplog.text
-    assert "job=good result=success" in caplog.text
+    assert "job=good trigger=schedule result=success" in caplog.text
 
 
 async def test_scheduler_missed_fire_is_due_at_start() -> None:
@@ -108,9 +97,34 @@ async def test_scheduler_missed_fire_is_due_at_start() -> None:
         "weekly": ran("weekly", utc(2026, 11, 22, 5, 0)),  # missed 2026-11-29 05:00
         "hourly": ran("hourly", utc(2026, 11, 29, 5, 30)),  # up to date
     }
-    scheduler, _ = make(clock, rec, jobs, last)
+    scheduler = make(clock, rec, jobs, last)
     await scheduler.tick(clock.now())
     assert rec.calls == [("weekly", utc(2026, 11, 29, 6, 0))]
+
+
+async def test_scheduler_failed_job_is_retried_sooner_with_backoff() -> None:
+    """A failing weekly job is retried after 1, 2, 4 ... minutes (at most 15), not next
+    week; once it succeeds it is back on its cron."""
+    clock = FakeClock(utc(2026, 11, 29, 5, 0))  # Sunday, a fire time of the weekly job
+    rec = Recorder()
+    failing = {"left": 6}
+
+    async def flaky(now: datetime) -> JobOutcome:
+        rec.calls.append(("weekly", now))
+        if failing["left"]:
+            failing["left"] -= 1
+            raise OSError("database or disk is full")
+        return JobOutcome()
+
+    scheduler = make(clock, rec, [Job("weekly", CronSchedule("0 5 * * 0"), flaky)])
+    fires = []
+    for _ in range(7):
+        fires.append(await scheduler.tick(clock.now()))
+        clock.set(fires[-1])
+    gaps = [int((b - a).total_seconds() // 60) for a, b in zip(
+        [utc(2026, 11, 29, 5, 0), *fires[:-1]], fires, strict=True)]  # fmt: skip
+    assert gaps == [1, 2, 4, 8, 15, 15, 60 * 24 * 7 - 45]
+    assert [r.last_result for r in rec.records] == ["failure"] * 6 + ["success"]
 
 
 async def wait_tick(client: Any) -> None:
@@ -132,6 +146,10 @@ async def test_scheduler_catches_up_after_downtime(
 ) -> None:
     """Daemon down from 10:10 to 15:50 UTC: at start, hours 10:00-14:00 are aggregated."""
     clock.set(utc(2026, 11, 28, 10, 10))
+    client = await start_app()
+    response = await client.post("/v1/events", json=[make_event(timestamp="2026-11-28T07:10:00Z")])
+    assert response.status == 200
+    await client.close()
     client = await start_app(run_scheduler=True)
     await wait_tick(client)
     before = hourly_platform_hours(tmp_path / "voxmon.db")

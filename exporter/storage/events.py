@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from exporter.model import Event
+from exporter.storage import horizons
+from exporter.timestamps import HOUR_MS
 
 _COLUMNS = (
     "event_id, event_type, ts_ms, received_ms, artifact_id, org_id, voice_note_id,"
@@ -77,8 +79,13 @@ def _row(event: Event, received_ms: int) -> tuple[object, ...]:
 
 
 def insert(conn: sqlite3.Connection, events: Iterable[Event], received_ms: int) -> None:
-    """Insert new events (the caller has removed duplicates)."""
-    conn.executemany(_INSERT, [_row(event, received_ms) for event in events])
+    """Insert new events (the caller has removed duplicates) and extend the history start
+    to the hour of the oldest, in the caller's transaction."""
+    fresh = list(events)
+    conn.executemany(_INSERT, [_row(event, received_ms) for event in fresh])
+    if fresh:
+        oldest = min(event.ts_ms for event in fresh)
+        horizons.extend_history(conn, oldest - oldest % HOUR_MS)
 
 
 def count(conn: sqlite3.Connection) -> int:

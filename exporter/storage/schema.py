@@ -7,6 +7,49 @@ import sqlite3
 # Snapshot rows are large (msgpack parts with digests), so ``snapshots`` is a rowid table
 # with the small columns first and ``end_to_end`` before ``parts``: reading the totals or
 # the end-to-end digest never walks the parts' overflow pages.
+_HOUR = 3_600_000
+_DAY = 86_400_000
+
+# Horizons (storage/horizons.py) record what the stored data is complete for; a database
+# from before them gets conservative values from its contents: history starts at its
+# oldest event or snapshot, and once a cleanup has run, the partly pruned hour (day) at the
+# edge is treated as pruned. Dirty marks gain a generation so that only the rollup run that
+# read a mark can clear it.
+_HORIZONS = f"""
+    CREATE TABLE horizons (
+        name TEXT PRIMARY KEY,
+        ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO horizons (name, ms)
+    SELECT 'history_start', MIN(start) FROM (
+        SELECT MIN(ts_ms) / {_HOUR} * {_HOUR} AS start FROM events
+        UNION ALL SELECT MIN(period_start_ms) FROM snapshots
+    ) WHERE start IS NOT NULL HAVING COUNT(start) > 0;
+    INSERT INTO horizons (name, ms)
+    SELECT 'events_from', CASE WHEN EXISTS (SELECT 1 FROM job_runs WHERE job = 'cleanup-events')
+        THEN (MIN(ts_ms) + {_HOUR - 1}) / {_HOUR} * {_HOUR}
+        ELSE MIN(ts_ms) / {_HOUR} * {_HOUR} END
+    FROM events HAVING COUNT(*) > 0;
+    INSERT OR IGNORE INTO horizons (name, ms)
+    SELECT 'events_from', MAX(period_start_ms) + {_HOUR} FROM snapshots
+    WHERE period = 'hourly' HAVING COUNT(*) > 0;
+    INSERT INTO horizons (name, ms)
+    SELECT 'hourly_from', (MIN(period_start_ms) + {_DAY - 1}) / {_DAY} * {_DAY} FROM snapshots
+    WHERE period = 'hourly'
+    AND EXISTS (SELECT 1 FROM job_runs WHERE job = 'cleanup-snapshots') HAVING COUNT(*) > 0;
+    INSERT INTO horizons (name, ms)
+    SELECT 'daily_from', MIN(period_start_ms) FROM snapshots
+    WHERE period = 'daily'
+    AND EXISTS (SELECT 1 FROM job_runs WHERE job = 'cleanup-snapshots') HAVING COUNT(*) > 0;
+    ALTER TABLE dirty_windows ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE job_runs ADD COLUMN successes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE job_runs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE job_runs ADD COLUMN seconds_total REAL NOT NULL DEFAULT 0;
+    ALTER TABLE job_runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'schedule';
+    UPDATE job_runs SET successes = (last_result = 'success'),
+        failures = (last_result = 'failure'), seconds_total = duration_s;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -116,6 +159,7 @@ MIGRATIONS: tuple[str, ...] = (
         artifacts_received, artifacts_completed, artifacts_failed, ai_cost_usd
     );
     """,
+    _HORIZONS,
 )
 
 

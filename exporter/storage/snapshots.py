@@ -161,9 +161,11 @@ def has_snapshot(conn: sqlite3.Connection, period: str, period_start_ms: int) ->
 
 
 def mark_dirty(conn: sqlite3.Connection, period: str, starts: Iterable[int]) -> None:
-    """Flag windows for re-aggregation (idempotent)."""
+    """Flag windows for re-aggregation; each mark bumps the window's generation, so a
+    rollup that read an older generation cannot clear it (see ``clear_dirty``)."""
     conn.executemany(
-        "INSERT OR IGNORE INTO dirty_windows (period, period_start_ms) VALUES (?, ?)",
+        "INSERT INTO dirty_windows (period, period_start_ms, generation) VALUES (?, ?, 1)"
+        " ON CONFLICT (period, period_start_ms) DO UPDATE SET generation = generation + 1",
         [(period, start) for start in starts],
     )
 
@@ -173,10 +175,27 @@ def dirty_starts(conn: sqlite3.Connection, period: str) -> set[int]:
     return {row[0] for row in rows}
 
 
-def clear_dirty(conn: sqlite3.Connection, period: str, period_start_ms: int) -> None:
-    conn.execute(
-        "DELETE FROM dirty_windows WHERE period = ? AND period_start_ms = ?",
+def dirty_generation(conn: sqlite3.Connection, period: str, period_start_ms: int) -> int | None:
+    """The window's mark generation, None when it is not dirty (read it in the same
+    transaction as the rows the rollup aggregates)."""
+    row = conn.execute(
+        "SELECT generation FROM dirty_windows WHERE period = ? AND period_start_ms = ?",
         (period, period_start_ms),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def clear_dirty(
+    conn: sqlite3.Connection, period: str, period_start_ms: int, generation: int | None
+) -> None:
+    """Clear the mark the rollup read (in the transaction that writes its new rows); a mark
+    set since then has a higher generation and stays, so its events are aggregated by the
+    next run. A crash before the write leaves the mark too."""
+    if generation is None:
+        return
+    conn.execute(
+        "DELETE FROM dirty_windows WHERE period = ? AND period_start_ms = ? AND generation = ?",
+        (period, period_start_ms, generation),
     )
 
 
@@ -206,10 +225,10 @@ def count_snapshots_before(conn: sqlite3.Connection, period: str, cutoff_ms: int
     return int(row[0])
 
 
-def delete_dirty_before(conn: sqlite3.Connection, cutoff_ms: int) -> int:
-    """Forget dirty marks of windows that can no longer be re-aggregated."""
+def delete_dirty_before(conn: sqlite3.Connection, period: str, cutoff_ms: int) -> int:
+    """Forget dirty marks of ``period`` windows that can no longer be re-aggregated."""
     return conn.execute(
-        "DELETE FROM dirty_windows WHERE period_start_ms < ?", (cutoff_ms,)
+        "DELETE FROM dirty_windows WHERE period = ? AND period_start_ms < ?", (period, cutoff_ms)
     ).rowcount
 
 

@@ -1,0 +1,93 @@
+"""The rollup guard on explicit UTC times: which windows may be (re)computed, and why not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from exporter.storage.horizons import Horizons
+from exporter.timestamps import datetime_to_ms
+from rollup import guard
+
+
+def utc(day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+def ms(when: datetime) -> int:
+    return datetime_to_ms(when)
+
+
+NOW = utc(28, 12, 40)
+HORIZONS = Horizons(
+    history_start_ms=ms(utc(20, 7)),
+    events_from_ms=ms(utc(26, 12)),
+    hourly_from_ms=ms(utc(21)),
+    daily_from_ms=ms(utc(1)),
+)
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "reason"),
+    [
+        ("hourly", utc(28, 11), None),  # closed at 12:00
+        ("hourly", utc(28, 12), "open"),  # closes at 13:00
+        ("hourly", utc(28, 13), "future"),
+        ("hourly", utc(26, 12), None),  # the first hour with complete events
+        ("hourly", utc(26, 11), "events_pruned"),
+        ("hourly", utc(20, 6), "before_history"),  # ends exactly at the history start
+        ("daily", utc(27), None),
+        ("daily", utc(28), "open"),
+        ("daily", utc(21), None),  # hourly rows complete from the 21st
+        ("daily", utc(20), "hourly_pruned"),
+        ("daily", utc(19), "before_history"),
+    ],
+)
+def test_guard_check(period: str, start: datetime, reason: str | None) -> None:
+    if reason is None:
+        guard.check(period, start, NOW, HORIZONS)
+        return
+    with pytest.raises(guard.Refused) as refused:
+        guard.check(period, start, NOW, HORIZONS)
+    assert refused.value.reason == reason
+
+
+def test_guard_refuses_everything_before_the_first_event() -> None:
+    with pytest.raises(guard.Refused) as refused:
+        guard.check("hourly", utc(28, 10), NOW, Horizons())
+    assert (refused.value.reason, refused.value.message) == (
+        "no_history", "no event has been accepted yet",
+    )  # fmt: skip
+
+
+def test_guard_daily_rows_pruned_by_daily_retention_are_not_recreated() -> None:
+    horizons = Horizons(history_start_ms=ms(utc(1)), daily_from_ms=ms(utc(10, 3)))
+    with pytest.raises(guard.Refused) as refused:
+        guard.check("daily", utc(10), NOW, horizons)
+    assert refused.value.reason == "daily_pruned"
+    guard.check("daily", utc(11), NOW, horizons)
+    guard.check("hourly", utc(10, 1), NOW, horizons)  # hours are not daily rows
+
+
+def test_guard_coalesces_consecutive_refusals_by_reason() -> None:
+    hours = [utc(26, 9) + timedelta(hours=k) for k in range(5)]
+    refused = [
+        (hours[0], guard.Refused("events_pruned", "pruned")),
+        (hours[1], guard.Refused("events_pruned", "pruned")),
+        (hours[2], guard.Refused("open", "open")),
+        (hours[4], guard.Refused("open", "open")),  # not consecutive with hours[2]
+    ]
+    skips = guard.coalesce("hourly", refused)
+    assert [(s.first, s.last, s.count, s.reason) for s in skips] == [
+        (hours[0], hours[1], 2, "events_pruned"),
+        (hours[2], hours[2], 1, "open"),
+        (hours[4], hours[4], 1, "open"),
+    ]
+    assert skips[0].describe() == (
+        "skipped hourly 2026-11-26T09:00:00.000Z..2026-11-26T10:00:00.000Z (2 windows): pruned"
+    )
+    assert skips[1].to_json() == {
+        "period": "hourly", "first": "2026-11-26T11:00:00.000Z",
+        "last": "2026-11-26T11:00:00.000Z", "windows": 1, "reason": "open", "message": "open",
+    }  # fmt: skip
