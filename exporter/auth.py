@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from exporter.errors import Forbidden, Unauthorized
 from exporter.settings import Token
 
-
 IMPLIED = {"read": frozenset({"admin"})}
 """Scopes granted by another: an admin token may read what it administers."""
 

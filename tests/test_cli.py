@@ -173,9 +173,10 @@ async def test_cli_runs_show_in_the_running_daemons_status_and_metrics(
     hour = clock.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     await client.post("/v1/events", json=[make_event(timestamp=hour.isoformat())])
     db = str(tmp_path / "voxmon.db")
-    assert await asyncio.to_thread(
-        main, ["rollup", "hourly", "--at", hour.isoformat(), "--db", db]
-    ) == 0
+    assert (
+        await asyncio.to_thread(main, ["rollup", "hourly", "--at", hour.isoformat(), "--db", db])
+        == 0
+    )
     status = await (await client.get("/v1/rollups")).json()
     run = status["jobs"][0]["last_run"]
     assert (run["job"], run["trigger"], run["result"], run["rows_written"]) == (

@@ -289,9 +289,13 @@ def test_jobs_six_year_backfill_is_reported_as_one_range(conn: sqlite3.Connectio
     assert len(windows) == 60_565
     assert allowed == [H10, H10 + HOUR]
     assert [(s.reason, s.count) for s in skipped] == [("before_history", 60_562), ("open", 1)]
-    assert skipped[0].describe().startswith(
-        "skipped hourly 2020-01-01T00:00:00.000Z..2026-11-28T09:00:00.000Z (60562 windows):"
-        " before the first event (history starts 2026-11-28T10:00:00.000Z)"
+    assert (
+        skipped[0]
+        .describe()
+        .startswith(
+            "skipped hourly 2020-01-01T00:00:00.000Z..2026-11-28T09:00:00.000Z (60562 windows):"
+            " before the first event (history starts 2026-11-28T10:00:00.000Z)"
+        )
     )
 
 
