@@ -26,7 +26,7 @@ from exporter.clock import FakeClock
 from exporter.outbox import Backoff, Courier, Outbox, Response, Send
 from exporter.settings import Token
 from tests.conftest import T0, T0_MS
-from tests.test_durability import daemon, free_port
+from tests.tools import daemon, free_port
 
 
 def courier(clock: FakeClock, capacity: int = 100, batch_size: int = 3) -> Courier:

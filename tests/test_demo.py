@@ -29,7 +29,7 @@ from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts
 from tests.conftest import T0
 from tests.test_client import wait_ready
-from tests.test_durability import daemon, free_port
+from tests.tools import daemon, free_port
 
 HOUR_MS = 3_600_000
 

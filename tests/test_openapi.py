@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from exporter.openapi import document
-from tests.test_durability import daemon, free_port, wait_ready
+from tests.tools import daemon, free_port, wait_ready
 
 CHECKS = ",".join((
     "not_a_server_error",

@@ -1,10 +1,19 @@
-"""External tools the tests run (from Debian's prometheus package)."""
+"""Test helpers shared by test modules: external tools (from Debian's packages) and a
+real ``voxmon serve`` subprocess on a free loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 
@@ -17,3 +26,39 @@ def require(tool: str) -> str:
             pytest.fail(f"{tool} is required in CI (install the prometheus package)")
         pytest.skip(f"{tool} not installed")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def daemon(db: Path, port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``voxmon serve`` on ``db`` and ``port`` as a subprocess; killed on exit if alive."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=db.parent,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("daemon did not become ready")

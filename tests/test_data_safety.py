@@ -1,0 +1,152 @@
+"""Data safety end to end: a daemon SIGKILLed while it stores a rollup, late events at the
+edge of the retention horizon, and ingest beside a cleanup that pruned more than the
+daemon's own horizon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from exporter.clock import FakeClock
+from exporter.model import Event
+from exporter.storage import events as event_rows
+from exporter.storage import snapshots as snap
+from exporter.storage.database import connect, in_transaction
+from exporter.timestamps import datetime_to_ms
+from rollup import jobs
+from rollup.codec import decode_parts
+from rollup.retention import Retention
+from tests.conftest import make_event
+from tests.tools import daemon, free_port, wait_ready
+
+HOUR = timedelta(hours=1)
+
+
+def stored_parts(db: Path, period: str, start: datetime) -> Any:
+    conn = connect(db)
+    try:
+        start_ms = datetime_to_ms(start)
+        rows = snap.snapshot_rows(conn, period, start_ms, start_ms + 1, "")
+        return decode_parts(rows[0].parts) if rows else None
+    finally:
+        conn.close()
+
+
+def dirty(db: Path, period: str) -> set[int]:
+    with sqlite3.connect(db) as conn:
+        return snap.dirty_starts(conn, period)
+
+
+def seed_stale_hour(db: Path, hour: datetime, later: int) -> None:
+    """An hour rolled up with 10 notes, then ``later`` more committed and marked dirty,
+    as the ingest writer does for late events."""
+    conn = connect(db)
+    notes = [Event(f"early-{i}", "artifact_received", datetime_to_ms(hour) + i, artifact_id=f"n{i}")
+             for i in range(10)]  # fmt: skip
+    in_transaction(conn, lambda c: event_rows.insert(c, notes, 0))
+    now = hour + 2 * HOUR
+    jobs.run_hourly(conn, jobs.direct_write(conn), now, Retention())
+    more = [Event(f"late-{i}", "artifact_received", datetime_to_ms(hour) + 1000 + i % 3_000_000,
+                  artifact_id=f"m{i}") for i in range(later)]  # fmt: skip
+    in_transaction(conn, lambda c: event_rows.insert(c, more, 0))
+    in_transaction(conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(hour)]))
+    conn.close()
+
+
+async def test_sigkill_while_a_rollup_is_stored_leaves_the_hour_repairable(
+    tmp_path: Path,
+) -> None:
+    """The daemon is killed while its rollup of a dirty hour waits to write (another
+    process holds the write lock): the old snapshot and the dirty mark survive, and the
+    restarted daemon repairs the hour. Before the fix the mark was cleared first and the
+    hour stayed wrong for good."""
+    db, port = tmp_path / "voxmon.db", free_port()
+    base = f"http://127.0.0.1:{port}"
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
+    seed_stale_hour(db, hour, later=20_000)
+    with daemon(db, port) as process:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, base)
+            blocker = sqlite3.connect(db, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # the daemon's next write waits for this
+            run = asyncio.create_task(session.post(f"{base}/v1/rollups/rollup-hourly/run"))
+            await asyncio.sleep(1.5)  # reading 20,000 events takes well under a second
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            run.cancel()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    assert stored_parts(db, "hourly", hour).artifacts_received == 10
+    assert dirty(db, "hourly") == {datetime_to_ms(hour)}
+    with daemon(db, port):
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, base)
+            for _ in range(200):  # the start-up catch-up runs the dirty hour
+                if not dirty(db, "hourly"):
+                    break
+                await asyncio.sleep(0.05)
+    assert stored_parts(db, "hourly", hour).artifacts_received == 20_010
+    assert dirty(db, "hourly") == set()
+
+
+async def test_late_event_at_the_retention_edge_reaches_its_hour_and_day(
+    start_app: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    """An event 47 h 50 min old (accepted: inside the 48 h horizon) in the hour that
+    straddles the horizon, after a cleanup ran: the next hourly run puts it in its hourly
+    and daily snapshots."""
+    now = datetime(2026, 12, 1, 10, 20, tzinfo=UTC)
+    clock.set(now - timedelta(hours=49))
+    client = await start_app()
+    first = make_event(timestamp=(now - timedelta(hours=50)).isoformat(), artifact_id="a0")
+    assert (await client.post("/v1/events", json=[first])).status == 200
+    clock.set(now)
+    for job in ("rollup-hourly", "rollup-daily", "cleanup-events"):
+        assert (await client.post(f"/v1/rollups/{job}/run")).status == 200
+    late_at = now - timedelta(hours=47, minutes=50)  # 2026-11-29T10:30
+    late = make_event(timestamp=late_at.isoformat(), artifact_id="a1")
+    response = await client.post("/v1/events", json=[late])
+    assert (await response.json())["accepted"] == 1
+    run = await (await client.post("/v1/rollups/rollup-hourly/run")).json()
+    assert run["windows"].startswith("2026-11-29T10:00:00+00:00")
+    db = tmp_path / "voxmon.db"
+    assert stored_parts(db, "hourly", late_at.replace(minute=0)).artifacts_received == 1
+    day = stored_parts(db, "daily", late_at.replace(hour=0, minute=0))
+    assert day.artifacts_received == 2  # with the first note, 50 h old, same day
+
+
+async def test_events_in_hours_a_cleanup_pruned_are_refused_not_forgotten(
+    start_app: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A CLI cleanup run with a 1 h retention beside a daemon whose horizon is 48 h: an
+    event for a pruned hour is refused naming ``timestamp``, never accepted into an hour
+    that can no longer be rolled up."""
+    now = datetime(2026, 11, 28, 10, 20, tzinfo=UTC)
+    clock.set(now)
+    client = await start_app()
+    old = make_event(timestamp="2026-11-28T07:10:00Z", artifact_id="a0")
+    assert (await client.post("/v1/events", json=[old])).status == 200
+    conn = connect(tmp_path / "voxmon.db")
+    jobs.cleanup_events(conn, jobs.direct_write(conn), now, Retention(events=HOUR))
+    conn.close()
+    fresh = make_event(timestamp="2026-11-28T09:30:00Z", artifact_id="a2")
+    pruned = make_event(timestamp="2026-11-28T08:59:59Z", artifact_id="a1")
+    response = await client.post("/v1/events", json=[fresh, pruned])
+    body = await response.json()
+    assert response.status == 200
+    assert (body["accepted"], body["duplicates"]) == (1, 0)
+    assert [(r["index"], r["event_id"]) for r in body["rejected"]] == [(1, pruned["event_id"])]
+    error = body["rejected"][0]["errors"][0]
+    assert error["field"] == "timestamp"
+    assert error["message"].startswith("timestamp is before 2026-11-28T09:00:00.000Z")
+    metrics = await (await client.get("/metrics")).text()
+    assert 'voxmon_ingest_rejected_total{reason="too_old"} 1.0' in metrics
+    only = await client.post("/v1/events", json=[make_event(timestamp="2026-11-28T08:00:00Z")])
+    assert only.status == 400

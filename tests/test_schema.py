@@ -1,0 +1,64 @@
+"""Schema migrations: a database from before the horizons gets conservative ones."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from exporter.storage import horizons
+from exporter.storage.database import connect
+from exporter.storage.schema import MIGRATIONS
+
+HOUR, DAY = 3_600_000, 86_400_000
+T = 1_795_860_000_000  # 2026-11-28T10:00:00Z
+
+
+def old_database(path: Path, cleaned: bool) -> None:
+    """A database at the schema version before horizons, as the previous release left it:
+    zero rows 47 h before the first event, events partly pruned at a cutoff mid-hour."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn.execute(
+        "INSERT INTO events (event_id, event_type, ts_ms, received_ms) VALUES ('e1', 'x', ?, 0)",
+        (T + 37 * 60_000,),
+    )
+    for start, period in ((T - 47 * HOUR, "hourly"), (T - 2 * DAY, "daily")):
+        conn.execute(
+            "INSERT INTO snapshots (period, period_start_ms, scope, artifacts_received,"
+            " artifacts_completed, artifacts_failed, ai_cost_usd, parts) VALUES (?, ?, '', 0, 0,"
+            " 0, 0, x'')",
+            (period, start),
+        )
+    if cleaned:
+        for job in ("cleanup-events", "cleanup-snapshots"):
+            conn.execute(
+                "INSERT INTO job_runs VALUES (?, 0, 'success', NULL, 0, 0.1, 0, '-')", (job,)
+            )
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("cleaned", "events_from", "hourly_from", "daily_from"),
+    [
+        (False, T, horizons.NONE, horizons.NONE),  # never pruned: the first event's hour
+        (True, T + HOUR, T - 47 * HOUR - (T - 47 * HOUR) % DAY + DAY, T - 2 * DAY),
+    ],
+)
+def test_schema_migration_sets_conservative_horizons(
+    tmp_path: Path, cleaned: bool, events_from: int, hourly_from: int, daily_from: int
+) -> None:
+    old_database(tmp_path / "voxmon.db", cleaned)
+    conn = connect(tmp_path / "voxmon.db")
+    found = horizons.load(conn)
+    assert (found.history_start_ms, found.events_from_ms) == (T - 2 * DAY, events_from)
+    assert (found.hourly_from_ms, found.daily_from_ms) == (hourly_from, daily_from)
+    runs = conn.execute("SELECT job, successes, failures, trigger FROM job_runs").fetchall()
+    assert sorted(runs) == (
+        [("cleanup-events", 1, 0, "schedule"), ("cleanup-snapshots", 1, 0, "schedule")]
+        if cleaned
+        else []
+    )
+    conn.close()
