@@ -295,6 +295,9 @@ async def test_stalled_writer_fills_queue_then_503(start_app: Any, tmp_path: Pat
         ("ingest-token-0000000000", "/metrics", 403),
         ("reader-token-0000000000", "/v1/metrics/realtime", 200),
         ("scraper-token-000000000", "/metrics", 200),
+        ("admin-token-00000000000", "/v1/rollups", 200),  # admin includes read
+        ("admin-token-00000000000", "/v1/events", 403),
+        ("admin-token-00000000000", "/metrics", 403),
         (None, "/healthz", 200),
     ],
 )
@@ -305,6 +308,7 @@ async def test_auth_scopes(start_app: Any, token: str | None, path: str, status:
         Token("ingest", "ingest-token-0000000000", frozenset({"ingest"})),
         Token("reader", "reader-token-0000000000", frozenset({"read"})),
         Token("scraper", "scraper-token-000000000", frozenset({"metrics"})),
+        Token("admin", "admin-token-00000000000", frozenset({"admin"})),
     )
     client = await start_app(tokens=tokens)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
