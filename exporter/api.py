@@ -81,9 +81,7 @@ async def post_events(request: web.Request) -> web.Response:
     settings = svc.settings
     body = await _read_body(request, settings.max_body_bytes)
     body = decompress(body, request.headers.get("Content-Encoding", ""), settings.max_body_bytes)
-    items = split_items(body, request.headers.get("Content-Type", ""))
-    if len(items) > settings.max_batch:
-        raise PayloadTooLarge(f"{len(items)} events in one request; at most {settings.max_batch}")
+    items = split_items(body, request.headers.get("Content-Type", ""), settings.max_batch)
     now_ms = datetime_to_ms(svc.clock.now())
     horizon = Horizon(
         settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
