@@ -22,6 +22,7 @@ class SelfMetrics:
     commit_events: Histogram
     commit_seconds: Histogram
     database_bytes: Gauge
+    internal_errors: Counter
     snapshot_rows: Gauge
 
     @classmethod
@@ -53,6 +54,10 @@ class SelfMetrics:
             database_bytes=Gauge(
                 "voxmon_database_size_bytes", "SQLite database file plus WAL.",
                 registry=registry,
+            ),
+            internal_errors=Counter(
+                "voxmon_http_internal_errors", "Requests that ended in an unhandled error (500);"
+                " any increase is a voxmon bug.", registry=registry,
             ),
             snapshot_rows=Gauge(
                 "voxmon_snapshot_rows", "Stored snapshot rows by period.",

@@ -71,7 +71,11 @@ def ms_to_datetime(ms: int) -> datetime:
 
 def format_rfc3339(ms: int) -> str:
     """Epoch ms to RFC 3339 UTC with millisecond precision, e.g. ``2026-11-28T10:00:00.000Z``."""
-    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    d = ms_to_datetime(ms)  # not strftime: its %Y drops the zero padding of years < 1000
+    return (
+        f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+        f".{ms % 1000:03d}Z"
+    )
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -22,7 +22,7 @@ from exporter.model import (
     Rejection,
     WireEvent,
 )
-from exporter.timestamps import TimestampError, datetime_to_ms
+from exporter.timestamps import TimestampError, check_range, datetime_to_ms
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
@@ -126,14 +126,17 @@ def _from_validation_error(text: str) -> ItemInvalid:
 
 
 def _time(value: datetime | int, field: str) -> int:
-    if isinstance(value, int):
-        return value
+    """Epoch ms of a wire time; outside years 1..9999 (UTC) is a rejection naming it."""
     try:
-        return datetime_to_ms(value)
+        ms = value if isinstance(value, int) else datetime_to_ms(value)
     except TimestampError:
         raise ItemInvalid(
             "invalid_timestamp", field, f"{field} needs Z or an offset (RFC 3339)"
         ) from None
+    try:
+        return check_range(ms)
+    except TimestampError as exc:
+        raise ItemInvalid("invalid_timestamp", field, f"{field}: {exc}") from None
 
 
 def _check_horizon(ts_ms: int, now_ms: int, horizon: Horizon) -> None:
