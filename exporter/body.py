@@ -50,15 +50,14 @@ def split_items(body: bytes, content_type: str) -> list[msgspec.Raw | bytes]:
             " use application/json or application/x-ndjson"
         )
     stripped = body.lstrip()
-    if stripped.startswith(b"["):
-        try:
+    try:
+        if stripped.startswith(b"["):
             return list(_raw_list.decode(body))
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
-    if stripped.startswith(b"{"):
-        try:
+        if stripped.startswith(b"{"):
             msgspec.json.decode(body, type=msgspec.Raw)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
-        return [body]
+            return [body]
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # the decoder recurses per level; a 5 MiB body can nest deeper
+        raise BadRequest("body is nested too deeply to be events") from None
     raise BadRequest("body must be a JSON object or an array of objects")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -19,15 +19,27 @@ Str2000 = Annotated[str, msgspec.Meta(max_length=2000)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-DurationMs = Annotated[float, msgspec.Meta(ge=0, le=86_400_000)]
+DAY_MS = 86_400_000
+WIRE_MAX_DURATION_MS = 3650 * DAY_MS
+"""Absolute bound of ``duration_ms`` on the wire (10 years): anything larger is a per-item
+400. Durations over the configured ``max_duration_days`` (at most this) are dropped with a
+warning instead, see ``validation.py``."""
+DurationMs = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS)]
 WireTime = datetime | int
 """RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
+OpenMetadata = dict[str, Any]
+"""The ``metadata`` object as sent: known keys (``Metadata``) and any others."""
+MAX_METADATA_KEYS = 64
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_BYTES = 16 * 1024
+"""Bound on the stored (compact JSON, UTF-8) encoding of one event's metadata."""
+MAX_METADATA_DEPTH = 32
+"""Nesting levels allowed below a metadata key (``{"k": [[1]]}`` is 2)."""
 
-MAX_DURATION_MS = 86_400_000
 
-
-class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
-    """Optional per-event measurements (DESIGN §2)."""
+class Metadata(msgspec.Struct, omit_defaults=True, frozen=True):
+    """The known per-event measurements (DESIGN §2), validated; other metadata keys are
+    ignored here and stored as sent."""
 
     claim_count: Count | None = None
     entity_count: Count | None = None
@@ -61,7 +73,7 @@ class WireEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     new_status: Str64 | None = None
     error_code: Str64 | None = None
     error_message: Str2000 | None = None
-    metadata: Metadata | None = None
+    metadata: OpenMetadata | None = None
 
 
 class DurationSource:
@@ -71,6 +83,9 @@ class DurationSource:
     STAGE_TIMES = "stage_times"
     STARTED_EVENT = "started_event"
     RECEIVED_EVENT = "received_event"
+    OVER_MAX = "over_max"
+    """A duration was given or derived but exceeded ``max_duration_days``: stored without
+    one (this flag keeps the writer from deriving another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,9 @@ class Event:
     error_code: str | None = None
     error_message: str | None = None
     metadata: Metadata | None = None
+    metadata_json: str | None = None
+    """The whole metadata object as stored and shown in the timeline (known and unknown
+    keys, compact JSON); None when the event has no metadata."""
 
     @property
     def ai_cost_usd(self) -> float:
@@ -113,6 +131,17 @@ class FieldError:
 class Rejection:
     """A rejected item: its position in the request, its event_id if readable, the errors,
     and a short machine reason used to label the rejection counter."""
+
+    index: int
+    event_id: str | None
+    errors: tuple[FieldError, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWarning:
+    """An accepted item that was stored with something dropped (a duration over the
+    maximum): same shape as ``Rejection``; ``reason`` labels the warning counter."""
 
     index: int
     event_id: str | None
