@@ -16,7 +16,10 @@ Str64 = Annotated[str, msgspec.Meta(max_length=64)]
 Str128 = Annotated[str, msgspec.Meta(max_length=128)]
 Id128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Str2000 = Annotated[str, msgspec.Meta(max_length=2000)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+MAX_COUNT = 1_000_000_000
+"""Bound of the metadata counts: an unbounded integer overflowed SQLite's 64-bit INTEGER
+and failed the whole group commit (503 for every request in it, retried for ever)."""
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 DAY_MS = 86_400_000
@@ -28,18 +31,18 @@ DurationMs = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS)]
 WireTime = datetime | int
 """RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
 OpenMetadata = dict[str, Any]
-"""The ``metadata`` object as sent: known keys (``Metadata``) and any others."""
+"""The ``metadata`` object decoded: known keys (``Metadata``) and any others."""
 MAX_METADATA_KEYS = 64
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_BYTES = 16 * 1024
-"""Bound on the stored (compact JSON, UTF-8) encoding of one event's metadata."""
+"""Bound on one event's metadata object as sent (and stored): JSON text, UTF-8 bytes."""
 MAX_METADATA_DEPTH = 32
 """Nesting levels allowed below a metadata key (``{"k": [[1]]}`` is 2)."""
 
 
-class Metadata(msgspec.Struct, omit_defaults=True, frozen=True):
-    """The known per-event measurements (DESIGN §2), validated; other metadata keys are
-    ignored here and stored as sent."""
+class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    """The known per-event measurements (DESIGN §2). Metadata may carry other keys too:
+    ``validation.py`` bounds them and they are stored as sent, not decoded here."""
 
     claim_count: Count | None = None
     entity_count: Count | None = None
@@ -73,7 +76,9 @@ class WireEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     new_status: Str64 | None = None
     error_code: Str64 | None = None
     error_message: Str2000 | None = None
-    metadata: OpenMetadata | None = None
+    metadata: msgspec.Raw = msgspec.Raw()
+    """Captured as sent (empty when absent): known keys are decoded into ``Metadata`` and
+    the whole object is bounded in ``validation.py``, then stored as sent."""
 
 
 class DurationSource:
@@ -108,8 +113,8 @@ class Event:
     error_message: str | None = None
     metadata: Metadata | None = None
     metadata_json: str | None = None
-    """The whole metadata object as stored and shown in the timeline (known and unknown
-    keys, compact JSON); None when the event has no metadata."""
+    """The whole metadata object as sent (known and unknown keys, JSON text), stored and
+    shown in the timeline; None when the event has no metadata."""
 
     @property
     def ai_cost_usd(self) -> float:

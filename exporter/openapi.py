@@ -7,6 +7,7 @@ from typing import Any
 
 from exporter.catalog import EVENT_TYPES, STAGES, WINDOW_COUNTERS
 from exporter.model import (
+    MAX_COUNT,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_METADATA_KEY_CHARS,
@@ -45,14 +46,14 @@ def _limited(n: int) -> Schema:
 
 
 def _event_schema() -> Schema:
-    count = {"type": "integer", "minimum": 0}
+    count = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
     metadata = {
         "type": "object",
         "description": (
             "Known keys are validated as listed; any other key is stored as sent and shown in"
             f" the artifact timeline. At most {MAX_METADATA_KEYS} keys of at most"
-            f" {MAX_METADATA_KEY_CHARS} characters, {MAX_METADATA_BYTES} bytes as compact"
-            f" JSON, values nested at most {MAX_METADATA_DEPTH} levels."
+            f" {MAX_METADATA_KEY_CHARS} characters, {MAX_METADATA_BYTES} bytes of JSON as"
+            f" sent, values nested at most {MAX_METADATA_DEPTH} levels."
         ),
         "maxProperties": MAX_METADATA_KEYS,
         "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},

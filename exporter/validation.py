@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -35,7 +36,10 @@ _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 _decoder = msgspec.json.Decoder(WireEvent)
-_encode = msgspec.json.encode
+_known_metadata = msgspec.json.Decoder(Metadata)
+_open_metadata = msgspec.json.Decoder(OpenMetadata)
+_NULL = msgspec.Raw(b"null")
+_KNOWN = frozenset(Metadata.__struct_fields__)
 _TIME_FIELDS = ("timestamp", "stage_started_at", "stage_completed_at")
 DEFAULT_MAX_DURATION_MS = 30 * DAY_MS
 
@@ -58,10 +62,10 @@ class ItemInvalid(Exception):
         self.error = FieldError(field, message)
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """A valid item: the event to store and, when something was dropped from it (a
-    duration over the maximum), a warning naming the field."""
+    duration over the maximum), a warning naming the field. A tuple: one is built per
+    ingested item, and a frozen dataclass costs several times as much to build."""
 
     event: Event
     warning: FieldError | None = None
@@ -116,7 +120,7 @@ def validate_item(
             "missing_field", "artifact_id", f"artifact_id is required for {event_type.name}"
         )
     duration, source, warning = _duration(wire, ts_ms, max_duration_ms)
-    metadata, metadata_json = _metadata(wire.metadata)
+    metadata, metadata_json = _metadata(wire.metadata) if wire.metadata else (None, None)
     event = Event(
         event_id=wire.event_id,
         event_type=wire.event_type,
@@ -155,7 +159,8 @@ def _from_validation_error(text: str, within: str = "") -> ItemInvalid:
     match = _PATH.search(text)
     path = match.group(1) if match else ""
     message = text[: match.start()] if match else text
-    path = f"{within}.{path}" if within and path else within or path
+    if within:
+        path = within + ("." if path and not path.startswith("[") else "") + path
     if path.startswith("metadata["):
         path = "metadata"
     if unknown := _UNKNOWN.match(message):
@@ -230,6 +235,8 @@ def _duration(wire: WireEvent, ts_ms: int, max_ms: int) -> _Duration:
     if wire.stage_completed_at is not None:
         end_ms = _time(wire.stage_completed_at, "stage_completed_at")
     if wire.duration_ms is not None:
+        if wire.duration_ms <= max_ms:  # the usual case, without a call
+            return wire.duration_ms, DurationSource.GIVEN, None
         return _bounded(wire.duration_ms, DurationSource.GIVEN, max_ms)
     if wire.stage_started_at is None:
         return None, None, None
@@ -256,34 +263,48 @@ def _bounded(duration: float, source: str, max_ms: int) -> _Duration:
     return None, DurationSource.OVER_MAX, FieldError("duration_ms", message)
 
 
-def _metadata(values: OpenMetadata | None) -> tuple[Metadata | None, str | None]:
+def _metadata(raw: msgspec.Raw) -> tuple[Metadata | None, str | None]:
     """Known keys validated as ``Metadata``; the whole object (unknown keys too, any JSON
-    values) bounded and encoded for storage."""
-    if values is None:
+    values) bounded and kept as sent for storage (empty ``raw``: no metadata sent)."""
+    if raw == _NULL:
         return None, None
-    if len(values) > MAX_METADATA_KEYS:
-        raise _metadata_too_large(f"has {len(values)} keys; at most {MAX_METADATA_KEYS}")
-    longest = max(values, key=len, default="")
-    if len(longest) > MAX_METADATA_KEY_CHARS:
-        raise _metadata_too_large(
-            f"key {longest[:32]!r}... has {len(longest)} characters;"
-            f" at most {MAX_METADATA_KEY_CHARS}"
-        )
+    if len(raw) > MAX_METADATA_BYTES:
+        raise _metadata_too_large(f"is {len(raw)} bytes; at most {MAX_METADATA_BYTES}")
+    text = bytes(raw)
+    try:  # the usual case, known keys only: one decode checks everything
+        return _known_metadata.decode(text), text.decode()
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        pass  # unknown keys, or an error the checks below name precisely
     try:
-        known = msgspec.convert(values, Metadata)
+        values = _open_metadata.decode(text)  # checks every value: UTF-8, number range
+        _check_shape(values, text)
+        known = msgspec.convert({k: v for k, v in values.items() if k in _KNOWN}, Metadata)
     except msgspec.ValidationError as exc:
         raise _from_validation_error(str(exc), "metadata") from None
-    try:
-        encoded = _encode(values)
+    except msgspec.DecodeError as exc:
+        raise ItemInvalid("invalid_json", "metadata", f"metadata: {exc}") from None
     except RecursionError:
         raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels") from None
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise _metadata_too_large(f"is {len(encoded)} bytes as JSON; at most {MAX_METADATA_BYTES}")
-    # after the size bound, so the walk is short; keeps every later decode (the timeline)
-    # far from the decoder's recursion limit
-    if any(_nested_deeper(value, MAX_METADATA_DEPTH) for value in values.values()):
+    return known, text.decode()  # valid UTF-8: the decoder above checked every string
+
+
+def _check_shape(values: OpenMetadata, text: bytes) -> None:
+    """Key count, key length and nesting bounds; the guards on ``text`` skip the Python
+    loops for the usual small, flat metadata (a long key or deep nesting needs the bytes)."""
+    if len(values) > MAX_METADATA_KEYS:
+        raise _metadata_too_large(f"has {len(values)} keys; at most {MAX_METADATA_KEYS}")
+    if len(text) > MAX_METADATA_KEY_CHARS:
+        longest = max(values, key=len)
+        if len(longest) > MAX_METADATA_KEY_CHARS:
+            raise _metadata_too_large(
+                f"key {longest[:32]!r}... has {len(longest)} characters;"
+                f" at most {MAX_METADATA_KEY_CHARS}"
+            )
+    brackets = text.count(b"[") + text.count(b"{")
+    if brackets > MAX_METADATA_DEPTH + 1 and any(
+        _nested_deeper(value, MAX_METADATA_DEPTH) for value in values.values()
+    ):
         raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels")
-    return known, encoded.decode()
 
 
 def _nested_deeper(value: object, levels: int) -> bool:

@@ -189,6 +189,7 @@ def test_validate_item_accepts_values_at_the_limit(overrides: dict[str, Any], fi
         {"retry_attempt": 0, "confidence": 0, "transcript_duration_s": 0, "ai_cost_usd": 0},
         {"confidence": 1, "ai_model": "m" * 128, "source_channel": "s" * 128},
         {"transcript_duration_s": 12.5, "ai_cost_usd": 0.001},
+        {"claim_count": 10**9, "transcript_word_count": 10**9, "retry_attempt": 10**9},
     ],
 )
 def test_validate_item_accepts_metadata_at_the_limit(metadata: dict[str, Any]) -> None:
@@ -273,6 +274,9 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
         "invalid_value",
     ),
     ({"metadata": {"retry_attempt": -1}}, "metadata.retry_attempt", "invalid_value"),
+    ({"metadata": {"claim_count": 10**9 + 1}}, "metadata.claim_count", "invalid_value"),
+    ({"metadata": {"draft_count": 2**63}}, "metadata.draft_count", "invalid_value"),
+    ({"metadata": {"x": 1, "entity_count": 2**64}}, "metadata.entity_count", "invalid_value"),
     ({"metadata": {"claim_count": 1.5}}, "metadata.claim_count", "invalid_value"),
     ({"metadata": {"draft_count": "3"}}, "metadata.draft_count", "invalid_value"),
     ({"metadata": {"confidence": 1.01}}, "metadata.confidence", "invalid_value"),
@@ -330,7 +334,7 @@ def test_validate_item_rejects_naming_the_field(
         ),
         (
             {"metadata": {"blob": "x" * 16_374}},
-            "metadata is 16385 bytes as JSON; at most 16384",
+            "metadata is 16385 bytes; at most 16384",
         ),
         ({"metadata": {"deep": _nested(33)}}, "metadata nested more than 32 levels"),
         ({"bar": 1}, "unknown field 'bar'"),
@@ -408,9 +412,30 @@ def test_validate_item_metadata_of_only_unknown_keys_has_no_known_values() -> No
     assert event.ai_cost_usd == 0.0
 
 
-def test_validate_item_metadata_json_is_compact() -> None:
-    raw = _raw().replace(b"}", b',  "metadata" : { "claim_count" : 2 ,"x": [ 1 ] } }')
-    assert validate_item(raw, T0_MS, HORIZON).event.metadata_json == '{"claim_count":2,"x":[1]}'
+def test_validate_item_metadata_json_is_the_object_as_sent() -> None:
+    sent = b'{ "claim_count" : 2 ,"x": [ 1, 1e5, "\\u00e9" ] }'
+    raw = _raw().replace(b"}", b',  "metadata" : ' + sent + b" }")
+    event = validate_item(raw, T0_MS, HORIZON).event
+    assert event.metadata_json == sent.decode()
+    assert event.metadata == Metadata(claim_count=2)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason", "field"),
+    [
+        (b'{"x": "\xff"}', "invalid_json", "metadata"),
+        (b'{"x": 1e400}', "invalid_value", "metadata"),
+        (b'{"x": "\\ud800"}', "invalid_json", ""),  # the whole item is not JSON
+        (b'{"claim_count": 1, "claim_count": -1}', "invalid_value", "metadata.claim_count"),
+    ],
+)
+def test_validate_item_metadata_values_are_checked_even_unknown(
+    metadata: bytes, reason: str, field: str
+) -> None:
+    raw = _raw().replace(b"}", b',"metadata":' + metadata + b"}")
+    with pytest.raises(ItemInvalid) as caught:
+        validate_item(raw, T0_MS, HORIZON)
+    assert (caught.value.reason, caught.value.error.field) == (reason, field)
 
 
 @pytest.mark.parametrize(
