@@ -23,7 +23,10 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 DAY_MS = 86_400_000
-WIRE_MAX_DURATION_MS = 3650 * DAY_MS
+DEFAULT_MAX_DURATION_DAYS = 30
+"""Default of the ``max_duration_days`` setting: longer durations are dropped, not kept."""
+WIRE_MAX_DURATION_DAYS = 3650
+WIRE_MAX_DURATION_MS = WIRE_MAX_DURATION_DAYS * DAY_MS
 """Absolute bound of ``duration_ms`` on the wire (10 years): anything larger is a per-item
 400. Durations over the configured ``max_duration_days`` (at most this) are dropped with a
 warning instead, see ``validation.py``."""

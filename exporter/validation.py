@@ -17,6 +17,7 @@ import msgspec
 from exporter.catalog import EVENT_TYPES, STAGES, EventType
 from exporter.model import (
     DAY_MS,
+    DEFAULT_MAX_DURATION_DAYS,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_METADATA_KEY_CHARS,
@@ -41,7 +42,7 @@ _open_metadata = msgspec.json.Decoder(OpenMetadata)
 _NULL = msgspec.Raw(b"null")
 _KNOWN = frozenset(Metadata.__struct_fields__)
 _TIME_FIELDS = ("timestamp", "stage_started_at", "stage_completed_at")
-DEFAULT_MAX_DURATION_MS = 30 * DAY_MS
+DEFAULT_MAX_DURATION_MS = DEFAULT_MAX_DURATION_DAYS * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +278,7 @@ def _metadata(raw: msgspec.Raw) -> tuple[Metadata | None, str | None]:
         pass  # unknown keys, or an error the checks below name precisely
     try:
         values = _open_metadata.decode(text)  # checks every value: UTF-8, number range
-        _check_shape(values, text)
+        _check_shape(values)
         known = msgspec.convert({k: v for k, v in values.items() if k in _KNOWN}, Metadata)
     except msgspec.ValidationError as exc:
         raise _from_validation_error(str(exc), "metadata") from None
@@ -288,22 +289,17 @@ def _metadata(raw: msgspec.Raw) -> tuple[Metadata | None, str | None]:
     return known, text.decode()  # valid UTF-8: the decoder above checked every string
 
 
-def _check_shape(values: OpenMetadata, text: bytes) -> None:
-    """Key count, key length and nesting bounds; the guards on ``text`` skip the Python
-    loops for the usual small, flat metadata (a long key or deep nesting needs the bytes)."""
+def _check_shape(values: OpenMetadata) -> None:
+    """Key count, key length and nesting bounds (after the size bound: the walk is short)."""
     if len(values) > MAX_METADATA_KEYS:
         raise _metadata_too_large(f"has {len(values)} keys; at most {MAX_METADATA_KEYS}")
-    if len(text) > MAX_METADATA_KEY_CHARS:
-        longest = max(values, key=len)
-        if len(longest) > MAX_METADATA_KEY_CHARS:
-            raise _metadata_too_large(
-                f"key {longest[:32]!r}... has {len(longest)} characters;"
-                f" at most {MAX_METADATA_KEY_CHARS}"
-            )
-    brackets = text.count(b"[") + text.count(b"{")
-    if brackets > MAX_METADATA_DEPTH + 1 and any(
-        _nested_deeper(value, MAX_METADATA_DEPTH) for value in values.values()
-    ):
+    longest = max(values, key=len, default="")
+    if len(longest) > MAX_METADATA_KEY_CHARS:
+        raise _metadata_too_large(
+            f"key {longest[:32]!r}... has {len(longest)} characters;"
+            f" at most {MAX_METADATA_KEY_CHARS}"
+        )
+    if any(_nested_deeper(value, MAX_METADATA_DEPTH) for value in values.values()):
         raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels")
 
 
