@@ -19,7 +19,7 @@ from exporter.catalog import WINDOW_COUNTERS
 from exporter.clock import Clock
 from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
 from exporter.live import LiveState
-from exporter.model import DAY_MS, ItemWarning, Rejection
+from exporter.model import ItemWarning, Rejection
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms, format_rfc3339
@@ -84,8 +84,7 @@ async def post_events(request: web.Request) -> web.Response:
     horizon = Horizon(
         settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
     )
-    max_duration_ms = settings.max_duration_days * DAY_MS
-    events, rejections, warnings = validate_items(items, now_ms, horizon, max_duration_ms)
+    events, rejections, warnings = validate_items(items, now_ms, horizon, settings.max_duration_ms)
     _count_rejections(svc.metrics, rejections)
     result = CommitResult(0, 0)
     if events:

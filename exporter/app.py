@@ -19,7 +19,6 @@ from exporter.clock import Clock, SystemClock
 from exporter.collector import PipelineCollector
 from exporter.errors import NotFound, VoxmonError
 from exporter.live import LiveState
-from exporter.model import DAY_MS
 from exporter.params import Range
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
@@ -162,7 +161,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         max_commit_events=settings.commit_max_events,
         retry_after_s=settings.retry_after_s,
         event_retention_ms=settings.event_retention_hours * 3_600_000,
-        max_duration_ms=settings.max_duration_days * DAY_MS,
+        max_duration_ms=settings.max_duration_ms,
     )
     svc.writer = writer
     svc.metrics.queue_depth.set_function(lambda: writer.queued_events)

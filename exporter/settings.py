@@ -16,7 +16,7 @@ from typing import Any
 from croniter import croniter
 
 from exporter.errors import ConfigError
-from exporter.model import DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
+from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
 
 SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
 DEFAULT_CRONS: Mapping[str, str] = {
@@ -70,6 +70,10 @@ class Settings:
     @property
     def auth_enabled(self) -> bool:
         return self.auth != "none" and bool(self.tokens)
+
+    @property
+    def max_duration_ms(self) -> int:
+        return self.max_duration_days * DAY_MS
 
     @classmethod
     def load(

@@ -56,7 +56,7 @@ def test_settings_defaults() -> None:
     assert settings.event_retention_hours == 48
     assert (settings.hourly_retention_days, settings.daily_retention_days) == (7, 90)
     assert settings.max_org_series == 100
-    assert settings.max_duration_days == 30
+    assert (settings.max_duration_days, settings.max_duration_ms) == (30, 2_592_000_000)
     assert dict(settings.crons) == {
         "rollup-hourly": "30 * * * *",
         "rollup-daily": "30 1 * * *",
