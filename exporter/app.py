@@ -181,6 +181,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         max_commit_events=settings.commit_max_events,
         retry_after_s=settings.retry_after_s,
         event_retention_ms=settings.event_retention_hours * 3_600_000,
+        max_duration_ms=settings.max_duration_ms,
     )
     svc.writer = writer
     svc.metrics.queue_depth.set_function(lambda: writer.queued_events)

@@ -64,9 +64,7 @@ def split_items(body: bytes, content_type: str, max_batch: int) -> list[msgspec.
     raise BadRequest("body must be a JSON object or an array of objects")
 
 
-MAX_DEPTH_MESSAGE = (
-    "body is nested too deeply to decode; voxmon events are at most a few levels deep"
-)
+MAX_DEPTH_MESSAGE = "body is nested too deeply to be events"
 _raw_one = msgspec.json.Decoder(msgspec.Raw)
 _over_decoders: dict[int, msgspec.json.Decoder[Any]] = {}
 

@@ -18,6 +18,8 @@ class SelfMetrics:
     requests: Counter
     events: Counter
     rejected: Counter
+    warnings: Counter
+    durations_discarded: Counter
     queue_depth: Gauge
     commit_events: Histogram
     commit_seconds: Histogram
@@ -39,6 +41,16 @@ class SelfMetrics:
             rejected=Counter(
                 "voxmon_ingest_rejected", "Rejected items by reason.",
                 ["reason"], registry=registry,
+            ),
+            warnings=Counter(
+                "voxmon_ingest_warnings", "Accepted items stored with something dropped,"
+                " by reason (duration_over_max: duration over max_duration_days).",
+                ["reason"], registry=registry,
+            ),
+            durations_discarded=Counter(
+                "voxmon_derived_durations_discarded", "Durations derived from earlier events"
+                " left unset as over max_duration_days, by the source they came from.",
+                ["source"], registry=registry,
             ),
             queue_depth=Gauge(
                 "voxmon_ingest_queue_depth", "Events waiting for the writer.", registry=registry

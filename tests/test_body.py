@@ -149,7 +149,7 @@ def test_split_items_ndjson_malformed_line_left_for_validation() -> None:
         msgspec.json.encode(make_event(event_id="n-2")),
     ]
     items = split_items(b"\n".join(lines), "application/x-ndjson", 10_000)
-    events, rejections = validate_items(items, T0_MS, Horizon())
+    events, rejections, _ = validate_items(items, T0_MS, Horizon())
     assert [e.event_id for e in events] == ["n-0", "n-2"]
     assert [(r.index, r.reason) for r in rejections] == [(1, "invalid_json")]
 
@@ -169,6 +169,9 @@ def test_split_items_empty_ndjson_body_has_no_items() -> None:
         (b"42", "body must be a JSON object or an array of objects"),
         (b"", "body must be a JSON object or an array of objects"),
         (b"   ", "body must be a JSON object or an array of objects"),
+        (b"[" * 100_000 + b"]" * 100_000, "body is nested too deeply"),
+        (b'[{"metadata": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}]", "nested too deeply"),
+        (b'{"metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ],
 )
 def test_split_items_malformed_json_is_bad_request(body: bytes, message: str) -> None:
