@@ -5,48 +5,25 @@ restarted mid-stream)."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
-import random
 import signal
 import sqlite3
 import threading
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from exporter.catalog import DISAMBIGUATION_TYPE
 from exporter.client import AsyncEmitter, Emitter
 from exporter.clock import FakeClock
-from exporter.outbox import Backoff, Courier, Outbox, Response, Send
+from exporter.courier import Backoff
+from exporter.outbox import Outbox
 from exporter.settings import Token
 from tests.conftest import T0, T0_MS
 from tests.tools import daemon, free_port
-
-
-def courier(clock: FakeClock, capacity: int = 100, batch_size: int = 3) -> Courier:
-    return Courier(Outbox(capacity, batch_size), clock, Backoff(), 1.0, random.Random(1))
-
-
-def put(c: Courier, *ids: str) -> None:
-    for event_id in ids:
-        c.outbox.put({"event_id": event_id, "event_type": "artifact_received"})
-
-
-def sent_ids(step: Send | float | None) -> list[str]:
-    assert isinstance(step, Send)
-    return [e["event_id"] for e in msgspec.json.decode(step.body)]
-
-
-def ok(accepted: int, duplicates: int = 0, rejected: int = 0) -> Response:
-    rows = [{"index": i, "event_id": None, "errors": []} for i in range(rejected)]
-    body = {"accepted": accepted, "duplicates": duplicates, "rejected": rows}
-    return Response(200, msgspec.json.encode(body))
 
 
 def test_outbox_drops_oldest_and_counts_every_drop() -> None:
@@ -68,120 +45,6 @@ def test_outbox_drops_the_new_event_when_everything_is_in_flight() -> None:
     assert len(outbox.take()) == 3
     assert outbox.put({"event_id": "e3"}) is False
     assert (outbox.stats().dropped, outbox.stats().pending, len(outbox.queue)) == (1, 3, 0)
-
-
-def test_courier_sends_a_full_batch_at_once_and_a_partial_one_after_the_interval(
-    clock: FakeClock,
-) -> None:
-    c = courier(clock)
-    put(c, "a", "b")
-    assert c.next() == 1.0
-    clock.advance(0.25)
-    assert c.next() == 0.75
-    put(c, "c", "d")
-    assert sent_ids(c.next()) == ["a", "b", "c"]
-    c.done(ok(3))
-    assert c.next() == 1.0
-    clock.advance(1.0)
-    assert sent_ids(c.next()) == ["d"]
-
-
-def test_courier_flush_sends_a_partial_batch_now(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a")
-    c.flush_target = 1
-    assert sent_ids(c.next()) == ["a"]
-    c.done(ok(1))
-    assert c.outbox.resolved == 1
-    assert c.next() == 1.0
-
-
-def test_courier_retries_the_same_bytes_after_retry_after(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    first = c.next()
-    assert isinstance(first, Send)
-    c.done(Response(503, b'{"error":{}}', "3"))
-    assert c.next() == 3.0
-    clock.advance(2.5)
-    assert c.next() == 0.5
-    clock.advance(0.5)
-    assert c.next() == first
-    c.done(ok(2, duplicates=1))
-    stats = c.outbox.stats()
-    assert (stats.accepted, stats.duplicates, stats.retries, stats.pending) == (2, 1, 1, 0)
-
-
-def test_courier_retry_after_as_http_date(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    when = email.utils.format_datetime(T0 + timedelta(seconds=7), usegmt=True)
-    c.done(Response(429, b"", when))
-    assert c.next() == 7.0
-
-
-@pytest.mark.parametrize("status", [None, 500, 502, 503, 504, 408, 429])
-def test_courier_retries_server_and_connection_errors(clock: FakeClock, status: int | None) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    c.done(Response(status, error="ConnectionRefusedError" if status is None else ""))
-    wait = c.next()
-    assert isinstance(wait, float) and 0.05 <= wait <= 0.1
-    assert c.outbox.stats().retries == 1 and c.outbox.stats().pending == 3
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415])
-def test_courier_rejects_client_errors_without_retry(clock: FakeClock, status: int) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    c.done(Response(status, b'{"error":{"code":"x","message":"no","details":[]}}'))
-    stats = c.outbox.stats()
-    assert (stats.rejected, stats.retries, stats.pending) == (3, 0, 0)
-    assert c.next() == 1.0
-
-
-def test_courier_counts_per_item_rejections(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    c.done(ok(1, duplicates=1, rejected=1))
-    stats = c.outbox.stats()
-    assert (stats.accepted, stats.duplicates, stats.rejected) == (1, 1, 1)
-
-
-def test_courier_rejects_unencodable_events_locally(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a")
-    c.outbox.put({"event_id": "bad", "event_type": "x", "metadata": object()})
-    put(c, "c")
-    assert sent_ids(c.next()) == ["a", "c"]
-    assert c.outbox.stats().rejected == 1
-
-
-def test_courier_close_abandons_what_it_cannot_deliver_in_time(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c", "d")
-    c.next()
-    c.done(Response(None, error="down"))
-    c.close_at = clock.monotonic() + 0.02
-    assert c.next() == pytest.approx(0.02)
-    clock.advance(0.02)
-    assert c.next() is None
-    stats = c.outbox.stats()
-    assert (stats.abandoned, stats.pending) == (4, 0)
-
-
-def test_backoff_doubles_within_jitter_bounds_up_to_the_cap() -> None:
-    backoff, rng = Backoff(base_s=0.1, cap_s=1.0), random.Random(5)
-    for attempt, ceiling in enumerate([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]):
-        delays = [backoff.delay(attempt, 0.0, rng) for _ in range(200)]
-        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
-        assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
-    assert backoff.delay(0, 30.0, rng) == 30.0
-    assert backoff.delay(0, 1e9, rng) == 60.0
 
 
 # --- against a real voxmon -------------------------------------------------------------
