@@ -96,10 +96,8 @@ class Outbox:
     @property
     def resolved(self) -> int:
         c = self.counts
-        return (
-            c["accepted"] + c["duplicates"] + c["rejected"] + c["dropped"] + c["abandoned"]
-            + c["failed"]
-        )  # fmt: skip
+        final = c["accepted"] + c["duplicates"] + c["rejected"] + c["dropped"]
+        return final + c["abandoned"] + c["failed"]
 
     def stats(self) -> ClientStats:
         with self.lock:
