@@ -20,6 +20,7 @@ PURE = [
     "exporter/live.py",
     "exporter/body.py",
     "exporter/outbox.py",
+    "exporter/courier.py",
     "exporter/artifacts.py",
     "exporter/params.py",
     *sorted(
