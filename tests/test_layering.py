@@ -22,6 +22,7 @@ PURE = [
     "exporter/outbox.py",
     "exporter/artifacts.py",
     "exporter/params.py",
+    "exporter/cron.py",
     *sorted(
         str(p.relative_to(ROOT))
         for p in (ROOT / "rollup").glob("*.py")
