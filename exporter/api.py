@@ -18,6 +18,7 @@ from exporter.body import decompress, split_items
 from exporter.catalog import WINDOW_COUNTERS
 from exporter.clock import Clock
 from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
+from exporter.health import StorageHealth
 from exporter.live import LiveState
 from exporter.model import Rejection
 from exporter.selfmetrics import SelfMetrics
@@ -48,6 +49,8 @@ class Services:
     run_scheduler: bool = True
     read_side: Any = None
     """``queries.ReadSide``, set at start-up once both database connections are open."""
+    health: StorageHealth | None = None
+    """Whether storage can commit; set at start-up once the database is open."""
 
 
 SERVICES = web.AppKey("services", Services)
@@ -172,9 +175,14 @@ async def get_healthz(request: web.Request) -> web.Response:
 
 
 async def get_readyz(request: web.Request) -> web.Response:
-    """Readiness: database open, state restored, writer running."""
-    if not services(request).ready:
+    """Readiness: database open, state restored, writer running, and storage able to commit
+    (503 with the reason while it cannot; it recovers by itself)."""
+    svc = services(request)
+    if not svc.ready:
         raise _NotReady("voxmon is starting or stopping")
+    if svc.health is not None and not svc.health.healthy:
+        refusal = svc.health.refusal()
+        raise _NotReady(refusal.message, **refusal.headers)
     return json_response({"status": "ready"})
 
 

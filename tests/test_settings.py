@@ -12,6 +12,7 @@ import pytest
 from exporter.cli import main
 from exporter.errors import ConfigError
 from exporter.settings import DEFAULT_CRONS, Settings, Token
+from tests.test_durability import free_port
 
 SECRET = "s3cret-token-0123456789"
 LEVELS = "('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')"
@@ -409,6 +410,7 @@ def test_cli_check_config_bad_log_level_exits_2(capsys: pytest.CaptureFixture[st
 def test_cli_check_config_reads_working_directory_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    Path("voxmon.toml").write_text('db_path = "here.db"\n')
+    Path("voxmon.toml").write_text(f'db_path = "here.db"\nport = {free_port()}\n')
     assert main(["check-config"]) == 0
     assert "database here.db" in capsys.readouterr().out
+    assert not Path("here.db").exists()  # checking creates no database
