@@ -64,22 +64,29 @@ def check_database(db_path: str, clock: Clock) -> None:
     path = Path(db_path)
     if not path.exists():
         return
-    deadline = clock.monotonic() + QUICK_CHECK_BUDGET_S
     try:
         conn = storage.open_existing(path)
         try:
-            problem = storage.quick_check(conn, lambda: clock.monotonic() > deadline)
-            if problem is None:
-                log.warning("quick_check of %s did not finish within %.0f s; skipped",
-                            db_path, QUICK_CHECK_BUDGET_S)  # fmt: skip
-            elif problem:
-                raise StartupError(f"database {db_path} is corrupt (quick_check: {problem});"
-                                   f" {_ADVICE['corrupt']}")  # fmt: skip
-            storage.check_writable(conn)
+            _inspect(conn, db_path, clock)
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise StartupError(describe_failure(db_path, exc)) from None
+
+
+def _inspect(conn: sqlite3.Connection, db_path: str, clock: Clock) -> None:
+    deadline = clock.monotonic() + QUICK_CHECK_BUDGET_S
+    problem = storage.quick_check(
+        conn, lambda: clock.monotonic() > deadline, backstop_s=QUICK_CHECK_BUDGET_S
+    )
+    if problem is None:
+        log.warning("quick_check of %s did not finish within %.0f s; skipped",
+                    db_path, QUICK_CHECK_BUDGET_S)  # fmt: skip
+    elif problem:
+        raise StartupError(
+            f"database {db_path} is corrupt (quick_check: {problem}); {_ADVICE['corrupt']}"
+        )
+    storage.check_writable(conn)
 
 
 def describe_failure(db_path: str, exc: BaseException) -> str:

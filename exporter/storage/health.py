@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,11 +129,17 @@ def open_existing(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
 
-def quick_check(conn: sqlite3.Connection, expired: Callable[[], bool]) -> str | None:
+def quick_check(
+    conn: sqlite3.Connection, expired: Callable[[], bool], backstop_s: float
+) -> str | None:
     """``PRAGMA quick_check``: '' when the file is sound, the first problem found when it
-    is not, None when ``expired()`` turned true first (a huge file must not stall start-up).
-    A file that is not a database at all raises ``sqlite3.DatabaseError``."""
+    is not, None when it was stopped first (a huge file must not stall start-up): by the
+    progress handler once ``expired()``, or after ``backstop_s`` seconds by a timer, since
+    SQLite calls no progress handler during the b-tree walk itself. A file that is not a
+    database at all raises ``sqlite3.DatabaseError``."""
     conn.set_progress_handler(lambda: 1 if expired() else 0, 1000)
+    backstop = threading.Timer(backstop_s, conn.interrupt)
+    backstop.start()
     try:
         rows = conn.execute("PRAGMA quick_check(1)").fetchall()
     except sqlite3.OperationalError as exc:
@@ -140,9 +147,13 @@ def quick_check(conn: sqlite3.Connection, expired: Callable[[], bool]) -> str | 
             return None
         raise
     finally:
+        backstop.cancel()
         conn.set_progress_handler(None, 0)
     first = str(rows[0][0]) if rows else "ok"
-    return "" if first == "ok" else first
+    if first == "ok":
+        return ""
+    lines = [line for line in first.splitlines() if not line.startswith("***")]  # the schema
+    return "; ".join(lines) or first
 
 
 def check_writable(conn: sqlite3.Connection) -> None:
