@@ -5,6 +5,7 @@ again, so readiness and ingest recover without a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class StorageHealth:
         self.kind = ""
         self.reason = ""
         self._since = 0.0
+        self._failed = asyncio.Event()
         self._opened = storage.identity_of(db.path)
 
     @classmethod
@@ -81,6 +83,7 @@ class StorageHealth:
             return kind
         if self.healthy:
             self._since = self._clock.monotonic()
+            self._failed.set()  # the probe loop switches to the short interval now
             log.error("storage cannot commit (%s): %s; ingest answers 503 meanwhile", kind, exc)
         self.healthy, self.kind = False, kind
         self.reason = (
@@ -129,8 +132,13 @@ class StorageHealth:
         self.healthy, self.kind, self.reason = True, "", ""
 
     async def run(self) -> None:
-        """Probe forever: every ``UNHEALTHY_PROBE_S`` while unhealthy, every
-        ``HEALTHY_PROBE_S`` while healthy."""
+        """Probe forever: every ``HEALTHY_PROBE_S`` while healthy, and from the moment a
+        failure is recorded every ``UNHEALTHY_PROBE_S`` until one commits."""
         while True:
-            await asyncio.sleep(UNHEALTHY_PROBE_S if not self.healthy else HEALTHY_PROBE_S)
+            if self.healthy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._failed.wait(), HEALTHY_PROBE_S)
+            if not self.healthy:
+                await asyncio.sleep(UNHEALTHY_PROBE_S)
+            self._failed.clear()
             await self.probe()

@@ -26,13 +26,16 @@ DEADLINE_S = 30.0
 
 
 @contextmanager
-def serving(db: Path, port: int, *extra: str) -> Iterator[subprocess.Popen[str]]:
-    """A daemon logging to ``<db>.log``; SIGKILLed if it still runs at the end."""
-    with open(f"{db}.log", "w") as log:
+def serving(
+    db: Path, port: int, *extra: str, log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A daemon logging to ``log`` (default ``<db>.log``, started afresh); SIGKILLed if it
+    still runs at the end."""
+    with open(log or f"{db}.log", "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--port", str(port),
              *extra],
-            stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=db.parent,
+            stdout=subprocess.DEVNULL, stderr=stderr, text=True, cwd=db.parent,
         )  # fmt: skip
         try:
             yield process

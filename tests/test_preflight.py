@@ -17,7 +17,7 @@ from exporter import preflight
 from exporter.clock import FakeClock
 from exporter.errors import StartupError
 from exporter.lock import DatabaseLock, Holder
-from exporter.storage.database import connect
+from exporter.storage.database import connect, transaction
 from tests.conftest import T0, make_settings
 from tests.test_durability import free_port
 
@@ -27,8 +27,10 @@ CORRUPT = "restore it from a backup, or move it aside to start with an empty one
 def sound_database(path: Path, rows: int = 2000) -> int:
     """A checkpointed database with a table of ``rows`` rows; returns its page count."""
     conn = connect(path)
-    conn.execute("CREATE TABLE filler (x BLOB)")
-    conn.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(100),) for _ in range(rows)])
+    with transaction(conn):
+        conn.execute("CREATE TABLE filler (x BLOB)")
+        rows_in = [(os.urandom(100),) for _ in range(rows)]
+        conn.executemany("INSERT INTO filler VALUES (?)", rows_in)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return path.stat().st_size // 4096
