@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rollup.py
 	$(BIN)/python benchmarks/queries.py
 	$(BIN)/python benchmarks/client.py
+	$(BIN)/python benchmarks/startup.py
 
 # voxmon and the demo traffic generator together (voxmon demo --serve). A daemon already on
 # this database or port stops it before anything starts; if its daemon exits, the demo stops
