@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.cli import main
 from tests.test_durability import free_port
 
 DEADLINE_S = 30.0
@@ -95,7 +96,19 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_daemon_second_serve_on_the_same_database_refuses(tmp_path: Path) -> None:
+def refused_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """``main(args)`` in this process (the same code as the command): exit 2 and one line."""
+    assert main(list(args)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def test_daemon_second_serve_refuses_and_the_first_keeps_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db, port = tmp_path / "voxmon.db", free_port()
     with serving(db, port) as first:
         wait_listening(first, Path(f"{db}.log"), port)
@@ -111,8 +124,17 @@ def test_daemon_second_serve_on_the_same_database_refuses(tmp_path: Path) -> Non
             "); stop that daemon first, or give this one its own database with --db"
         )
         assert post_one(port, "after-the-second") == 200  # the first keeps serving
-        refused = voxmon(tmp_path, "check-config", "--db", str(db), "--port", str(free_port()))
-        assert one_line(refused) == line
+        other_port = str(free_port())
+        assert refused_in_process(
+            capsys, "check-config", "--db", str(db), "--port", other_port
+        ) == (line)
+        # The lock is the daemon's: the CLI's rollup and cleanup do not take it.
+        at = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() - 7200))
+        assert main(["rollup", "hourly", "--at", at, "--db", str(db)]) == 0
+        assert main(["cleanup", "--dry-run", "--db", str(db)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("hourly: 1 window(s)")
+        assert out[1].startswith("cleanup would delete: events=0")
     print(f"second serve refused in {took:.2f} s")
 
 
@@ -128,32 +150,24 @@ def test_daemon_sigkilled_holder_does_not_block_a_restart(tmp_path: Path) -> Non
         wait_listening(second, Path(f"{db}.log"), port)
         assert json.loads((tmp_path / "voxmon.db.lock").read_text())["pid"] == second.pid
         assert post_one(port, "after-the-restart") == 200
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=DEADLINE_S) == 0
-    assert (tmp_path / "voxmon.db.lock").read_text() == ""  # released on a clean stop
 
 
-def test_daemon_listening_is_logged_only_once_the_port_serves(tmp_path: Path) -> None:
+def test_daemon_listens_after_the_bind_and_drains_on_sigterm(tmp_path: Path) -> None:
     db, port = tmp_path / "voxmon.db", free_port()
+    log = Path(f"{db}.log")
     with serving(db, port) as process:
-        lines = wait_listening(process, Path(f"{db}.log"), port)
+        lines = wait_listening(process, log, port)
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S):
             pass  # accepted: the line was not logged before the socket served
         messages = [line.split(": ", 1)[-1] for line in lines]
         listening = messages.index(f"listening on http://127.0.0.1:{port}")
         assert messages.index(f"voxmon ready: database {db}") < listening
-
-
-def test_daemon_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
-    db, port = tmp_path / "voxmon.db", free_port()
-    log = Path(f"{db}.log")
-    with serving(db, port) as process:
-        wait_listening(process, log, port)
         assert post_one(port, "drained") == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=DEADLINE_S) == 0
     tail = [line.split(": ", 1)[-1] for line in log.read_text().splitlines()[-2:]]
     assert tail == ["shutting down: draining the ingest queue", "voxmon stopped"]
+    assert (tmp_path / "voxmon.db.lock").read_text() == ""  # released on a clean stop
 
 
 def _taken_port() -> tuple[socket.socket, int]:
@@ -163,7 +177,9 @@ def _taken_port() -> tuple[socket.socket, int]:
     return taken, taken.getsockname()[1]
 
 
-def test_daemon_port_in_use_is_one_line_before_anything_is_ready(tmp_path: Path) -> None:
+def test_daemon_port_in_use_is_one_line_before_anything_is_ready(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     taken, port = _taken_port()
     with taken:
         line = one_line(voxmon(tmp_path, "serve", "--port", str(port)))
@@ -171,7 +187,8 @@ def test_daemon_port_in_use_is_one_line_before_anything_is_ready(tmp_path: Path)
             f"voxmon: cannot listen on 127.0.0.1:{port}: Address already in use; another"
             " process listens there (stop it, or set --port)"
         )
-        assert one_line(voxmon(tmp_path, "check-config", "--port", str(port))) == line
+        db = str(tmp_path / "voxmon.db")
+        assert refused_in_process(capsys, "check-config", "--db", db, "--port", str(port)) == line
     assert not (tmp_path / "voxmon.db").exists()  # refused before the database was opened
 
 
@@ -185,23 +202,28 @@ def test_daemon_port_in_use_is_one_line_before_anything_is_ready(tmp_path: Path)
          " it from a backup, or move it aside to start with an empty one"),
     ],
 )  # fmt: skip
-def test_daemon_unusable_database_is_one_line(tmp_path: Path, db: str, problem: str) -> None:
+def test_daemon_unusable_database_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db: str, problem: str
+) -> None:
     (tmp_path / "adir").mkdir()
     (tmp_path / "garbage.db").write_bytes(b"not a database, just some bytes" * 200)
     path, port = str(tmp_path / db), str(free_port())
     expected = "voxmon: " + problem.format(tmp=tmp_path)
-    assert one_line(voxmon(tmp_path, "serve", "--db", path, "--port", port)) == expected
-    assert one_line(voxmon(tmp_path, "check-config", "--db", path, "--port", port)) == expected
+    for command in ("serve", "check-config"):
+        assert refused_in_process(capsys, command, "--db", path, "--port", port) == expected
 
 
-def test_daemon_impossible_cron_is_refused_by_serve_and_check_config(tmp_path: Path) -> None:
-    (tmp_path / "voxmon.toml").write_text('[schedule]\nrollup-daily = "0 0 31 2 *"\n')
+def test_daemon_impossible_cron_is_refused_by_serve_and_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "voxmon.toml"
+    config.write_text('[schedule]\nrollup-daily = "0 0 31 2 *"\n')
     expected = (
         "voxmon: invalid configuration:\n"
         "  schedule.rollup-daily: invalid cron expression '0 0 31 2 *': it never fires"
         " (no such date)\n"
     )
     for command in ("serve", "check-config"):
-        result = voxmon(tmp_path, command, "--port", str(free_port()))
-        assert (result.returncode, result.stdout, result.stderr) == (2, "", expected)
+        assert main(["--config", str(config), command, "--port", str(free_port())]) == 2
+        assert capsys.readouterr().err == expected
     assert not (tmp_path / "voxmon.db").exists()

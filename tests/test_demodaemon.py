@@ -51,11 +51,12 @@ def test_demodaemon_make_demo_beside_a_running_daemon_stops_with_its_error(
         assert post_one(port, "still-serving") == 200
 
 
-def _fed(port: int, lock: Path) -> int | None:
-    """The daemon's pid once it holds the lock and has accepted demo events."""
+def _serving(port: int, lock: Path) -> int | None:
+    """The daemon's pid once it holds the lock and answers /readyz."""
     try:
         holder = json.loads(lock.read_text() or "null")
-        return int(holder["pid"]) if holder and accepted(port) > 0 else None
+        ready = http("GET", f"http://127.0.0.1:{port}/readyz")[0] == 200
+        return int(holder["pid"]) if holder and ready else None
     except OSError:  # no lock file yet, or the port does not answer yet
         return None
 
@@ -72,8 +73,8 @@ def test_demodaemon_stops_when_its_daemon_exits(tmp_path: Path) -> None:
         while pid is None and time.monotonic() < deadline:
             assert demo.poll() is None
             time.sleep(0.05)
-            pid = _fed(port, tmp_path / "voxmon.db.lock")
-        assert pid is not None, "the demo never fed its daemon"
+            pid = _serving(port, tmp_path / "voxmon.db.lock")
+        assert pid is not None, "the demo's daemon never became ready"
         os.kill(pid, signal.SIGKILL)
         _, stderr = demo.communicate(timeout=DEADLINE_S)
         assert demo.returncode == 1
