@@ -42,6 +42,7 @@ def serve(settings: Settings, clock: Clock) -> None:
 
 
 async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket]) -> None:
+    stop = _stop_on_signals()  # from here on, SIGINT/SIGTERM mean a graceful stop
     app = create_app(settings, clock=clock)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **RUNNER_OPTIONS)  # type: ignore[arg-type]
     try:
@@ -54,18 +55,18 @@ async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket])
         for sock in sockets:
             await web.SockSite(runner, sock).start()
         log.info("listening on %s", url(settings.host, settings.port))
-        await _until_signal()
+        await stop.wait()
         log.info("shutting down: draining the ingest queue")
     finally:
         await runner.cleanup()
 
 
-async def _until_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 def url(host: str, port: int) -> str:

@@ -84,7 +84,8 @@ class StorageHealth:
         if self.healthy:
             self._since = self._clock.monotonic()
             self._failed.set()  # the probe loop switches to the short interval now
-            log.error("storage cannot commit (%s): %s; ingest answers 503 meanwhile", kind, exc)
+            log.error("storage cannot commit (%s): %s; ingest answers 503 meanwhile", kind, exc,
+                      exc_info=kind == "other")  # fmt: skip
         self.healthy, self.kind = False, kind
         self.reason = (
             f"{exc}; restart voxmon (no write is acknowledged until then)"
