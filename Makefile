@@ -33,14 +33,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rollup.py
 	$(BIN)/python benchmarks/queries.py
 	$(BIN)/python benchmarks/client.py
+	$(BIN)/python benchmarks/startup.py
 
-# voxmon and the demo traffic generator together; Ctrl-C (or the end of a --duration run)
-# stops both. Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".
+# voxmon and the demo traffic generator together (voxmon demo --serve). A daemon already on
+# this database or port stops it before anything starts; if its daemon exits, the demo stops
+# with the daemon's error; Ctrl-C (or the end of a --duration run) stops both.
+# Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".
 demo: $(STAMP)
-	@$(BIN)/voxmon serve & server=$$!; \
-	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT; \
-	trap 'exit 130' INT TERM; \
-	$(BIN)/voxmon demo $(DEMO_ARGS)
+	@$(BIN)/voxmon demo --serve $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,6 +18,7 @@ from exporter.body import decompress, split_items
 from exporter.catalog import WINDOW_COUNTERS
 from exporter.clock import Clock
 from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
+from exporter.health import StorageHealth
 from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
 from exporter.model import Event, FieldError, ItemWarning, Rejection
@@ -52,6 +53,8 @@ class Services:
     """``queries.ReadSide``, set at start-up once both database connections are open."""
     before_scrape: Callable[[], Awaitable[None]] | None = None
     """Refreshes what ``/metrics`` reads from storage (job runs recorded by the CLI too)."""
+    health: StorageHealth | None = None
+    """Whether storage can commit; set at start-up once the database is open."""
 
 
 SERVICES = web.AppKey("services", Services)
@@ -201,9 +204,14 @@ async def get_healthz(request: web.Request) -> web.Response:
 
 
 async def get_readyz(request: web.Request) -> web.Response:
-    """Readiness: database open, state restored, writer running."""
-    if not services(request).ready:
+    """Readiness: database open, state restored, writer running, and storage able to commit
+    (503 with the reason while it cannot; it recovers by itself)."""
+    svc = services(request)
+    if not svc.ready:
         raise _NotReady("voxmon is starting or stopping")
+    if svc.health is not None and not svc.health.healthy:
+        refusal = svc.health.refusal()
+        raise _NotReady(refusal.message, **refusal.headers)
     return json_response({"status": "ready"})
 
 

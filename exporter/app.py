@@ -18,6 +18,7 @@ from exporter.auth import Authenticator
 from exporter.clock import Clock, SystemClock
 from exporter.collector import PipelineCollector
 from exporter.errors import Conflict, NotFound, VoxmonError
+from exporter.health import StorageHealth
 from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
 from exporter.params import Range
@@ -172,11 +173,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.warning("authentication is off: no tokens configured (listening on %s)", settings.host)
     db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
     await _restore(db, svc)
+    health = svc.health = await StorageHealth.start(db, svc.clock, svc.metrics)
     writer = IngestWriter(
         db,
         svc.live,
         svc.metrics,
         svc.clock,
+        health=health,
         max_queue_events=settings.queue_max_events,
         max_commit_events=settings.commit_max_events,
         retry_after_s=settings.retry_after_s,
@@ -201,12 +204,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     scheduler_task = None
     if svc.run_scheduler:
         scheduler_task = asyncio.create_task(scheduler.run(), name="voxmon-scheduler")
+    probe_task = asyncio.create_task(health.run(), name="voxmon-storage-probe")
     svc.ready = True
     log.info("voxmon ready: database %s", settings.db_path)
     try:
         yield
     finally:
         svc.ready = False
+        probe_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe_task
         if scheduler_task is not None:
             scheduler_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

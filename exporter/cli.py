@@ -12,12 +12,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-
-from exporter import demo
-from exporter.app import RUNNER_OPTIONS, create_app, retention_of
+from exporter import daemon, demo, preflight
+from exporter.app import retention_of
 from exporter.clock import SystemClock
-from exporter.errors import ConfigError
+from exporter.errors import ConfigError, StartupError
 from exporter.settings import Settings
 from exporter.storage import jobs as job_rows
 from exporter.storage.database import connect, in_transaction
@@ -96,19 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "cleanup":
         return _cleanup(settings, args.dry_run)
     if args.command == "check-config":
-        print(
-            f"configuration OK: listening on {settings.host}:{settings.port},"
-            f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}"
-        )
-        return 0
-    app = create_app(settings)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-        **RUNNER_OPTIONS,  # type: ignore[arg-type]
+        return _check_config(settings)
+    try:
+        daemon.serve(settings, SystemClock())
+    except StartupError as exc:
+        print(f"voxmon: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _check_config(settings: Settings) -> int:
+    """Settings (already loaded), then everything ``serve`` would refuse to start on."""
+    problems = preflight.problems(settings, SystemClock())
+    for problem in problems:
+        print(f"voxmon: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    print(
+        f"configuration OK: listening on {settings.host}:{settings.port},"
+        f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}"
     )
     return 0
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from exporter import demodaemon
 from exporter.catalog import (
     ARTIFACT_RECEIVED,
     DISAMBIGUATION_TYPE,
@@ -371,7 +372,13 @@ def add_parser(commands: Any) -> None:
         description="Voice notes flow through the stages with lognormal latencies, failures,"
         " retries, disambiguation, AI cost, late and duplicate deliveries.",
     )
-    demo.add_argument("--url", help="voxmon base URL (default: from host and port settings)")
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument("--url", help="voxmon base URL (default: from host and port settings)")
+    where.add_argument(
+        "--serve",
+        action="store_true",
+        help="run voxmon serve beside the generator (make demo); stop when it exits",
+    )
     demo.add_argument("--rate", type=_positive, default=DEFAULT_RATE, help="notes per second")
     demo.add_argument("--orgs", type=int, default=DEFAULT_ORGS, help="organisations")
     demo.add_argument("--duration", type=_positive, help="seconds to run (default: until ^C)")
@@ -420,12 +427,24 @@ def _wait_ready(url: str, stop: threading.Event, timeout_s: float = 30.0) -> boo
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    """``voxmon demo``: run until ``--duration`` or Ctrl-C, then flush and report."""
+    """``voxmon demo``: run until ``--duration`` or Ctrl-C, then flush and report; with
+    ``--serve``, beside a daemon of its own that ends the run if it exits."""
+    if not args.serve:
+        return _generate(args, settings, threading.Event())
+
+    def generate(stop: threading.Event) -> int:
+        return _generate(args, settings, stop)
+
+    return demodaemon.run_beside(settings, args.config, SystemClock(), generate)
+
+
+def _generate(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> int:
+    """Send until ``--duration``, Ctrl-C or ``stop``, then flush and report."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = args.url or f"http://{host}:{settings.port}"
     config = DemoConfig(rate=args.rate, orgs=max(1, args.orgs)).with_failures(dict(args.failure))
     emitter = Emitter(url, token=args.token, capacity=100_000)
-    stop, clock = threading.Event(), SystemClock()
+    clock = SystemClock()
 
     def report(at: float) -> None:
         s = emitter.stats()
@@ -438,13 +457,13 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     print(f"demo: {config.rate:g} notes/s across {config.orgs} orgs -> {url}", file=sys.stderr)
     interrupted = False
     try:
-        if not _wait_ready(url, stop):
+        if not _wait_ready(url, stop) and not stop.is_set():
             print("demo: voxmon is not ready; sending anyway (the client retries)", file=sys.stderr)
         run(Simulation(config, random.Random(args.seed)), emitter.emit, clock, stop.wait,
             args.duration, report)  # fmt: skip
     except KeyboardInterrupt:
         interrupted = True  # Ctrl-C also stops the daemon under `make demo`: don't linger
-    stats = emitter.close(2 if interrupted else 10)
+    stats = emitter.close(2 if interrupted or stop.is_set() else 10)
     print(f"demo done: {stats}", file=sys.stderr)
     if interrupted:
         return 0

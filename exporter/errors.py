@@ -30,6 +30,13 @@ class ConfigError(VoxmonError):
         self.problems = list(problems)
 
 
+class StartupError(VoxmonError):
+    """Why ``serve`` cannot start, and what ``check-config`` reports: one line each, exit
+    code 2, never a traceback."""
+
+    code = "startup_failed"
+
+
 class BadRequest(VoxmonError):
     status = 400
     code = "bad_request"

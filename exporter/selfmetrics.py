@@ -26,6 +26,8 @@ class SelfMetrics:
     database_bytes: Gauge
     internal_errors: Counter
     snapshot_rows: Gauge
+    storage_healthy: Gauge
+    storage_errors: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> SelfMetrics:
@@ -74,5 +76,14 @@ class SelfMetrics:
             snapshot_rows=Gauge(
                 "voxmon_snapshot_rows", "Stored snapshot rows by period.",
                 ["period"], registry=registry,
+            ),
+            storage_healthy=Gauge(
+                "voxmon_storage_healthy",
+                "1 while the database takes writes, 0 while commits fail (see /readyz).",
+                registry=registry,
+            ),
+            storage_errors=Counter(
+                "voxmon_storage_errors", "Failed commits and storage probes by kind.",
+                ["kind"], registry=registry,
             ),
         )  # fmt: skip

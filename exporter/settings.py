@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from croniter import croniter
-
+from exporter.cron import cron_problem
 from exporter.errors import ConfigError
 from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
 
@@ -202,8 +201,8 @@ def _build(values: dict[str, Any], problems: list[str]) -> Settings:
     for job, expr in dict(values.pop("crons", {})).items():
         if job not in DEFAULT_CRONS:
             problems.append(f"schedule.{job}: unknown job; one of {sorted(DEFAULT_CRONS)}")
-        elif not isinstance(expr, str) or not _cron_ok(expr):
-            problems.append(f"schedule.{job}: invalid cron expression {expr!r}")
+        elif problem := cron_problem(expr):
+            problems.append(f"schedule.{job}: invalid cron expression {expr!r}: {problem}")
         else:
             crons[job] = expr
     settings = Settings(**values, crons=crons)
@@ -242,14 +241,6 @@ def _check(s: Settings, problems: list[str]) -> None:
 
 def _is_scope(value: Any) -> bool:
     return isinstance(value, str) and value in SCOPES
-
-
-def _cron_ok(expr: str) -> bool:
-    """Five fields (minute hour day month weekday) or an ``@`` alias, as the scheduler
-    evaluates them; croniter alone would also accept six- and seven-field forms."""
-    fields = expr.split()
-    shaped = (len(fields) == 5) or (len(fields) == 1 and expr.startswith("@"))
-    return shaped and croniter.is_valid(expr)
 
 
 def _is_loopback(host: str) -> bool:

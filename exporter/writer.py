@@ -18,6 +18,7 @@ from exporter import durations
 from exporter.artifacts import ArtifactState, fold
 from exporter.clock import Clock
 from exporter.errors import Unavailable
+from exporter.health import StorageHealth
 from exporter.live import LiveState
 from exporter.model import Event
 from exporter.selfmetrics import SelfMetrics
@@ -71,6 +72,7 @@ class IngestWriter:
         metrics: SelfMetrics,
         clock: Clock,
         *,
+        health: StorageHealth,
         max_queue_events: int,
         max_commit_events: int,
         retry_after_s: int,
@@ -81,6 +83,7 @@ class IngestWriter:
         self._live = live
         self._metrics = metrics
         self._clock = clock
+        self._health = health
         self._max_queue = max_queue_events
         self._max_commit = max_commit_events
         self._retry_after = retry_after_s
@@ -94,9 +97,12 @@ class IngestWriter:
 
     async def submit(self, events: Sequence[Event]) -> CommitResult:
         """Queue events and wait until they are committed. Raises ``Unavailable`` (503)
-        when the queue is full, the writer is shutting down, or the commit failed."""
+        when the queue is full, the writer is shutting down, storage cannot commit, or the
+        commit failed."""
         if self._closing:
             raise Unavailable("voxmon is shutting down", self._retry_after)
+        if not self._health.healthy:
+            raise self._health.refusal()
         if self.queued_events and self.queued_events + len(events) > self._max_queue:
             raise Unavailable(
                 f"ingest queue is full ({self.queued_events} events waiting); retry later",
@@ -135,13 +141,16 @@ class IngestWriter:
 
     async def _commit_jobs(self, jobs: list[_Job]) -> None:
         size = sum(len(job.events) for job in jobs)
+        if not self._health.healthy:  # queued before storage failed: fail fast, like new work
+            self._finish(jobs, size, error=self._health.refusal())
+            return
         now_ms = datetime_to_ms(self._clock.now())
         window_start = window_bounds(now_ms).start_ms
         prune_before = window_start if window_start > self._pruned_before else None
         started = self._clock.monotonic()
         try:
             outcome = await self._db.run(
-                _commit,
+                self._health.checked(_commit),
                 [job.events for job in jobs],
                 now_ms,
                 window_start,
@@ -150,8 +159,10 @@ class IngestWriter:
                 self._max_duration_ms,
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
-            log.error("commit of %d events failed: %s", size, exc, exc_info=True)
-            self._finish(jobs, size, error=Unavailable(f"storage is failing: {exc}", 5))
+            kind = self._health.record(exc)  # storage failures: 503 until a probe commits
+            log.error("commit of %d events failed: %s", size, exc, exc_info=kind is None)
+            error = self._health.refusal() if kind else Unavailable(f"storage is failing: {exc}", 5)
+            self._finish(jobs, size, error=error)
             return
         if prune_before is not None:
             self._pruned_before = prune_before

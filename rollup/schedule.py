@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+from croniter import croniter
 
-# The one definition lives with the settings that let operators override it (exporter may
-# not import rollup); re-exported here so schedule code and tests name it from one place.
+# The one validator and the default crons live with the settings that let operators override
+# them (exporter may not import rollup); re-exported here so schedule code and tests name
+# them from one place.
+from exporter.cron import cron_problem
 from exporter.settings import DEFAULT_CRONS
 
 __all__ = ["DEFAULT_CRONS", "CronSchedule"]
-
-_FIELDS = 5
-_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
-"""A fixed start for the never-fires check (not the clock: validation stays pure)."""
 
 
 class CronSchedule:
@@ -24,7 +22,7 @@ class CronSchedule:
     __slots__ = ("expr",)
 
     def __init__(self, expr: str) -> None:
-        problem = _problem(expr)
+        problem = cron_problem(expr)
         if problem:
             raise ValueError(f"invalid cron expression {expr!r}: {problem}")
         self.expr = expr
@@ -50,21 +48,6 @@ class CronSchedule:
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r})"
-
-
-def _problem(expr: object) -> str:
-    """Why ``expr`` is not a usable schedule, or ''."""
-    if not isinstance(expr, str):
-        return f"expected a string, got {type(expr).__name__}"
-    if not expr.strip().startswith("@") and len(expr.split()) != _FIELDS:
-        return f"expected {_FIELDS} fields (minute hour day month weekday), got {len(expr.split())}"
-    try:
-        croniter(expr, _PROBE).get_next(datetime)
-    except CroniterBadDateError:
-        return "it never fires"
-    except (CroniterError, ValueError) as exc:
-        return str(exc)
-    return ""
 
 
 def _utc(when: datetime) -> datetime:

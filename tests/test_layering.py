@@ -23,6 +23,7 @@ PURE = [
     "exporter/courier.py",
     "exporter/artifacts.py",
     "exporter/params.py",
+    "exporter/cron.py",
     *sorted(
         str(p.relative_to(ROOT))
         for p in (ROOT / "rollup").glob("*.py")

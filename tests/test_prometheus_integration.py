@@ -348,8 +348,10 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
         "VoxmonDown": 120,
         "VoxmonRollupFailing": 0,
         "VoxmonRollupStale": 300,
+        "VoxmonStorageUnhealthy": 0,
         "VoxmonIngestRejectionsHigh": 600,
     }
+    assert fed.value('voxmon_storage_healthy{job="voxmon"}') == 1.0
 
 
 def test_every_recording_rule_returns_data(fed: Stack) -> None:

@@ -12,6 +12,7 @@ import pytest
 from exporter.cli import main
 from exporter.errors import ConfigError
 from exporter.settings import DEFAULT_CRONS, Settings, Token
+from tests.test_durability import free_port
 
 SECRET = "s3cret-token-0123456789"
 LEVELS = "('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')"
@@ -153,7 +154,8 @@ scopes = ["read"]
         "tokens[0].token: required, a string of at least 16 characters",
         "VOXMON_RETRY_AFTER_S: expected an integer, got 'abc'",
         "VOXMON_NOPE: unknown setting",
-        "schedule.rollup-hourly: invalid cron expression 'nope'",
+        "schedule.rollup-hourly: invalid cron expression 'nope':"
+        " expected 5 fields (minute hour day month weekday), got 1",
         "schedule.rollup-weekly: unknown job; one of"
         " ['cleanup-events', 'cleanup-snapshots', 'rollup-daily', 'rollup-hourly']",
         "max_batch: must be > 0, got 0",
@@ -281,15 +283,21 @@ def test_settings_token_secret_not_in_repr() -> None:
 @pytest.mark.parametrize(
     ("cron", "problem"),
     [
-        ('"61 * * * *"', "schedule.rollup-daily: invalid cron expression '61 * * * *'"),
-        ('"* * *"', "schedule.rollup-daily: invalid cron expression '* * *'"),
-        ('"every hour"', "schedule.rollup-daily: invalid cron expression 'every hour'"),
-        ('""', "schedule.rollup-daily: invalid cron expression ''"),
-        ("5", "schedule.rollup-daily: invalid cron expression 5"),
+        ('"61 * * * *"', "'61 * * * *': [61 * * * *] is not acceptable, out of range"),
+        ('"* * *"', "'* * *': expected 5 fields (minute hour day month weekday), got 3"),
+        ('"every hour"', "'every hour': expected 5 fields (minute hour day month weekday), got 2"),
+        ('""', "'': expected 5 fields (minute hour day month weekday), got 0"),
+        ("5", "5: expected a string, got int"),
+        ('"0 0 31 2 *"', "'0 0 31 2 *': it never fires (no such date)"),
+        (
+            '"0 0 * * * 30"',
+            "'0 0 * * * 30': expected 5 fields (minute hour day month weekday), got 6",
+        ),
     ],
 )
 def test_settings_bad_cron_in_schedule(tmp_path: Path, cron: str, problem: str) -> None:
-    assert _problems(_write(tmp_path, f"[schedule]\nrollup-daily = {cron}\n")) == [problem]
+    path = _write(tmp_path, f"[schedule]\nrollup-daily = {cron}\n")
+    assert _problems(path) == [f"schedule.rollup-daily: invalid cron expression {problem}"]
 
 
 def test_settings_schedule_overrides_only_named_jobs(tmp_path: Path) -> None:
@@ -390,7 +398,8 @@ def test_cli_check_config_bad_file_exits_2(
     assert captured.err == (
         "voxmon: invalid configuration:\n"
         "  port: expected an integer, got 'x'\n"
-        "  schedule.rollup-hourly: invalid cron expression 'nope'\n"
+        "  schedule.rollup-hourly: invalid cron expression 'nope':"
+        " expected 5 fields (minute hour day month weekday), got 1\n"
     )
 
 
@@ -415,6 +424,7 @@ def test_cli_check_config_bad_log_level_exits_2(capsys: pytest.CaptureFixture[st
 def test_cli_check_config_reads_working_directory_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    Path("voxmon.toml").write_text('db_path = "here.db"\n')
+    Path("voxmon.toml").write_text(f'db_path = "here.db"\nport = {free_port()}\n')
     assert main(["check-config"]) == 0
     assert "database here.db" in capsys.readouterr().out
+    assert not Path("here.db").exists()  # checking creates no database

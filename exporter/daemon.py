@@ -1,0 +1,74 @@
+"""``voxmon serve``: refuse to start with one line when the database is held, unusable or
+the port taken; otherwise bind first, then start the application, log "listening" once
+the sockets serve, and on SIGINT/SIGTERM shut down gracefully (the ingest queue drains)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sqlite3
+
+from aiohttp import web
+
+from exporter import lock, preflight
+from exporter.app import RUNNER_OPTIONS, create_app
+from exporter.clock import Clock
+from exporter.errors import StartupError
+from exporter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings, clock: Clock) -> None:
+    """Run until a signal. Raises ``StartupError`` for anything that stops it starting:
+    the database lock is taken before the database is opened or the port bound."""
+    preflight.check_location(settings.db_path)
+    holder = lock.Holder(
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        listen=f"{settings.host}:{settings.port}",
+        since=clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    held = lock.DatabaseLock.acquire(settings.db_path, holder)
+    try:
+        preflight.check_database(settings.db_path, clock)
+        sockets = preflight.bind(settings.host, settings.port)
+        asyncio.run(_serve(settings, clock, sockets))
+    finally:
+        held.release()
+
+
+async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket]) -> None:
+    stop = _stop_on_signals()  # from here on, SIGINT/SIGTERM mean a graceful stop
+    app = create_app(settings, clock=clock)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, **RUNNER_OPTIONS)  # type: ignore[arg-type]
+    try:
+        await runner.setup()  # opens the database, restores state, starts writer and jobs
+    except (sqlite3.Error, OSError) as exc:
+        for sock in sockets:
+            sock.close()
+        raise StartupError(preflight.describe_failure(settings.db_path, exc)) from None
+    try:
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        log.info("listening on %s", url(settings.host, settings.port))
+        await stop.wait()
+        log.info("shutting down: draining the ingest queue")
+    finally:
+        await runner.cleanup()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def url(host: str, port: int) -> str:
+    """``http://host:port``, with brackets around an IPv6 address."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

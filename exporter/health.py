@@ -1,0 +1,145 @@
+"""Storage health: whether a write can commit now and, if not, why. The ingest writer
+reports classified commit failures; a probe (a tiny real write) finds out when storage works
+again, so readiness and ingest recover without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from exporter.clock import Clock
+from exporter.errors import Unavailable
+from exporter.selfmetrics import SelfMetrics
+from exporter.storage import health as storage
+from exporter.storage.database import Database
+from exporter.timestamps import datetime_to_ms
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+UNHEALTHY_PROBE_S = 2
+"""Seconds between probes while storage cannot commit (also the ``Retry-After``)."""
+HEALTHY_PROBE_S = 10
+"""Seconds between probes while it can, so a failing disk is noticed without traffic."""
+REPLACED_RETRY_AFTER_S = 60
+"""``Retry-After`` once the database file is gone: only a restart helps."""
+_REOPEN = frozenset({"read_only", "io_error", "cannot_open"})
+"""Failures after which a fresh connection may succeed where the old one cannot."""
+
+
+class StorageHealth:
+    """Healthy until a classified storage failure; healthy again after a probe commits.
+    A removed or replaced database file is final: nothing is committed until a restart."""
+
+    def __init__(self, db: Database, clock: Clock, metrics: SelfMetrics) -> None:
+        self._db = db
+        self._clock = clock
+        self._errors = metrics.storage_errors
+        for kind in storage.KINDS:  # present from the start, so increase() sees the first
+            self._errors.labels(kind)
+        self.healthy = True
+        self.kind = ""
+        self.reason = ""
+        self._since = 0.0
+        self._failed = asyncio.Event()
+        self._opened = storage.identity_of(db.path)
+
+    @classmethod
+    async def start(cls, db: Database, clock: Clock, metrics: SelfMetrics) -> StorageHealth:
+        """Record which file is open, create the heartbeat table, probe once."""
+        await db.run(storage.create_heartbeat)
+        health = cls(db, clock, metrics)
+        metrics.storage_healthy.set_function(lambda: float(health.healthy))
+        await health.probe()
+        return health
+
+    def checked(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """``fn`` (run on the database thread) followed by the file identity check: a
+        commit into a file no longer at the database path raises ``FileReplaced`` instead
+        of being acknowledged."""
+        opened, path = self._opened, self._db.path
+
+        def run(conn: sqlite3.Connection, *args: object) -> T:
+            result = fn(conn, *args)
+            if opened is not None:
+                storage.verify_identity(path, opened)
+            return result
+
+        return run
+
+    def record(self, exc: BaseException, default: str | None = None) -> str | None:
+        """Count a failure and mark storage unhealthy if ``exc`` is a storage failure (or
+        ``default`` is given); returns its kind, None for failures that are not storage's."""
+        kind = storage.classify(exc) or default
+        if kind is None:
+            return None
+        self._errors.labels(kind).inc()
+        if self.kind == "replaced":
+            return kind
+        if self.healthy:
+            self._since = self._clock.monotonic()
+            self._failed.set()  # the probe loop switches to the short interval now
+            log.error("storage cannot commit (%s): %s; ingest answers 503 meanwhile", kind, exc,
+                      exc_info=kind == "other")  # fmt: skip
+        self.healthy, self.kind = False, kind
+        self.reason = (
+            f"{exc}; restart voxmon (no write is acknowledged until then)"
+            if kind == "replaced"
+            else f"storage cannot commit ({kind}): {exc}; retrying every {UNHEALTHY_PROBE_S} s"
+        )
+        return kind
+
+    def refusal(self) -> Unavailable:
+        """The 503 ingest answers while storage is unhealthy."""
+        wait = REPLACED_RETRY_AFTER_S if self.kind == "replaced" else UNHEALTHY_PROBE_S
+        return Unavailable(self.reason, wait)
+
+    async def probe(self) -> bool:
+        """One real write transaction (the heartbeat row); after a read-only or I/O
+        failure, again on a fresh connection. Marks storage healthy when it commits."""
+        if self.kind == "replaced":
+            return False
+        now_ms = datetime_to_ms(self._clock.now())
+        try:
+            await self._db.run(self.checked(storage.beat), now_ms)
+        except Exception as exc:
+            if self.record(exc, "other") not in _REOPEN:
+                return False
+            try:
+                await self._reopen()
+                await self._db.run(self.checked(storage.beat), now_ms)
+            except Exception as again:
+                self.record(again, "other")
+                return False
+        self._recover()
+        return True
+
+    async def _reopen(self) -> None:
+        opened, path = self._opened, self._db.path
+        if opened is not None:  # never reopen onto another file at the same path
+            await self._db.run(lambda _conn: storage.verify_identity(path, opened))
+        await self._db.reopen()
+
+    def _recover(self) -> None:
+        if self.healthy:
+            return
+        down = self._clock.monotonic() - self._since
+        log.warning("storage recovered after %.1f s (%s); ingest resumes", down, self.kind)
+        self.healthy, self.kind, self.reason = True, "", ""
+
+    async def run(self) -> None:
+        """Probe forever: every ``HEALTHY_PROBE_S`` while healthy, and from the moment a
+        failure is recorded every ``UNHEALTHY_PROBE_S`` until one commits."""
+        while True:
+            if self.healthy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._failed.wait(), HEALTHY_PROBE_S)
+            if not self.healthy:
+                await asyncio.sleep(UNHEALTHY_PROBE_S)
+            self._failed.clear()
+            await self.probe()

@@ -1,0 +1,229 @@
+"""``voxmon serve`` and ``check-config`` as real processes: one daemon per database, start-up
+refusals of exactly one line with exit code 2, "listening" only once the port serves, and a
+graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from tests.test_durability import free_port
+
+DEADLINE_S = 30.0
+"""Upper bound for a process to answer: a hang fails the test instead of stalling it."""
+
+
+@contextmanager
+def serving(
+    db: Path, port: int, *extra: str, log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A daemon logging to ``log`` (default ``<db>.log``, started afresh); SIGKILLed if it
+    still runs at the end."""
+    with open(log or f"{db}.log", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--port", str(port),
+             *extra],
+            stdout=subprocess.DEVNULL, stderr=stderr, text=True, cwd=db.parent,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=DEADLINE_S)
+
+
+def voxmon(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=DEADLINE_S, check=False,
+    )  # fmt: skip
+
+
+def wait_listening(process: subprocess.Popen[str], log: Path, port: int) -> list[str]:
+    """Poll the log until its "listening" line; returns the lines logged up to then."""
+    wanted = f"listening on http://127.0.0.1:{port}"
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        lines = log.read_text().splitlines()
+        if any(wanted in line for line in lines):
+            return lines
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"never listening: {log.read_text()}")
+
+
+def http(method: str, url: str, body: object = None) -> tuple[int, dict[str, str], bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=DEADLINE_S) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def post_one(port: int, event_id: str, age_s: float = 0.0) -> int:
+    event = {
+        "event_id": event_id,
+        "event_type": "artifact_received",
+        "timestamp": int((time.time() - age_s) * 1000),  # checked against the daemon's clock
+        "artifact_id": "note-1",
+    }
+    return http("POST", f"http://127.0.0.1:{port}/v1/events", [event])[0]
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The refusal: exit code 2, nothing on stdout, exactly one line on stderr."""
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def refused_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """``main(args)`` in this process (the same code as the command): exit 2 and one line."""
+    assert main(list(args)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def test_daemon_second_serve_refuses_and_the_first_keeps_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, port = tmp_path / "voxmon.db", free_port()
+    with serving(db, port) as first:
+        wait_listening(first, Path(f"{db}.log"), port)
+        started = time.monotonic()
+        second = voxmon(tmp_path, "serve", "--db", str(db), "--port", str(free_port()))
+        took = time.monotonic() - started
+        line = one_line(second)
+        assert line.startswith(
+            f"voxmon: database {db} is in use by another voxmon (pid {first.pid} on"
+            f" {socket.gethostname()}, listening on 127.0.0.1:{port}, since 20"
+        ), line
+        assert line.endswith(
+            "); stop that daemon first, or give this one its own database with --db"
+        )
+        assert post_one(port, "after-the-second", age_s=7200) == 200  # the first keeps serving
+        other_port = str(free_port())
+        assert refused_in_process(
+            capsys, "check-config", "--db", str(db), "--port", other_port
+        ) == (line)
+        # The lock is the daemon's: the CLI's rollup and cleanup do not take it.
+        at = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() - 7200))
+        assert main(["rollup", "hourly", "--at", at, "--db", str(db)]) == 0
+        assert main(["cleanup", "--dry-run", "--db", str(db)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("hourly: 1 window(s)")
+        assert out[1].startswith("cleanup would delete: events=0")
+    print(f"second serve refused in {took:.2f} s")
+
+
+def test_daemon_sigkilled_holder_does_not_block_a_restart(tmp_path: Path) -> None:
+    db, port = tmp_path / "voxmon.db", free_port()
+    with serving(db, port) as first:
+        wait_listening(first, Path(f"{db}.log"), port)
+        assert post_one(port, "before-the-kill") == 200
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=DEADLINE_S)
+    assert json.loads((tmp_path / "voxmon.db.lock").read_text())["pid"] == first.pid  # stale
+    with serving(db, port) as second:
+        wait_listening(second, Path(f"{db}.log"), port)
+        assert json.loads((tmp_path / "voxmon.db.lock").read_text())["pid"] == second.pid
+        assert post_one(port, "after-the-restart") == 200
+
+
+def test_daemon_listens_after_the_bind_and_drains_on_sigterm(tmp_path: Path) -> None:
+    db, port = tmp_path / "voxmon.db", free_port()
+    log = Path(f"{db}.log")
+    with serving(db, port) as process:
+        lines = wait_listening(process, log, port)
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S):
+            pass  # accepted: the line was not logged before the socket served
+        messages = [line.split(": ", 1)[-1] for line in lines]
+        listening = messages.index(f"listening on http://127.0.0.1:{port}")
+        assert messages.index(f"voxmon ready: database {db}") < listening
+        assert post_one(port, "drained") == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0
+    tail = [line.split(": ", 1)[-1] for line in log.read_text().splitlines()[-2:]]
+    assert tail == ["shutting down: draining the ingest queue", "voxmon stopped"]
+    assert (tmp_path / "voxmon.db.lock").read_text() == ""  # released on a clean stop
+
+
+def _taken_port() -> tuple[socket.socket, int]:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken, taken.getsockname()[1]
+
+
+def test_daemon_port_in_use_is_one_line_before_anything_is_ready(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken, port = _taken_port()
+    with taken:
+        line = one_line(voxmon(tmp_path, "serve", "--port", str(port)))
+        assert line == (
+            f"voxmon: cannot listen on 127.0.0.1:{port}: Address already in use; another"
+            " process listens there (stop it, or set --port)"
+        )
+        db = str(tmp_path / "voxmon.db")
+        assert refused_in_process(capsys, "check-config", "--db", db, "--port", str(port)) == line
+    assert not (tmp_path / "voxmon.db").exists()  # refused before the database was opened
+
+
+@pytest.mark.parametrize(
+    ("db", "problem"),
+    [
+        ("missing/voxmon.db", "cannot open database {tmp}/missing/voxmon.db: directory"
+         " {tmp}/missing does not exist"),
+        ("adir", "cannot open database {tmp}/adir: it is a directory"),
+        ("garbage.db", "database {tmp}/garbage.db is corrupt (file is not a database); restore"
+         " it from a backup, or move it aside to start with an empty one"),
+    ],
+)  # fmt: skip
+def test_daemon_unusable_database_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db: str, problem: str
+) -> None:
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "garbage.db").write_bytes(b"not a database, just some bytes" * 200)
+    path, port = str(tmp_path / db), str(free_port())
+    expected = "voxmon: " + problem.format(tmp=tmp_path)
+    for command in ("serve", "check-config"):
+        assert refused_in_process(capsys, command, "--db", path, "--port", port) == expected
+
+
+def test_daemon_impossible_cron_is_refused_by_serve_and_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "voxmon.toml"
+    config.write_text('[schedule]\nrollup-daily = "0 0 31 2 *"\n')
+    expected = (
+        "voxmon: invalid configuration:\n"
+        "  schedule.rollup-daily: invalid cron expression '0 0 31 2 *': it never fires"
+        " (no such date)\n"
+    )
+    for command in ("serve", "check-config"):
+        assert main(["--config", str(config), command, "--port", str(free_port())]) == 2
+        assert capsys.readouterr().err == expected
+    assert not (tmp_path / "voxmon.db").exists()

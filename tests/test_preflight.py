@@ -1,0 +1,167 @@
+"""Start-up checks on real files and sockets: each refusal is one line naming the file or
+address and what to do; a sound database passes and nothing is created by checking."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from exporter import preflight
+from exporter.clock import FakeClock
+from exporter.errors import StartupError
+from exporter.lock import DatabaseLock, Holder
+from exporter.storage.database import connect, transaction
+from tests.conftest import T0, make_settings
+from tests.test_durability import free_port
+
+CORRUPT = "restore it from a backup, or move it aside to start with an empty one"
+
+
+def sound_database(path: Path, rows: int = 2000) -> int:
+    """A checkpointed database with a table of ``rows`` rows; returns its page count."""
+    conn = connect(path)
+    with transaction(conn):
+        conn.execute("CREATE TABLE filler (x BLOB)")
+        rows_in = [(os.urandom(100),) for _ in range(rows)]
+        conn.executemany("INSERT INTO filler VALUES (?)", rows_in)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path.stat().st_size // 4096
+
+
+def overwrite(path: Path, page: int, data: bytes, offset: int = 0) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek((page - 1) * 4096 + offset)
+        handle.write(data)
+
+
+def refusal(check: Callable[[], object]) -> str:
+    with pytest.raises(StartupError) as refused:
+        check()
+    message = refused.value.message
+    assert "\n" not in message
+    return message
+
+
+def test_preflight_location_refusals(tmp_path: Path) -> None:
+    (tmp_path / "file").touch()
+    assert refusal(lambda: preflight.check_location(f"{tmp_path}/nope/voxmon.db")) == (
+        f"cannot open database {tmp_path}/nope/voxmon.db: directory {tmp_path}/nope does not exist"
+    )
+    assert refusal(lambda: preflight.check_location(f"{tmp_path}/file/voxmon.db")) == (
+        f"cannot open database {tmp_path}/file/voxmon.db: directory {tmp_path}/file is not a"
+        " directory"
+    )
+    assert refusal(lambda: preflight.check_location(str(tmp_path))) == (
+        f"cannot open database {tmp_path}: it is a directory"
+    )
+    preflight.check_location(f"{tmp_path}/voxmon.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe file is gone
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda p, n: os.truncate(p, 100), "(database disk image is malformed)"),
+        (lambda p, n: os.truncate(p, n * 4096 // 2), "(database disk image is malformed)"),
+        (lambda p, n: overwrite(p, 1, b"garbage!"), "(file is not a database)"),
+        (
+            lambda p, n: overwrite(p, n // 2, b"\xff" * 64),
+            "(quick_check: Page 39: btreeInitPage() returns error code 11)",
+        ),
+    ],
+    ids=["truncated-header", "truncated-half", "garbage", "corrupt-page"],
+)
+def test_preflight_corrupt_database_is_refused_naming_the_file(
+    tmp_path: Path, damage: Callable[[Path, int], None], problem: str
+) -> None:
+    db = tmp_path / "voxmon.db"
+    pages = sound_database(db)
+    assert pages == 78
+    damage(db, pages)
+    clock = FakeClock(T0)
+    assert refusal(lambda: preflight.check_database(str(db), clock)) == (
+        f"database {db} is corrupt {problem}; {CORRUPT}"
+    )
+
+
+def test_preflight_sound_database_passes_and_missing_one_is_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "voxmon.db"
+    preflight.check_database(str(db), FakeClock(T0))
+    assert list(tmp_path.iterdir()) == []
+    sound_database(db)
+    before = db.read_bytes()
+    preflight.check_database(str(db), FakeClock(T0))
+    assert db.read_bytes() == before  # the write check rolls back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voxmon.db"]
+
+
+class TickingClock(FakeClock):
+    """Every monotonic reading is ten seconds after the previous one: the quick_check
+    budget runs out at its first progress callback."""
+
+    def monotonic(self) -> float:
+        self.advance(timedelta(seconds=10))
+        return super().monotonic()
+
+
+def test_preflight_quick_check_is_bounded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "voxmon.db"
+    sound_database(db, rows=20_000)
+    with caplog.at_level(logging.WARNING):
+        preflight.check_database(str(db), TickingClock(T0))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"quick_check of {db} did not finish within 5 s; skipped"
+    ]
+
+
+def test_preflight_bind_refuses_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert refusal(lambda: preflight.bind("127.0.0.1", port)) == (
+            f"cannot listen on 127.0.0.1:{port}: Address already in use; another process"
+            " listens there (stop it, or set --port)"
+        )
+    sockets = preflight.bind("127.0.0.1", port)  # free again
+    assert [s.getsockname() for s in sockets] == [("127.0.0.1", port)]
+    for sock in sockets:
+        sock.close()
+
+
+def test_preflight_bind_unknown_host() -> None:
+    message = refusal(lambda: preflight.bind("no-such-host.invalid", 9473))
+    assert message.startswith("cannot listen on no-such-host.invalid:9473: ")
+
+
+def test_preflight_problems_lists_every_refusal_and_leaves_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "voxmon.db"
+    sound_database(db)
+    held = DatabaseLock.acquire(db, Holder(7, "h", "127.0.0.1:1", "2026-11-28T10:00:00Z"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = make_settings(tmp_path, port=port)
+        assert preflight.problems(settings, FakeClock(T0)) == [
+            f"database {db} is in use by another voxmon (pid 7 on h, listening on 127.0.0.1:1,"
+            " since 2026-11-28T10:00:00Z); stop that daemon first, or give this one its own"
+            " database with --db",
+            f"cannot listen on 127.0.0.1:{port}: Address already in use; another process"
+            " listens there (stop it, or set --port)",
+        ]
+    held.release()
+    assert preflight.problems(make_settings(tmp_path, port=free_port()), FakeClock(T0)) == []
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert preflight.problems(make_settings(fresh, port=free_port()), FakeClock(T0)) == []
+    assert list(fresh.iterdir()) == []
+    shutil.rmtree(fresh)
