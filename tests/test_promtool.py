@@ -32,10 +32,6 @@ ALERTS = [
     "VoxmonStorageUnhealthy",
     "VoxmonIngestRejectionsHigh",
 ]
-RUNBOOKS_PENDING = {"VoxmonStorageUnhealthy"}
-"""Alerts whose README runbook section is proposed (issue 9) but not yet in the README: the
-check below insists it is still missing, so adding the section fails it until this entry
-is removed."""
 RECORDS = [
     "voice_pipeline:artifact_finishes:increase30m",
     "voice_pipeline:artifact_failure_ratio:rate30m",
@@ -109,7 +105,7 @@ def test_alert_has_severity_summary_description_and_readme_runbook(alert: str) -
     # The anchor is GitHub's slug of the heading "Alert: <AlertName>" in the README section
     # "Prometheus & Grafana".
     headings = re.findall(r"^#+ Alert: (\S+)$", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
-    assert headings.count(alert) == (0 if alert in RUNBOOKS_PENDING else 1)
+    assert headings.count(alert) == 1
 
 
 def test_high_failure_rate_severities_and_thresholds() -> None:
