@@ -26,7 +26,8 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.app import RUNNER_OPTIONS, create_app  # noqa: E402
+from exporter import server as http_server  # noqa: E402
+from exporter.app import create_app  # noqa: E402
 from exporter.settings import Settings  # noqa: E402
 from exporter.storage import snapshots as snap  # noqa: E402
 from exporter.storage.database import connect, in_transaction  # noqa: E402
@@ -101,8 +102,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[tuple[str, list[float
     settings = Settings.load(None, {}, {"db_path": str(tmp / "voxmon.db"),
                                         "log_level": "WARNING"})  # fmt: skip
     app = create_app(settings, registry=CollectorRegistry(), run_scheduler=False)
+    limits = http_server.Limits.of(settings)
     server = TestServer(app, host="127.0.0.1")
-    await server.start_server(**RUNNER_OPTIONS)
+    await server.start_server(**http_server.runner_options(limits))
     client = TestClient(server)
     await client.start_server()
     try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from exporter.auth import Authenticator
 from exporter.body import decompress, split_items
 from exporter.catalog import WINDOW_COUNTERS
 from exporter.clock import Clock
-from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
+from exporter.errors import BadRequest, PayloadTooLarge, RequestTimeout, VoxmonError
 from exporter.health import StorageHealth
 from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
@@ -82,7 +83,7 @@ async def post_events(request: web.Request) -> web.Response:
     """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
     svc = services(request)
     settings = svc.settings
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     body = decompress(body, request.headers.get("Content-Encoding", ""), settings.max_body_bytes)
     items = split_items(body, request.headers.get("Content-Type", ""), settings.max_batch)
     now_ms = datetime_to_ms(svc.clock.now())
@@ -130,13 +131,21 @@ def _pruned_rejections(
     ]
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole request body: 413 beyond ``limit`` bytes, 408 when it has not arrived
+    within ``timeout_s`` (a client trickling its body holds a connection, not the daemon)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; at most {limit}")
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds max_body_bytes ({limit} bytes)") from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s (body_timeout_s)",
+            Connection="close",
+        ) from None
 
 
 def _count_rejections(metrics: SelfMetrics, rejections: list[Rejection]) -> None:

@@ -63,10 +63,6 @@ ROUTES: tuple[tuple[str, str, api.Handler, str | None], ...] = (
 
 INGEST_PATH = "/v1/events"
 
-RUNNER_OPTIONS: dict[str, object] = {"auto_decompress": False}
-"""Options for the aiohttp runner: voxmon inflates gzip bodies itself, bounded by
-``max_body_bytes``, so a gzip bomb is refused before it is inflated."""
-
 
 def create_app(
     settings: Settings,
@@ -129,7 +125,10 @@ async def _error_middleware(request: web.Request, handler: api.Handler) -> web.S
         response = await handler(request)
     except VoxmonError as exc:
         response = _error_response(exc.status, exc.code, exc.message, exc.details)
-        response.headers.update(exc.headers)
+        headers = dict(exc.headers)
+        if headers.pop("Connection", "") == "close":
+            response.force_close()
+        response.headers.update(headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -266,7 +265,8 @@ async def _scheduler(svc: api.Services, db: Database, read_db: Database) -> Sche
                 await _refresh_baseline(svc, read_db)
             return outcome
 
-        return Job(name, CronSchedule(svc.settings.crons[name]), run)
+        catch_up = name.startswith("rollup-")
+        return Job(name, CronSchedule(svc.settings.crons[name]), run, at_start=catch_up)
 
     async def record(run: job_rows.JobRun) -> job_rows.JobRun:
         stored: job_rows.JobRun = await db.run(

@@ -13,8 +13,8 @@ import sqlite3
 
 from aiohttp import web
 
-from exporter import lock, preflight
-from exporter.app import RUNNER_OPTIONS, create_app
+from exporter import api, lock, preflight, server
+from exporter.app import create_app
 from exporter.clock import Clock
 from exporter.errors import StartupError
 from exporter.settings import Settings
@@ -44,13 +44,17 @@ def serve(settings: Settings, clock: Clock) -> None:
 async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket]) -> None:
     stop = _stop_on_signals()  # from here on, SIGINT/SIGTERM mean a graceful stop
     app = create_app(settings, clock=clock)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, **RUNNER_OPTIONS)  # type: ignore[arg-type]
+    limits = server.Limits.of(settings)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, **server.runner_options(limits)
+    )
     try:
         await runner.setup()  # opens the database, restores state, starts writer and jobs
     except (sqlite3.Error, OSError) as exc:
         for sock in sockets:
             sock.close()
         raise StartupError(preflight.describe_failure(settings.db_path, exc)) from None
+    server.install(runner, limits, clock, app[api.SERVICES].registry)
     try:
         for sock in sockets:
             await web.SockSite(runner, sock).start()

@@ -57,6 +57,13 @@ class NotFound(VoxmonError):
     code = "not_found"
 
 
+class RequestTimeout(VoxmonError):
+    """The client did not send its request body in time (``body_timeout_s``)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(VoxmonError):
     """The request is valid but the stored state does not allow it (e.g. a backfill of
     windows whose inputs were pruned)."""

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import web
 
-from exporter.api import json_response, services
+from exporter.api import json_response, read_body, services
 from exporter.artifacts import FAILED, IN_FLIGHT, ArtifactState
 from exporter.errors import BadRequest, NotFound
 from exporter.params import Range, bad, parse_int, parse_org, parse_range, reject_unknown
@@ -125,7 +125,9 @@ async def put_org(request: web.Request) -> web.Response:
     if not 1 <= len(org_id) <= 128:
         raise bad("org_id", "must be 1 to 128 characters")
     try:
-        body = msgspec.json.decode(await request.read(), type=_OrgName)
+        settings = services(request).settings
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        body = msgspec.json.decode(raw, type=_OrgName)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise BadRequest(f"body: {exc}", [{"field": "name", "message": str(exc)}]) from None
     if not 1 <= len(body.name) <= 200:

@@ -61,6 +61,9 @@ class Settings:
     max_org_series: int = 100
     stuck_after_s: int = 900
     max_range_rows: int = 10_000
+    header_timeout_s: int = 10
+    body_timeout_s: int = 30
+    max_connections: int = 1000
     max_duration_days: int = DEFAULT_MAX_DURATION_DAYS
     """Longest duration kept (explicit or derived); longer ones are dropped, counted and,
     for explicit ones, reported as a warning; the event itself is always kept."""
@@ -193,6 +196,7 @@ _POSITIVE = (
     "port", "max_body_bytes", "max_batch", "queue_max_events", "commit_max_events",
     "retry_after_s", "event_retention_hours", "hourly_retention_days", "daily_retention_days",
     "max_org_series", "stuck_after_s", "max_range_rows", "max_duration_days",
+    "header_timeout_s", "body_timeout_s", "max_connections",
 )  # fmt: skip
 
 

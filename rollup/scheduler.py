@@ -36,11 +36,15 @@ class Job:
     name: str
     schedule: CronSchedule
     run: Callable[[datetime], Awaitable[JobOutcome]]
+    at_start: bool = False
+    """Run once at start whatever the schedule (the rollups' catch-up of missing and dirty
+    windows, so a restart after a crash repairs them at once)."""
 
 
 class Scheduler:
     """Runs jobs at their cron fire times. At start, a job whose last recorded run is
-    older than its latest fire time (the daemon was down) is due immediately."""
+    older than its latest fire time (the daemon was down), or that asks to run at start, is
+    due immediately."""
 
     def __init__(
         self,
@@ -62,7 +66,7 @@ class Scheduler:
     def _first_fire(self, job: Job, now: datetime) -> datetime:
         last = self.last_runs.get(job.name)
         missed = last is None or datetime_to_ms(job.schedule.previous_fire(now)) > last.last_run_ms
-        return now if missed else job.schedule.next_fire(now)
+        return now if missed or job.at_start else job.schedule.next_fire(now)
 
     async def tick(self, now: datetime) -> datetime:
         """Run, in declaration order, every job whose fire time is at or before ``now``;

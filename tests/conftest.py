@@ -12,7 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from exporter.app import RUNNER_OPTIONS, create_app
+from exporter import server as http_server
+from exporter.api import SERVICES
+from exporter.app import create_app
 from exporter.clock import FakeClock
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
@@ -66,8 +68,11 @@ async def start_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[
         app = create_app(
             settings, clock=clock, registry=CollectorRegistry(), run_scheduler=run_scheduler
         )
+        limits = http_server.Limits.of(settings)
         server = TestServer(app, host="127.0.0.1")
-        await server.start_server(**RUNNER_OPTIONS)
+        await server.start_server(**http_server.runner_options(limits))
+        assert server.runner is not None
+        http_server.install(server.runner, limits, clock, app[SERVICES].registry)
         client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
         clients.append(client)

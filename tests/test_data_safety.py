@@ -44,20 +44,35 @@ def dirty(db: Path, period: str) -> set[int]:
         return snap.dirty_starts(conn, period)
 
 
-def seed_stale_hour(db: Path, hour: datetime, later: int) -> None:
-    """An hour rolled up with 10 notes, then ``later`` more committed and marked dirty,
-    as the ingest writer does for late events."""
+def seed_hour(db: Path, hour: datetime) -> None:
+    """An hour rolled up with 10 notes."""
     conn = connect(db)
     notes = [Event(f"early-{i}", "artifact_received", datetime_to_ms(hour) + i, artifact_id=f"n{i}")
              for i in range(10)]  # fmt: skip
     in_transaction(conn, lambda c: event_rows.insert(c, notes, 0))
-    now = hour + 2 * HOUR
-    jobs.run_hourly(conn, jobs.direct_write(conn), now, Retention())
+    jobs.run_hourly(conn, jobs.direct_write(conn), hour + 2 * HOUR, Retention())
+    conn.close()
+
+
+def add_late_events(db: Path, hour: datetime, count: int) -> None:
+    """``count`` more events for the hour, marked dirty, as the ingest writer does for
+    late events (written beside the running daemon, on its own connection)."""
+    conn = connect(db)
     more = [Event(f"late-{i}", "artifact_received", datetime_to_ms(hour) + 1000 + i % 3_000_000,
-                  artifact_id=f"m{i}") for i in range(later)]  # fmt: skip
+                  artifact_id=f"m{i}") for i in range(count)]  # fmt: skip
     in_transaction(conn, lambda c: event_rows.insert(c, more, 0))
     in_transaction(conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(hour)]))
     conn.close()
+
+
+async def catch_up_done(db: Path) -> None:
+    """The daemon's start-up catch-up has recorded its hourly run."""
+    for _ in range(400):
+        with sqlite3.connect(db) as conn:
+            if conn.execute("SELECT 1 FROM job_runs WHERE job = 'rollup-hourly'").fetchone():
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the start-up catch-up did not run")
 
 
 async def test_sigkill_while_a_rollup_is_stored_leaves_the_hour_repairable(
@@ -70,10 +85,12 @@ async def test_sigkill_while_a_rollup_is_stored_leaves_the_hour_repairable(
     db, port = tmp_path / "voxmon.db", free_port()
     base = f"http://127.0.0.1:{port}"
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
-    seed_stale_hour(db, hour, later=20_000)
+    seed_hour(db, hour)
     with daemon(db, port) as process:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base)
+            await catch_up_done(db)
+            add_late_events(db, hour, 20_000)
             blocker = sqlite3.connect(db, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # the daemon's next write waits for this
             run = asyncio.create_task(session.post(f"{base}/v1/rollups/rollup-hourly/run"))

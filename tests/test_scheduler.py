@@ -102,6 +102,19 @@ async def test_scheduler_missed_fire_is_due_at_start() -> None:
     assert rec.calls == [("weekly", utc(2026, 11, 29, 6, 0))]
 
 
+async def test_scheduler_catch_up_jobs_run_at_every_start() -> None:
+    """A rollup's catch-up runs at start even when its last fire was not missed, so the
+    windows a crash left dirty are repaired at once, not at the next :30."""
+    clock = FakeClock(utc(2026, 11, 28, 10, 10))
+    rec = Recorder()
+    catch_up = Job("rollup", CronSchedule("30 * * * *"), rec.job("rollup", "30 * * * *").run,
+                   at_start=True)  # fmt: skip
+    last = {name: ran(name, utc(2026, 11, 28, 9, 30)) for name in ("rollup", "cleanup")}
+    scheduler = make(clock, rec, [catch_up, rec.job("cleanup", "30 * * * *")], last)
+    assert await scheduler.tick(clock.now()) == utc(2026, 11, 28, 10, 30)
+    assert rec.calls == [("rollup", utc(2026, 11, 28, 10, 10))]
+
+
 async def test_scheduler_failed_job_is_retried_sooner_with_backoff() -> None:
     """A failing weekly job is retried after 1, 2, 4 ... minutes (at most 15), not next
     week; once it succeeds it is back on its cron."""

@@ -1,0 +1,204 @@
+"""The HTTP server voxmon runs on: aiohttp's, with slow clients reaped, connections capped
+below the descriptor limit, and protocol-level errors (a malformed request line or header,
+a line over the size limit) answered with voxmon's JSON error body like every other error.
+
+aiohttp's keep-alive timeout runs from the moment a connection opens and after each
+response, and closes a connection whose next request head has not fully arrived by then;
+voxmon sets it to ``header_timeout_s``, which reaps a client that trickles its headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from exporter.clock import Clock
+from exporter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTOR_RESERVE = 64
+"""Descriptors kept free of connections: the database, its WAL and lock files, logs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """``header_timeout_s``: a connection must deliver each request head within it (and
+    idle keep-alive connections close after it). ``max_connections``: connections served
+    at once; beyond it (or beyond the descriptor limit less ``DESCRIPTOR_RESERVE``) a new
+    connection is closed at once."""
+
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(float(settings.header_timeout_s), settings.max_connections)
+
+    def connection_cap(self) -> int:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return max(1, min(self.max_connections, soft - DESCRIPTOR_RESERVE))
+
+
+def runner_options(limits: Limits) -> dict[str, Any]:
+    """Keyword arguments for ``web.AppRunner``: voxmon inflates gzip bodies itself (bounded
+    by ``max_body_bytes``), the keep-alive timeout doubles as the header timeout, and after
+    answering a request whose body did not arrive (408, 413) the server drains the rest of
+    it for at most 2 s, not aiohttp's 10."""
+    return {
+        "auto_decompress": False,
+        "keepalive_timeout": limits.header_timeout_s,
+        "lingering_time": 2.0,
+    }
+
+
+@dataclass(slots=True)
+class Connections:
+    """Counts of the connections the server holds and refused; read by ``/metrics``."""
+
+    cap: int
+    open: int = 0
+    refused: int = 0
+    _last_warning: float = float("-inf")
+
+
+class _Server(web.Server):
+    """aiohttp's server, handing out ``_Handler``s (installed by ``harden``)."""
+
+    voxmon_connections: Connections
+    voxmon_clock: Clock
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+
+class _Handler(RequestHandler):
+    def connection_made(self, transport: Any) -> None:
+        server = self._manager
+        super().connection_made(transport)
+        assert isinstance(server, _Server)
+        state = server.voxmon_connections
+        if state.open >= state.cap:
+            state.refused += 1
+            _warn_at_cap(state, server.voxmon_clock)
+            self.voxmon_counted = False
+            self.force_close()
+            return
+        state.open += 1
+        self.voxmon_counted = True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        server = self._manager
+        if isinstance(server, _Server) and getattr(self, "voxmon_counted", False):
+            server.voxmon_connections.open -= 1
+            self.voxmon_counted = False
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The JSON error body for errors raised before voxmon's handlers run (malformed
+        or oversized request heads); logged at debug level only, since any client can
+        cause them, except a 500, which is voxmon's own bug."""
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        if status >= 500:
+            self.log_exception("error handling a request", exc_info=exc)
+        else:
+            log.debug("refused a malformed request: %s", exc or message)
+        body = {"error": {"code": _CODES.get(status, "http_error"), "message":
+                          _describe(status, exc, message), "details": []}}  # fmt: skip
+        response = web.Response(
+            body=msgspec.json.encode(body), status=status, content_type="application/json"
+        )
+        response.force_close()
+        return response
+
+
+_CODES = {400: "bad_request", 413: "payload_too_large", 431: "headers_too_large", 500: "internal"}
+
+
+def _describe(status: int, exc: BaseException | None, message: str | None) -> str:
+    """A short reason that never echoes the client's bytes back."""
+    if isinstance(exc, LineTooLong):
+        return "the request line or a header is too long (over 8190 bytes)"
+    if isinstance(exc, BadHttpMessage):
+        return f"malformed HTTP request: {exc.message.splitlines()[0].rstrip(':')}"
+    if status >= 500:
+        return "internal error; see the voxmon log"
+    return (message or "bad request").splitlines()[0][:200]
+
+
+def _warn_at_cap(state: Connections, clock: Clock) -> None:
+    now = clock.monotonic()
+    if now - state._last_warning >= 60:
+        state._last_warning = now
+        log.warning(
+            "connection limit reached (%d open): closing new connections until some finish"
+            " (%d refused so far; raise the descriptor limit or max_connections)",
+            state.open, state.refused,
+        )  # fmt: skip
+
+
+def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
+    """Make an aiohttp ``Server`` (``runner.server`` after ``setup()``) hand out voxmon's
+    connection handler; returns the live connection counts. aiohttp has no hook for the
+    handler class or for protocol-level error bodies, so the server's class is swapped for
+    a subclass that only overrides the handler factory (``tests/test_server.py`` pins it)."""
+    state = Connections(limits.connection_cap())
+    server.__class__ = _Server
+    assert isinstance(server, _Server)
+    server.voxmon_connections = state
+    server.voxmon_clock = clock
+    return state
+
+
+class ConnectionCollector(Collector):
+    """``voxmon_http_connections`` (open) and ``voxmon_http_connections_refused_total``
+    (closed at once because the cap was reached)."""
+
+    def __init__(self, state: Connections) -> None:
+        self._state = state
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "voxmon_http_connections", "HTTP connections open now.", value=self._state.open
+        )
+        yield GaugeMetricFamily(
+            "voxmon_http_connection_cap",
+            "Most connections served at once (max_connections, or the descriptor limit"
+            f" less {DESCRIPTOR_RESERVE}).",
+            value=self._state.cap,
+        )
+        yield CounterMetricFamily(
+            "voxmon_http_connections_refused",
+            "Connections closed at once because the connection cap was reached.",
+            value=self._state.refused,
+        )
+
+
+def install(
+    runner: web.BaseRunner, limits: Limits, clock: Clock, registry: CollectorRegistry
+) -> None:
+    """After ``runner.setup()``: voxmon's connection handling, and its metrics."""
+    assert runner.server is not None, "runner.setup() first"
+    registry.register(ConnectionCollector(harden(runner.server, limits, clock)))
