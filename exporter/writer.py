@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from exporter import durations
@@ -20,6 +20,7 @@ from exporter.clock import Clock
 from exporter.errors import Unavailable
 from exporter.live import LiveState
 from exporter.model import Event
+from exporter.orgs import OrgRegistry
 from exporter.selfmetrics import SelfMetrics
 from exporter.storage import artifacts as artifact_rows
 from exporter.storage import events as event_rows
@@ -141,7 +142,7 @@ class IngestWriter:
                 [job.events for job in jobs],
                 now_ms,
                 window_start,
-                self._live.known_orgs,
+                self._live.orgs,
                 prune_before,
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
@@ -179,7 +180,7 @@ def _commit(
     batches: list[Sequence[Event]],
     now_ms: int,
     window_start_ms: int,
-    known_orgs: Collection[str],
+    orgs: OrgRegistry,
     prune_before_ms: int | None,
 ) -> _Outcome:
     """One transaction for several requests (runs on the database thread)."""
@@ -201,9 +202,9 @@ def _commit(
             duplicates = len(batch) - accepted - len(pruned)
             results.append(CommitResult(accepted, duplicates, tuple(pruned), events_from))
         fresh = _derive_durations(conn, fresh)
-        counted = tally(fresh, window_start_ms, known_orgs)
+        counted = tally(fresh, window_start_ms, orgs)
         event_rows.insert(conn, fresh, now_ms)
-        state_rows.save_tally(conn, counted)
+        counted.orgs_added = state_rows.save_tally(conn, counted)
         if prune_before_ms is not None:
             state_rows.prune_minutes(conn, prune_before_ms)
         snapshot_rows.mark_dirty(conn, "hourly", _late_hours(fresh, now_ms))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.model import Event, Metadata
+from exporter.orgs import OrgRegistry
 from exporter.tally import DURATION_BUCKETS_S, NO_ORG, Tally, bucket_index, tally
 from exporter.timestamps import datetime_to_ms
 
@@ -47,8 +48,12 @@ def _event(event_type: str = "artifact_received", **fields: Any) -> Event:
     return Event(**values)
 
 
-def _tally(*events: Event, known: frozenset[str] = frozenset()) -> Tally:
-    return tally(events, WINDOW_START, known)
+def _tally(
+    *events: Event, known: tuple[str, ...] = (), live: int = 100, series: int = 100
+) -> Tally:
+    registry = OrgRegistry(max_live_orgs=live, max_org_series=series)
+    registry.load(known, len(known))
+    return tally(events, WINDOW_START, registry)
 
 
 # --- bucket_index -------------------------------------------------------------------------
@@ -287,7 +292,7 @@ def test_tally_new_orgs_in_arrival_order_without_known_or_repeats() -> None:
         _event(),
         _event(org_id="org-b"),
         _event(org_id="org-c", ts_ms=WINDOW_START - MINUTE),
-        known=frozenset({"org-known"}),
+        known=("org-known",),
     )
     assert result.new_orgs == ["org-b", "org-a", "org-c"]
 
