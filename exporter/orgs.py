@@ -83,9 +83,10 @@ class OrgRegistry:
 
     def live_scope(self, org: str) -> str | None:
         """Live window scope of ``org``: itself, ``__other__`` when it is beyond the live cap,
-        or None when it was never seen (it would get its own window if it arrived now)."""
+        or None when it was never seen and would get its own window if it arrived now.
+        (While fewer than ``max_live_orgs`` are held, the registry holds every org seen.)"""
         position = self.position(org)
-        if position is None and not self.full and org != OTHER_ORG:
+        if position is None and len(self._positions) < self.max_live_orgs and org != OTHER_ORG:
             return None
         return self.labels(org, position).live
 

@@ -30,7 +30,7 @@ Key = tuple[str, ...]
 
 ORG_FAMILIES: Mapping[str, int] = {
     "artifacts_total": 1,
-    "stage_outcomes_total": 4,
+    "stage_outcomes_total": 3,
     "ai_cost_usd_total": 1,
 }
 """Counter families labelled by organisation -> index of the org_id value in their keys."""
