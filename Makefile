@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rollup.py
 	$(BIN)/python benchmarks/queries.py
 	$(BIN)/python benchmarks/client.py
+	$(BIN)/python benchmarks/orgs.py
 
 # voxmon and the demo traffic generator together; Ctrl-C (or the end of a --duration run)
 # stops both. Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".

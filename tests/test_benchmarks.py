@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("rollup.py", ["--sizes", "2000", "--day-events", "2000"], "rollup-daily (1 day)"),
         ("queries.py", ["--orgs", "20", "--days", "5", "--requests", "20"], "orgs 5 d (top 100)"),
         ("client.py", ["--quick"], "end to end"),
+        ("orgs.py", ["--quick"], "ingest rate of new orgs"),
     ],
 )
 def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
