@@ -41,10 +41,6 @@ class OrgRegistry:
         return len(self._positions)
 
     @property
-    def full(self) -> bool:
-        return len(self._positions) >= self.capacity
-
-    @property
     def live(self) -> int:
         """Organisations with their own live window (at most ``max_live_orgs``)."""
         return min(len(self._positions), self.max_live_orgs)
@@ -78,7 +74,8 @@ class OrgRegistry:
         return OrgLabels(series, org if position < self.max_live_orgs else OTHER_ORG)
 
     def series_label(self, org: str) -> str:
-        """``org_id`` label value of a registered org (``""``, no organisation, stays)."""
+        """``org_id`` label value: the org among the first ``max_org_series``, else
+        ``__other__``; ``""`` (no organisation) stays ``""``."""
         return org and self.labels(org, self.position(org)).series
 
     def live_scope(self, org: str) -> str | None:

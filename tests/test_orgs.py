@@ -18,7 +18,7 @@ def registry(live: int, series: int, *known: str) -> OrgRegistry:
 def test_orgs_registry_holds_only_its_capacity() -> None:
     orgs = registry(3, 2)
     orgs.register(["a", "b", "c", "d", "e"], added=5)
-    assert (orgs.capacity, len(orgs), orgs.full, orgs.live, orgs.seen) == (3, 3, True, 3, 5)
+    assert (orgs.capacity, len(orgs), orgs.live, orgs.seen) == (3, 3, 3, 5)
     assert [orgs.position(o) for o in "abcde"] == [0, 1, 2, None, None]
     orgs.register(["d", "f"], added=1)  # storage knew d already
     assert (len(orgs), orgs.seen) == (3, 6)
