@@ -12,10 +12,11 @@ database in a temporary directory, ``--log-level WARNING``) receives notes of ne
 organisations, 4 events each (received, transcription started and completed, completed
 with an AI cost), stamped within the last 50 minutes so they land in the live windows,
 posted as arrays of 1,000 events by one client. Between levels the organisations up to the
-next level are added untimed; then one step of ``--step`` new organisations is timed. RSS
-is the daemon's ``VmRSS``; ``/metrics`` time is the server-side ``Server-Timing`` of 20
-scrapes. The last row makes the cap's worst case: every live organisation active in every
-minute of the window (``--active-minutes``), so each holds 60 minute buckets.
+next level are added untimed; then one step of ``--step`` (5,000) new organisations is
+timed. RSS is the daemon's ``VmRSS``; ``/metrics`` time is the server-side
+``Server-Timing`` of 20 scrapes. The last row makes the cap's worst case: every live
+organisation active in every minute of the window (``--active-minutes``), so each holds 60
+minute buckets.
 
 Run: ``.venv/bin/python benchmarks/orgs.py [--quick] [--levels 0,5000,10000,20000]``;
 ``--source DIR`` runs the daemon from another voxmon checkout (to compare with a release
@@ -252,7 +253,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="0,5000,10000,20000",
                         help="orgs already seen before each timed step")  # fmt: skip
-    parser.add_argument("--step", type=int, default=1000, help="new orgs per timed step")
+    parser.add_argument("--step", type=int, default=5000, help="new orgs per timed step")
     parser.add_argument("--max-live-orgs", type=int, default=None,
                         help="the daemon's cap (default: its own default, 10,000)")  # fmt: skip
     parser.add_argument("--active-minutes", type=int, default=59)
