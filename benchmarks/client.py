@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import BenchError, Daemon, free_port, percentile  # noqa: E402
-from exporter.client import AsyncEmitter, Emitter  # noqa: E402
+from exporter.client import AsyncEmitter, ClientStats, Emitter  # noqa: E402
 
 Call = tuple[str, dict[str, Any]]
 
@@ -106,7 +106,7 @@ def sync_throughput(url: str, batch: int, count: int) -> tuple[float, list[float
         raise BenchError(f"flush timed out: {emitter.stats()}")
     elapsed = time.perf_counter() - started
     stats = emitter.close(5)
-    check(stats.accepted, stats.dropped, count)
+    check(stats, count)
     return count / elapsed, spent, stats.retries
 
 
@@ -122,13 +122,13 @@ async def async_throughput(url: str, batch: int, count: int) -> tuple[float, lis
             raise BenchError(f"flush timed out: {emitter.stats()}")
         elapsed = time.perf_counter() - started
     stats = emitter.stats()
-    check(stats.accepted, stats.dropped, count)
+    check(stats, count)
     return count / elapsed, spent, stats.retries
 
 
-def check(accepted: int, dropped: int, count: int) -> None:
-    if accepted != count or dropped:
-        raise BenchError(f"expected {count} accepted and none dropped: {accepted}, {dropped}")
+def check(stats: ClientStats, count: int) -> None:
+    if stats.accepted != count or stats.dropped or stats.failed:
+        raise BenchError(f"expected {count} accepted, none dropped or failed: {stats}")
 
 
 def throughput(workdir: Path, name: str, batch: int, count: int) -> Throughput:

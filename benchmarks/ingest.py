@@ -336,7 +336,7 @@ def validated(bodies: list[bytes]) -> list[list[Event]]:
     now_ms = time.time_ns() // 1_000_000
     batches = []
     for body in bodies:
-        events, rejections = validate_items(_items.decode(body), now_ms, Horizon())
+        events, rejections, _ = validate_items(_items.decode(body), now_ms, Horizon())
         if rejections:
             raise BenchError(f"generated events were rejected: {rejections[:3]}")
         batches.append(events)

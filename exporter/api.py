@@ -20,7 +20,7 @@ from exporter.clock import Clock
 from exporter.errors import BadRequest, PayloadTooLarge, VoxmonError
 from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
-from exporter.model import Event, FieldError, Rejection
+from exporter.model import Event, FieldError, ItemWarning, Rejection
 from exporter.orgs import OTHER_ORG
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
@@ -82,14 +82,12 @@ async def post_events(request: web.Request) -> web.Response:
     settings = svc.settings
     body = await _read_body(request, settings.max_body_bytes)
     body = decompress(body, request.headers.get("Content-Encoding", ""), settings.max_body_bytes)
-    items = split_items(body, request.headers.get("Content-Type", ""))
-    if len(items) > settings.max_batch:
-        raise PayloadTooLarge(f"{len(items)} events in one request; at most {settings.max_batch}")
+    items = split_items(body, request.headers.get("Content-Type", ""), settings.max_batch)
     now_ms = datetime_to_ms(svc.clock.now())
     horizon = Horizon(
         settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
     )
-    events, rejections = validate_items(items, now_ms, horizon)
+    events, rejections, warnings = validate_items(items, now_ms, horizon, settings.max_duration_ms)
     _count_rejections(svc.metrics, rejections)
     result = CommitResult(0, 0)
     if events:
@@ -100,10 +98,13 @@ async def post_events(request: web.Request) -> web.Response:
         pruned = _pruned_rejections(events, rejections, result)
         _count_rejections(svc.metrics, pruned)
         rejections = sorted([*rejections, *pruned], key=lambda r: r.index)
+        for warning in warnings:  # counted once committed, like the accepted events
+            svc.metrics.warnings.labels(warning.reason).inc()
     body_out = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
-        "rejected": [_rejection_body(r) for r in rejections],
+        "rejected": [_item_body(r) for r in rejections],
+        "warnings": [_item_body(w) for w in warnings],
     }
     return json_response(body_out, status=200 if result.accepted or result.duplicates else 400)
 
@@ -143,11 +144,11 @@ def _count_rejections(metrics: SelfMetrics, rejections: list[Rejection]) -> None
         metrics.rejected.labels(rejection.reason).inc()
 
 
-def _rejection_body(rejection: Rejection) -> dict[str, Any]:
+def _item_body(item: Rejection | ItemWarning) -> dict[str, Any]:
     return {
-        "index": rejection.index,
-        "event_id": rejection.event_id,
-        "errors": [{"field": e.field, "message": e.message} for e in rejection.errors],
+        "index": item.index,
+        "event_id": item.event_id,
+        "errors": [{"field": e.field, "message": e.message} for e in item.errors],
     }
 
 

@@ -133,13 +133,29 @@ async def _error_middleware(request: web.Request, handler: api.Handler) -> web.S
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        response = _error_response(exc.status, code, exc.text or exc.reason, [])
+        response = _http_error_response(exc)
+    except Exception:  # never a plain-text 500: render it, count it, log the traceback
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        api.services(request).metrics.internal_errors.inc()
+        response = _error_response(500, "internal", "internal error; see the voxmon log", [])
     if request.path == INGEST_PATH:
         api.services(request).metrics.requests.labels(str(response.status)).inc()
     if not response.prepared:
         elapsed_ms = (clock.monotonic() - started) * 1000
         response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.3f}"
+    return response
+
+
+_HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type"}
+"""aiohttp's own errors under the codes voxmon uses for the same refusals."""
+
+
+def _http_error_response(exc: web.HTTPException) -> web.Response:
+    code = _HTTP_CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
+    response = _error_response(exc.status, code, exc.text or exc.reason, [])
+    for name in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
     return response
 
 
@@ -166,6 +182,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         max_commit_events=settings.commit_max_events,
         retry_after_s=settings.retry_after_s,
         event_retention_ms=settings.event_retention_hours * 3_600_000,
+        max_duration_ms=settings.max_duration_ms,
     )
     svc.writer = writer
     svc.metrics.queue_depth.set_function(lambda: writer.queued_events)

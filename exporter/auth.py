@@ -29,7 +29,9 @@ class Authenticator:
             raise Unauthorized(
                 "missing bearer token", **{"WWW-Authenticate": 'Bearer realm="voxmon"'}
             )
-        scopes = self._scopes_of(header[7:].strip().encode())
+        # a header that is not UTF-8 reaches us with surrogate escapes; it cannot match a
+        # configured token, and encoding it back must not raise
+        scopes = self._scopes_of(header[7:].strip().encode("utf-8", "surrogateescape"))
         if scopes is None:
             raise Unauthorized("unknown token", **{"WWW-Authenticate": 'Bearer realm="voxmon"'})
         if scope not in scopes and not (scope in IMPLIED and IMPLIED[scope] & scopes):

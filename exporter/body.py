@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import msgspec
 
@@ -37,13 +38,17 @@ def decompress(body: bytes, encoding: str, max_bytes: int) -> bytes:
     return data
 
 
-def split_items(body: bytes, content_type: str) -> list[msgspec.Raw | bytes]:
+def split_items(body: bytes, content_type: str, max_batch: int) -> list[msgspec.Raw | bytes]:
     """Raw items of a JSON (object or array) or NDJSON body. A malformed JSON body is a
     400; a malformed NDJSON line is left for per-item validation to reject by index.
-    NDJSON indexes count non-blank lines."""
-    media = content_type.split(";", 1)[0].strip().lower()
+    NDJSON indexes count non-blank lines. More than ``max_batch`` items is a 413, found
+    without decoding more than ``max_batch + 1`` of them, so a cheap gzip of millions of
+    tiny items costs about what a small request does."""
+    media, charset = _media_type(content_type)
+    if charset not in ("", "utf-8", "utf8"):
+        raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
     if media in NDJSON_TYPES:
-        return [line for line in body.split(b"\n") if line.strip()]
+        return _ndjson_items(body, max_batch)
     if media not in JSON_TYPES:
         raise UnsupportedMediaType(
             f"Content-Type {media or '(none)'!r} is not supported;"
@@ -51,14 +56,66 @@ def split_items(body: bytes, content_type: str) -> list[msgspec.Raw | bytes]:
         )
     stripped = body.lstrip()
     if stripped.startswith(b"["):
-        try:
-            return list(_raw_list.decode(body))
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
+        _refuse_over(body, max_batch)
+        return list(_decode(_raw_list, body))
     if stripped.startswith(b"{"):
-        try:
-            msgspec.json.decode(body, type=msgspec.Raw)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
+        _decode(_raw_one, body)
         return [body]
     raise BadRequest("body must be a JSON object or an array of objects")
+
+
+MAX_DEPTH_MESSAGE = "body is nested too deeply to be events"
+_raw_one = msgspec.json.Decoder(msgspec.Raw)
+_over_decoders: dict[int, msgspec.json.Decoder[Any]] = {}
+
+
+class _Beyond(msgspec.Struct):
+    """Matches no JSON value an event array holds in position ``max_batch``: decoding the
+    array as ``max_batch`` raw items followed by this fails *at* that position as soon as
+    there is one item too many, without reading the rest."""
+
+    _never: int
+
+
+def _refuse_over(body: bytes, max_batch: int) -> None:
+    decoder = _over_decoders.get(max_batch)
+    if decoder is None:
+        decoder = msgspec.json.Decoder(tuple[(*(msgspec.Raw,) * max_batch, _Beyond)])  # type: ignore[misc]
+        _over_decoders[max_batch] = decoder
+    try:
+        decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        if f"`$[{max_batch}]`" not in str(exc):
+            return  # fewer items than the tuple: within the limit
+    except (msgspec.DecodeError, RecursionError):
+        return  # malformed: the real decode reports it
+    raise PayloadTooLarge(f"more than {max_batch} events in one request; at most {max_batch}")
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(MAX_DEPTH_MESSAGE) from None
+
+
+def _ndjson_items(body: bytes, max_batch: int) -> list[msgspec.Raw | bytes]:
+    if body.count(b"\n") > 2 * max_batch:  # bounds the split below, blank lines included
+        raise PayloadTooLarge(f"more than {2 * max_batch} NDJSON lines in one request")
+    items: list[msgspec.Raw | bytes] = [line for line in body.split(b"\n") if line.strip()]
+    if len(items) > max_batch:
+        raise PayloadTooLarge(f"{len(items)} events in one request; at most {max_batch}")
+    return items
+
+
+def _media_type(content_type: str) -> tuple[str, str]:
+    """``(media type, charset)`` of a Content-Type header, lower-cased."""
+    media, _, params = content_type.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media.strip().lower(), charset

@@ -4,8 +4,9 @@
 ``emit()`` only appends to a bounded in-memory outbox, so it never blocks on the network and
 never raises; a background sender posts batches to ``POST /v1/events``. Delivery is
 at-least-once and the server deduplicates on ``event_id``, which stays the same across
-retries, so every event is stored exactly once unless the outbox overflows (drop-oldest,
-counted in ``dropped``) or ``close()`` times out (counted in ``abandoned``).
+retries, so every event is stored exactly once unless voxmon refuses it (``rejected``), the
+outbox overflows (drop-oldest, ``dropped``), its retries run out (``failed``: retries are
+bounded, see ``Courier``) or ``close()`` times out (``abandoned``).
 """
 
 from __future__ import annotations
@@ -26,18 +27,10 @@ import aiohttp
 
 from exporter.catalog import EVENT_TYPES, STARTED_TYPE, Kind
 from exporter.clock import Clock, SystemClock
-from exporter.outbox import (
-    INGEST_PATH,
-    Backoff,
-    ClientStats,
-    Courier,
-    Fields,
-    Outbox,
-    Response,
-    Send,
-)
+from exporter.courier import INGEST_PATH, Backoff, Courier, Response, Send
+from exporter.outbox import ClientStats, EventError, Fields, Outbox
 
-__all__ = ["AsyncEmitter", "ClientStats", "Emitter", "Stage"]
+__all__ = ["AsyncEmitter", "Backoff", "ClientStats", "Emitter", "EventError", "Stage"]
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +98,17 @@ class _Base:
         interval_s: float = 1.0,
         timeout_s: float = 10.0,
         backoff: Backoff | None = None,
+        max_attempts: int = 5,
+        retry_budget_s: float = 120.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.clock = clock or SystemClock()
         self.outbox = Outbox(capacity, batch_size)
         self.courier = Courier(
-            self.outbox, self.clock, backoff or Backoff(), interval_s, rng or random.Random()
-        )
+            self.outbox, self.clock, backoff or Backoff(), interval_s, rng or random.Random(),
+            max_attempts=max_attempts, budget_s=retry_budget_s,
+        )  # fmt: skip
         self.url = url.rstrip("/") + INGEST_PATH
         self.headers = {"Content-Type": "application/json"}
         if token:

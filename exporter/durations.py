@@ -7,10 +7,11 @@ start times found (in the batch or in storage), fill the durations in and flag t
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from exporter.catalog import ARTIFACT_RECEIVED, EVENT_TYPES, STARTED_TYPE, Kind
-from exporter.model import MAX_DURATION_MS, DurationSource, Event
+from exporter.model import DurationSource, Event
 
 Lookup = tuple[str, str, int]
 """``(artifact_id, start event type, at_or_before_ms)``: the latest such start wanted."""
@@ -20,8 +21,11 @@ _FROM_STARTED = (Kind.SUCCESS, Kind.FAILURE)
 
 
 def lookup_for(event: Event) -> Lookup | None:
-    """The start event this event's duration comes from, or None if it needs none."""
-    if event.duration_ms is not None or not event.artifact_id:
+    """The start event this event's duration comes from, or None if it needs none (it has
+    a duration, or had one dropped as over the maximum)."""
+    if event.duration_source is not None or event.duration_ms is not None:
+        return None
+    if not event.artifact_id:
         return None
     kind = EVENT_TYPES[event.event_type].kind
     if kind in _FROM_RECEIVED:
@@ -47,16 +51,20 @@ def starts_in_batch(events: Sequence[Event], lookups: Sequence[Lookup]) -> dict[
     return found
 
 
-def apply_starts(events: Sequence[Event], starts: Mapping[Lookup, int]) -> list[Event]:
+def apply_starts(
+    events: Sequence[Event], starts: Mapping[Lookup, int], max_duration_ms: int
+) -> tuple[list[Event], Counter[str]]:
     """Fill durations from found start times; events with no start stay without one.
 
-    A derived duration above the wire maximum (24 h) is not plausible and is left unset.
+    A derived duration longer than ``max_duration_ms`` (equal is kept) is left unset and
+    flagged ``over_max``; the second result counts those by the source they would have had.
     """
     result = []
+    discarded: Counter[str] = Counter()
     for event in events:
         lookup = lookup_for(event)
         start = starts.get(lookup) if lookup else None
-        if lookup is None or start is None or event.ts_ms - start > MAX_DURATION_MS:
+        if lookup is None or start is None:
             result.append(event)
             continue
         source = (
@@ -64,9 +72,11 @@ def apply_starts(events: Sequence[Event], starts: Mapping[Lookup, int]) -> list[
             if lookup[1] == ARTIFACT_RECEIVED
             else DurationSource.STARTED_EVENT
         )
-        result.append(
-            dataclasses.replace(
-                event, duration_ms=float(event.ts_ms - start), duration_source=source
-            )
-        )
-    return result
+        duration = event.ts_ms - start
+        if duration > max_duration_ms:
+            discarded[source] += 1
+            kept = dataclasses.replace(event, duration_source=DurationSource.OVER_MAX)
+        else:
+            kept = dataclasses.replace(event, duration_ms=float(duration), duration_source=source)
+        result.append(kept)
+    return result, discarded

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -16,18 +16,36 @@ Str64 = Annotated[str, msgspec.Meta(max_length=64)]
 Str128 = Annotated[str, msgspec.Meta(max_length=128)]
 Id128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Str2000 = Annotated[str, msgspec.Meta(max_length=2000)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+MAX_COUNT = 1_000_000_000
+"""Bound of the metadata counts: an unbounded integer overflowed SQLite's 64-bit INTEGER
+and failed the whole group commit (503 for every request in it, retried for ever)."""
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-DurationMs = Annotated[float, msgspec.Meta(ge=0, le=86_400_000)]
+DAY_MS = 86_400_000
+DEFAULT_MAX_DURATION_DAYS = 30
+"""Default of the ``max_duration_days`` setting: longer durations are dropped, not kept."""
+WIRE_MAX_DURATION_DAYS = 3650
+WIRE_MAX_DURATION_MS = WIRE_MAX_DURATION_DAYS * DAY_MS
+"""Absolute bound of ``duration_ms`` on the wire (10 years): anything larger is a per-item
+400. Durations over the configured ``max_duration_days`` (at most this) are dropped with a
+warning instead, see ``validation.py``."""
+DurationMs = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS)]
 WireTime = datetime | int
 """RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
-
-MAX_DURATION_MS = 86_400_000
+OpenMetadata = dict[str, Any]
+"""The ``metadata`` object decoded: known keys (``Metadata``) and any others."""
+MAX_METADATA_KEYS = 64
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_BYTES = 16 * 1024
+"""Bound on one event's metadata object as sent (and stored): JSON text, UTF-8 bytes."""
+MAX_METADATA_DEPTH = 32
+"""Nesting levels allowed below a metadata key (``{"k": [[1]]}`` is 2)."""
 
 
 class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
-    """Optional per-event measurements (DESIGN §2)."""
+    """The known per-event measurements (DESIGN §2). Metadata may carry other keys too:
+    ``validation.py`` bounds them and they are stored as sent, not decoded here."""
 
     claim_count: Count | None = None
     entity_count: Count | None = None
@@ -61,7 +79,9 @@ class WireEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     new_status: Str64 | None = None
     error_code: Str64 | None = None
     error_message: Str2000 | None = None
-    metadata: Metadata | None = None
+    metadata: msgspec.Raw = msgspec.Raw()
+    """Captured as sent (empty when absent): known keys are decoded into ``Metadata`` and
+    the whole object is bounded in ``validation.py``, then stored as sent."""
 
 
 class DurationSource:
@@ -71,6 +91,9 @@ class DurationSource:
     STAGE_TIMES = "stage_times"
     STARTED_EVENT = "started_event"
     RECEIVED_EVENT = "received_event"
+    OVER_MAX = "over_max"
+    """A duration was given or derived but exceeded ``max_duration_days``: stored without
+    one (this flag keeps the writer from deriving another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +115,9 @@ class Event:
     error_code: str | None = None
     error_message: str | None = None
     metadata: Metadata | None = None
+    metadata_json: str | None = None
+    """The whole metadata object as sent (known and unknown keys, JSON text), stored and
+    shown in the timeline; None when the event has no metadata."""
 
     @property
     def ai_cost_usd(self) -> float:
@@ -113,6 +139,17 @@ class FieldError:
 class Rejection:
     """A rejected item: its position in the request, its event_id if readable, the errors,
     and a short machine reason used to label the rejection counter."""
+
+    index: int
+    event_id: str | None
+    errors: tuple[FieldError, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWarning:
+    """An accepted item that was stored with something dropped (a duration over the
+    maximum): same shape as ``Rejection``; ``reason`` labels the warning counter."""
 
     index: int
     event_id: str | None

@@ -6,6 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.catalog import EVENT_TYPES, STAGES, WINDOW_COUNTERS
+from exporter.model import (
+    MAX_COUNT,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    WIRE_MAX_DURATION_MS,
+)
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -38,10 +46,18 @@ def _limited(n: int) -> Schema:
 
 
 def _event_schema() -> Schema:
-    count = {"type": "integer", "minimum": 0}
+    count = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
     metadata = {
         "type": "object",
-        "additionalProperties": False,
+        "description": (
+            "Known keys are validated as listed; any other key is stored as sent and shown in"
+            f" the artifact timeline. At most {MAX_METADATA_KEYS} keys of at most"
+            f" {MAX_METADATA_KEY_CHARS} characters, {MAX_METADATA_BYTES} bytes of JSON as"
+            f" sent, values nested at most {MAX_METADATA_DEPTH} levels."
+        ),
+        "maxProperties": MAX_METADATA_KEYS,
+        "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
+        "additionalProperties": True,
         "properties": {
             **{
                 k: count
@@ -71,7 +87,16 @@ def _event_schema() -> Schema:
         "voice_note_id": _limited(128),
         "coach_user_id": _limited(128),
         "stage": {"type": "string", "enum": list(STAGES)},
-        "duration_ms": {"type": "number", "minimum": 0, "maximum": 86_400_000},
+        "duration_ms": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": WIRE_MAX_DURATION_MS,
+            "description": (
+                "Milliseconds. Over max_duration_days (default 30 days) the event is stored"
+                " without a duration and the answer carries a warning; over 10 years the"
+                " item is rejected."
+            ),
+        },
         "stage_started_at": WIRE_TIME,
         "stage_completed_at": WIRE_TIME,
         "previous_status": _limited(64),
@@ -90,6 +115,16 @@ def _schemas() -> dict[str, Schema]:
     realtime = {f"{name}_1h": NUM if name == "ai_cost_usd" else INT for name in WINDOW_COUNTERS}
     range_head = {"period": STR, "start": TIME, "end": TIME, "scope": STR, "org_id": nullable(STR)}
     numbers = {"type": "object", "additionalProperties": NUM}
+    item_errors = {
+        "type": "array",
+        "items": obj(
+            {
+                "index": INT,
+                "event_id": nullable(STR),
+                "errors": {"type": "array", "items": field_error},
+            }
+        ),
+    }
     return {
         "Error": obj({"error": obj({"code": STR, "message": STR, "details": {"type": "array"}})}),
         "Event": _event_schema(),
@@ -97,15 +132,11 @@ def _schemas() -> dict[str, Schema]:
             {
                 "accepted": INT,
                 "duplicates": INT,
-                "rejected": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "index": INT,
-                            "event_id": nullable(STR),
-                            "errors": {"type": "array", "items": field_error},
-                        }
-                    ),
+                "rejected": item_errors,
+                "warnings": {
+                    **item_errors,
+                    "description": "accepted items stored with a field dropped (a duration"
+                    " over max_duration_days), same shape as rejected",
                 },
             }
         ),
@@ -210,7 +241,22 @@ def _schemas() -> dict[str, Schema]:
                 "events": {
                     "type": "array",
                     "items": obj(
-                        {"event_id": STR, "event_type": STR, "timestamp": TIME},
+                        {
+                            "event_id": STR,
+                            "event_type": STR,
+                            "timestamp": TIME,
+                            "duration_ms": nullable(NUM),
+                            "duration_source": {
+                                **nullable(STR),
+                                "description": "duration_ms, stage_times, started_event,"
+                                " received_event, or over_max (a duration over"
+                                " max_duration_days, dropped)",
+                            },
+                            "metadata": {
+                                **nullable({"type": "object"}),
+                                "description": "as sent, unknown keys included",
+                            },
+                        },
                         ["event_id", "event_type", "timestamp"],
                     ),
                 },

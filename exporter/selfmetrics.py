@@ -18,10 +18,13 @@ class SelfMetrics:
     requests: Counter
     events: Counter
     rejected: Counter
+    warnings: Counter
+    durations_discarded: Counter
     queue_depth: Gauge
     commit_events: Histogram
     commit_seconds: Histogram
     database_bytes: Gauge
+    internal_errors: Counter
     snapshot_rows: Gauge
 
     @classmethod
@@ -39,6 +42,16 @@ class SelfMetrics:
                 "voxmon_ingest_rejected", "Rejected items by reason.",
                 ["reason"], registry=registry,
             ),
+            warnings=Counter(
+                "voxmon_ingest_warnings", "Accepted items stored with something dropped,"
+                " by reason (duration_over_max: duration over max_duration_days).",
+                ["reason"], registry=registry,
+            ),
+            durations_discarded=Counter(
+                "voxmon_derived_durations_discarded", "Durations derived from earlier events"
+                " left unset as over max_duration_days, by the source they came from.",
+                ["source"], registry=registry,
+            ),
             queue_depth=Gauge(
                 "voxmon_ingest_queue_depth", "Events waiting for the writer.", registry=registry
             ),
@@ -53,6 +66,10 @@ class SelfMetrics:
             database_bytes=Gauge(
                 "voxmon_database_size_bytes", "SQLite database file plus WAL.",
                 registry=registry,
+            ),
+            internal_errors=Counter(
+                "voxmon_http_internal_errors", "Requests that ended in an unhandled error (500);"
+                " any increase is a voxmon bug.", registry=registry,
             ),
             snapshot_rows=Gauge(
                 "voxmon_snapshot_rows", "Stored snapshot rows by period.",

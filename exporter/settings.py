@@ -16,6 +16,7 @@ from typing import Any
 from croniter import croniter
 
 from exporter.errors import ConfigError
+from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
 
 SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
 DEFAULT_CRONS: Mapping[str, str] = {
@@ -62,11 +63,18 @@ class Settings:
     max_live_orgs: int = 10_000
     stuck_after_s: int = 900
     max_range_rows: int = 10_000
+    max_duration_days: int = DEFAULT_MAX_DURATION_DAYS
+    """Longest duration kept (explicit or derived); longer ones are dropped, counted and,
+    for explicit ones, reported as a warning; the event itself is always kept."""
     crons: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CRONS))
 
     @property
     def auth_enabled(self) -> bool:
         return self.auth != "none" and bool(self.tokens)
+
+    @property
+    def max_duration_ms(self) -> int:
+        return self.max_duration_days * DAY_MS
 
     @classmethod
     def load(
@@ -186,7 +194,7 @@ def _tokens(raw: Any, problems: list[str]) -> tuple[Token, ...]:
 _POSITIVE = (
     "port", "max_body_bytes", "max_batch", "queue_max_events", "commit_max_events",
     "retry_after_s", "event_retention_hours", "hourly_retention_days", "daily_retention_days",
-    "max_org_series", "stuck_after_s", "max_range_rows", "max_live_orgs",
+    "max_org_series", "stuck_after_s", "max_range_rows", "max_duration_days", "max_live_orgs",
 )  # fmt: skip
 
 
@@ -210,6 +218,10 @@ def _check(s: Settings, problems: list[str]) -> None:
             problems.append(f"{name}: must be > 0, got {getattr(s, name)}")
     if s.port > 65535:
         problems.append(f"port: must be <= 65535, got {s.port}")
+    if s.max_duration_days > WIRE_MAX_DURATION_DAYS:  # the wire bound of duration_ms
+        problems.append(
+            f"max_duration_days: must be <= {WIRE_MAX_DURATION_DAYS}, got {s.max_duration_days}"
+        )
     if s.future_tolerance_s < 0:
         problems.append(f"future_tolerance_s: must be >= 0, got {s.future_tolerance_s}")
     if s.max_batch > s.queue_max_events:

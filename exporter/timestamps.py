@@ -28,7 +28,7 @@ def parse_timestamp(value: str | int) -> int:
     if isinstance(value, bool):
         raise TimestampError("expected RFC 3339 string or integer epoch ms, got a boolean")
     if isinstance(value, int):
-        return value
+        return check_range(value)
     if not _RFC3339.fullmatch(value):
         raise TimestampError(f"not an RFC 3339 date-time with offset: {value[:40]!r}")
     try:
@@ -37,15 +37,31 @@ def parse_timestamp(value: str | int) -> int:
         raise TimestampError(f"not an RFC 3339 date-time: {value[:40]!r}") from exc
     if parsed.tzinfo is None:
         raise TimestampError(f"RFC 3339 timestamp needs Z or an offset: {value[:40]!r}")
-    return datetime_to_ms(parsed)
+    return check_range(datetime_to_ms(parsed))
 
 
 def datetime_to_ms(when: datetime) -> int:
-    """Aware datetime to epoch ms (floor)."""
-    if when.tzinfo is None:
+    """Aware datetime to epoch ms (floor). Subtracts instead of converting to UTC first, so
+    the extremes of the datetime range (year 1 ahead of UTC, year 9999 behind it) give a
+    number rather than an overflow; ``check_range`` decides whether it is usable."""
+    if when.tzinfo is None or when.utcoffset() is None:
         raise TimestampError("naive datetime")
-    delta = when.astimezone(UTC) - EPOCH
+    delta = when - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+MIN_MS = -62_135_596_800_000
+"""0001-01-01T00:00:00Z, the first instant a datetime can hold."""
+MAX_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last."""
+
+
+def check_range(ms: int) -> int:
+    """``ms`` if it lies between year 1 and year 9999 (UTC), else ``TimestampError``: epoch
+    values outside it cannot be formatted, compared as dates or stored as snapshots."""
+    if not MIN_MS <= ms <= MAX_MS:
+        raise TimestampError(f"{ms} ms is outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.999Z")
+    return ms
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -55,7 +71,11 @@ def ms_to_datetime(ms: int) -> datetime:
 
 def format_rfc3339(ms: int) -> str:
     """Epoch ms to RFC 3339 UTC with millisecond precision, e.g. ``2026-11-28T10:00:00.000Z``."""
-    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    d = ms_to_datetime(ms)  # not strftime: its %Y drops the zero padding of years < 1000
+    return (
+        f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+        f".{ms % 1000:03d}Z"
+    )
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -7,28 +7,42 @@ names the item's index, the field path and the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 
 from exporter.catalog import EVENT_TYPES, STAGES, EventType
 from exporter.model import (
-    MAX_DURATION_MS,
+    DAY_MS,
+    DEFAULT_MAX_DURATION_DAYS,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
     DurationSource,
     Event,
     FieldError,
+    ItemWarning,
+    Metadata,
+    OpenMetadata,
     Rejection,
     WireEvent,
 )
-from exporter.timestamps import TimestampError, datetime_to_ms
+from exporter.timestamps import TimestampError, check_range, datetime_to_ms
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 _decoder = msgspec.json.Decoder(WireEvent)
+_known_metadata = msgspec.json.Decoder(Metadata)
+_open_metadata = msgspec.json.Decoder(OpenMetadata)
+_NULL = msgspec.Raw(b"null")
+_KNOWN = frozenset(Metadata.__struct_fields__)
 _TIME_FIELDS = ("timestamp", "stage_started_at", "stage_completed_at")
+DEFAULT_MAX_DURATION_MS = DEFAULT_MAX_DURATION_DAYS * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +63,51 @@ class ItemInvalid(Exception):
         self.error = FieldError(field, message)
 
 
+class Checked(NamedTuple):
+    """A valid item: the event to store and, when something was dropped from it (a
+    duration over the maximum), a warning naming the field. A tuple: one is built per
+    ingested item, and a frozen dataclass costs several times as much to build."""
+
+    event: Event
+    warning: FieldError | None = None
+
+
+WARNING_REASON = "duration_over_max"
+"""The one warning so far: ``voxmon_ingest_warnings_total{reason="duration_over_max"}``."""
+
+
 def validate_items(
-    items: Sequence[bytes | msgspec.Raw], now_ms: int, horizon: Horizon
-) -> tuple[list[Event], list[Rejection]]:
-    """Validate raw JSON items; returns accepted events (request order) and rejections."""
+    items: Sequence[bytes | msgspec.Raw],
+    now_ms: int,
+    horizon: Horizon,
+    max_duration_ms: int = DEFAULT_MAX_DURATION_MS,
+) -> tuple[list[Event], list[Rejection], list[ItemWarning]]:
+    """Validate raw JSON items; returns accepted events (request order), rejections and
+    warnings about accepted items (both carry the item's index in the request)."""
     events: list[Event] = []
     rejections: list[Rejection] = []
+    warnings: list[ItemWarning] = []
     for index, raw in enumerate(items):
         try:
-            events.append(validate_item(raw, now_ms, horizon))
+            checked = validate_item(raw, now_ms, horizon, max_duration_ms)
         except ItemInvalid as exc:
             rejections.append(Rejection(index, _event_id_of(raw), (exc.error,), exc.reason))
-    return events, rejections
+            continue
+        events.append(checked.event)
+        if checked.warning is not None:
+            event_id = checked.event.event_id
+            warnings.append(ItemWarning(index, event_id, (checked.warning,), WARNING_REASON))
+    return events, rejections, warnings
 
 
-def validate_item(raw: bytes | msgspec.Raw, now_ms: int, horizon: Horizon) -> Event:
-    """Validate one raw JSON object; raises ``ItemInvalid`` naming the field."""
+def validate_item(
+    raw: bytes | msgspec.Raw,
+    now_ms: int,
+    horizon: Horizon,
+    max_duration_ms: int = DEFAULT_MAX_DURATION_MS,
+) -> Checked:
+    """Validate one raw JSON object; raises ``ItemInvalid`` naming the field. A duration
+    longer than ``max_duration_ms`` (equal is kept) is dropped with a warning, not rejected."""
     wire = _decode(raw)
     event_type = EVENT_TYPES.get(wire.event_type)
     if event_type is None:
@@ -77,8 +120,9 @@ def validate_item(raw: bytes | msgspec.Raw, now_ms: int, horizon: Horizon) -> Ev
         raise ItemInvalid(
             "missing_field", "artifact_id", f"artifact_id is required for {event_type.name}"
         )
-    duration, source = _duration(wire, ts_ms)
-    return Event(
+    duration, source, warning = _duration(wire, ts_ms, max_duration_ms)
+    metadata, metadata_json = _metadata(wire.metadata) if wire.metadata else (None, None)
+    event = Event(
         event_id=wire.event_id,
         event_type=wire.event_type,
         ts_ms=ts_ms,
@@ -93,8 +137,10 @@ def validate_item(raw: bytes | msgspec.Raw, now_ms: int, horizon: Horizon) -> Ev
         new_status=wire.new_status,
         error_code=wire.error_code,
         error_message=wire.error_message,
-        metadata=wire.metadata,
+        metadata=metadata,
+        metadata_json=metadata_json,
     )
+    return Checked(event, warning)
 
 
 def _decode(raw: bytes | msgspec.Raw) -> WireEvent:
@@ -104,12 +150,20 @@ def _decode(raw: bytes | msgspec.Raw) -> WireEvent:
         raise _from_validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ItemInvalid("invalid_json", "", f"item is not valid JSON: {exc}") from None
+    except RecursionError:  # only metadata values are untyped, so only they can nest
+        raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels") from None
 
 
-def _from_validation_error(text: str) -> ItemInvalid:
+def _from_validation_error(text: str, within: str = "") -> ItemInvalid:
+    """The msgspec error as an ``ItemInvalid``; ``within`` prefixes the path (a nested
+    decode). Paths into untyped metadata values (``metadata[...]``) name ``metadata``."""
     match = _PATH.search(text)
     path = match.group(1) if match else ""
     message = text[: match.start()] if match else text
+    if within:
+        path = within + ("." if path and not path.startswith("[") else "") + path
+    if path.startswith("metadata["):
+        path = "metadata"
     if unknown := _UNKNOWN.match(message):
         field = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
         return ItemInvalid("unknown_field", field, f"unknown field {field!r}")
@@ -126,14 +180,17 @@ def _from_validation_error(text: str) -> ItemInvalid:
 
 
 def _time(value: datetime | int, field: str) -> int:
-    if isinstance(value, int):
-        return value
+    """Epoch ms of a wire time; outside years 1..9999 (UTC) is a rejection naming it."""
     try:
-        return datetime_to_ms(value)
+        ms = value if isinstance(value, int) else datetime_to_ms(value)
     except TimestampError:
         raise ItemInvalid(
             "invalid_timestamp", field, f"{field} needs Z or an offset (RFC 3339)"
         ) from None
+    try:
+        return check_range(ms)
+    except TimestampError as exc:
+        raise ItemInvalid("invalid_timestamp", field, f"{field}: {exc}") from None
 
 
 def _check_horizon(ts_ms: int, now_ms: int, horizon: Horizon) -> None:
@@ -172,15 +229,21 @@ def _stage(wire: WireEvent, event_type: EventType) -> str | None:
     return event_type.stage
 
 
-def _duration(wire: WireEvent, ts_ms: int) -> tuple[float | None, str | None]:
-    """Precedence rule, first two steps (DESIGN §2); the event-based steps need storage."""
+_Duration = tuple[float | None, str | None, FieldError | None]
+
+
+def _duration(wire: WireEvent, ts_ms: int, max_ms: int) -> _Duration:
+    """Precedence rule, first two steps (DESIGN §2); the event-based steps need storage.
+    Returns (duration, source, warning); over ``max_ms`` the duration is dropped."""
     end_ms = ts_ms
     if wire.stage_completed_at is not None:
         end_ms = _time(wire.stage_completed_at, "stage_completed_at")
     if wire.duration_ms is not None:
-        return wire.duration_ms, DurationSource.GIVEN
+        if wire.duration_ms <= max_ms:  # the usual case, without a call
+            return wire.duration_ms, DurationSource.GIVEN, None
+        return _bounded(wire.duration_ms, DurationSource.GIVEN, max_ms)
     if wire.stage_started_at is None:
-        return None, None
+        return None, None, None
     start_ms = _time(wire.stage_started_at, "stage_started_at")
     duration = end_ms - start_ms
     if duration < 0:
@@ -189,19 +252,79 @@ def _duration(wire: WireEvent, ts_ms: int) -> tuple[float | None, str | None]:
             "stage_started_at",
             f"stage_started_at is {-duration} ms after the stage's end; duration must be >= 0",
         )
-    if duration > MAX_DURATION_MS:
-        raise ItemInvalid(
-            "invalid_value",
-            "stage_started_at",
-            f"duration from stage_started_at is {duration} ms; at most {MAX_DURATION_MS}",
+    return _bounded(float(duration), DurationSource.STAGE_TIMES, max_ms)
+
+
+def _bounded(duration: float, source: str, max_ms: int) -> _Duration:
+    if duration <= max_ms:
+        return duration, source, None
+    given = "duration_ms" if source == DurationSource.GIVEN else "the stage times"
+    shown = f"{duration:.3f}".rstrip("0").rstrip(".")
+    message = (
+        f"duration from {given} is {shown} ms, over max_duration_days"
+        f" ({max_ms / DAY_MS:g} days, {max_ms} ms); the event is stored without a duration"
+    )
+    return None, DurationSource.OVER_MAX, FieldError("duration_ms", message)
+
+
+def _metadata(raw: msgspec.Raw) -> tuple[Metadata | None, str | None]:
+    """Known keys validated as ``Metadata``; the whole object (unknown keys too, any JSON
+    values) bounded and kept as sent for storage (empty ``raw``: no metadata sent)."""
+    if raw == _NULL:
+        return None, None
+    if len(raw) > MAX_METADATA_BYTES:
+        raise _metadata_too_large(f"is {len(raw)} bytes; at most {MAX_METADATA_BYTES}")
+    text = bytes(raw)
+    try:  # the usual case, known keys only: one decode checks everything
+        return _known_metadata.decode(text), text.decode()
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        pass  # unknown keys, or an error the checks below name precisely
+    try:
+        values = _open_metadata.decode(text)  # checks every value: UTF-8, number range
+        _check_shape(values)
+        known = msgspec.convert({k: v for k, v in values.items() if k in _KNOWN}, Metadata)
+    except msgspec.ValidationError as exc:
+        raise _from_validation_error(str(exc), "metadata") from None
+    except msgspec.DecodeError as exc:
+        raise ItemInvalid("invalid_json", "metadata", f"metadata: {exc}") from None
+    except RecursionError:
+        raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels") from None
+    return known, text.decode()  # valid UTF-8: the decoder above checked every string
+
+
+def _check_shape(values: OpenMetadata) -> None:
+    """Key count, key length and nesting bounds (after the size bound: the walk is short)."""
+    if len(values) > MAX_METADATA_KEYS:
+        raise _metadata_too_large(f"has {len(values)} keys; at most {MAX_METADATA_KEYS}")
+    longest = max(values, key=len, default="")
+    if len(longest) > MAX_METADATA_KEY_CHARS:
+        raise _metadata_too_large(
+            f"key {longest[:32]!r}... has {len(longest)} characters;"
+            f" at most {MAX_METADATA_KEY_CHARS}"
         )
-    return float(duration), DurationSource.STAGE_TIMES
+    if any(_nested_deeper(value, MAX_METADATA_DEPTH) for value in values.values()):
+        raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels")
+
+
+def _nested_deeper(value: object, levels: int) -> bool:
+    """Whether ``value`` has containers nested more than ``levels`` deep."""
+    if isinstance(value, dict):
+        children: Iterable[object] = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return False
+    return levels == 0 or any(_nested_deeper(child, levels - 1) for child in children)
+
+
+def _metadata_too_large(problem: str) -> ItemInvalid:
+    return ItemInvalid("metadata_too_large", "metadata", f"metadata {problem}")
 
 
 def _event_id_of(raw: bytes | msgspec.Raw) -> str | None:
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     value = obj.get("event_id") if isinstance(obj, dict) else None
     return value[:128] if isinstance(value, str) else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +58,8 @@ class _Outcome:
     results: list[CommitResult]
     tally: Tally
     artifacts: list[ArtifactState]
+    discarded: Counter[str]
+    """Derived durations left unset as over the maximum, by the source they would have had."""
 
 
 class IngestWriter:
@@ -74,6 +76,7 @@ class IngestWriter:
         max_commit_events: int,
         retry_after_s: int,
         event_retention_ms: int,
+        max_duration_ms: int,
     ) -> None:
         self._db = db
         self._live = live
@@ -83,6 +86,7 @@ class IngestWriter:
         self._max_commit = max_commit_events
         self._retry_after = retry_after_s
         self._event_retention_ms = event_retention_ms
+        self._max_duration_ms = max_duration_ms
         self._pending: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -144,6 +148,7 @@ class IngestWriter:
                 window_start,
                 self._live.orgs,
                 prune_before,
+                self._max_duration_ms,
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
             log.error("commit of %d events failed: %s", size, exc, exc_info=True)
@@ -154,6 +159,8 @@ class IngestWriter:
             self._live.inflight.prune(now_ms - self._event_retention_ms)
         self._live.apply(outcome.tally, now_ms)
         self._live.inflight.apply(outcome.artifacts)
+        for source, n in outcome.discarded.items():
+            self._metrics.durations_discarded.labels(source).inc(n)
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
         self._metrics.commit_events.observe(size)
         self._finish(jobs, size, results=outcome.results)
@@ -182,6 +189,7 @@ def _commit(
     window_start_ms: int,
     orgs: OrgRegistry,
     prune_before_ms: int | None,
+    max_duration_ms: int,
 ) -> _Outcome:
     """One transaction for several requests (runs on the database thread)."""
     with transaction(conn):
@@ -201,7 +209,7 @@ def _commit(
             accepted = len(fresh) - before
             duplicates = len(batch) - accepted - len(pruned)
             results.append(CommitResult(accepted, duplicates, tuple(pruned), events_from))
-        fresh = _derive_durations(conn, fresh)
+        fresh, discarded = _derive_durations(conn, fresh, max_duration_ms)
         counted = tally(fresh, window_start_ms, orgs)
         event_rows.insert(conn, fresh, now_ms)
         counted.orgs_added = state_rows.save_tally(conn, counted)
@@ -209,7 +217,7 @@ def _commit(
             state_rows.prune_minutes(conn, prune_before_ms)
         snapshot_rows.mark_dirty(conn, "hourly", _late_hours(fresh, now_ms))
         states = _advance_artifacts(conn, fresh)
-    return _Outcome(results, counted, states)
+    return _Outcome(results, counted, states, discarded)
 
 
 def _advance_artifacts(conn: sqlite3.Connection, events: list[Event]) -> list[ArtifactState]:
@@ -229,12 +237,14 @@ def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:
     return {e.ts_ms - e.ts_ms % HOUR_MS for e in events if e.ts_ms < current}
 
 
-def _derive_durations(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
+def _derive_durations(
+    conn: sqlite3.Connection, events: list[Event], max_duration_ms: int
+) -> tuple[list[Event], Counter[str]]:
     lookups = [lookup for event in events if (lookup := durations.lookup_for(event))]
     if not lookups:
-        return events
+        return events, Counter()
     found = durations.starts_in_batch(events, lookups)
     for lookup, stored in event_rows.latest_starts(conn, lookups).items():
         if stored > found.get(lookup, stored - 1):
             found[lookup] = stored
-    return durations.apply_starts(events, found)
+    return durations.apply_starts(events, found, max_duration_ms)

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.clock import FakeClock
 from tests.conftest import make_event
-from tests.scrape import domain_samples, scrape
+from tests.scrape import domain_samples, samples, scrape
 
 
 async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
@@ -342,3 +342,160 @@ async def test_writer_survives_a_failing_commit(
     assert "injected fault" in (await response.json())["error"]["message"]
     status, body = await post(client, [make_event(event_id="f1")])
     assert (status, body["accepted"]) == (200, 1)  # the failed commit stored nothing
+
+
+DAY_MS = 86_400_000
+
+
+def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None]]:
+    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
+        rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
+        return {event_id: (duration, source) for event_id, duration, source in rows}
+
+
+async def test_ingest_duration_over_max_is_stored_without_it_and_warned(
+    start_app: Any, tmp_path: Path
+) -> None:
+    client = await start_app()
+    event = make_event(event_id="long", event_type="artifact_completed", duration_ms=31 * DAY_MS)
+    status, body = await post(client, [event])
+    assert (status, body["accepted"], body["duplicates"], body["rejected"]) == (200, 1, 0, [])
+    message = (
+        "duration from duration_ms is 2678400000 ms, over max_duration_days (30 days,"
+        " 2592000000 ms); the event is stored without a duration"
+    )
+    assert body["warnings"] == [
+        {"index": 0, "event_id": "long", "errors": [{"field": "duration_ms", "message": message}]}
+    ]
+    assert stored_durations(tmp_path) == {"long": (None, "over_max")}
+    text = await scrape(client)
+    assert samples(text, "voxmon_ingest_warnings_total") == {
+        ("voxmon_ingest_warnings_total", (("reason", "duration_over_max"),)): 1.0
+    }
+    found = domain_samples(text)
+    completed = (("org_id", "org-a"), ("outcome", "completed"))
+    assert found[("voice_pipeline_artifacts_total", completed)] == 1.0
+    assert ("voice_pipeline_end_to_end_duration_seconds_count", ()) not in found  # never observed
+    assert (await realtime(client))["artifacts_completed_1h"] == 1
+
+
+async def test_ingest_warnings_empty_when_durations_fit(start_app: Any) -> None:
+    client = await start_app(max_duration_days=2)
+    event = make_event(event_type="artifact_completed", duration_ms=2 * DAY_MS)
+    status, body = await post(client, [event])
+    assert (status, body["accepted"], body["warnings"]) == (200, 1, [])
+
+
+async def test_derived_duration_over_max_is_unset_and_counted(
+    start_app: Any, tmp_path: Path
+) -> None:
+    client = await start_app(max_duration_days=1)
+    await post(client, [
+        make_event(event_id="r", event_type="artifact_received", timestamp="2026-11-27T04:00:00Z"),
+        make_event(event_id="s", event_type="transcription_started", timestamp=T(9, 0)),
+    ])  # fmt: skip
+    status, body = await post(client, [
+        make_event(event_id="c", event_type="artifact_completed", timestamp=T(10, 0)),
+        make_event(event_id="t", event_type="transcription_completed", timestamp=T(9, 30)),
+    ])  # fmt: skip
+    assert (status, body["accepted"], body["warnings"]) == (200, 2, [])  # derived: no warning
+    assert stored_durations(tmp_path) == {
+        "r": (None, None),
+        "s": (None, None),
+        "c": (None, "over_max"),  # 30 h > 1 day
+        "t": (1_800_000.0, "started_event"),
+    }
+    text = await scrape(client)
+    assert samples(text, "voxmon_derived_durations_discarded_total") == {
+        ("voxmon_derived_durations_discarded_total", (("source", "received_event"),)): 1.0
+    }
+    found = domain_samples(text)
+    assert ("voice_pipeline_end_to_end_duration_seconds_count", ()) not in found
+    transcription = (("stage", "transcription"),)
+    assert found[("voice_pipeline_stage_duration_seconds_sum", transcription)] == 1800.0
+
+
+async def test_ingest_unknown_metadata_keys_are_stored_and_shown_in_the_timeline(
+    start_app: Any,
+) -> None:
+    client = await start_app()
+    metadata = {
+        "confidence": 0.91,
+        "avgConfidence": 0.87,
+        "pipeline": {"version": "2.3", "models": ["asr-2", "llm-4"], "retries": {"asr": 1}},
+    }
+    status, body = await post(client, [
+        make_event(event_id="m-1", event_type="transcription_completed", metadata=metadata),
+        make_event(event_id="m-2", event_type="claims_extracted",
+                   metadata={"confidence": 2, "avgConfidence": 0.5}),
+        make_event(event_id="m-3", event_type="claims_extracted", metadata={"avgConfidence": 0.5},
+                   pipelineVersion="2.3"),
+    ])  # fmt: skip
+    assert (status, body["accepted"]) == (200, 1)
+    assert [(r["index"], r["event_id"], r["errors"][0]["field"]) for r in body["rejected"]] == [
+        (1, "m-2", "metadata.confidence"),
+        (2, "m-3", "pipelineVersion"),
+    ]
+    response = await client.get("/v1/artifacts/art-1/events")
+    assert response.status == 200
+    events = (await response.json())["events"]
+    assert [(e["event_id"], e["metadata"]) for e in events] == [("m-1", metadata)]
+
+
+async def test_ingest_count_too_large_for_storage_is_a_rejection_not_a_failed_commit(
+    start_app: Any, tmp_path: Path
+) -> None:
+    client = await start_app()
+    status, body = await post(client, [
+        make_event(event_id="ok", event_type="claims_extracted", metadata={"claim_count": 3}),
+        make_event(event_id="huge", event_type="claims_extracted",
+                   metadata={"claim_count": 2**63}),
+    ])  # fmt: skip
+    assert (status, body["accepted"]) == (200, 1)
+    assert [(r["event_id"], r["errors"][0]["field"]) for r in body["rejected"]] == [
+        ("huge", "metadata.claim_count")
+    ]
+    assert stored_ids(tmp_path) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({f"k{i}": i for i in range(65)}, "metadata has 65 keys; at most 64"),
+        ({"k" * 129: 1}, "has 129 characters; at most 128"),
+        ({"blob": "x" * 16_384}, "metadata is 16396 bytes; at most 16384"),
+        ({"avgConfidence": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+         "metadata nested more than 32 levels"),
+    ],
+)  # fmt: skip
+async def test_ingest_metadata_bounds_are_a_400_naming_metadata(
+    start_app: Any, metadata: dict[str, Any], message: str
+) -> None:
+    client = await start_app()
+    status, body = await post(client, [make_event(event_id="big", metadata=metadata)])
+    assert (status, body["accepted"]) == (400, 0)
+    assert [(r["event_id"], r["errors"][0]["field"]) for r in body["rejected"]] == [
+        ("big", "metadata")
+    ]
+    assert message in body["rejected"][0]["errors"][0]["message"]
+    assert samples(await scrape(client), "voxmon_ingest_rejected_total") == {
+        ("voxmon_ingest_rejected_total", (("reason", "metadata_too_large"),)): 1.0
+    }
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+async def test_ingest_body_nested_past_the_decoder_limit_is_a_400(
+    start_app: Any, content_type: str
+) -> None:
+    client = await start_app()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    item = msgspec.json.encode(make_event(event_id="deep"))[:-1] + b',"metadata":{"x":' + deep
+    response = await client.post(
+        "/v1/events", data=item + b"}}", headers={"Content-Type": content_type}
+    )
+    assert response.status == 400
+    body = await response.json()
+    if content_type == "application/json":
+        assert body["error"]["message"] == "body is nested too deeply to be events"
+    else:  # one item per line: the item is rejected on its own
+        assert body["rejected"][0]["errors"][0]["field"] == "metadata"

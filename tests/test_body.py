@@ -19,7 +19,7 @@ MAX_BYTES = 5 * MIB
 
 
 def _items(body: bytes, content_type: str) -> list[bytes]:
-    return [bytes(item) for item in split_items(body, content_type)]
+    return [bytes(item) for item in split_items(body, content_type, 10_000)]
 
 
 def _gzip_zeros(size: int) -> bytes:
@@ -32,6 +32,71 @@ def _gzip_zeros(size: int) -> bytes:
 
 
 # --- split_items --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "refused"), [(3, False), (4, True), (2_600_000, True)])
+def test_split_items_refuses_over_max_batch_without_decoding_every_item(
+    count: int, refused: bool
+) -> None:
+    """2.6 million tiny items (a 5 KB gzip) are refused after reading max_batch + 1 of
+    them: the refusal allocates a few KiB, not one object per item."""
+    body = b"[" + b",".join([b"{}"] * count) + b"]"
+    tracemalloc.start()
+    try:
+        if refused:
+            with pytest.raises(
+                PayloadTooLarge, match="more than 3 events in one request; at most 3"
+            ):
+                split_items(body, "application/json", 3)
+        else:
+            assert len(split_items(body, "application/json", 3)) == count
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024
+
+
+def test_split_items_at_max_batch_exactly_is_accepted() -> None:
+    body = msgspec.json.encode([make_event(event_id=f"e-{i}") for i in range(3)])
+    assert len(split_items(body, "application/json", 3)) == 3
+
+
+def test_split_items_ndjson_over_max_batch_is_413() -> None:
+    body = b"\n".join(msgspec.json.encode(make_event(event_id=f"e-{i}")) for i in range(4))
+    with pytest.raises(PayloadTooLarge, match="4 events in one request; at most 3"):
+        split_items(body, "application/x-ndjson", 3)
+    with pytest.raises(PayloadTooLarge, match="more than 6 NDJSON lines"):
+        split_items(b"\n" * 7, "application/x-ndjson", 3)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'[{"metadata": {"a": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_002 + b"]",
+    ],
+)
+def test_split_items_deep_nesting_is_a_clear_400(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        split_items(body, "application/json", 10_000)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        ("application/json; charset=utf-8", True),
+        ('application/json; charset="UTF-8"', True),
+        ("application/json; charset=utf-16", False),
+        ("application/x-ndjson; charset=latin-1", False),
+    ],
+)
+def test_split_items_only_utf8(content_type: str, accepted: bool) -> None:
+    if accepted:
+        assert split_items(b"{}", content_type, 10) == [b"{}"]
+        return
+    with pytest.raises(UnsupportedMediaType, match="send UTF-8"):
+        split_items(b"{}", content_type, 10)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +148,8 @@ def test_split_items_ndjson_malformed_line_left_for_validation() -> None:
         b"",
         msgspec.json.encode(make_event(event_id="n-2")),
     ]
-    items = split_items(b"\n".join(lines), "application/x-ndjson")
-    events, rejections = validate_items(items, T0_MS, Horizon())
+    items = split_items(b"\n".join(lines), "application/x-ndjson", 10_000)
+    events, rejections, _ = validate_items(items, T0_MS, Horizon())
     assert [e.event_id for e in events] == ["n-0", "n-2"]
     assert [(r.index, r.reason) for r in rejections] == [(1, "invalid_json")]
 
@@ -104,11 +169,14 @@ def test_split_items_empty_ndjson_body_has_no_items() -> None:
         (b"42", "body must be a JSON object or an array of objects"),
         (b"", "body must be a JSON object or an array of objects"),
         (b"   ", "body must be a JSON object or an array of objects"),
+        (b"[" * 100_000 + b"]" * 100_000, "body is nested too deeply"),
+        (b'[{"metadata": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}]", "nested too deeply"),
+        (b'{"metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ],
 )
 def test_split_items_malformed_json_is_bad_request(body: bytes, message: str) -> None:
     with pytest.raises(BadRequest, match=message) as caught:
-        split_items(body, "application/json")
+        split_items(body, "application/json", 10_000)
     assert caught.value.status == 400
     assert caught.value.code == "bad_request"
 
@@ -124,7 +192,7 @@ def test_split_items_malformed_json_is_bad_request(body: bytes, message: str) ->
 )
 def test_split_items_unsupported_content_type_is_415(content_type: str, shown: str) -> None:
     with pytest.raises(UnsupportedMediaType) as caught:
-        split_items(b"{}", content_type)
+        split_items(b"{}", content_type, 10_000)
     assert caught.value.status == 415
     assert caught.value.code == "unsupported_media_type"
     assert caught.value.message.startswith(f"Content-Type {shown} is not supported")

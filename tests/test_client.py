@@ -1,11 +1,10 @@
-"""Client library: the sans-I/O outbox and courier on a fake clock, then both emitters
-against a real voxmon on loopback (in-process, and as a subprocess that is killed and
-restarted mid-stream)."""
+"""Client library: the outbox, then both emitters against a real voxmon on loopback
+(in-process, and as a subprocess that is killed and restarted mid-stream), and the retry
+bounds over real HTTP: a server with an injected poison fault, 400, 413, a refused port."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import random
 import signal
@@ -13,40 +12,22 @@ import sqlite3
 import threading
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
+import aiohttp
 import pytest
+from aiohttp import web
 
 from exporter.catalog import DISAMBIGUATION_TYPE
-from exporter.client import AsyncEmitter, Emitter
+from exporter.client import AsyncEmitter, Emitter, _HttpTransport, _post
 from exporter.clock import FakeClock
-from exporter.outbox import Backoff, Courier, Outbox, Response, Send
+from exporter.courier import INGEST_PATH, Backoff, Courier, Send
+from exporter.outbox import ClientStats, EventError, Outbox
 from exporter.settings import Token
-from tests.conftest import T0, T0_MS
+from tests.conftest import T0, T0_MS, make_event
 from tests.tools import daemon, free_port
-
-
-def courier(clock: FakeClock, capacity: int = 100, batch_size: int = 3) -> Courier:
-    return Courier(Outbox(capacity, batch_size), clock, Backoff(), 1.0, random.Random(1))
-
-
-def put(c: Courier, *ids: str) -> None:
-    for event_id in ids:
-        c.outbox.put({"event_id": event_id, "event_type": "artifact_received"})
-
-
-def sent_ids(step: Send | float | None) -> list[str]:
-    assert isinstance(step, Send)
-    return [e["event_id"] for e in msgspec.json.decode(step.body)]
-
-
-def ok(accepted: int, duplicates: int = 0, rejected: int = 0) -> Response:
-    rows = [{"index": i, "event_id": None, "errors": []} for i in range(rejected)]
-    body = {"accepted": accepted, "duplicates": duplicates, "rejected": rows}
-    return Response(200, msgspec.json.encode(body))
 
 
 def test_outbox_drops_oldest_and_counts_every_drop() -> None:
@@ -68,120 +49,6 @@ def test_outbox_drops_the_new_event_when_everything_is_in_flight() -> None:
     assert len(outbox.take()) == 3
     assert outbox.put({"event_id": "e3"}) is False
     assert (outbox.stats().dropped, outbox.stats().pending, len(outbox.queue)) == (1, 3, 0)
-
-
-def test_courier_sends_a_full_batch_at_once_and_a_partial_one_after_the_interval(
-    clock: FakeClock,
-) -> None:
-    c = courier(clock)
-    put(c, "a", "b")
-    assert c.next() == 1.0
-    clock.advance(0.25)
-    assert c.next() == 0.75
-    put(c, "c", "d")
-    assert sent_ids(c.next()) == ["a", "b", "c"]
-    c.done(ok(3))
-    assert c.next() == 1.0
-    clock.advance(1.0)
-    assert sent_ids(c.next()) == ["d"]
-
-
-def test_courier_flush_sends_a_partial_batch_now(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a")
-    c.flush_target = 1
-    assert sent_ids(c.next()) == ["a"]
-    c.done(ok(1))
-    assert c.outbox.resolved == 1
-    assert c.next() == 1.0
-
-
-def test_courier_retries_the_same_bytes_after_retry_after(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    first = c.next()
-    assert isinstance(first, Send)
-    c.done(Response(503, b'{"error":{}}', "3"))
-    assert c.next() == 3.0
-    clock.advance(2.5)
-    assert c.next() == 0.5
-    clock.advance(0.5)
-    assert c.next() == first
-    c.done(ok(2, duplicates=1))
-    stats = c.outbox.stats()
-    assert (stats.accepted, stats.duplicates, stats.retries, stats.pending) == (2, 1, 1, 0)
-
-
-def test_courier_retry_after_as_http_date(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    when = email.utils.format_datetime(T0 + timedelta(seconds=7), usegmt=True)
-    c.done(Response(429, b"", when))
-    assert c.next() == 7.0
-
-
-@pytest.mark.parametrize("status", [None, 500, 502, 503, 504, 408, 429])
-def test_courier_retries_server_and_connection_errors(clock: FakeClock, status: int | None) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    c.done(Response(status, error="ConnectionRefusedError" if status is None else ""))
-    wait = c.next()
-    assert isinstance(wait, float) and 0.05 <= wait <= 0.1
-    assert c.outbox.stats().retries == 1 and c.outbox.stats().pending == 3
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415])
-def test_courier_rejects_client_errors_without_retry(clock: FakeClock, status: int) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    c.done(Response(status, b'{"error":{"code":"x","message":"no","details":[]}}'))
-    stats = c.outbox.stats()
-    assert (stats.rejected, stats.retries, stats.pending) == (3, 0, 0)
-    assert c.next() == 1.0
-
-
-def test_courier_counts_per_item_rejections(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c")
-    c.next()
-    c.done(ok(1, duplicates=1, rejected=1))
-    stats = c.outbox.stats()
-    assert (stats.accepted, stats.duplicates, stats.rejected) == (1, 1, 1)
-
-
-def test_courier_rejects_unencodable_events_locally(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a")
-    c.outbox.put({"event_id": "bad", "event_type": "x", "metadata": object()})
-    put(c, "c")
-    assert sent_ids(c.next()) == ["a", "c"]
-    assert c.outbox.stats().rejected == 1
-
-
-def test_courier_close_abandons_what_it_cannot_deliver_in_time(clock: FakeClock) -> None:
-    c = courier(clock)
-    put(c, "a", "b", "c", "d")
-    c.next()
-    c.done(Response(None, error="down"))
-    c.close_at = clock.monotonic() + 0.02
-    assert c.next() == pytest.approx(0.02)
-    clock.advance(0.02)
-    assert c.next() is None
-    stats = c.outbox.stats()
-    assert (stats.abandoned, stats.pending) == (4, 0)
-
-
-def test_backoff_doubles_within_jitter_bounds_up_to_the_cap() -> None:
-    backoff, rng = Backoff(base_s=0.1, cap_s=1.0), random.Random(5)
-    for attempt, ceiling in enumerate([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]):
-        delays = [backoff.delay(attempt, 0.0, rng) for _ in range(200)]
-        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
-        assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
-    assert backoff.delay(0, 30.0, rng) == 30.0
-    assert backoff.delay(0, 1e9, rng) == 60.0
 
 
 # --- against a real voxmon -------------------------------------------------------------
@@ -371,3 +238,160 @@ async def test_emitter_emit_never_raises_and_fills_id_and_time(
     assert set(rows) == {event_id, "mine"} and given == "mine"
     assert rows[event_id][3] == T0_MS and len(event_id) == 36 and event_id[14] == "4"
     assert emitter.stats().rejected == 1
+
+
+# --- nothing is retried forever, over real HTTP -----------------------------------------
+
+
+def settled(stats: ClientStats) -> int:
+    """Events in a final bucket or pending: always every emitted event."""
+    s = stats
+    return s.accepted + s.duplicates + s.rejected + s.dropped + s.abandoned + s.failed + s.pending
+
+
+@dataclass
+class PoisonServer:
+    """An ingest endpoint with an injected fault: 500 for any batch holding an event whose
+    ``event_id`` starts with ``poison``, else 200 with voxmon's response shape."""
+
+    url: str = ""
+    seen: list[list[str]] = field(default_factory=list)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        ids = [event["event_id"] for event in await request.json()]
+        self.seen.append(ids)
+        if any(event_id.startswith("poison") for event_id in ids):
+            self.failed.set()
+            error = {"code": "internal", "message": "injected fault", "details": []}
+            return web.json_response({"error": error}, status=500)
+        return web.json_response({"accepted": len(ids), "duplicates": 0, "rejected": []})
+
+
+@pytest.fixture
+async def poison_server(aiohttp_server: Any) -> PoisonServer:
+    server = PoisonServer()
+    app = web.Application()
+    app.router.add_post(INGEST_PATH, server.ingest)
+    server.url = str((await aiohttp_server(app)).make_url(""))
+    return server
+
+
+async def deliver(c: Courier, clock: FakeClock, url: str) -> None:
+    """The AsyncEmitter's send loop on virtual time: every wait advances the fake clock.
+    Stops after 1,000 steps, so a courier that retries forever fails the test."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(1000):
+            if c.idle:
+                return
+            step = c.next()
+            if isinstance(step, Send):
+                c.done(await _post(session, url + INGEST_PATH, step.body))
+            else:
+                assert isinstance(step, float)
+                clock.advance(step)
+
+
+async def test_poisoned_batch_delivers_the_other_events_and_fails_the_poison_alone(
+    poison_server: PoisonServer, clock: FakeClock
+) -> None:
+    c = Courier(Outbox(10_000, 500), clock, Backoff(), 1.0, random.Random(1))
+    ids = [f"poison-{i}" if i == 137 else f"evt-{i}" for i in range(200)]
+    for event_id in ids:
+        c.outbox.put(make_event(event_id=event_id))
+    c.flush_target = 200
+    await deliver(c, clock, poison_server.url)
+    stats = c.outbox.stats()
+    assert (stats.accepted, stats.failed, stats.pending, settled(stats)) == (199, 1, 0, 200)
+    reason = "given up: HTTP 500 on each of 5 attempts"
+    assert stats.recent_errors == (EventError("poison-137", "", reason),)
+    delivered = [i for batch in poison_server.seen if "poison-137" not in batch for i in batch]
+    assert sorted(delivered) == sorted(set(ids) - {"poison-137"})  # each once
+    # 5 attempts at each of 8 sizes (200, 100, 50, 25, 13, 6, 3, 1) with the default backoff
+    assert len(poison_server.seen) == 47
+    assert clock.monotonic() - 1000.0 == pytest.approx(16.51, abs=0.01)
+
+
+async def test_async_emitter_keeps_delivering_new_events_while_a_poisoned_batch_is_split(
+    poison_server: PoisonServer,
+) -> None:
+    backoff = Backoff(base_s=0.002, cap_s=0.02)
+    url = poison_server.url
+    async with AsyncEmitter(url, backoff=backoff, batch_size=100, interval_s=0.01) as emitter:
+        for i in range(100):
+            emitter.emit("artifact_received", artifact_id="a", event_id=f"poison-{i}" if i == 37
+                         else f"early-{i}")  # fmt: skip
+        await asyncio.wait_for(poison_server.failed.wait(), 10)
+        late = [emitter.emit("artifact_received", artifact_id="a") for _ in range(100)]
+        assert await emitter.flush(30)
+        stats = emitter.stats()
+    assert (stats.accepted, stats.failed, stats.pending, settled(stats)) == (199, 1, 0, 200)
+    seen = poison_server.seen
+    first_late = next(n for n, batch in enumerate(seen) if late[0] in batch)
+    assert first_late < len(seen) - 1 and seen[-1] == ["poison-37"]
+
+
+async def test_emitter_counts_a_400_as_rejected_at_once_and_keeps_the_item_errors(
+    start_app: Any, clock: FakeClock
+) -> None:
+    client = await start_app()
+    async with AsyncEmitter(str(client.server.make_url("")), clock=clock) as emitter:
+        ids = [
+            emitter.emit("transcription_completed", artifact_id=f"a{i}",
+                         metadata={"confidence": 1.5})
+            for i in range(3)
+        ]  # fmt: skip
+        assert await emitter.flush(10)
+        stats = emitter.stats()
+    assert (stats.accepted, stats.rejected, stats.retries, stats.pending) == (0, 3, 0, 0)
+    errors = stats.recent_errors
+    assert [(e.event_id, e.field) for e in errors] == [(i, "metadata.confidence") for i in ids]
+    assert all(e.message for e in errors)
+
+
+async def test_emitter_splits_batches_voxmon_finds_too_large_until_they_fit(
+    start_app: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    client = await start_app(max_batch=10)
+    url = str(client.server.make_url(""))
+    async with AsyncEmitter(url, clock=clock, batch_size=64) as emitter:
+        ids = [emitter.emit("artifact_received", artifact_id=f"a{i}") for i in range(64)]
+        assert await emitter.flush(10)
+        stats = emitter.stats()
+    # 64 -> 2 x 32 -> 4 x 16 -> 8 x 8: seven 413s, each answered by splitting
+    assert (stats.accepted, stats.rejected, stats.retries, stats.pending) == (64, 0, 7, 0)
+    assert sorted(stored_ids(tmp_path / "voxmon.db")) == sorted(ids)
+
+
+def test_refused_connections_are_retried_within_the_budget_then_counted(clock: FakeClock) -> None:
+    url = f"http://127.0.0.1:{free_port()}{INGEST_PATH}"  # nothing listens there
+    transport = _HttpTransport(url, {"Content-Type": "application/json"}, 1.0)
+    c = Courier(Outbox(100, 10), clock, Backoff(), 1.0, random.Random(1), budget_s=30.0)
+    for _ in range(25):
+        c.outbox.put(make_event())
+    c.flush_target, attempts = 25, 0
+    while not c.idle and attempts < 1000:
+        step = c.next()
+        if isinstance(step, Send):
+            attempts += 1
+            c.done(transport.post(step.body))
+        else:
+            assert isinstance(step, float)
+            clock.advance(step)
+    stats = c.outbox.stats()
+    assert (stats.failed, stats.pending, settled(stats), stats.emitted) == (25, 0, 25, 25)
+    # three batches, one at a time, each tried until its 30 s budget ran out
+    assert (attempts, stats.retries) == (29, 26)
+    assert stats.recent_errors[0].message.startswith("given up: ConnectionRefusedError")
+
+
+def test_emitter_gives_up_on_a_refused_port_and_flush_returns(emitters: list[Emitter]) -> None:
+    emitter = Emitter(f"http://127.0.0.1:{free_port()}", backoff=Backoff(base_s=0.01, cap_s=0.05),
+                      retry_budget_s=0.3)  # fmt: skip
+    emitters.append(emitter)
+    ids = [emitter.emit("artifact_received", artifact_id=f"a{i}") for i in range(20)]
+    assert emitter.flush(10)
+    stats = emitter.stats()
+    assert (stats.failed, stats.accepted, stats.pending, settled(stats)) == (20, 0, 0, 20)
+    assert stats.retries >= 3
+    assert [e.event_id for e in stats.recent_errors] == ids

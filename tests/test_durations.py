@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ from exporter.timestamps import datetime_to_ms
 
 T0_MS = datetime_to_ms(datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC))
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MAX_MS = 30 * DAY_MS
 STAGE_OF = {
     "artifact_received": "ingestion",
     "transcription_started": "transcription",
@@ -68,6 +71,7 @@ def test_lookup_for_each_kind(event_type: str, lookup: Lookup | None) -> None:
     [
         {"duration_ms": 12.0},
         {"duration_ms": 0.0},
+        {"duration_source": DurationSource.OVER_MAX},
         {"artifact_id": None},
         {"artifact_id": ""},
     ],
@@ -122,7 +126,8 @@ def test_starts_in_batch_then_apply_starts_end_to_end() -> None:
         _event("artifact_completed", T0_MS),
     ]
     lookups = [lk for lk in map(lookup_for, batch) if lk is not None]
-    result = apply_starts(batch, starts_in_batch(batch, lookups))
+    result, discarded = apply_starts(batch, starts_in_batch(batch, lookups), MAX_MS)
+    assert not discarded
     assert [(e.duration_ms, e.duration_source) for e in result] == [
         (None, None),
         (None, None),
@@ -145,22 +150,50 @@ def test_starts_in_batch_then_apply_starts_end_to_end() -> None:
             float(DAY_MS),
             "started_event",
         ),
+        ("artifact_completed", "artifact_received", T0_MS - 30 * HOUR_MS, 30.0 * HOUR_MS,
+         "received_event"),
+        ("artifact_failed", "artifact_received", T0_MS - MAX_MS, float(MAX_MS), "received_event"),
+        ("drafts_generated", "draft_generation_started", T0_MS - 3 * DAY_MS, 3.0 * DAY_MS,
+         "started_event"),
     ],
-)
+)  # fmt: skip
 def test_apply_starts_fills_duration_and_flags_source(
     event_type: str, start_type: str, start_ms: int, duration: float, source: str
 ) -> None:
     event = _event(event_type)
-    (result,) = apply_starts([event], {("art-1", start_type, T0_MS): start_ms})
+    (result,), discarded = apply_starts([event], {("art-1", start_type, T0_MS): start_ms}, MAX_MS)
+    assert not discarded
     assert (result.duration_ms, result.duration_source) == (duration, source)
     assert result.event_id == event.event_id
     assert result.ts_ms == T0_MS
 
 
-def test_apply_starts_leaves_implausible_duration_unset() -> None:
-    event = _event("artifact_completed")
-    starts = {("art-1", "artifact_received", T0_MS): T0_MS - DAY_MS - 1}
-    assert apply_starts([event], starts) == [event]
+@pytest.mark.parametrize(
+    ("event_type", "start_type", "source"),
+    [
+        ("artifact_completed", "artifact_received", "received_event"),
+        ("transcription_failed", "transcription_started", "started_event"),
+    ],
+)
+def test_apply_starts_leaves_duration_over_max_unset_and_counts_it(
+    event_type: str, start_type: str, source: str
+) -> None:
+    event = _event(event_type)
+    starts = {("art-1", start_type, T0_MS): T0_MS - MAX_MS - 1}
+    result, discarded = apply_starts([event, event], starts, MAX_MS)
+    flagged = dataclasses.replace(event, duration_source=DurationSource.OVER_MAX)
+    assert result == [flagged, flagged]
+    assert discarded == {source: 2}
+    assert lookup_for(flagged) is None  # a second commit must not derive it again
+
+
+@pytest.mark.parametrize(("max_ms", "kept"), [(HOUR_MS, True), (HOUR_MS - 1, False)])
+def test_apply_starts_max_is_inclusive(max_ms: int, kept: bool) -> None:
+    starts = {("art-1", "artifact_received", T0_MS): T0_MS - HOUR_MS}
+    (result,), discarded = apply_starts([_event("artifact_completed")], starts, max_ms)
+    assert (result.duration_ms, sum(discarded.values())) == (
+        (float(HOUR_MS), 0) if kept else (None, 1)
+    )
 
 
 def test_apply_starts_keeps_events_without_start_or_lookup() -> None:
@@ -169,7 +202,8 @@ def test_apply_starts_keeps_events_without_start_or_lookup() -> None:
     received = _event("artifact_received")
     other_artifact = _event("artifact_completed", artifact_id="art-2")
     starts = {("art-1", "artifact_received", T0_MS): T0_MS - 10}
-    result = apply_starts([given, no_start, received, other_artifact], starts)
+    result, discarded = apply_starts([given, no_start, received, other_artifact], starts, MAX_MS)
+    assert not discarded
     assert result == [given, no_start, received, other_artifact]
 
 
@@ -182,7 +216,7 @@ def test_apply_starts_preserves_order_and_other_fields() -> None:
         ("art-1", "artifact_received", T0_MS): T0_MS - 5_000,
         ("art-1", "transcription_started", T0_MS - 1_000): T0_MS - 3_000,
     }
-    result = apply_starts(events, starts)
+    result, _ = apply_starts(events, starts, MAX_MS)
     assert result == [
         Event(
             event_id=events[0].event_id,

@@ -21,6 +21,7 @@ PURE = [
     "exporter/orgs.py",
     "exporter/body.py",
     "exporter/outbox.py",
+    "exporter/courier.py",
     "exporter/artifacts.py",
     "exporter/params.py",
     *sorted(

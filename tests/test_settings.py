@@ -56,6 +56,7 @@ def test_settings_defaults() -> None:
     assert settings.event_retention_hours == 48
     assert (settings.hourly_retention_days, settings.daily_retention_days) == (7, 90)
     assert settings.max_org_series == 100
+    assert (settings.max_duration_days, settings.max_duration_ms) == (30, 2_592_000_000)
     assert settings.max_live_orgs == 10_000
     assert dict(settings.crons) == {
         "rollup-hourly": "30 * * * *",
@@ -194,12 +195,25 @@ def test_settings_config_error_message_lists_every_problem() -> None:
         ('auth = "basic"', "auth: one of ('tokens', 'none'), got 'basic'"),
         ('auth = "tokens"', 'auth: "tokens" needs at least one [[tokens]] entry'),
         ('log_level = "verbose"', f"log_level: one of {LEVELS}, got 'verbose'"),
+        ("max_duration_days = 0", "max_duration_days: must be > 0, got 0"),
+        ("max_duration_days = 3651", "max_duration_days: must be <= 3650, got 3651"),
+        ("max_duration_days = 1.5", "max_duration_days: expected an integer, got 1.5"),
         ("max_live_orgs = 0", "max_live_orgs: must be > 0, got 0"),
         ('max_live_orgs = "many"', "max_live_orgs: expected an integer, got 'many'"),
     ],
 )
 def test_settings_rejects_bad_value(tmp_path: Path, text: str, problem: str) -> None:
     assert _problems(_write(tmp_path, text + "\n")) == [problem]
+
+
+def test_settings_max_duration_days_from_file_env_and_bounds(tmp_path: Path) -> None:
+    path = _write(tmp_path, "max_duration_days = 7\n")
+    assert Settings.load(path, {}, {}).max_duration_days == 7
+    assert Settings.load(path, {"VOXMON_MAX_DURATION_DAYS": "3650"}, {}).max_duration_days == 3650
+    assert Settings.load(None, {"VOXMON_MAX_DURATION_DAYS": "1"}, {}).max_duration_days == 1
+    assert _problems(None, {"VOXMON_MAX_DURATION_DAYS": "30d"}) == [
+        "VOXMON_MAX_DURATION_DAYS: expected an integer, got '30d'"
+    ]
 
 
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "ERROR", "CRITICAL"])

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.timestamps import (
+    MAX_MS,
+    MIN_MS,
     TimestampError,
     datetime_to_ms,
     format_rfc3339,
@@ -177,3 +179,32 @@ def test_format_rfc3339_round_trip_property(ms: int) -> None:
     text = format_rfc3339(ms)
     assert parse_timestamp(text) == ms
     assert ms_to_datetime(ms) == datetime.fromisoformat(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), MIN_MS - 3_600_000),
+        (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1))),
+         MAX_MS + 3_600_000 - 999),
+    ],
+)  # fmt: skip
+def test_datetime_to_ms_at_the_ends_of_the_range_never_overflows(
+    value: datetime, expected: int
+) -> None:
+    assert datetime_to_ms(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", MIN_MS - 1, MAX_MS + 1, 2**63],
+)
+def test_parse_timestamp_outside_years_1_to_9999_rejected(value: str | int) -> None:
+    with pytest.raises(TimestampError, match=r"outside 0001-01-01T00:00:00Z\.\.9999"):
+        parse_timestamp(value)
+
+
+@pytest.mark.parametrize("value", [MIN_MS, MAX_MS])
+def test_parse_timestamp_range_ends_accepted(value: int) -> None:
+    assert parse_timestamp(value) == value
+    assert format_rfc3339(value) in ("0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z")

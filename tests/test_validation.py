@@ -8,21 +8,43 @@ from typing import Any
 import msgspec
 import pytest
 
-from exporter.model import DurationSource, Event, Metadata
-from exporter.validation import Horizon, ItemInvalid, validate_item, validate_items
+from exporter.model import (
+    MAX_METADATA_BYTES,
+    WIRE_MAX_DURATION_MS,
+    DurationSource,
+    Event,
+    FieldError,
+    Metadata,
+)
+from exporter.validation import Checked, Horizon, ItemInvalid, validate_item, validate_items
 from tests.conftest import T0_MS, make_event
 
 HORIZON = Horizon()
 SECOND = 1_000
 HOUR = 3_600_000
+DAY = 24 * HOUR
 
 
 def _raw(**overrides: Any) -> bytes:
     return msgspec.json.encode(make_event(**overrides))
 
 
-def _accept(**overrides: Any) -> Event:
+def _nested(levels: int) -> Any:
+    """A JSON value with ``levels`` nested arrays: ``_nested(2) == [[0]]``."""
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _check(**overrides: Any) -> Checked:
     return validate_item(_raw(**overrides), T0_MS, HORIZON)
+
+
+def _accept(**overrides: Any) -> Event:
+    checked = _check(**overrides)
+    assert checked.warning is None
+    return checked.event
 
 
 def _reject(**overrides: Any) -> ItemInvalid:
@@ -117,13 +139,14 @@ def test_validate_item_keeps_every_optional_field() -> None:
         error_code="E1",
         error_message="none",
         metadata=Metadata(claim_count=3, confidence=0.75, ai_cost_usd=0.02, ai_model="m"),
+        metadata_json='{"claim_count":3,"confidence":0.75,"ai_cost_usd":0.02,"ai_model":"m"}',
     )
     assert event.ai_cost_usd == 0.02
 
 
 def test_validate_item_accepts_msgspec_raw_and_epoch_ms() -> None:
     raw = msgspec.Raw(_raw(event_id="e-raw", timestamp=T0_MS - 1))
-    event = validate_item(raw, T0_MS, HORIZON)
+    event = validate_item(raw, T0_MS, HORIZON).event
     assert (event.event_id, event.ts_ms) == ("e-raw", T0_MS - 1)
 
 
@@ -150,6 +173,7 @@ def test_validate_item_org_id_absent_is_none() -> None:
         ({"error_message": "x" * 2000}, "error_message"),
         ({"duration_ms": 0}, "duration_ms"),
         ({"duration_ms": 86_400_000}, "duration_ms"),
+        ({"duration_ms": 30 * DAY}, "duration_ms"),
     ],
 )
 def test_validate_item_accepts_values_at_the_limit(overrides: dict[str, Any], field: str) -> None:
@@ -165,6 +189,7 @@ def test_validate_item_accepts_values_at_the_limit(overrides: dict[str, Any], fi
         {"retry_attempt": 0, "confidence": 0, "transcript_duration_s": 0, "ai_cost_usd": 0},
         {"confidence": 1, "ai_model": "m" * 128, "source_channel": "s" * 128},
         {"transcript_duration_s": 12.5, "ai_cost_usd": 0.001},
+        {"claim_count": 10**9, "transcript_word_count": 10**9, "retry_attempt": 10**9},
     ],
 )
 def test_validate_item_accepts_metadata_at_the_limit(metadata: dict[str, Any]) -> None:
@@ -214,7 +239,8 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"stage": 5}, "stage", "invalid_value"),
     ({"duration_ms": -1}, "duration_ms", "invalid_value"),
     ({"duration_ms": -0.001}, "duration_ms", "invalid_value"),
-    ({"duration_ms": 86_400_001}, "duration_ms", "invalid_value"),
+    ({"duration_ms": WIRE_MAX_DURATION_MS + 1}, "duration_ms", "invalid_value"),
+    ({"duration_ms": 1e300}, "duration_ms", "invalid_value"),
     ({"duration_ms": "5"}, "duration_ms", "invalid_value"),
     ({"stage_started_at": "2026-11-28T10:00:01Z"}, "stage_started_at", "negative_duration"),
     (
@@ -225,7 +251,6 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
         "stage_started_at",
         "negative_duration",
     ),
-    ({"stage_started_at": T0_MS - 86_400_001}, "stage_started_at", "invalid_value"),
     ({"stage_started_at": "yesterday"}, "stage_started_at", "invalid_timestamp"),
     ({"stage_started_at": False}, "stage_started_at", "invalid_timestamp"),
     ({"stage_completed_at": "2026-11-28T10:00:00"}, "stage_completed_at", "invalid_timestamp"),
@@ -249,6 +274,9 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
         "invalid_value",
     ),
     ({"metadata": {"retry_attempt": -1}}, "metadata.retry_attempt", "invalid_value"),
+    ({"metadata": {"claim_count": 10**9 + 1}}, "metadata.claim_count", "invalid_value"),
+    ({"metadata": {"draft_count": 2**63}}, "metadata.draft_count", "invalid_value"),
+    ({"metadata": {"x": 1, "entity_count": 2**64}}, "metadata.entity_count", "invalid_value"),
     ({"metadata": {"claim_count": 1.5}}, "metadata.claim_count", "invalid_value"),
     ({"metadata": {"draft_count": "3"}}, "metadata.draft_count", "invalid_value"),
     ({"metadata": {"confidence": 1.01}}, "metadata.confidence", "invalid_value"),
@@ -264,9 +292,14 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"metadata": {"source_channel": "s" * 129}}, "metadata.source_channel", "invalid_value"),
     ({"foo": 1}, "foo", "unknown_field"),
     ({"eventId": "e-1"}, "eventId", "unknown_field"),
-    ({"metadata": {"foo": 1}}, "metadata.foo", "unknown_field"),
-    ({"metadata": {"confidence": 0.5, "cost": 1}}, "metadata.cost", "unknown_field"),
-]
+    ({"metadata": {"confidence": 0.5, "cost": 1, "ai_model": 4}}, "metadata.ai_model",
+     "invalid_value"),
+    ({"metadata": {"confidence": {"avg": 0.5}}}, "metadata.confidence", "invalid_value"),
+    ({"metadata": {f"k{i}": i for i in range(65)}}, "metadata", "metadata_too_large"),
+    ({"metadata": {"k" * 129: 1}}, "metadata", "metadata_too_large"),
+    ({"metadata": {"blob": "x" * MAX_METADATA_BYTES}}, "metadata", "metadata_too_large"),
+    ({"metadata": {"deep": _nested(33)}}, "metadata", "metadata_too_large"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("overrides", "field", "reason"), REJECTIONS)
@@ -291,7 +324,19 @@ def test_validate_item_rejects_naming_the_field(
         ),
         ({"metadata": {"confidence": 1.01}}, "Expected `float` <= 1.0"),
         ({"metadata": {"claim_count": -1}}, "Expected `int` >= 0"),
-        ({"metadata": {"foo": 1}}, "unknown field 'metadata.foo'"),
+        (
+            {"metadata": {f"k{i}": i for i in range(65)}},
+            "metadata has 65 keys; at most 64",
+        ),
+        (
+            {"metadata": {"k" * 129: 1}},
+            f"metadata key {'k' * 32!r}... has 129 characters; at most 128",
+        ),
+        (
+            {"metadata": {"blob": "x" * 16_374}},
+            "metadata is 16385 bytes; at most 16384",
+        ),
+        ({"metadata": {"deep": _nested(33)}}, "metadata nested more than 32 levels"),
         ({"bar": 1}, "unknown field 'bar'"),
         (
             {"event_type": "transcription_completed", "stage": "confirmation"},
@@ -340,6 +385,154 @@ def test_validate_item_artifact_required_for_artifact_types(event_type: str) -> 
 def test_validate_item_artifact_optional_for_system_and_cost(event_type: str) -> None:
     event = _accept(event_type=event_type, artifact_id=None, org_id=None)
     assert (event.artifact_id, event.org_id, event.stage) == (None, None, None)
+
+
+# --- open metadata ------------------------------------------------------------------
+
+
+def test_validate_item_keeps_unknown_metadata_keys_with_their_values() -> None:
+    metadata = {
+        "confidence": 0.9,
+        "avgConfidence": 0.87,
+        "pipeline": {"version": "2.3", "flags": [1, None, True], "score": -1.5},
+        "note": "é ✓",
+        "big": 123456789012345678901234567890,
+        "": None,
+    }
+    event = _accept(metadata=metadata)
+    assert event.metadata == Metadata(confidence=0.9)
+    assert event.metadata_json is not None
+    assert msgspec.json.decode(event.metadata_json) == metadata
+
+
+def test_validate_item_metadata_of_only_unknown_keys_has_no_known_values() -> None:
+    event = _accept(metadata={"avgConfidence": 0.5})
+    assert event.metadata == Metadata()
+    assert event.metadata_json == '{"avgConfidence":0.5}'
+    assert event.ai_cost_usd == 0.0
+
+
+def test_validate_item_metadata_json_is_the_object_as_sent() -> None:
+    sent = b'{ "claim_count" : 2 ,"x": [ 1, 1e5, "\\u00e9" ] }'
+    raw = _raw().replace(b"}", b',  "metadata" : ' + sent + b" }")
+    event = validate_item(raw, T0_MS, HORIZON).event
+    assert event.metadata_json == sent.decode()
+    assert event.metadata == Metadata(claim_count=2)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason", "field"),
+    [
+        (b'{"x": "\xff"}', "invalid_json", "metadata"),
+        (b'{"x": 1e400}', "invalid_value", "metadata"),
+        (b'{"x": "\\ud800"}', "invalid_json", ""),  # the whole item is not JSON
+        (b'{"claim_count": 1, "claim_count": -1}', "invalid_value", "metadata.claim_count"),
+    ],
+)
+def test_validate_item_metadata_values_are_checked_even_unknown(
+    metadata: bytes, reason: str, field: str
+) -> None:
+    raw = _raw().replace(b"}", b',"metadata":' + metadata + b"}")
+    with pytest.raises(ItemInvalid) as caught:
+        validate_item(raw, T0_MS, HORIZON)
+    assert (caught.value.reason, caught.value.error.field) == (reason, field)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {f"k{i}": i for i in range(64)},
+        {"k" * 128: 1},
+        {"blob": "x" * 16_373},
+        {"deep": _nested(32)},
+    ],
+)
+def test_validate_item_metadata_at_each_bound_is_accepted(metadata: dict[str, Any]) -> None:
+    event = _accept(metadata=metadata)
+    assert event.metadata_json is not None
+    assert msgspec.json.decode(event.metadata_json) == metadata
+
+
+@pytest.mark.parametrize("levels", [33, 900, 5_000, 200_000])
+def test_validate_items_deep_metadata_is_a_rejection_naming_metadata(levels: int) -> None:
+    deep = b"[" * levels + b"]" * levels
+    raw = _raw(event_id="e-deep").replace(b"}", b',"metadata":{"deep":' + deep + b"}}")
+    events, rejections, _ = validate_items([raw], T0_MS, HORIZON)
+    assert events == []
+    assert [(r.reason, r.errors[0].field) for r in rejections] == [
+        ("metadata_too_large", "metadata")
+    ]
+    assert rejections[0].errors[0].message == "metadata nested more than 32 levels"
+
+
+def test_validate_item_metadata_number_out_of_range_names_metadata() -> None:
+    raw = _raw().replace(b"}", b',"metadata":{"avgConfidence":[1e999]}}')
+    with pytest.raises(ItemInvalid) as caught:
+        validate_item(raw, T0_MS, HORIZON)
+    assert (caught.value.reason, caught.value.error.field) == ("invalid_value", "metadata")
+
+
+# --- durations over the maximum -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"duration_ms": 31 * DAY},
+            "duration from duration_ms is 2678400000 ms, over max_duration_days (30 days,"
+            " 2592000000 ms); the event is stored without a duration",
+        ),
+        (
+            {"duration_ms": 30 * DAY + 0.5},
+            "duration from duration_ms is 2592000000.5 ms, over max_duration_days (30 days,"
+            " 2592000000 ms); the event is stored without a duration",
+        ),
+        (
+            {"stage_started_at": T0_MS - 30 * DAY - 1},
+            "duration from the stage times is 2592000001 ms, over max_duration_days (30 days,"
+            " 2592000000 ms); the event is stored without a duration",
+        ),
+        (
+            {"duration_ms": 31 * DAY, "stage_started_at": T0_MS - 1000},
+            "duration from duration_ms is 2678400000 ms, over max_duration_days (30 days,"
+            " 2592000000 ms); the event is stored without a duration",
+        ),
+    ],
+)
+def test_validate_item_duration_over_max_is_dropped_with_a_warning(
+    overrides: dict[str, Any], message: str
+) -> None:
+    checked = _check(event_type="artifact_completed", **overrides)
+    assert checked.warning == FieldError("duration_ms", message)
+    event = checked.event
+    assert (event.event_type, event.ts_ms) == ("artifact_completed", T0_MS)
+    assert (event.duration_ms, event.duration_source) == (None, DurationSource.OVER_MAX)
+
+
+@pytest.mark.parametrize(
+    ("max_ms", "duration_ms", "kept"),
+    [(HOUR, HOUR, True), (HOUR, HOUR + 1, False), (3650 * DAY, WIRE_MAX_DURATION_MS, True)],
+)
+def test_validate_item_custom_max_duration(max_ms: int, duration_ms: int, kept: bool) -> None:
+    checked = validate_item(_raw(duration_ms=duration_ms), T0_MS, HORIZON, max_ms)
+    assert (checked.event.duration_ms is not None, checked.warning is None) == (kept, kept)
+
+
+def test_validate_items_reports_warnings_by_index() -> None:
+    items = [
+        _raw(event_id="w-0"),
+        _raw(event_id="w-1", event_type="artifact_completed", duration_ms=31 * DAY),
+        _raw(event_id="w-2", duration_ms=-1),
+        _raw(event_id="w-3", event_type="transcription_completed", stage_started_at=0),
+    ]
+    events, rejections, warnings = validate_items(items, T0_MS, HORIZON)
+    assert [e.event_id for e in events] == ["w-0", "w-1", "w-3"]
+    assert [(r.index, r.event_id) for r in rejections] == [(2, "w-2")]
+    assert [(w.index, w.event_id, w.reason, w.errors[0].field) for w in warnings] == [
+        (1, "w-1", "duration_over_max", "duration_ms"),
+        (3, "w-3", "duration_over_max", "duration_ms"),
+    ]
 
 
 # --- the time horizon -------------------------------------------------------------
@@ -406,7 +599,7 @@ def test_validate_item_custom_horizon(offset_ms: int, accepted: bool) -> None:
     horizon = Horizon(future_ms=0, past_ms=HOUR)
     raw = _raw(timestamp=T0_MS + offset_ms)
     if accepted:
-        assert validate_item(raw, T0_MS, horizon).ts_ms == T0_MS + offset_ms
+        assert validate_item(raw, T0_MS, horizon).event.ts_ms == T0_MS + offset_ms
     else:
         with pytest.raises(ItemInvalid):
             validate_item(raw, T0_MS, horizon)
@@ -448,6 +641,8 @@ def test_validate_item_custom_horizon(offset_ms: int, accepted: bool) -> None:
         ({"stage_started_at": "2026-11-28T09:58:00Z"}, 120_000.0, DurationSource.STAGE_TIMES),
         ({"stage_started_at": T0_MS}, 0.0, DurationSource.STAGE_TIMES),
         ({"stage_started_at": T0_MS - 86_400_000}, 86_400_000.0, DurationSource.STAGE_TIMES),
+        ({"stage_started_at": T0_MS - 30 * DAY}, float(30 * DAY), DurationSource.STAGE_TIMES),
+        ({"duration_ms": 30 * DAY}, float(30 * DAY), DurationSource.GIVEN),
         ({"stage_completed_at": "2026-11-28T09:59:00Z"}, None, None),
         ({}, None, None),
     ],
@@ -480,7 +675,8 @@ def test_validate_items_bad_items_do_not_sink_the_batch() -> None:
         9: _raw(event_id="b-9", timestamp=T0_MS + HOUR),
     }
     items = [bad.get(i, _raw(event_id=f"g-{i}", timestamp=T0_MS - i)) for i in range(10)]
-    events, rejections = validate_items(items, T0_MS, HORIZON)
+    events, rejections, warnings = validate_items(items, T0_MS, HORIZON)
+    assert warnings == []
     assert [e.event_id for e in events] == ["g-0", "g-1", "g-3", "g-4", "g-6", "g-7", "g-8"]
     assert [e.ts_ms for e in events] == [T0_MS - i for i in (0, 1, 3, 4, 6, 7, 8)]
     assert [(r.index, r.event_id, r.reason) for r in rejections] == [
@@ -496,7 +692,7 @@ def test_validate_items_bad_items_do_not_sink_the_batch() -> None:
 
 
 def test_validate_items_empty_batch() -> None:
-    assert validate_items([], T0_MS, HORIZON) == ([], [])
+    assert validate_items([], T0_MS, HORIZON) == ([], [], [])
 
 
 @pytest.mark.parametrize(
@@ -511,7 +707,7 @@ def test_validate_items_empty_batch() -> None:
     ],
 )
 def test_validate_items_rejection_event_id(raw: bytes, event_id: str | None) -> None:
-    _, rejections = validate_items([raw], T0_MS, HORIZON)
+    _, rejections, _ = validate_items([raw], T0_MS, HORIZON)
     assert [r.event_id for r in rejections] == [event_id]
 
 
@@ -536,6 +732,6 @@ def test_validate_items_rejection_event_id(raw: bytes, event_id: str | None) -> 
     ],
 )
 def test_validate_items_rejection_reason(raw: bytes, reason: str, field: str) -> None:
-    events, rejections = validate_items([raw], T0_MS, HORIZON)
+    events, rejections, _ = validate_items([raw], T0_MS, HORIZON)
     assert events == []
     assert [(r.index, r.reason, r.errors[0].field) for r in rejections] == [(0, reason, field)]

@@ -74,7 +74,7 @@ def _row(event: Event, received_ms: int) -> tuple[object, ...]:
         None if meta is None else meta.auto_resolved_count,
         None if meta is None else meta.disambiguation_count,
         None if meta is None else meta.draft_count,
-        None if meta is None else _encode(meta).decode(),
+        event.metadata_json,
     )
 
 
