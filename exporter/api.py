@@ -23,6 +23,7 @@ from exporter.health import StorageHealth
 from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
 from exporter.model import Event, FieldError, ItemWarning, Rejection
+from exporter.orgs import OTHER_ORG
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms, format_rfc3339
@@ -164,12 +165,16 @@ def _item_body(item: Rejection | ItemWarning) -> dict[str, Any]:
 
 
 async def get_realtime(request: web.Request) -> web.Response:
-    """``GET /v1/metrics/realtime[?org_id=]``: the 60-minute counters of one scope."""
+    """``GET /v1/metrics/realtime[?org_id=]``: the 60-minute counters of one scope. An
+    organisation beyond ``max_live_orgs`` has no live window of its own: 404
+    ``org_not_live`` (its events count in ``org_id=__other__`` and in full in snapshots)."""
     reject_unknown_params(request, ("org_id",))
     svc = services(request)
     org_id = request.query.get("org_id")
     if org_id == "":
         raise BadRequest("org_id must not be empty", [{"field": "org_id", "message": "empty"}])
+    if org_id and svc.live.orgs.live_scope(org_id) not in (org_id, None):
+        raise _OrgNotLive(org_id, svc.live.orgs.max_live_orgs)
     now_ms = datetime_to_ms(svc.clock.now())
     bounds = window_bounds(now_ms)
     totals = svc.live.windows.totals(org_id or PLATFORM, now_ms)
@@ -227,3 +232,17 @@ async def get_readyz(request: web.Request) -> web.Response:
 class _NotReady(VoxmonError):
     status = 503
     code = "not_ready"
+
+
+class _OrgNotLive(VoxmonError):
+    status = 404
+    code = "org_not_live"
+
+    def __init__(self, org_id: str, cap: int) -> None:
+        super().__init__(
+            f"organisation {org_id!r} has no live window: voxmon keeps one for the first"
+            f" {cap} organisations it sees (max_live_orgs) and counts later ones together as"
+            f" org_id={OTHER_ORG}; its hourly and daily snapshots are exact"
+            " (GET /v1/metrics/history?org_id=...)",
+            [{"field": "org_id", "message": f"not tracked live (beyond max_live_orgs={cap})"}],
+        )

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from exporter import api, queries
 from exporter.auth import Authenticator
 from exporter.clock import Clock, SystemClock
-from exporter.collector import PipelineCollector
+from exporter.collector import LiveOrgsCollector, PipelineCollector
 from exporter.errors import Conflict, NotFound, VoxmonError
 from exporter.health import StorageHealth
 from exporter.jobstatus import JobRunsCollector
@@ -76,9 +76,10 @@ def create_app(
     their own; tests that drive jobs by hand use it."""
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
-    live = LiveState(settings.max_org_series)
+    live = LiveState(settings.max_org_series, settings.max_live_orgs)
     metrics = SelfMetrics.register(registry)
     registry.register(PipelineCollector(live, clock, settings.stuck_after_s * 1000))
+    registry.register(LiveOrgsCollector(live))
     job_runs = JobRunsCollector(list(JOBS))
     registry.register(job_runs)
     svc = api.Services(
@@ -356,6 +357,6 @@ async def _restore(db: Database, svc: api.Services) -> None:
     counters = await db.run(state_rows.load_counters, "live_counters")
     maxima = await db.run(state_rows.load_counters, "live_maxima")
     minutes = await db.run(state_rows.load_minutes, since)
-    orgs = await db.run(state_rows.load_orgs)
-    svc.live.load(counters, maxima, minutes, orgs)
+    orgs, orgs_seen = await db.run(state_rows.load_orgs, svc.live.orgs.capacity)
+    svc.live.load(counters, maxima, minutes, orgs, orgs_seen)
     svc.live.inflight.apply(await db.run(artifact_rows.load_in_flight))

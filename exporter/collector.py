@@ -1,8 +1,10 @@
-"""Prometheus collector for the pipeline's domain metrics, read from the live state.
+"""Prometheus collectors for the pipeline's domain metrics and the organisation caps, read
+from the live state.
 
 ``org_id`` label values are capped: the first ``max_org_series`` organisations seen keep
 their own series, the rest are summed into ``__other__``; events without an organisation
-carry ``org_id=""``. So every org-labelled family sums to the platform total.
+carry ``org_id=""``. So every org-labelled family sums to the platform total. The live state
+is already summed that way, so a scrape never walks the organisations beyond the caps.
 """
 
 from __future__ import annotations
@@ -49,15 +51,15 @@ class PipelineCollector(Collector):
         yield self._events(counters)
         yield self._org_counter(
             "artifacts", "Voice-note artifacts by organisation and outcome.",
-            ["org_id", "outcome"], "artifacts_total", org_position=0,
+            ["org_id", "outcome"], "artifacts_total",
         )  # fmt: skip
         yield self._org_counter(
             "stage_outcomes", "Stage finishes by stage, outcome and organisation.",
-            ["stage", "outcome", "org_id"], "stage_outcomes_total", org_position=2,
+            ["stage", "outcome", "org_id"], "stage_outcomes_total",
         )  # fmt: skip
         yield self._org_counter(
             "ai_cost_usd", "AI cost in US dollars by organisation.",
-            ["org_id"], "ai_cost_usd_total", org_position=0,
+            ["org_id"], "ai_cost_usd_total",
         )  # fmt: skip
         yield self._histogram_family(
             "stage_duration_seconds", "Duration of successful stage runs.", "stage_duration"
@@ -81,19 +83,12 @@ class PipelineCollector(Collector):
                 family.add_metric([key[1]], value)
         return family
 
-    def _org_counter(
-        self, name: str, doc: str, labels: list[str], key_name: str, org_position: int
-    ) -> Metric:
-        merged: dict[tuple[str, ...], float] = {}
-        for key, value in self._live.counters.items():
-            if key[0] != key_name:
-                continue
-            labelled = list(key[1:])
-            labelled[org_position] = self._live.org_label(labelled[org_position])
-            merged[tuple(labelled)] = merged.get(tuple(labelled), 0.0) + value
+    def _org_counter(self, name: str, doc: str, labels: list[str], key_name: str) -> Metric:
+        """A family whose keys already carry the capped ``org_id`` label value."""
         family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
-        for values, total in sorted(merged.items()):
-            family.add_metric(list(values), total)
+        for key, total in sorted(self._live.counters.items()):
+            if key[0] == key_name:
+                family.add_metric(list(key[1:]), total)
         return family
 
     def _histogram_family(self, name: str, doc: str, stem: str) -> Metric:
@@ -117,14 +112,15 @@ class PipelineCollector(Collector):
             labels=["counter", "org_id"],
         )
         now_ms = datetime_to_ms(self._clock.now())
-        merged: dict[tuple[str, str], float] = {}
-        for scope in self._live.windows.scopes():
-            label = PLATFORM if scope == PLATFORM else self._live.org_label(scope)
-            for counter, value in self._live.windows.totals(scope, now_ms).items():
-                merged[(counter, label)] = merged.get((counter, label), 0.0) + value
-        if not any(label == PLATFORM for _, label in merged):
-            merged.update({(counter, PLATFORM): 0.0 for counter in WINDOW_COUNTERS})
-        for (counter, label), value in sorted(merged.items()):
+        windows = self._live.series_windows  # one scope per label value, not per org
+        rows = {
+            (counter, label): value
+            for label in windows.scopes()
+            for counter, value in windows.totals(label, now_ms).items()
+        }
+        if not any(label == PLATFORM for _, label in rows):
+            rows.update({(counter, PLATFORM): 0.0 for counter in WINDOW_COUNTERS})
+        for (counter, label), value in sorted(rows.items()):
             family.add_metric([counter, label], value)
         return family
 
@@ -184,3 +180,33 @@ class PipelineCollector(Collector):
 
 def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class LiveOrgsCollector(Collector):
+    """``voxmon_*`` gauges for the organisation caps: how many organisations have their own
+    live window, the cap, and how many organisations voxmon has seen in all."""
+
+    def __init__(self, live: LiveState) -> None:
+        self._orgs = live.orgs
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        orgs = self._orgs
+        yield GaugeMetricFamily(
+            "voxmon_live_orgs",
+            "Organisations with their own 60-minute live window (first seen, up to"
+            " max_live_orgs); later ones share the __other__ live scope.",
+            value=orgs.live,
+        )
+        yield GaugeMetricFamily(
+            "voxmon_live_orgs_limit", "The live-organisation cap (max_live_orgs).",
+            value=orgs.max_live_orgs,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "voxmon_orgs_seen",
+            "Organisations seen since the database was created (every one is kept in"
+            " storage and snapshots).",
+            value=orgs.seen,
+        )

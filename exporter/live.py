@@ -1,30 +1,38 @@
 """Live in-memory state read by ``/metrics`` and the realtime API: monotonic counters,
-maxima, 60-minute windows and the org series cap. Updated only from committed tallies."""
+maxima, 60-minute windows and the organisation caps. Updated only from committed tallies;
+bounded by the caps, never by the number of organisations seen."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, KeysView, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from exporter.inflight import InflightIndex
-from exporter.tally import Key, Tally
-from exporter.windows import MinuteWindows
+from exporter.orgs import OrgRegistry
+from exporter.tally import ORG_FAMILIES, Key, Tally
+from exporter.windows import PLATFORM, MinuteWindows
 
-OTHER_ORG = "__other__"
+Minutes = Mapping[tuple[str, int, str], float]
 
 
 class LiveState:
-    """Everything ``/metrics`` and ``/v1/metrics/realtime`` need, O(1) to update."""
+    """Everything ``/metrics`` and ``/v1/metrics/realtime`` need, O(1) to update.
 
-    def __init__(self, max_org_series: int) -> None:
-        self.max_org_series = max_org_series
+    ``windows`` hold one scope per organisation with a live window (the first
+    ``max_live_orgs``) plus ``__other__``; ``series_windows`` the same buckets summed by
+    ``org_id`` label value (the first ``max_org_series`` and ``__other__``), which is all
+    ``/metrics`` reads, so a scrape costs the same however many organisations are live.
+    """
+
+    def __init__(self, max_org_series: int, max_live_orgs: int) -> None:
+        self.orgs = OrgRegistry(max_live_orgs, max_org_series)
         self.counters: dict[Key, float] = {}
         self.maxima: dict[Key, float] = {}
         self.windows = MinuteWindows()
+        self.series_windows = MinuteWindows()
         self.inflight = InflightIndex()
         self.latency_baseline_s: dict[str, float] = {}
         """Per-stage p95 over the last 7 days of hourly snapshots (set by the rollup
         wiring; a stage is absent until it has 6 hours of baseline)."""
-        self._org_order: dict[str, int] = {}
 
     def apply(self, tally: Tally, now_ms: int) -> None:
         """Add one committed tally; called after its transaction commits."""
@@ -34,39 +42,54 @@ class LiveState:
         for key, value in tally.maxima.items():
             if value > self.maxima.get(key, float("-inf")):
                 self.maxima[key] = value
+        self.orgs.register(tally.new_orgs, tally.orgs_added)
         self.windows.apply(tally.minutes)
+        self.series_windows.apply(_rescoped(tally.minutes, self.orgs.series_label))
         self.windows.prune(now_ms)
-        self.register_orgs(tally.new_orgs)
+        self.series_windows.prune(now_ms)
 
     def load(
         self,
         counters: Mapping[Key, float],
         maxima: Mapping[Key, float],
-        minutes: Mapping[tuple[str, int, str], float],
+        minutes: Minutes,
         orgs: Iterable[str],
+        orgs_seen: int,
     ) -> None:
-        """Restore persisted state at start (``orgs`` in first-seen order)."""
-        self.counters = dict(counters)
+        """Restore persisted state at start: ``orgs`` are the first organisations in
+        first-seen order (at least the registry's capacity when there are that many),
+        ``orgs_seen`` how many storage holds. Rows persisted under other caps (or before
+        there were any) are folded under today's labels and scopes."""
+        self.orgs.load(orgs, orgs_seen)
+        self.counters = _relabelled(counters, self.orgs.series_label)
         self.maxima = dict(maxima)
+        live_minutes = _rescoped(minutes, self._live_scope)
         self.windows = MinuteWindows()
-        self.windows.apply(minutes)
-        self._org_order = {}
-        self.register_orgs(orgs)
+        self.windows.apply(live_minutes)
+        self.series_windows = MinuteWindows()
+        self.series_windows.apply(_rescoped(live_minutes, self.orgs.series_label))
 
-    @property
-    def known_orgs(self) -> KeysView[str]:
-        return self._org_order.keys()
+    def _live_scope(self, scope: str) -> str:
+        return self.orgs.live_scope(scope) or scope
 
-    def register_orgs(self, orgs: Iterable[str]) -> None:
-        for org in orgs:
-            self._org_order.setdefault(org, len(self._org_order))
 
-    def org_label(self, org: str) -> str:
-        """Label value for an org: itself if among the first ``max_org_series`` orgs seen
-        (a stable set, so counters stay monotonic), else ``__other__``. ``""`` stays ``""``."""
-        if not org:
-            return org
-        position = self._org_order.get(org)
-        if position is not None and position < self.max_org_series:
-            return org
-        return OTHER_ORG
+def _rescoped(
+    minutes: Minutes, scope_of: Callable[[str], str]
+) -> dict[tuple[str, int, str], float]:
+    """Window buckets summed under ``scope_of(scope)``; the platform scope stays."""
+    out: dict[tuple[str, int, str], float] = {}
+    for (scope, minute_ms, counter), value in minutes.items():
+        key = (scope_of(scope) if scope != PLATFORM else scope, minute_ms, counter)
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def _relabelled(counters: Mapping[Key, float], label_of: Callable[[str], str]) -> dict[Key, float]:
+    """Counters with each org_id value replaced by ``label_of(org)`` and summed."""
+    out: dict[Key, float] = {}
+    for key, value in counters.items():
+        index = ORG_FAMILIES.get(key[0])
+        if index is not None and index < len(key):
+            key = (*key[:index], label_of(key[index]), *key[index + 1 :])
+        out[key] = out.get(key, 0.0) + value
+    return out

@@ -396,7 +396,12 @@ def _paths() -> dict[str, Any]:
     return {
         "/v1/events": {"post": ingest},
         "/v1/metrics/realtime": {
-            "get": _op("60-minute live counters", ref("Realtime"), [ORG_PARAM])
+            "get": _op(
+                "60-minute live counters (404 org_not_live beyond max_live_orgs)",
+                ref("Realtime"),
+                [ORG_PARAM],
+                404,
+            )
         },
         "/v1/metrics/history": {
             "get": _op(

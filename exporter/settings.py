@@ -59,6 +59,7 @@ class Settings:
     hourly_retention_days: int = 7
     daily_retention_days: int = 90
     max_org_series: int = 100
+    max_live_orgs: int = 10_000
     stuck_after_s: int = 900
     max_range_rows: int = 10_000
     header_timeout_s: int = 10
@@ -195,7 +196,7 @@ def _tokens(raw: Any, problems: list[str]) -> tuple[Token, ...]:
 _POSITIVE = (
     "port", "max_body_bytes", "max_batch", "queue_max_events", "commit_max_events",
     "retry_after_s", "event_retention_hours", "hourly_retention_days", "daily_retention_days",
-    "max_org_series", "stuck_after_s", "max_range_rows", "max_duration_days",
+    "max_org_series", "stuck_after_s", "max_range_rows", "max_duration_days", "max_live_orgs",
     "header_timeout_s", "body_timeout_s", "max_connections",
 )  # fmt: skip
 

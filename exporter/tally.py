@@ -2,16 +2,19 @@
 window minute buckets and newly seen organisations.
 
 The same ``Tally`` is written to SQLite in the commit's transaction and then applied in
-memory, so the persisted and live numbers never diverge.
+memory, so the persisted and live numbers never diverge. Organisations are already folded
+by the caps (``orgs.py``): per-org counters under their ``org_id`` label value, window
+buckets under their live scope, so neither grows with the number of organisations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.catalog import EVENT_TYPES, Kind, window_counters_for
 from exporter.model import Event
+from exporter.orgs import OrgLabeller, OrgRegistry
 from exporter.timestamps import MINUTE_MS
 from exporter.windows import PLATFORM
 
@@ -24,6 +27,13 @@ NO_ORG = ""
 """org_id label of events without an organisation in the per-org counters."""
 
 Key = tuple[str, ...]
+
+ORG_FAMILIES: Mapping[str, int] = {
+    "artifacts_total": 1,
+    "stage_outcomes_total": 3,
+    "ai_cost_usd_total": 1,
+}
+"""Counter families labelled by organisation -> index of the org_id value in their keys."""
 
 _ARTIFACT_OUTCOME = {
     Kind.ARTIFACT_START: "received",
@@ -42,6 +52,10 @@ class Tally:
     maxima: dict[Key, float] = field(default_factory=dict)
     minutes: dict[tuple[str, int, str], float] = field(default_factory=dict)
     new_orgs: list[str] = field(default_factory=list)
+    """Organisations the in-memory registry does not hold, in arrival order: storage records
+    those it has not seen (first-seen order), the registry those it has room for."""
+    orgs_added: int = 0
+    """How many of ``new_orgs`` storage had not seen before (set when it is saved)."""
 
     def count(self, key: Key, value: float = 1.0) -> None:
         self.counters[key] = self.counters.get(key, 0.0) + value
@@ -93,30 +107,27 @@ def _profile(name: str) -> _Profile:
 _PROFILES = {name: _profile(name) for name in EVENT_TYPES}
 
 
-def tally(events: Iterable[Event], window_start_ms: int, known_orgs: Container[str]) -> Tally:
+def tally(events: Iterable[Event], window_start_ms: int, orgs: OrgRegistry) -> Tally:
     """Deltas for newly accepted events (duplicates already removed).
 
     Window buckets are written only for minutes at or after ``window_start_ms`` (older
-    events are accepted but outside the live window). ``known_orgs`` are orgs already
-    registered for the series cap; the rest are listed in ``new_orgs`` in arrival order.
+    events are accepted but outside the live window). ``orgs`` decides each organisation's
+    label and live scope; orgs it does not hold are listed in ``new_orgs``.
     """
     result = Tally()
-    seen: set[str] = set()
+    labeller = OrgLabeller(orgs)
     for event in events:
         profile = _PROFILES[event.event_type]
-        _count_event(result, event, profile)
+        labels = labeller(event.org_id) if event.org_id else None
+        _count_event(result, event, profile, labels.series if labels else NO_ORG)
         if event.ts_ms >= window_start_ms:
-            _count_window(result, event, profile)
-        org = event.org_id
-        if org and org not in known_orgs and org not in seen:
-            seen.add(org)
-            result.new_orgs.append(org)
+            _count_window(result, event, profile, labels.live if labels else None)
+    result.new_orgs = labeller.unregistered
     return result
 
 
-def _count_event(result: Tally, event: Event, profile: _Profile) -> None:
+def _count_event(result: Tally, event: Event, profile: _Profile, org: str) -> None:
     counters = result.counters
-    org = event.org_id or NO_ORG
     counters[profile.events_key] = counters.get(profile.events_key, 0.0) + 1.0
     result.maximum(profile.last_key, float(event.ts_ms))
     cost = event.ai_cost_usd
@@ -139,11 +150,11 @@ def _observe(result: Tally, name: str, labels: tuple[str, ...], duration_ms: flo
     result.count((f"{name}_count", *labels))
 
 
-def _count_window(result: Tally, event: Event, profile: _Profile) -> None:
+def _count_window(result: Tally, event: Event, profile: _Profile, org_scope: str | None) -> None:
     minute_ms = event.ts_ms - event.ts_ms % MINUTE_MS
     cost = event.ai_cost_usd
     minutes = result.minutes
-    for scope in (PLATFORM, event.org_id) if event.org_id else (PLATFORM,):
+    for scope in (PLATFORM, org_scope) if org_scope else (PLATFORM,):
         for name in profile.window_names:
             key = (scope, minute_ms, name)
             minutes[key] = minutes.get(key, 0.0) + 1.0

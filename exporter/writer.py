@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from exporter import durations
@@ -21,6 +21,7 @@ from exporter.errors import Unavailable
 from exporter.health import StorageHealth
 from exporter.live import LiveState
 from exporter.model import Event
+from exporter.orgs import OrgRegistry
 from exporter.selfmetrics import SelfMetrics
 from exporter.storage import artifacts as artifact_rows
 from exporter.storage import events as event_rows
@@ -154,7 +155,7 @@ class IngestWriter:
                 [job.events for job in jobs],
                 now_ms,
                 window_start,
-                self._live.known_orgs,
+                self._live.orgs,
                 prune_before,
                 self._max_duration_ms,
             )
@@ -197,7 +198,7 @@ def _commit(
     batches: list[Sequence[Event]],
     now_ms: int,
     window_start_ms: int,
-    known_orgs: Collection[str],
+    orgs: OrgRegistry,
     prune_before_ms: int | None,
     max_duration_ms: int,
 ) -> _Outcome:
@@ -220,9 +221,9 @@ def _commit(
             duplicates = len(batch) - accepted - len(pruned)
             results.append(CommitResult(accepted, duplicates, tuple(pruned), events_from))
         fresh, discarded = _derive_durations(conn, fresh, max_duration_ms)
-        counted = tally(fresh, window_start_ms, known_orgs)
+        counted = tally(fresh, window_start_ms, orgs)
         event_rows.insert(conn, fresh, now_ms)
-        state_rows.save_tally(conn, counted)
+        counted.orgs_added = state_rows.save_tally(conn, counted)
         if prune_before_ms is not None:
             state_rows.prune_minutes(conn, prune_before_ms)
         snapshot_rows.mark_dirty(conn, "hourly", _late_hours(fresh, now_ms))

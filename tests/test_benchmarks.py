@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("queries.py", ["--orgs", "20", "--days", "5", "--requests", "20"], "orgs 5 d (top 100)"),
         ("client.py", ["--quick"], "end to end"),
         ("startup.py", ["--quick"], "second serve, same database: spawn -> exit 2"),
+        ("orgs.py", ["--quick"], "ingest rate of new orgs"),
     ],
 )
 def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:

@@ -18,6 +18,7 @@ PURE = [
     "exporter/tally.py",
     "exporter/durations.py",
     "exporter/live.py",
+    "exporter/orgs.py",
     "exporter/body.py",
     "exporter/outbox.py",
     "exporter/courier.py",

@@ -1,4 +1,5 @@
-"""Schema migrations: a database from before the horizons gets conservative ones."""
+"""Schema migrations: a database from before the horizons gets conservative ones; one from
+before the rowid org order keeps its first-seen order."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.storage import horizons
-from exporter.storage.database import connect
+from exporter.storage import horizons, state
+from exporter.storage.database import connect, in_transaction
 from exporter.storage.schema import MIGRATIONS
 
 HOUR, DAY = 3_600_000, 86_400_000
@@ -61,4 +62,34 @@ def test_schema_migration_sets_conservative_horizons(
         if cleaned
         else []
     )
+    conn.close()
+
+
+def test_schema_migration_keeps_org_order_and_appends_without_a_scan(tmp_path: Path) -> None:
+    """org_series from before the rowid order: the first-seen order survives (not the name
+    order), new orgs append after it, and neither registering nor pruning scans."""
+    path = tmp_path / "voxmon.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:5], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn.executemany(
+        "INSERT INTO org_series (org_id, seq) VALUES (?, ?)",
+        [("zeta", 0), ("alpha", 1), ("mid", 2)],
+    )
+    conn.close()
+    conn = connect(path)
+    assert state.load_orgs(conn, 10) == (["zeta", "alpha", "mid"], 3)
+    assert in_transaction(conn, lambda c: state.register_orgs(c, ["new", "alpha", "new"])) == 1
+    assert state.load_orgs(conn, 2) == (["zeta", "alpha"], 4)
+    assert state.load_orgs(conn, 10)[0] == ["zeta", "alpha", "mid", "new"]
+    plans = [
+        " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        for sql, args in (
+            ("INSERT OR IGNORE INTO org_series (org_id) VALUES (?)", ("x",)),
+            ("DELETE FROM window_minutes WHERE minute_ms < ?", (T,)),
+        )
+    ]
+    assert plans[0] == ""  # an append: no subquery, nothing to plan
+    assert plans[1].startswith("SEARCH window_minutes USING")
+    assert "INDEX window_minutes_by_minute (minute_ms<?)" in plans[1]
     conn.close()

@@ -58,6 +58,7 @@ def test_settings_defaults() -> None:
     assert (settings.hourly_retention_days, settings.daily_retention_days) == (7, 90)
     assert settings.max_org_series == 100
     assert (settings.max_duration_days, settings.max_duration_ms) == (30, 2_592_000_000)
+    assert settings.max_live_orgs == 10_000
     assert dict(settings.crons) == {
         "rollup-hourly": "30 * * * *",
         "rollup-daily": "30 1 * * *",
@@ -114,6 +115,11 @@ def test_settings_env_overrides_toml(tmp_path: Path) -> None:
     environ = {"VOXMON_PORT": "2000", "VOXMON_DB_PATH": "env.db", "HOME": "/root", "PATH": "/x"}
     settings = Settings.load(path, environ, {})
     assert (settings.port, settings.db_path, settings.max_batch) == (2000, "env.db", 50)
+
+
+def test_settings_max_live_orgs_from_env() -> None:
+    assert Settings.load(None, {"VOXMON_MAX_LIVE_ORGS": "250"}, {}).max_live_orgs == 250
+    assert _problems(None, {"VOXMON_MAX_LIVE_ORGS": "-3"}) == ["max_live_orgs: must be > 0, got -3"]
 
 
 def test_settings_env_names_are_case_insensitive_after_prefix() -> None:
@@ -194,6 +200,8 @@ def test_settings_config_error_message_lists_every_problem() -> None:
         ("max_duration_days = 0", "max_duration_days: must be > 0, got 0"),
         ("max_duration_days = 3651", "max_duration_days: must be <= 3650, got 3651"),
         ("max_duration_days = 1.5", "max_duration_days: expected an integer, got 1.5"),
+        ("max_live_orgs = 0", "max_live_orgs: must be > 0, got 0"),
+        ('max_live_orgs = "many"', "max_live_orgs: expected an integer, got 'many'"),
     ],
 )
 def test_settings_rejects_bad_value(tmp_path: Path, text: str, problem: str) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.model import Event, Metadata
+from exporter.orgs import OrgRegistry
 from exporter.tally import DURATION_BUCKETS_S, NO_ORG, Tally, bucket_index, tally
 from exporter.timestamps import datetime_to_ms
 
@@ -47,8 +48,12 @@ def _event(event_type: str = "artifact_received", **fields: Any) -> Event:
     return Event(**values)
 
 
-def _tally(*events: Event, known: frozenset[str] = frozenset()) -> Tally:
-    return tally(events, WINDOW_START, known)
+def _tally(
+    *events: Event, known: tuple[str, ...] = (), live: int = 100, series: int = 100
+) -> Tally:
+    registry = OrgRegistry(max_live_orgs=live, max_org_series=series)
+    registry.load(known, len(known))
+    return tally(events, WINDOW_START, registry)
 
 
 # --- bucket_index -------------------------------------------------------------------------
@@ -287,9 +292,51 @@ def test_tally_new_orgs_in_arrival_order_without_known_or_repeats() -> None:
         _event(),
         _event(org_id="org-b"),
         _event(org_id="org-c", ts_ms=WINDOW_START - MINUTE),
-        known=frozenset({"org-known"}),
+        known=("org-known",),
     )
     assert result.new_orgs == ["org-b", "org-a", "org-c"]
+
+
+def test_tally_folds_orgs_beyond_the_caps() -> None:
+    """Series cap 1, live cap 2: org-b keeps its live window but shares ``__other__`` in
+    the counters; org-c (third seen) shares both."""
+    result = _tally(
+        _event(org_id="org-a", cost=0.5),
+        _event(org_id="org-b", cost=0.25),
+        _event(org_id="org-c", cost=0.125),
+        _event(org_id="org-b"),
+        known=("org-a",),
+        live=2,
+        series=1,
+    )
+    assert {k: v for k, v in result.counters.items() if k[0] != "events_total"} == {
+        ("artifacts_total", "org-a", "received"): 1.0,
+        ("artifacts_total", "__other__", "received"): 3.0,
+        ("ai_cost_usd_total", "org-a"): 0.5,
+        ("ai_cost_usd_total", "__other__"): 0.375,
+    }
+    assert result.minutes == {
+        ("", T0_MS, "artifacts_received"): 4.0,
+        ("", T0_MS, "ai_cost_usd"): 0.875,
+        ("org-a", T0_MS, "artifacts_received"): 1.0,
+        ("org-a", T0_MS, "ai_cost_usd"): 0.5,
+        ("org-b", T0_MS, "artifacts_received"): 2.0,
+        ("org-b", T0_MS, "ai_cost_usd"): 0.25,
+        ("__other__", T0_MS, "artifacts_received"): 1.0,
+        ("__other__", T0_MS, "ai_cost_usd"): 0.125,
+    }
+    assert result.new_orgs == ["org-b", "org-c"]
+
+
+def test_tally_lists_every_unheld_org_once_the_registry_is_full() -> None:
+    """A full registry cannot tell a new org from one seen beyond the cap: both are listed
+    (storage ignores the known ones) and both count in ``__other__``."""
+    result = _tally(
+        _event(org_id="org-z"), _event(org_id="org-a"), known=("org-a",), live=1, series=1
+    )
+    assert result.new_orgs == ["org-z"]
+    assert ("__other__", T0_MS, "artifacts_received") in result.minutes
+    assert ("org-z", T0_MS, "artifacts_received") not in result.minutes
 
 
 def test_tally_empty_batch_is_empty() -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.catalog import WINDOW_COUNTERS
 from exporter.timestamps import datetime_to_ms
 from exporter.windows import PLATFORM, MinuteWindows, WindowBounds, minute_of, window_bounds
 
@@ -246,24 +247,32 @@ def test_minute_windows_prune_within_same_minute_is_a_no_op() -> None:
 @settings(max_examples=150, deadline=None, database=None)
 @given(
     adds=st.lists(
-        st.tuples(st.sampled_from(["", "org-a"]), st.integers(-180, 180), st.integers(1, 9)),
+        st.tuples(
+            st.sampled_from(["", "org-a"]),
+            st.integers(-180, 180),
+            st.integers(1, 9),
+            st.sampled_from(WINDOW_COUNTERS),
+        ),
         max_size=40,
     ),
     reads=st.lists(st.integers(-120, 240), min_size=1, max_size=8),
 )
 def test_minute_windows_totals_match_brute_force(
-    adds: list[tuple[str, int, int]], reads: list[int]
+    adds: list[tuple[str, int, int, str]], reads: list[int]
 ) -> None:
-    """Totals (with prune called at every read, reads in time order) equal a brute-force
-    sum over the minutes ``m`` with ``floor(now) - 59 min <= m <= floor(now)``."""
+    """Totals of every counter (with prune called at every read, reads in time order) equal
+    a brute-force sum over the minutes ``m`` with ``floor(now) - 59 min <= m <= floor(now)``."""
     windows = MinuteWindows()
     base = _ms(10, 0)
-    for scope, minute, value in adds:
-        windows.add(scope, base + minute * MINUTE, "stage_failures", float(value))
+    for scope, minute, value, counter in adds:
+        windows.add(scope, base + minute * MINUTE, counter, float(value))
     for read_s in sorted(reads):
         now = base + read_s * 30_000 + 7
         current = (now - base) // MINUTE
         windows.prune(now)
         for scope in ("", "org-a"):
-            expected = sum(v for s, m, v in adds if s == scope and current - 59 <= m <= current)
-            assert windows.totals(scope, now)["stage_failures"] == float(expected)
+            expected = {name: 0.0 for name in WINDOW_COUNTERS}
+            for s, m, v, counter in adds:
+                if s == scope and current - 59 <= m <= current:
+                    expected[counter] += v
+            assert windows.totals(scope, now) == expected

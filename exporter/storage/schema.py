@@ -50,6 +50,20 @@ _HORIZONS = f"""
         failures = (last_result = 'failure'), seconds_total = duration_s;
 """
 
+# The first-seen order of organisations becomes the rowid, so registering one is an append
+# (the old ``MAX(seq) + 1`` scanned the whole table for every new org). Old positions keep
+# their order. Pruning window buckets by minute gets an index instead of a table scan.
+_ORG_ORDER = """
+    CREATE TABLE org_order (
+        seq INTEGER PRIMARY KEY,
+        org_id TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO org_order (org_id) SELECT org_id FROM org_series ORDER BY seq, org_id;
+    DROP TABLE org_series;
+    ALTER TABLE org_order RENAME TO org_series;
+    CREATE INDEX window_minutes_by_minute ON window_minutes (minute_ms);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -160,6 +174,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     _HORIZONS,
+    _ORG_ORDER,
 )
 
 

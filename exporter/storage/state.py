@@ -1,9 +1,11 @@
 """Persistence of the live state: monotonic counters, maxima, window minute buckets and
-the org series order. Written in the same transaction as the events they count."""
+the organisations' first-seen order. Written in the same transaction as the events they
+count."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 import msgspec
 
@@ -17,8 +19,9 @@ def _key(key: Key) -> str:
     return _encode(key).decode()
 
 
-def save_tally(conn: sqlite3.Connection, tally: Tally) -> None:
-    """Add a tally to the persisted state (inside the caller's transaction)."""
+def save_tally(conn: sqlite3.Connection, tally: Tally) -> int:
+    """Add a tally to the persisted state (inside the caller's transaction); returns how
+    many of its ``new_orgs`` were first seen (see ``register_orgs``)."""
     conn.executemany(
         "INSERT INTO live_counters (key, value) VALUES (?, ?)"
         " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
@@ -37,11 +40,17 @@ def save_tally(conn: sqlite3.Connection, tally: Tally) -> None:
             for (scope, minute, counter), value in tally.minutes.items()
         ],
     )
-    conn.executemany(
-        "INSERT OR IGNORE INTO org_series (org_id, seq)"
-        " VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM org_series))",
-        [(org,) for org in tally.new_orgs],
+    return register_orgs(conn, tally.new_orgs)
+
+
+def register_orgs(conn: sqlite3.Connection, orgs: Iterable[str]) -> int:
+    """Append organisations not stored yet to the first-seen order, in the order given;
+    returns how many were new. ``seq`` is the table's rowid, so each org costs one probe of
+    the ``org_id`` index and one append at the end of the table, however many are stored."""
+    cursor = conn.executemany(
+        "INSERT OR IGNORE INTO org_series (org_id) VALUES (?)", [(org,) for org in orgs]
     )
+    return max(cursor.rowcount, 0)
 
 
 def load_counters(conn: sqlite3.Connection, table: str) -> dict[Key, float]:
@@ -61,9 +70,12 @@ def load_minutes(conn: sqlite3.Connection, since_ms: int) -> dict[tuple[str, int
     return {(scope, minute, counter): value for scope, minute, counter, value in rows}
 
 
-def load_orgs(conn: sqlite3.Connection) -> list[str]:
-    """Organisations in first-seen order."""
-    return [row[0] for row in conn.execute("SELECT org_id FROM org_series ORDER BY seq")]
+def load_orgs(conn: sqlite3.Connection, limit: int) -> tuple[list[str], int]:
+    """The first ``limit`` organisations in first-seen order, and how many are stored."""
+    rows = conn.execute("SELECT org_id FROM org_series ORDER BY seq LIMIT ?", (limit,))
+    first = [row[0] for row in rows]
+    (count,) = conn.execute("SELECT COUNT(*) FROM org_series").fetchone()
+    return first, count
 
 
 def prune_minutes(conn: sqlite3.Connection, before_ms: int) -> int:
