@@ -80,6 +80,11 @@ def reject_unknown_params(request: web.Request, allowed: Iterable[str]) -> None:
         )
 
 
+LISTED_ITEMS = 100
+"""Rejections (and warnings) listed in full in one response; the rest are counted in
+``rejected_not_listed`` (``warnings_not_listed``), so 10,000 bad items cost a small answer."""
+
+
 async def post_events(request: web.Request) -> web.Response:
     """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
     svc = services(request)
@@ -91,7 +96,9 @@ async def post_events(request: web.Request) -> web.Response:
     horizon = Horizon(
         settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
     )
-    events, rejections, warnings = validate_items(items, now_ms, horizon, settings.max_duration_ms)
+    events, rejections, warnings = validate_items(
+        items, now_ms, horizon, settings.max_duration_ms, float(settings.max_event_cost_usd)
+    )
     _count_rejections(svc.metrics, rejections)
     result = CommitResult(0, 0)
     if events:
@@ -104,12 +111,15 @@ async def post_events(request: web.Request) -> web.Response:
         rejections = sorted([*rejections, *pruned], key=lambda r: r.index)
         for warning in warnings:  # counted once committed, like the accepted events
             svc.metrics.warnings.labels(warning.reason).inc()
-    body_out = {
+    body_out: dict[str, Any] = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
-        "rejected": [_item_body(r) for r in rejections],
-        "warnings": [_item_body(w) for w in warnings],
+        "rejected": [_item_body(r) for r in rejections[:LISTED_ITEMS]],
+        "warnings": [_item_body(w) for w in warnings[:LISTED_ITEMS]],
     }
+    for name, count in (("rejected", len(rejections)), ("warnings", len(warnings))):
+        if count > LISTED_ITEMS:
+            body_out[f"{name}_not_listed"] = count - LISTED_ITEMS
     return json_response(body_out, status=200 if result.accepted or result.duplicates else 400)
 
 

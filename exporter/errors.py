@@ -82,6 +82,13 @@ class UnsupportedMediaType(VoxmonError):
     code = "unsupported_media_type"
 
 
+class CommitFailed(VoxmonError):
+    """One request's events failed to commit on their own while storage works."""
+
+    status = 500
+    code = "commit_failed"
+
+
 class Unavailable(VoxmonError):
     """Temporarily unable to accept work (queue full, storage failing); carries
     ``Retry-After``."""

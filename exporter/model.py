@@ -14,13 +14,17 @@ import msgspec
 
 Str64 = Annotated[str, msgspec.Meta(max_length=64)]
 Str128 = Annotated[str, msgspec.Meta(max_length=128)]
-Id128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Id128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"\S")]
+"""An identifier: 1 to 128 characters, not all whitespace."""
 Str2000 = Annotated[str, msgspec.Meta(max_length=2000)]
 MAX_COUNT = 1_000_000_000
 """Bound of the metadata counts: an unbounded integer overflowed SQLite's 64-bit INTEGER
 and failed the whole group commit (503 for every request in it, retried for ever)."""
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+MAX_COST_USD = 1_000_000_000.0
+"""Absolute wire bound of ``ai_cost_usd``; the configured ``max_event_cost_usd`` (at most
+this) decides. Even 10^12 events at this bound sum to a finite float."""
+CostUsd = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 DAY_MS = 86_400_000
 DEFAULT_MAX_DURATION_DAYS = 30
@@ -31,6 +35,7 @@ WIRE_MAX_DURATION_MS = WIRE_MAX_DURATION_DAYS * DAY_MS
 400. Durations over the configured ``max_duration_days`` (at most this) are dropped with a
 warning instead, see ``validation.py``."""
 DurationMs = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS)]
+TranscriptSeconds = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS / 1000)]
 WireTime = datetime | int
 """RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
 OpenMetadata = dict[str, Any]
@@ -55,8 +60,8 @@ class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, f
     transcript_word_count: Count | None = None
     retry_attempt: Count | None = None
     confidence: Fraction | None = None
-    transcript_duration_s: NonNegative | None = None
-    ai_cost_usd: NonNegative | None = None
+    transcript_duration_s: TranscriptSeconds | None = None
+    ai_cost_usd: CostUsd | None = None
     ai_model: Str128 | None = None
     source_channel: Str128 | None = None
 
@@ -67,10 +72,10 @@ class WireEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     event_id: Id128
     event_type: str
     timestamp: WireTime
-    artifact_id: Str128 | None = None
+    artifact_id: Id128 | None = None
     org_id: Id128 | None = None
-    voice_note_id: Str128 | None = None
-    coach_user_id: Str128 | None = None
+    voice_note_id: Id128 | None = None
+    coach_user_id: Id128 | None = None
     stage: str | None = None
     duration_ms: DurationMs | None = None
     stage_started_at: WireTime | None = None

@@ -138,7 +138,16 @@ def _schemas() -> dict[str, Schema]:
                     "description": "accepted items stored with a field dropped (a duration"
                     " over max_duration_days), same shape as rejected",
                 },
-            }
+                "rejected_not_listed": {
+                    **INT,
+                    "description": "rejections beyond the first 100, counted not listed",
+                },
+                "warnings_not_listed": {
+                    **INT,
+                    "description": "warnings beyond the first 100, counted not listed",
+                },
+            },
+            ["accepted", "duplicates", "rejected", "warnings"],
         ),
         "Realtime": obj(
             {

@@ -62,6 +62,7 @@ class Settings:
     max_live_orgs: int = 10_000
     stuck_after_s: int = 900
     max_range_rows: int = 10_000
+    max_event_cost_usd: int = 1000
     header_timeout_s: int = 10
     body_timeout_s: int = 30
     max_connections: int = 1000
@@ -197,7 +198,7 @@ _POSITIVE = (
     "port", "max_body_bytes", "max_batch", "queue_max_events", "commit_max_events",
     "retry_after_s", "event_retention_hours", "hourly_retention_days", "daily_retention_days",
     "max_org_series", "stuck_after_s", "max_range_rows", "max_duration_days", "max_live_orgs",
-    "header_timeout_s", "body_timeout_s", "max_connections",
+    "header_timeout_s", "body_timeout_s", "max_connections", "max_event_cost_usd",
 )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from exporter.model import (
     Rejection,
     WireEvent,
 )
+from exporter.orgs import OTHER_ORG
 from exporter.timestamps import TimestampError, check_range, datetime_to_ms
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -43,6 +44,8 @@ _NULL = msgspec.Raw(b"null")
 _KNOWN = frozenset(Metadata.__struct_fields__)
 _TIME_FIELDS = ("timestamp", "stage_started_at", "stage_completed_at")
 DEFAULT_MAX_DURATION_MS = DEFAULT_MAX_DURATION_DAYS * DAY_MS
+DEFAULT_MAX_EVENT_COST_USD = 1000.0
+"""Default of the ``max_event_cost_usd`` setting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ def validate_items(
     now_ms: int,
     horizon: Horizon,
     max_duration_ms: int = DEFAULT_MAX_DURATION_MS,
+    max_cost_usd: float = DEFAULT_MAX_EVENT_COST_USD,
 ) -> tuple[list[Event], list[Rejection], list[ItemWarning]]:
     """Validate raw JSON items; returns accepted events (request order), rejections and
     warnings about accepted items (both carry the item's index in the request)."""
@@ -89,7 +93,7 @@ def validate_items(
     warnings: list[ItemWarning] = []
     for index, raw in enumerate(items):
         try:
-            checked = validate_item(raw, now_ms, horizon, max_duration_ms)
+            checked = validate_item(raw, now_ms, horizon, max_duration_ms, max_cost_usd)
         except ItemInvalid as exc:
             rejections.append(Rejection(index, _event_id_of(raw), (exc.error,), exc.reason))
             continue
@@ -105,9 +109,11 @@ def validate_item(
     now_ms: int,
     horizon: Horizon,
     max_duration_ms: int = DEFAULT_MAX_DURATION_MS,
+    max_cost_usd: float = DEFAULT_MAX_EVENT_COST_USD,
 ) -> Checked:
     """Validate one raw JSON object; raises ``ItemInvalid`` naming the field. A duration
-    longer than ``max_duration_ms`` (equal is kept) is dropped with a warning, not rejected."""
+    longer than ``max_duration_ms`` (equal is kept) is dropped with a warning, not rejected;
+    an ``ai_cost_usd`` above ``max_cost_usd`` is rejected (a cost cannot be dropped)."""
     wire = _decode(raw)
     event_type = EVENT_TYPES.get(wire.event_type)
     if event_type is None:
@@ -116,12 +122,25 @@ def validate_item(
         )
     ts_ms = _time(wire.timestamp, "timestamp")
     _check_horizon(ts_ms, now_ms, horizon)
+    if wire.org_id == OTHER_ORG:
+        raise ItemInvalid(
+            "invalid_value",
+            "org_id",
+            f"org_id {OTHER_ORG!r} is reserved for organisations beyond the live caps",
+        )
     if event_type.needs_artifact and not wire.artifact_id:
         raise ItemInvalid(
             "missing_field", "artifact_id", f"artifact_id is required for {event_type.name}"
         )
     duration, source, warning = _duration(wire, ts_ms, max_duration_ms)
     metadata, metadata_json = _metadata(wire.metadata) if wire.metadata else (None, None)
+    if metadata is not None and (metadata.ai_cost_usd or 0.0) > max_cost_usd:
+        raise ItemInvalid(
+            "invalid_value",
+            "metadata.ai_cost_usd",
+            f"ai_cost_usd is {metadata.ai_cost_usd:g}; at most {max_cost_usd:g} per event"
+            " (max_event_cost_usd)",
+        )
     event = Event(
         event_id=wire.event_id,
         event_type=wire.event_type,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from exporter import durations
 from exporter.artifacts import ArtifactState, fold
 from exporter.clock import Clock
-from exporter.errors import Unavailable
+from exporter.errors import CommitFailed, Unavailable
 from exporter.health import StorageHealth
 from exporter.live import LiveState
 from exporter.model import Event
@@ -161,9 +161,14 @@ class IngestWriter:
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
             kind = self._health.record(exc)  # storage failures: 503 until a probe commits
+            if kind is None and len(jobs) > 1:  # isolate the request that carries the fault
+                log.warning("commit of %d requests failed (%s); retrying them one by one",
+                            len(jobs), exc)  # fmt: skip
+                for job in jobs:
+                    await self._commit_jobs([job])
+                return
             log.error("commit of %d events failed: %s", size, exc, exc_info=kind is None)
-            error = self._health.refusal() if kind else Unavailable(f"storage is failing: {exc}", 5)
-            self._finish(jobs, size, error=error)
+            self._finish(jobs, size, error=self._health.refusal() if kind else self._failed(exc))
             return
         if prune_before is not None:
             self._pruned_before = prune_before
@@ -175,6 +180,15 @@ class IngestWriter:
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
         self._metrics.commit_events.observe(size)
         self._finish(jobs, size, results=outcome.results)
+
+    def _failed(self, exc: Exception) -> CommitFailed:
+        """This request alone cannot be stored and storage is fine: voxmon's own bug (every
+        value that validation lets through must be storable). Counted like any 500."""
+        self._metrics.internal_errors.inc()
+        return CommitFailed(
+            f"this request's events could not be stored ({type(exc).__name__}: {exc});"
+            " other requests were not affected. This is a voxmon bug: please report it"
+        )
 
     def _finish(
         self,

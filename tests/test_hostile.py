@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 from typing import Any
 
 import msgspec
@@ -157,3 +158,117 @@ async def test_aiohttp_own_413_uses_voxmon_code(start_app: Any) -> None:
     response = await client.put("/v1/orgs/acme", data=b'{"name": "' + b"x" * 5000 + b'"}')
     assert response.status == 413
     assert error_of(await response.json())["code"] == "payload_too_large"
+
+
+COUNT_FIELDS = (
+    "claim_count", "entity_count", "auto_resolved_count", "disambiguation_count",
+    "draft_count", "transcript_word_count", "retry_attempt",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        *(({name: 2**63}, f"metadata.{name}") for name in COUNT_FIELDS),
+        ({"ai_cost_usd": 1.7e308}, "metadata.ai_cost_usd"),
+        ({"ai_cost_usd": 1000.01}, "metadata.ai_cost_usd"),  # over max_event_cost_usd
+        ({"transcript_duration_s": 1.7e308}, "metadata.transcript_duration_s"),
+        ({"confidence": 1.0000001}, "metadata.confidence"),
+    ],
+)
+async def test_values_that_cannot_be_stored_or_summed_are_per_item_400s(
+    start_app: Any, metadata: dict[str, Any], field: str
+) -> None:
+    """One client's huge value is its own item's rejection: the rest of its batch, and
+    every other client's request, commit."""
+    client = await start_app()
+    poison = make_event(event_type="claims_extracted", metadata=metadata)
+    good = make_event(event_type="claims_extracted", metadata={"claim_count": 3})
+    body = await (await client.post("/v1/events", json=[good, poison])).json()
+    assert (body["accepted"], [r["index"] for r in body["rejected"]]) == (1, [1])
+    assert body["rejected"][0]["errors"][0]["field"] == field
+
+
+async def test_cost_counters_stay_finite_at_the_maxima(start_app: Any) -> None:
+    """The bounds make overflow impossible, not unlikely: a billion events at the largest
+    accepted cost and count sum to finite numbers, and two such events through the real
+    path leave every cost figure finite and exact."""
+    from exporter.model import MAX_COST_USD, MAX_COUNT
+
+    assert float(MAX_COST_USD) * 10**12 < 1.7e308  # a trillion events at the wire bound
+    assert MAX_COUNT * 10**9 < 2**63  # SQLite INTEGER sums of a billion events
+    client = await start_app()
+    events = [
+        make_event(event_type="claims_extracted", artifact_id=f"a{i}",
+                   metadata={"ai_cost_usd": 1000.0, "claim_count": 10**9})
+        for i in range(2)
+    ]  # fmt: skip
+    assert (await (await client.post("/v1/events", json=events)).json())["accepted"] == 2
+    realtime = await (await client.get("/v1/metrics/realtime")).json()
+    assert realtime["ai_cost_usd_1h"] == 2000.0
+    found = samples(await (await client.get("/metrics")).text(), "voice_pipeline_ai_cost")
+    assert found[("voice_pipeline_ai_cost_usd_total", (("org_id", "org-a"),))] == 2000.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("event_id", "   "), ("artifact_id", "\t"), ("org_id", " "), ("org_id", "__other__")],
+)
+async def test_blank_and_reserved_ids_are_rejected(start_app: Any, field: str, value: str) -> None:
+    client = await start_app()
+    body = await (await client.post("/v1/events", json=[make_event(**{field: value})])).json()
+    assert body["accepted"] == 0
+    assert body["rejected"][0]["errors"][0]["field"] == field
+
+
+async def test_a_poisoning_client_never_fails_anyone_else(
+    start_app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An item that fails the group commit for a reason validation did not foresee (an
+    injected fault at the storage boundary): the writer retries the group request by
+    request, so only the poisoning request fails (500, JSON) and 0 good requests do."""
+    from exporter.storage import events as event_rows
+
+    real = event_rows.insert
+
+    def insert(conn: Any, events: Any, received_ms: int) -> None:
+        events = list(events)
+        if any(e.event_id.startswith("poison") for e in events):
+            raise ValueError("injected: cannot store this value")
+        real(conn, events, received_ms)
+
+    monkeypatch.setattr(event_rows, "insert", insert)
+    client = await start_app()
+    outcomes: dict[str, list[int]] = {"good": [], "poison": []}
+
+    async def sender(kind: str, number: int) -> None:
+        for i in range(60):
+            event = make_event(event_id=f"{kind}-{number}-{i}", artifact_id=f"{kind}{number}")
+            response = await client.post("/v1/events", json=[event, make_event()])
+            outcomes[kind].append(response.status)
+            if kind == "poison":
+                assert (await response.json())["error"]["code"] == "commit_failed"
+
+    await asyncio.gather(sender("good", 1), sender("good", 2), sender("poison", 1))
+    assert outcomes["good"] == [200] * 120
+    assert outcomes["poison"] == [500] * 60
+    shared = [r for r in caplog.records if "retrying them one by one" in r.getMessage()]
+    assert shared, "no group commit held the poison beside a good request"
+
+
+async def test_ten_thousand_bad_items_get_a_short_answer(start_app: Any) -> None:
+    client = await start_app()
+    bad = [make_event(event_type="nope") for _ in range(9_999)]
+    payload = io.BytesIO(msgspec.json.encode([*bad, make_event()]))
+    response = await client.post(
+        "/v1/events", data=payload, headers={"Content-Type": "application/json"}
+    )
+    body = await response.json()
+    assert "error" not in body, body
+    assert (body["accepted"], len(body["rejected"]), body["rejected_not_listed"]) == (
+        1, 100, 9_899,
+    )  # fmt: skip
+    assert [r["index"] for r in body["rejected"]] == list(range(100))
+    assert len(await response.read()) < 20_000
+    metrics = await (await client.get("/metrics")).text()
+    assert 'voxmon_ingest_rejected_total{reason="unknown_event_type"} 9999.0' in metrics

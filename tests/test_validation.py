@@ -217,7 +217,7 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
         "artifact_id",
         "missing_field",
     ),
-    ({"event_type": "artifact_status_changed", "artifact_id": ""}, "artifact_id", "missing_field"),
+    ({"event_type": "artifact_status_changed", "artifact_id": ""}, "artifact_id", "invalid_value"),
     ({"artifact_id": "x" * 129}, "artifact_id", "invalid_value"),
     ({"org_id": "x" * 129}, "org_id", "invalid_value"),
     ({"org_id": ""}, "org_id", "invalid_value"),
