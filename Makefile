@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/client.py
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/orgs.py
+	$(BIN)/python benchmarks/hostile.py
 
 # voxmon and the demo traffic generator together (voxmon demo --serve). A daemon already on
 # this database or port stops it before anything starts; if its daemon exits, the demo stops

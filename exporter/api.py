@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from exporter.jobstatus import JobRunsCollector
 from exporter.live import LiveState
 from exporter.model import Event, FieldError, ItemWarning, Rejection
 from exporter.orgs import OTHER_ORG
+from exporter.params import parse_org
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms, format_rfc3339
@@ -85,20 +87,37 @@ LISTED_ITEMS = 100
 ``rejected_not_listed`` (``warnings_not_listed``), so 10,000 bad items cost a small answer."""
 
 
+INLINE_BYTES = 64 * 1024
+"""Bodies up to this size (not compressed) are parsed on the event loop; larger ones, and
+every gzip body, in a worker thread."""
+
+
+def _parse(
+    body: bytes, headers: Mapping[str, str], settings: Settings, now_ms: int
+) -> tuple[list[Event], list[Rejection], list[ItemWarning]]:
+    """Inflate, split and validate one ingest body (no I/O, safe in a thread)."""
+    body = decompress(body, headers.get("Content-Encoding", ""), settings.max_body_bytes)
+    items = split_items(body, headers.get("Content-Type", ""), settings.max_batch)
+    horizon = Horizon(
+        settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
+    )
+    return validate_items(
+        items, now_ms, horizon, settings.max_duration_ms, float(settings.max_event_cost_usd)
+    )
+
+
 async def post_events(request: web.Request) -> web.Response:
     """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
     svc = services(request)
     settings = svc.settings
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-    body = decompress(body, request.headers.get("Content-Encoding", ""), settings.max_body_bytes)
-    items = split_items(body, request.headers.get("Content-Type", ""), settings.max_batch)
-    now_ms = datetime_to_ms(svc.clock.now())
-    horizon = Horizon(
-        settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000
+    parse = functools.partial(
+        _parse, body, request.headers.copy(), settings, datetime_to_ms(svc.clock.now())
     )
-    events, rejections, warnings = validate_items(
-        items, now_ms, horizon, settings.max_duration_ms, float(settings.max_event_cost_usd)
-    )
+    if len(body) <= INLINE_BYTES and not request.headers.get("Content-Encoding"):
+        events, rejections, warnings = parse()
+    else:  # inflating and validating megabytes off the event loop keeps other clients served
+        events, rejections, warnings = await asyncio.to_thread(parse)
     _count_rejections(svc.metrics, rejections)
     result = CommitResult(0, 0)
     if events:
@@ -180,9 +199,7 @@ async def get_realtime(request: web.Request) -> web.Response:
     ``org_not_live`` (its events count in ``org_id=__other__`` and in full in snapshots)."""
     reject_unknown_params(request, ("org_id",))
     svc = services(request)
-    org_id = request.query.get("org_id")
-    if org_id == "":
-        raise BadRequest("org_id must not be empty", [{"field": "org_id", "message": "empty"}])
+    org_id = parse_org(request.query)
     if org_id and svc.live.orgs.live_scope(org_id) not in (org_id, None):
         raise _OrgNotLive(org_id, svc.live.orgs.max_live_orgs)
     now_ms = datetime_to_ms(svc.clock.now())

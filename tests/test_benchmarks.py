@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("client.py", ["--quick"], "end to end"),
         ("startup.py", ["--quick"], "second serve, same database: spawn -> exit 2"),
         ("orgs.py", ["--quick"], "ingest rate of new orgs"),
+        ("hostile.py", ["--quick"], "/healthz p50:"),
     ],
 )
 def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:

@@ -51,3 +51,21 @@ def test_openapi_schemathesis_finds_no_violation(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=400, cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_openapi_schemathesis_negative_mode_finds_no_violation(tmp_path: Path) -> None:
+    """Schema-violating requests (every parameter and body generated outside its schema)
+    are all refused with a 4xx, never accepted and never a 5xx."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    tool = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert tool, "schemathesis is a test dependency"
+    with daemon(tmp_path / "voxmon.db", port):
+        asyncio.run(seed(base))
+        result = subprocess.run(
+            [tool, "run", f"{base}/openapi.json", "--mode", "negative", "--checks", "all",
+             "--max-examples", "20", "--seed", "20261203", "--request-timeout", "30",
+             "--no-color"],
+            capture_output=True, text=True, timeout=400, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
