@@ -96,7 +96,8 @@ def _parse(
     body: bytes, headers: Mapping[str, str], settings: Settings, now_ms: int
 ) -> tuple[list[Event], list[Rejection], list[ItemWarning]]:
     """Inflate, split and validate one ingest body (no I/O, safe in a thread)."""
-    body = decompress(body, headers.get("Content-Encoding", ""), settings.max_body_bytes)
+    encoding = headers.get("Content-Encoding", "")
+    body = decompress(body, encoding, settings.max_body_bytes, settings.max_batch)
     items = split_items(body, headers.get("Content-Type", ""), settings.max_batch)
     horizon = Horizon(
         settings.future_tolerance_s * 1000, settings.event_retention_hours * 3_600_000

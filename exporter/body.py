@@ -14,28 +14,59 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def decompress(body: bytes, encoding: str, max_bytes: int) -> bytes:
+INFLATE_STEP = 256 * 1024
+"""Output inflated per step; between steps the prefix is checked for too many items."""
+
+
+def decompress(
+    body: bytes, encoding: str, max_bytes: int, max_batch: int | None = None
+) -> bytes:
     """Inflate a ``gzip`` body without ever holding more than ``max_bytes + 1`` bytes of
     output, so a gzip bomb is refused with 413 rather than inflated. The body must be one
-    gzip member; anything after it is a 400, not silently ignored."""
+    gzip member; anything after it is a 400, not silently ignored. With ``max_batch``, a
+    JSON array whose inflated prefix already holds more items is refused (413) as soon as
+    that prefix is out, without inflating the rest."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding != "gzip":
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip")
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    size, pending, next_check = 0, body, INFLATE_STEP
     try:
-        data = inflater.decompress(body, max_bytes + 1)
+        while not inflater.eof and size <= max_bytes:
+            part = inflater.decompress(pending, min(INFLATE_STEP, max_bytes + 1 - size))
+            pending = inflater.unconsumed_tail
+            parts.append(part)
+            size += len(part)
+            if not part and not pending:
+                break
+            if max_batch is not None and not inflater.eof and size >= next_check:
+                _refuse_prefix_over(parts, max_batch)
+                next_check *= 2  # checks at doubling sizes: the joins stay linear
     except zlib.error as exc:
         raise BadRequest(f"body is not valid gzip: {exc}") from None
-    if len(data) > max_bytes or inflater.unconsumed_tail:
+    if size > max_bytes or (pending and not inflater.eof):
         raise PayloadTooLarge(f"decompressed body exceeds max_body_bytes ({max_bytes} bytes)")
     if not inflater.eof:
         raise BadRequest("gzip body is truncated")
     if inflater.unused_data:
         # A second gzip member or trailing bytes would otherwise be dropped without a word.
         raise BadRequest("gzip body has data after the end of its gzip stream; send one member")
-    return data
+    return b"".join(parts)
+
+
+def _refuse_prefix_over(parts: list[bytes], max_batch: int) -> None:
+    """Cut the inflated prefix after its last comma and close the array: if that parses
+    (a cut inside a string or a nested value does not), it holds at most as many items as
+    the whole body, so more than ``max_batch`` of them refuses the body."""
+    prefix = b"".join(parts) if len(parts) > 1 else parts[0]
+    if not prefix.lstrip().startswith(b"[") or len(prefix) < 2 * max_batch:
+        return
+    cut = prefix.rfind(b",")
+    if cut > 0:
+        _refuse_over(prefix[:cut] + b"]", max_batch)
 
 
 def split_items(body: bytes, content_type: str, max_batch: int) -> list[msgspec.Raw | bytes]:

@@ -276,3 +276,20 @@ def test_decompress_unknown_encoding_is_415(encoding: str) -> None:
         decompress(b"{}", encoding, MAX_BYTES)
     assert caught.value.status == 415
     assert caught.value.message == (f"Content-Encoding {encoding!r} is not supported; use gzip")
+
+
+def test_decompress_refuses_a_gzip_of_millions_of_items_after_its_first_step() -> None:
+    """1.7 million one-byte items (a 3 KB gzip, 3.4 MB inflated, inside max_body_bytes):
+    the first inflated step already holds more than max_batch items, so the rest is never
+    inflated."""
+    body = gzip.compress(b"[" + b",".join([b"0"] * 1_700_000) + b"]", 9)
+    assert len(body) < 5_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadTooLarge, match="more than 10000 events in one request"):
+            decompress(body, "gzip", MAX_BYTES, max_batch=10_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * MIB  # inflating it all holds 3.4 MB
+    assert len(decompress(body, "gzip", MAX_BYTES)) == 3_400_001  # without max_batch: all
