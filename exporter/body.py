@@ -18,9 +18,7 @@ INFLATE_STEP = 256 * 1024
 """Output inflated per step; between steps the prefix is checked for too many items."""
 
 
-def decompress(
-    body: bytes, encoding: str, max_bytes: int, max_batch: int | None = None
-) -> bytes:
+def decompress(body: bytes, encoding: str, max_bytes: int, max_batch: int | None = None) -> bytes:
     """Inflate a ``gzip`` body without ever holding more than ``max_bytes + 1`` bytes of
     output, so a gzip bomb is refused with 413 rather than inflated. The body must be one
     gzip member; anything after it is a 400, not silently ignored. With ``max_batch``, a
