@@ -56,8 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.model import Event  # noqa: E402
-from exporter.storage import events as event_rows  # noqa: E402
-from exporter.storage.database import connect, transaction  # noqa: E402
+from exporter.storage.sqlite import events as event_rows  # noqa: E402
+from exporter.storage.sqlite.database import connect, transaction  # noqa: E402
 from exporter.validation import Horizon, validate_items  # noqa: E402
 
 

@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter import server as http_server  # noqa: E402
 from exporter.app import create_app  # noqa: E402
+from exporter.http import server as http_server  # noqa: E402
 from exporter.settings import Settings  # noqa: E402
-from exporter.storage import snapshots as snap  # noqa: E402
-from exporter.storage.database import connect, in_transaction  # noqa: E402
+from exporter.storage.sqlite import snapshots as snap  # noqa: E402
+from exporter.storage.sqlite.database import connect, in_transaction  # noqa: E402
 from exporter.timestamps import datetime_to_ms  # noqa: E402
 from rollup.codec import encode_parts  # noqa: E402
 from rollup.digest import LatencyDigest  # noqa: E402

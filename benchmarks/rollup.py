@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.catalog import EVENT_TYPES  # noqa: E402
-from exporter.storage import horizons  # noqa: E402
-from exporter.storage.database import connect, in_transaction  # noqa: E402
+from exporter.storage.sqlite import horizons  # noqa: E402
+from exporter.storage.sqlite.database import connect, in_transaction  # noqa: E402
 from exporter.timestamps import datetime_to_ms  # noqa: E402
 from rollup import jobs  # noqa: E402
 

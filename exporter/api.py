@@ -14,24 +14,24 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter import openapi
-from exporter.auth import Authenticator
-from exporter.body import decompress, split_items
 from exporter.catalog import WINDOW_COUNTERS
 from exporter.clock import Clock
 from exporter.errors import BadRequest, PayloadTooLarge, RequestTimeout, VoxmonError
 from exporter.health import StorageHealth
-from exporter.jobstatus import JobRunsCollector
-from exporter.live import LiveState
+from exporter.http import openapi
+from exporter.http.auth import Authenticator
+from exporter.http.params import parse_org
+from exporter.ingest.body import decompress, split_items
+from exporter.ingest.writer import CommitResult, IngestWriter
+from exporter.live.orgs import OTHER_ORG
+from exporter.live.state import LiveState
+from exporter.live.windows import PLATFORM, window_bounds
 from exporter.model import Event, FieldError, ItemWarning, Rejection
-from exporter.orgs import OTHER_ORG
-from exporter.params import parse_org
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 from exporter.validation import Horizon, validate_items
-from exporter.windows import PLATFORM, window_bounds
-from exporter.writer import CommitResult, IngestWriter
+from rollup.metrics import JobRunsCollector
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

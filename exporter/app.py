@@ -14,30 +14,30 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter import api, queries
-from exporter.auth import Authenticator
 from exporter.clock import Clock, SystemClock
-from exporter.collector import LiveOrgsCollector, PipelineCollector
 from exporter.errors import Conflict, NotFound, VoxmonError
 from exporter.health import StorageHealth
-from exporter.jobstatus import JobRunsCollector
-from exporter.live import LiveState
-from exporter.params import Range
+from exporter.http.auth import Authenticator
+from exporter.http.params import Range
+from exporter.ingest.writer import IngestWriter
+from exporter.live.collector import LiveOrgsCollector, PipelineCollector
+from exporter.live.state import LiveState
+from exporter.live.windows import window_bounds
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage import jobs as job_rows
-from exporter.storage import snapshots as snapshot_rows
-from exporter.storage import state as state_rows
-from exporter.storage.database import Database, in_transaction
+from exporter.storage.sqlite import artifacts as artifact_rows
+from exporter.storage.sqlite import job_runs as job_rows
+from exporter.storage.sqlite import live_state as state_rows
+from exporter.storage.sqlite import snapshots as snapshot_rows
+from exporter.storage.sqlite.database import Database, in_transaction
 from exporter.timestamps import datetime_to_ms, ms_to_datetime
-from exporter.windows import window_bounds
-from exporter.writer import IngestWriter
 from rollup import jobs, reports
 from rollup.codec import decode_parts
+from rollup.metrics import JobRunsCollector
 from rollup.parts import latency_baseline
-from rollup.retention import Retention, windows_between
 from rollup.schedule import CronSchedule
 from rollup.scheduler import Job, Scheduler
+from rollup.windows import Retention, windows_between
 
 log = logging.getLogger(__name__)
 

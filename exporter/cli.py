@@ -17,12 +17,12 @@ from exporter.app import retention_of
 from exporter.clock import SystemClock
 from exporter.errors import ConfigError, StartupError
 from exporter.settings import Settings
-from exporter.storage import jobs as job_rows
-from exporter.storage.database import connect, in_transaction
+from exporter.storage.sqlite import job_runs as job_rows
+from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
 from rollup import jobs
-from rollup.retention import day_floor, hour_floor, windows_between
 from rollup.scheduler import job_run
+from rollup.windows import day_floor, hour_floor, windows_between
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ import sqlite3
 
 from aiohttp import web
 
-from exporter import api, lock, preflight, server
+from exporter import api, lock, preflight
 from exporter.app import create_app
 from exporter.clock import Clock
 from exporter.errors import StartupError
+from exporter.http import server
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)

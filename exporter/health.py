@@ -14,8 +14,8 @@ from typing import TypeVar
 from exporter.clock import Clock
 from exporter.errors import Unavailable
 from exporter.selfmetrics import SelfMetrics
-from exporter.storage import health as storage
-from exporter.storage.database import Database
+from exporter.storage.sqlite import health as storage
+from exporter.storage.sqlite.database import Database
 from exporter.timestamps import datetime_to_ms
 
 log = logging.getLogger(__name__)

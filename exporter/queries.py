@@ -13,11 +13,11 @@ from aiohttp import web
 from exporter.api import json_response, read_body, services
 from exporter.artifacts import FAILED, IN_FLIGHT, ArtifactState
 from exporter.errors import BadRequest, NotFound
-from exporter.params import Range, bad, parse_int, parse_org, parse_range, reject_unknown
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage import snapshots as snapshot_rows
-from exporter.storage.database import Database, in_transaction
-from exporter.storage.jobs import JobRun
+from exporter.http.params import Range, bad, parse_int, parse_org, parse_range, reject_unknown
+from exporter.storage.sqlite import artifacts as artifact_rows
+from exporter.storage.sqlite import snapshots as snapshot_rows
+from exporter.storage.sqlite.database import Database, in_transaction
+from exporter.storage.sqlite.job_runs import JobRun
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
 

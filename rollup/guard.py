@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from exporter.storage.horizons import Horizons
+from exporter.storage.sqlite.horizons import Horizons
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
 PERIOD_SPAN = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}

@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage import events as event_rows
-from exporter.storage import horizons
-from exporter.storage import snapshots as snap
-from exporter.storage.database import in_transaction, read_transaction
+from exporter.storage.sqlite import artifacts as artifact_rows
+from exporter.storage.sqlite import events as event_rows
+from exporter.storage.sqlite import horizons
+from exporter.storage.sqlite import snapshots as snap
+from exporter.storage.sqlite.database import in_transaction, read_transaction
 from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
 from rollup import guard
 from rollup.aggregate import build_parts
 from rollup.codec import decode_parts, encode_parts
 from rollup.digest import GAMMA
 from rollup.parts import SnapshotParts
-from rollup.retention import Retention, closed_days, closed_hours, cutoff, day_floor, hour_floor
+from rollup.windows import Retention, closed_days, closed_hours, cutoff, day_floor, hour_floor
 
 T = TypeVar("T")
 Write = Callable[[Callable[[sqlite3.Connection], T]], T]

@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from exporter import server as http_server
 from exporter.api import SERVICES
 from exporter.app import create_app
 from exporter.clock import FakeClock
+from exporter.http import server as http_server
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
 

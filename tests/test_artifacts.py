@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from exporter.artifacts import COMPLETED, FAILED, IN_FLIGHT, ArtifactState, fold
-from exporter.inflight import InflightIndex
+from exporter.live.inflight import InflightIndex
 from exporter.model import Event
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage.database import connect, in_transaction
+from exporter.storage.sqlite import artifacts as artifact_rows
+from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
-from rollup.retention import Retention
+from rollup.windows import Retention
 
 T = datetime_to_ms(datetime(2026, 11, 28, 10, tzinfo=UTC))
 

@@ -12,9 +12,9 @@ import pytest
 
 from exporter.cli import main
 from exporter.model import Event
-from exporter.storage import events as event_rows
-from exporter.storage import snapshots as snap
-from exporter.storage.database import connect, in_transaction
+from exporter.storage.sqlite import events as event_rows
+from exporter.storage.sqlite import snapshots as snap
+from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
 from tests.conftest import make_event
 from tests.scrape import samples

@@ -16,13 +16,13 @@ import aiohttp
 
 from exporter.clock import FakeClock
 from exporter.model import Event
-from exporter.storage import events as event_rows
-from exporter.storage import snapshots as snap
-from exporter.storage.database import connect, in_transaction
+from exporter.storage.sqlite import events as event_rows
+from exporter.storage.sqlite import snapshots as snap
+from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts
-from rollup.retention import Retention
+from rollup.windows import Retention
 from tests.conftest import make_event
 from tests.tools import daemon, free_port, wait_ready
 

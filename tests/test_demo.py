@@ -21,8 +21,8 @@ from exporter.catalog import EVENT_TYPES, PROCESSING_STAGES
 from exporter.client import Emitter
 from exporter.clock import FakeClock
 from exporter.demo import DemoConfig, Simulation, run
-from exporter.storage import snapshots
-from exporter.storage.database import connect
+from exporter.storage.sqlite import snapshots
+from exporter.storage.sqlite.database import connect
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts

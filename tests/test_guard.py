@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.storage.horizons import Horizons
+from exporter.storage.sqlite.horizons import Horizons
 from exporter.timestamps import datetime_to_ms
 from rollup import guard
 

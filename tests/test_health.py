@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from exporter.api import SERVICES
-from exporter.storage.health import FileReplaced, classify
+from exporter.storage.sqlite.health import FileReplaced, classify
 from tests.conftest import make_event
 from tests.scrape import samples, scrape
 

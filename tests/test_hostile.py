@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from exporter.live.windows import MinuteWindows
 from exporter.settings import Token
-from exporter.windows import MinuteWindows
 from tests.conftest import make_event
 from tests.scrape import samples
 
@@ -227,7 +227,7 @@ async def test_a_poisoning_client_never_fails_anyone_else(
     """An item that fails the group commit for a reason validation did not foresee (an
     injected fault at the storage boundary): the writer retries the group request by
     request, so only the poisoning request fails (500, JSON) and 0 good requests do."""
-    from exporter.storage import events as event_rows
+    from exporter.storage.sqlite import events as event_rows
 
     real = event_rows.insert
 

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from exporter.model import Event, Metadata
-from exporter.storage import events as event_rows
-from exporter.storage import horizons
-from exporter.storage import snapshots as snap
-from exporter.storage.database import connect, in_transaction
+from exporter.storage.sqlite import events as event_rows
+from exporter.storage.sqlite import horizons
+from exporter.storage.sqlite import snapshots as snap
+from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts, encode_parts
 from rollup.parts import SnapshotParts, derived
-from rollup.retention import Retention, windows_between
+from rollup.windows import Retention, windows_between
 
 NOW = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)
 RETENTION = Retention()

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter.api import SERVICES
-from exporter.live import LiveState
-from exporter.storage.database import connect
-from exporter.tally import Tally
+from exporter.live.state import LiveState
+from exporter.live.tally import Tally
+from exporter.storage.sqlite.database import connect
 from rollup import jobs
 from tests.conftest import T0, T0_MS, make_event
 from tests.scrape import samples, scrape

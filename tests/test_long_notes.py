@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter.clock import FakeClock
-from exporter.storage import snapshots as snap
-from exporter.storage.database import connect
+from exporter.storage.sqlite import snapshots as snap
+from exporter.storage.sqlite.database import connect
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from exporter.openapi import document
+from exporter.http.openapi import document
 from tests.tools import daemon, free_port, wait_ready
 
 CHECKS = ",".join((

@@ -17,7 +17,7 @@ from exporter import preflight
 from exporter.clock import FakeClock
 from exporter.errors import StartupError
 from exporter.lock import DatabaseLock, Holder
-from exporter.storage.database import connect, transaction
+from exporter.storage.sqlite.database import connect, transaction
 from tests.conftest import T0, make_settings
 from tests.test_durability import free_port
 

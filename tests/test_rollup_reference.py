@@ -19,12 +19,12 @@ import pytest
 
 from exporter.catalog import EVENT_TYPES
 from exporter.clock import FakeClock
-from exporter.storage.database import connect
+from exporter.storage.sqlite.database import connect
 from exporter.timestamps import datetime_to_ms, parse_timestamp
 from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts, derived
-from rollup.retention import Retention
+from rollup.windows import Retention
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ORGS = ["org-a", "org-b", "org-c", "org-d", "org-e", "org-f", "org-g", None]

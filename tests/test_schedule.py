@@ -149,7 +149,7 @@ def test_schedule_is_a_value() -> None:
 def test_retention_windows_between(
     start: datetime, end: datetime, period: str, expected: list[int]
 ) -> None:
-    from rollup.retention import windows_between
+    from rollup.windows import windows_between
 
     got = windows_between(start, end, period)
     assert [w.hour if period == "hourly" else w.day for w in got] == expected

@@ -13,7 +13,7 @@ import pytest
 
 from exporter.api import SERVICES
 from exporter.clock import FakeClock
-from exporter.storage.jobs import JobRun
+from exporter.storage.sqlite.job_runs import JobRun
 from exporter.timestamps import datetime_to_ms
 from rollup.jobs import JobOutcome
 from rollup.schedule import CronSchedule

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.storage import horizons, state
-from exporter.storage.database import connect, in_transaction
-from exporter.storage.schema import MIGRATIONS
+from exporter.storage.sqlite import horizons
+from exporter.storage.sqlite import live_state as state
+from exporter.storage.sqlite.database import connect, in_transaction
+from exporter.storage.sqlite.schema import MIGRATIONS
 
 HOUR, DAY = 3_600_000, 86_400_000
 T = 1_795_860_000_000  # 2026-11-28T10:00:00Z

@@ -19,19 +19,19 @@ from exporter.artifacts import ArtifactState, fold
 from exporter.clock import Clock
 from exporter.errors import CommitFailed, Unavailable
 from exporter.health import StorageHealth
-from exporter.live import LiveState
+from exporter.live.orgs import OrgRegistry
+from exporter.live.state import LiveState
+from exporter.live.tally import Tally, tally
+from exporter.live.windows import window_bounds
 from exporter.model import Event
-from exporter.orgs import OrgRegistry
 from exporter.selfmetrics import SelfMetrics
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage import events as event_rows
-from exporter.storage import horizons
-from exporter.storage import snapshots as snapshot_rows
-from exporter.storage import state as state_rows
-from exporter.storage.database import Database, transaction
-from exporter.tally import Tally, tally
+from exporter.storage.sqlite import artifacts as artifact_rows
+from exporter.storage.sqlite import events as event_rows
+from exporter.storage.sqlite import horizons
+from exporter.storage.sqlite import live_state as state_rows
+from exporter.storage.sqlite import snapshots as snapshot_rows
+from exporter.storage.sqlite.database import Database, transaction
 from exporter.timestamps import HOUR_MS, datetime_to_ms
-from exporter.windows import window_bounds
 
 log = logging.getLogger(__name__)
 

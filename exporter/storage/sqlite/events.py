@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from exporter.model import Event
-from exporter.storage import horizons
+from exporter.storage.sqlite import horizons
 from exporter.timestamps import HOUR_MS
 
 _COLUMNS = (

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.storage.database import transaction
+from exporter.storage.sqlite.database import transaction
 
 KINDS = (
     "disk_full",

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from exporter.tally import Key, Tally
+from exporter.live.tally import Key, Tally
 
 _encode = msgspec.json.encode
 _decode_key = msgspec.json.Decoder(list[str])

@@ -11,7 +11,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from exporter.storage.schema import migrate
+from exporter.storage.sqlite.schema import migrate
 
 T = TypeVar("T")
 P = ParamSpec("P")
