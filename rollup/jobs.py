@@ -328,7 +328,8 @@ def cleanup_events(
     """Delete events of every hour that ended before ``now - event retention``, notes whose
     last event is that old, and dirty marks of hours that can no longer be re-aggregated,
     in batches of ``DELETE_BATCH``; each event batch raises the events watermark in its own
-    transaction, so no rollup can rewrite an hour from partial events."""
+    transaction, so no rollup can rewrite an hour from partial events. Hours about to be
+    pruned that are dirty or lack a snapshot are rolled up first."""
     limit_ms = datetime_to_ms(retention_limits(now, retention)["events"])
     if dry_run:
         return JobOutcome(
@@ -342,10 +343,14 @@ def cleanup_events(
         horizons.raise_watermark(c, "events_from", limit_ms)
         return event_rows.delete_before(c, limit_ms, DELETE_BATCH)
 
+    # Late events accepted since the last hourly run (or hours it never reached) must
+    # reach their snapshots before their raw events go; afterwards nothing can redo them.
+    due = [hour for hour in due_hours(conn, now) if datetime_to_ms(hour) < limit_ms]
+    settled = run_windows(conn, write, due, "hourly", now)
     events = _batched(write, delete_events)
     notes = _batched(write, lambda c: artifact_rows.delete_before(c, limit_ms, DELETE_BATCH))
     write(lambda c: snap.delete_dirty_before(c, "hourly", limit_ms))
-    return JobOutcome(deleted={"events": events, "artifacts": notes})
+    return settled.merge(JobOutcome(deleted={"events": events, "artifacts": notes}))
 
 
 def _batched(write: Write[int], delete: Callable[[sqlite3.Connection], int]) -> int:

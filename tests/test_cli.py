@@ -116,7 +116,7 @@ async def test_cli_backfill_after_retention_changes_nothing_and_says_why(
     await client.close()
     at = hour.isoformat()
     assert await asyncio.to_thread(main, ["rollup", "hourly", "--at", at, "--db", db]) == 0
-    before = snapshot_rows(tmp_path / "voxmon.db")
+    before = snapshot_rows(tmp_path / "voxmon.db", hour)
     env = {"VOXMON_EVENT_RETENTION_HOURS": "1"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -130,12 +130,19 @@ async def test_cli_backfill_after_retention_changes_nothing_and_says_why(
         " were pruned by event retention" in err
     )
     assert "hourly: nothing rolled up" in err
-    assert snapshot_rows(tmp_path / "voxmon.db") == before
+    assert snapshot_rows(tmp_path / "voxmon.db", hour) == before
 
 
-def snapshot_rows(db: Path) -> list[tuple[Any, ...]]:
+def snapshot_rows(db: Path, hour: datetime) -> list[tuple[Any, ...]]:
+    """The rows of ``hour`` and of its day (the cleanup rolls up the quiet hours after it
+    before it prunes them)."""
+    starts = (datetime_to_ms(hour), datetime_to_ms(hour.replace(hour=0)))
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT * FROM snapshots ORDER BY 1, 2, 3").fetchall()
+        return conn.execute(
+            "SELECT * FROM snapshots WHERE (period, period_start_ms) IN"
+            " (VALUES ('hourly', ?), ('daily', ?)) ORDER BY 1, 2, 3",
+            starts,
+        ).fetchall()
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import aiohttp
 from exporter.clock import FakeClock
 from exporter.model import Event
 from exporter.storage import events as event_rows
+from exporter.storage import jobs as job_rows
 from exporter.storage import snapshots as snap
 from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
@@ -60,17 +61,31 @@ def seed_stale_hour(db: Path, hour: datetime, later: int) -> None:
     conn.close()
 
 
+def record_recent_runs(db: Path) -> None:
+    """Every job ran just now, so a daemon started on ``db`` runs no start-up catch-up: a
+    test that needs a rollup in flight starts it itself, instead of racing the catch-up."""
+    conn = connect(db)
+    now_ms = datetime_to_ms(datetime.now(UTC))
+    for name in ("rollup-hourly", "rollup-daily", "cleanup-snapshots", "cleanup-events"):
+        run = job_rows.JobRun(name, now_ms, "success", None, now_ms, 0.0, 0, "-")
+        in_transaction(conn, lambda c, run=run: job_rows.record_run(c, run))
+    conn.close()
+
+
 async def test_sigkill_while_a_rollup_is_stored_leaves_the_hour_repairable(
     tmp_path: Path,
 ) -> None:
     """The daemon is killed while its rollup of a dirty hour waits to write (another
     process holds the write lock): the old snapshot and the dirty mark survive, and the
     restarted daemon repairs the hour. Before the fix the mark was cleared first and the
-    hour stayed wrong for good."""
+    hour stayed wrong for good. No start-up catch-up is due, so the only rollup is the one
+    killed (with a catch-up at start the hour was often repaired before the lock was
+    taken, and the kill tested nothing)."""
     db, port = tmp_path / "voxmon.db", free_port()
     base = f"http://127.0.0.1:{port}"
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
     seed_stale_hour(db, hour, later=20_000)
+    record_recent_runs(db)
     with daemon(db, port) as process:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base)
@@ -88,10 +103,9 @@ async def test_sigkill_while_a_rollup_is_stored_leaves_the_hour_repairable(
     with daemon(db, port):
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base)
-            for _ in range(200):  # the start-up catch-up runs the dirty hour
-                if not dirty(db, "hourly"):
-                    break
-                await asyncio.sleep(0.05)
+            assert stored_parts(db, "hourly", hour).artifacts_received == 10
+            async with session.post(f"{base}/v1/rollups/rollup-hourly/run") as response:
+                assert (await response.json())["windows"].startswith(hour.isoformat())
     assert stored_parts(db, "hourly", hour).artifacts_received == 20_010
     assert dirty(db, "hourly") == set()
 
@@ -150,3 +164,31 @@ async def test_events_in_hours_a_cleanup_pruned_are_refused_not_forgotten(
     assert 'voxmon_ingest_rejected_total{reason="too_old"} 1.0' in metrics
     only = await client.post("/v1/events", json=[make_event(timestamp="2026-11-28T08:00:00Z")])
     assert only.status == 400
+
+
+async def test_cleanup_rolls_up_a_dirty_hour_before_pruning_its_events(
+    start_app: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A late event accepted 47 h 50 min after its time (inside the 48 h horizon) marks its
+    hour dirty at 04:45; the weekly cleanup-events fires at 05:00, before the 05:30 hourly
+    run, and prunes that hour. The cleanup must first bring the hour (and so its day) up to
+    date: otherwise the event was acknowledged and never reaches a snapshot."""
+    hour = datetime(2026, 12, 4, 4, 0, tzinfo=UTC)  # a Friday
+    clock.set(hour + timedelta(minutes=20))
+    client = await start_app()
+    early = make_event(timestamp=(hour + timedelta(minutes=10)).isoformat(), artifact_id="a0")
+    assert (await client.post("/v1/events", json=[early])).status == 200
+    clock.set(hour + timedelta(hours=1, minutes=30))
+    assert (await client.post("/v1/rollups/rollup-hourly/run")).status == 200
+    clock.set(hour + timedelta(days=1, hours=1, minutes=30))
+    assert (await client.post("/v1/rollups/rollup-daily/run")).status == 200
+    clock.set(hour + timedelta(hours=48, minutes=45))
+    late = make_event(timestamp=(hour + timedelta(minutes=55)).isoformat(), artifact_id="a1")
+    assert (await (await client.post("/v1/events", json=[late])).json())["accepted"] == 1
+    clock.set(hour + timedelta(hours=49))  # Sunday 05:00, cleanup-events' own fire time
+    assert (await client.post("/v1/rollups/cleanup-events/run")).status == 200
+    clock.set(hour + timedelta(hours=49, minutes=30))
+    assert (await client.post("/v1/rollups/rollup-hourly/run")).status == 200
+    db = tmp_path / "voxmon.db"
+    assert stored_parts(db, "hourly", hour).artifacts_received == 2
+    assert stored_parts(db, "daily", hour.replace(hour=0)).artifacts_received == 2

@@ -216,7 +216,8 @@ def test_jobs_events_go_by_whole_hours_in_batches(
     assert dry.deleted == {"events": 25, "artifacts": 0}
     outcome = jobs.cleanup_events(conn, counting_write, NOW, RETENTION)
     assert outcome.deleted == {"events": 25, "artifacts": 0}
-    assert batches[:3] == [(10, datetime_to_ms(limit))] * 2 + [(5, datetime_to_ms(limit))]
+    deletes = [batch for batch in batches if batch[0] >= 0][:3]  # after the rollup writes
+    assert deletes == [(10, datetime_to_ms(limit))] * 2 + [(5, datetime_to_ms(limit))]
     left = {row[0] for row in conn.execute("SELECT event_id FROM events")}
     assert left == {"e100", "e101"}  # 48 h + 1 s old, but its hour is not over yet
 
