@@ -21,7 +21,7 @@ from exporter.storage import jobs as job_rows
 from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
 from rollup import jobs
-from rollup.retention import day_floor, hour_floor, windows_between
+from rollup.retention import day_floor, hour_floor
 from rollup.scheduler import job_run
 
 log = logging.getLogger(__name__)
@@ -120,18 +120,17 @@ def _check_config(settings: Settings) -> int:
 def _rollup(settings: Settings, args: argparse.Namespace) -> int:
     """Roll up the asked windows through the rollup guard; prints a line per refused range
     and exits 1 when nothing could be computed. The run is recorded like a daemon run."""
-    hourly = args.period == "hourly"
-    if args.at is not None:
-        windows = [(hour_floor if hourly else day_floor)(args.at)]
-    elif args.end is None or args.end <= args.start:
+    if args.at is None and (args.end is None or args.end <= args.start):
         print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
         return 2
-    else:
-        windows = windows_between(args.start, args.end, args.period)
     now = SystemClock().now()
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
     try:
-        allowed, skipped = jobs.plan_windows(conn, args.period, windows, now)
+        if args.at is not None:
+            at = (hour_floor if args.period == "hourly" else day_floor)(args.at)
+            allowed, skipped = jobs.plan_windows(conn, args.period, [at], now)
+        else:
+            allowed, skipped = jobs.plan_range(conn, args.period, args.start, args.end, now)
         progress = _progress_bar(args.period) if len(allowed) > 1 else None
 
         def run() -> jobs.JobOutcome:

@@ -221,14 +221,17 @@ def plan_windows(
     (an API request refuses up front instead of recording an empty run)."""
     with read_transaction(conn):
         found = horizons.load(conn)
-    allowed, refused = [], []
-    for window in windows:
-        try:
-            guard.check(period, window, now, found)
-            allowed.append(window)
-        except guard.Refused as refusal:
-            refused.append((window, refusal))
-    return allowed, guard.coalesce(period, refused)
+    return guard.split(period, windows, now, found)
+
+
+def plan_range(
+    conn: sqlite3.Connection, period: str, start: datetime, end: datetime, now: datetime
+) -> tuple[list[datetime], list[guard.Skip]]:
+    """``plan_windows`` for every window starting in ``[floor(start), end)``, however far
+    the range reaches into the past or the future (``guard.plan_range``)."""
+    with read_transaction(conn):
+        found = horizons.load(conn)
+    return guard.plan_range(period, start, end, now, found)
 
 
 Progress = Callable[[int, int], None]

@@ -16,6 +16,7 @@ from exporter.storage import events as event_rows
 from exporter.storage import snapshots as snap
 from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
+from rollup import guard
 from tests.conftest import make_event
 from tests.scrape import samples
 
@@ -195,3 +196,37 @@ async def test_cli_runs_show_in_the_running_daemons_status_and_metrics(
     last = found[("voxmon_rollup_last_success_timestamp_seconds",
                     (("job", "rollup-hourly"),))]  # fmt: skip
     assert abs(last - clock.now().timestamp()) < 60
+
+
+def test_cli_rollup_range_from_year_1_to_9999_is_refused_in_three_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The widest range the CLI accepts names its three refused ranges at once instead of
+    checking 87 million hours one by one (minutes and gigabytes before)."""
+    db = tmp_path / "voxmon.db"
+    now = datetime.now(UTC)
+    conn = connect(db)
+    first = Event("e1", "artifact_received", datetime_to_ms(now), artifact_id="a1")
+    in_transaction(conn, lambda c: event_rows.insert(c, [first], 0))
+    conn.close()
+    checked: list[tuple[Any, ...]] = []
+    check = guard.check
+
+    def counted(*args: Any) -> None:
+        checked.append(args)
+        assert len(checked) < 100, "every window is checked one by one"
+        check(*args)
+
+    monkeypatch.setattr(guard, "check", counted)
+    args = ["--from", "0001-01-01T00:00:00Z", "--to", "9999-12-31T23:59:59.999Z"]
+    assert main(["rollup", "hourly", *args, "--db", str(db)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("): ")[-1].split(" (")[0] for line in lines] == [
+        "before the first event",
+        "the window is still open",
+        "the window is in the future",
+        "hourly: nothing rolled up",
+    ]
+    assert lines[0].startswith("voxmon: skipped hourly 0001-01-01T00:00:00.000Z..")
+    assert "..9999-12-31T23:00:00.000Z (" in lines[2]
+    assert snapshot_keys(db) == []
