@@ -192,3 +192,28 @@ async def test_cleanup_rolls_up_a_dirty_hour_before_pruning_its_events(
     db = tmp_path / "voxmon.db"
     assert stored_parts(db, "hourly", hour).artifacts_received == 2
     assert stored_parts(db, "daily", hour.replace(hour=0)).artifacts_received == 2
+
+
+async def test_events_in_days_whose_hourly_rows_were_pruned_are_refused(
+    start_app: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A CLI cleanup with a 1-day hourly retention beside a daemon with the 48 h horizon:
+    an event 38 h old (its hour's raw events are still complete) lands in a day whose
+    hourly rows are pruned, so its hour can never be rolled up again; it is refused naming
+    ``timestamp``, not acknowledged and forgotten."""
+    now = datetime(2026, 11, 28, 10, 20, tzinfo=UTC)
+    clock.set(now)
+    client = await start_app()
+    old = make_event(timestamp="2026-11-26T20:10:00Z", artifact_id="a0")
+    assert (await client.post("/v1/events", json=[old])).status == 200
+    conn = connect(tmp_path / "voxmon.db")
+    jobs.run_hourly(conn, jobs.direct_write(conn), now, Retention())
+    jobs.cleanup_snapshots(conn, jobs.direct_write(conn), now, Retention(hourly=timedelta(days=1)))
+    conn.close()
+    late = make_event(timestamp="2026-11-26T20:30:00Z", artifact_id="a1")
+    response = await client.post("/v1/events", json=[late])
+    body = await response.json()
+    assert (response.status, body["accepted"]) == (400, 0)
+    error = body["rejected"][0]["errors"][0]
+    assert error["field"] == "timestamp"
+    assert error["message"].startswith("timestamp is before 2026-11-27T00:00:00.000Z")

@@ -194,8 +194,15 @@ def test_settings_config_error_message_lists_every_problem() -> None:
         ("max_duration_days = 0", "max_duration_days: must be > 0, got 0"),
         ("max_duration_days = 3651", "max_duration_days: must be <= 3650, got 3651"),
         ("max_duration_days = 1.5", "max_duration_days: expected an integer, got 1.5"),
+        # these passed check-config, then 'serve' died with an OverflowError traceback
+        ("event_retention_hours = 1000000000000",
+         "event_retention_hours: must be <= 876000, got 1000000000000"),
+        ("daily_retention_days = 99999999", "daily_retention_days: must be <= 36500, got 99999999"),
+        # late events would be accepted into hours whose snapshots are already pruned
+        ("event_retention_hours = 169",
+         "event_retention_hours: must be <= 24 x hourly_retention_days (168), got 169"),
     ],
-)
+)  # fmt: skip
 def test_settings_rejects_bad_value(tmp_path: Path, text: str, problem: str) -> None:
     assert _problems(_write(tmp_path, text + "\n")) == [problem]
 
