@@ -230,3 +230,27 @@ def test_cli_rollup_range_from_year_1_to_9999_is_refused_in_three_lines(
     assert lines[0].startswith("voxmon: skipped hourly 0001-01-01T00:00:00.000Z..")
     assert "..9999-12-31T23:00:00.000Z (" in lines[2]
     assert snapshot_keys(db) == []
+
+
+@pytest.mark.parametrize("command", [["rollup", "hourly", "--at", "2026-11-28T07:00:00Z"],
+                                     ["cleanup"], ["cleanup", "--dry-run"]])  # fmt: skip
+def test_cli_jobs_refuse_a_missing_unopenable_or_corrupt_database_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A mistyped --db used to create an empty database and report "cleanup deleted:
+    events=0"; a directory, a missing directory or a file that is no database ended in a
+    traceback. Each is one line and exit code 2, and nothing is created."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database, " * 1000)
+    cases = {
+        tmp_path / "typo.db": "does not exist",
+        tmp_path / "missing" / "voxmon.db": "does not exist",
+        tmp_path: "cannot be used",
+        junk: "is corrupt",
+    }
+    for db, problem in cases.items():
+        assert main([*command, "--db", str(db)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"voxmon: database {db} ") and problem in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db"]
