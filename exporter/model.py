@@ -20,7 +20,10 @@ MAX_COUNT = 1_000_000_000
 """Bound of the metadata counts: an unbounded integer overflowed SQLite's 64-bit INTEGER
 and failed the whole group commit (503 for every request in it, retried for ever)."""
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+MAX_COST_USD = 1_000_000
+"""Bound of ``ai_cost_usd`` per event: unbounded, two events of 1.7e308 turned the
+persisted cost counter and the hour's snapshot into +Inf for good."""
+CostUsd = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 DAY_MS = 86_400_000
 DEFAULT_MAX_DURATION_DAYS = 30
@@ -31,6 +34,8 @@ WIRE_MAX_DURATION_MS = WIRE_MAX_DURATION_DAYS * DAY_MS
 400. Durations over the configured ``max_duration_days`` (at most this) are dropped with a
 warning instead, see ``validation.py``."""
 DurationMs = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS)]
+MAX_TRANSCRIPT_S = WIRE_MAX_DURATION_DAYS * 86_400
+TranscriptSeconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_TRANSCRIPT_S)]
 WireTime = datetime | int
 """RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
 OpenMetadata = dict[str, Any]
@@ -55,8 +60,8 @@ class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, f
     transcript_word_count: Count | None = None
     retry_attempt: Count | None = None
     confidence: Fraction | None = None
-    transcript_duration_s: NonNegative | None = None
-    ai_cost_usd: NonNegative | None = None
+    transcript_duration_s: TranscriptSeconds | None = None
+    ai_cost_usd: CostUsd | None = None
     ai_model: Str128 | None = None
     source_channel: Str128 | None = None
 
