@@ -298,8 +298,14 @@ def cleanup_snapshots(
 ) -> JobOutcome:
     """Delete hourly snapshots starting before the day of ``now - hourly retention`` and
     daily ones before ``now - daily retention`` (strict), in batches of ``DELETE_BATCH``;
-    each batch raises the period's watermark in its own transaction."""
+    each batch raises the period's watermark in its own transaction. Days about to lose
+    their hourly rows that lack a daily row or are dirty are rolled up first."""
     limits = retention_limits(now, retention)
+    hourly_ms = datetime_to_ms(limits["hourly"])
+    settled = JobOutcome()
+    if not dry_run:  # days about to lose their hours get their daily rows first
+        due = [day for day in due_days(conn, now) if datetime_to_ms(day) < hourly_ms]
+        settled = run_windows(conn, write, due, "daily", now)
     deleted = {}
     for period in ("hourly", "daily"):
         limit_ms = datetime_to_ms(limits[period])
@@ -308,9 +314,8 @@ def cleanup_snapshots(
         else:
             deleted[period] = _batched(write, _snapshot_deleter(period, limit_ms))
     if not dry_run:
-        hourly_ms = datetime_to_ms(limits["hourly"])
         write(lambda c: snap.delete_dirty_before(c, "daily", hourly_ms))
-    return JobOutcome(deleted=deleted)
+    return settled.merge(JobOutcome(deleted=deleted))
 
 
 def _snapshot_deleter(period: str, limit_ms: int) -> Callable[[sqlite3.Connection], int]:

@@ -254,3 +254,28 @@ def test_cli_jobs_refuse_a_missing_unopenable_or_corrupt_database_in_one_line(
         assert err.startswith(f"voxmon: database {db} ") and problem in err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db"]
+
+
+def test_cli_cleanup_writes_the_daily_rows_before_pruning_the_hours_they_need(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database whose daemon was down for ten days (nothing rolled up since): a manual
+    cleanup pruned the hourly rows of days that never got their daily row, so those days
+    were gone from the 90-day history. The cleanup now writes them first."""
+    db = tmp_path / "voxmon.db"
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=9)
+    notes = [Event(f"e{i}", "artifact_received", datetime_to_ms(day) + i * 3_600_000,
+                   artifact_id=f"a{i}", org_id="org-a") for i in range(24)]  # fmt: skip
+    conn = connect(db)
+    in_transaction(conn, lambda c: event_rows.insert(c, notes, datetime_to_ms(day)))
+    conn.close()
+    assert main(["cleanup", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == (
+        "cleanup deleted: events=24, artifacts=0, hourly_snapshots=72, daily_snapshots=0\n"
+    )
+    conn = connect(db)
+    daily = snap.snapshot_rows(conn, "daily", datetime_to_ms(day), datetime_to_ms(day) + 1)
+    hourly = snap.snapshot_rows(conn, "hourly", 0, datetime_to_ms(day + timedelta(days=2)))
+    conn.close()
+    assert [(row.scope, row.artifacts_received) for row in daily] == [("", 24), ("org-a", 24)]
+    assert hourly == []  # pruned, as retention says
