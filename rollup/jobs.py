@@ -299,13 +299,16 @@ def cleanup_snapshots(
     """Delete hourly snapshots starting before the day of ``now - hourly retention`` and
     daily ones before ``now - daily retention`` (strict), in batches of ``DELETE_BATCH``;
     each batch raises the period's watermark in its own transaction. Days about to lose
-    their hourly rows that lack a daily row or are dirty are rolled up first."""
+    their hourly rows are first brought up to date: their dirty or missing hours, then the
+    days that are dirty or lack a daily row."""
     limits = retention_limits(now, retention)
     hourly_ms = datetime_to_ms(limits["hourly"])
     settled = JobOutcome()
-    if not dry_run:  # days about to lose their hours get their daily rows first
-        due = [day for day in due_days(conn, now) if datetime_to_ms(day) < hourly_ms]
-        settled = run_windows(conn, write, due, "daily", now)
+    if not dry_run:  # days about to lose their hours: their dirty hours, then the days
+        hours = [hour for hour in due_hours(conn, now) if datetime_to_ms(hour) < hourly_ms]
+        settled = run_windows(conn, write, hours, "hourly", now)
+        days = [day for day in due_days(conn, now) if datetime_to_ms(day) < hourly_ms]
+        settled = settled.merge(run_windows(conn, write, days, "daily", now))
     deleted = {}
     for period in ("hourly", "daily"):
         limit_ms = datetime_to_ms(limits[period])
