@@ -97,7 +97,11 @@ def test_guard_coalesces_consecutive_refusals_by_reason() -> None:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("horizons", [HORIZONS, Horizons()], ids=["history", "no_history"])
+@pytest.mark.parametrize(
+    "horizons",
+    [HORIZONS, Horizons(), Horizons(history_start_ms=ms(utc(28, 13)))],  # a first event 5 min ahead
+    ids=["history", "no_history", "history_in_the_next_hour"],
+)
 @pytest.mark.parametrize("period", ["hourly", "daily"])
 def test_guard_plan_range_matches_checking_every_window(period: str, horizons: Horizons) -> None:
     """Random ranges around the history start and now: the bulk plan says exactly what
