@@ -20,7 +20,7 @@ an empty database in a temporary directory, no config file, no ``VOXMON_*`` vari
 short untimed warm-up, then a fixed number of events posted as pre-encoded JSON arrays. The
 daemon is stopped, its rows are counted, and the very same items (validated as the daemon
 validates them, outside the timing) are inserted into a fresh file opened with
-``exporter.storage.database.connect`` (same schema and pragmas) by
+``exporter.storage.sqlite.database.connect`` (same schema and pragmas) by
 ``exporter.storage.events.insert``, one transaction per batch.
 
 Run: ``.venv/bin/python benchmarks/ingest.py [--quick] [--json]``.

@@ -146,15 +146,16 @@ async def post_events(request: web.Request) -> web.Response:
 def _pruned_rejections(
     events: list[Event], rejections: list[Rejection], result: CommitResult
 ) -> list[Rejection]:
-    """Rejections for events the writer refused because retention had pruned their hour
-    (a cleanup that ran with a shorter retention than this daemon's horizon)."""
+    """Rejections for events the writer refused because retention had pruned their hour's
+    raw events or their day's snapshots (a cleanup that ran with a shorter retention than
+    this daemon's horizon)."""
     if not result.pruned:
         return []
     refused = {r.index for r in rejections}
     indexes = [i for i in range(len(events) + len(rejections)) if i not in refused]
     message = (
-        f"timestamp is before {format_rfc3339(result.events_from_ms)}: raw events before it"
-        " were pruned by event retention, so its hour can no longer be rolled up"
+        f"timestamp is before {format_rfc3339(result.events_from_ms)}: retention pruned"
+        " what snapshots before it are computed from, so its hour can no longer be rolled up"
     )
     return [
         Rejection(indexes[p], events[p].event_id, (FieldError("timestamp", message),), "too_old")

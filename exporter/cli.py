@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from exporter import daemon, demo, preflight
@@ -22,7 +23,7 @@ from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
 from rollup import jobs
 from rollup.scheduler import job_run
-from rollup.windows import day_floor, hour_floor, windows_between
+from rollup.windows import day_floor, hour_floor
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return demo.command(args, settings)
     if args.command == "rollup":
-        return _rollup(settings, args)
+        if args.at is None and (args.end is None or args.end <= args.start):
+            print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
+            return 2
+        return _on_database(settings, lambda conn: _rollup(conn, args))
     if args.command == "cleanup":
-        return _cleanup(settings, args.dry_run)
+        return _on_database(settings, lambda conn: _cleanup(conn, settings, args.dry_run))
     if args.command == "check-config":
         return _check_config(settings)
     try:
@@ -117,30 +121,44 @@ def _check_config(settings: Settings) -> int:
     return 0
 
 
-def _rollup(settings: Settings, args: argparse.Namespace) -> int:
-    """Roll up the asked windows through the rollup guard; prints a line per refused range
-    and exits 1 when nothing could be computed. The run is recorded like a daemon run."""
-    hourly = args.period == "hourly"
-    if args.at is not None:
-        windows = [(hour_floor if hourly else day_floor)(args.at)]
-    elif args.end is None or args.end <= args.start:
-        print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
+def _on_database(settings: Settings, command: Callable[[sqlite3.Connection], int]) -> int:
+    """Run ``command`` on the existing database; a database that is missing, unusable or
+    fails during the run is one line and exit code 2, never a traceback."""
+    path = Path(settings.db_path)
+    if not path.exists():  # a mistyped --db must not create an empty database
+        print(f"voxmon: database {path} does not exist; check --db (or VOXMON_DB_PATH)",
+              file=sys.stderr)  # fmt: skip
         return 2
-    else:
-        windows = windows_between(args.start, args.end, args.period)
-    now = SystemClock().now()
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
     try:
-        allowed, skipped = jobs.plan_windows(conn, args.period, windows, now)
-        progress = _progress_bar(args.period) if len(allowed) > 1 else None
-
-        def run() -> jobs.JobOutcome:
-            write = jobs.direct_write(conn)
-            return jobs.run_windows(conn, write, allowed, args.period, now, progress)
-
-        outcome = _recorded(conn, f"rollup-{args.period}", now, run) if allowed else None
+        conn = connect(path, synchronous=settings.sqlite_synchronous, create=False)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"voxmon: {preflight.describe_failure(settings.db_path, exc)}", file=sys.stderr)
+        return 2
+    try:
+        return command(conn)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"voxmon: {preflight.describe_failure(settings.db_path, exc)}", file=sys.stderr)
+        return 2
     finally:
         conn.close()
+
+
+def _rollup(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    """Roll up the asked windows through the rollup guard; prints a line per refused range
+    and exits 1 when nothing could be computed. The run is recorded like a daemon run."""
+    now = SystemClock().now()
+    if args.at is not None:
+        at = (hour_floor if args.period == "hourly" else day_floor)(args.at)
+        allowed, skipped = jobs.plan_windows(conn, args.period, [at], now)
+    else:
+        allowed, skipped = jobs.plan_range(conn, args.period, args.start, args.end, now)
+    progress = _progress_bar(args.period) if len(allowed) > 1 else None
+
+    def run() -> jobs.JobOutcome:
+        write = jobs.direct_write(conn)
+        return jobs.run_windows(conn, write, allowed, args.period, now, progress)
+
+    outcome = _recorded(conn, f"rollup-{args.period}", now, run) if allowed else None
     for skip in [*skipped, *(outcome.skipped if outcome else ())]:
         print(f"voxmon: {skip.describe()}", file=sys.stderr)
     if outcome is None or not outcome.windows:
@@ -182,30 +200,26 @@ def _progress_bar(label: str) -> jobs.Progress:
     return show
 
 
-def _cleanup(settings: Settings, dry_run: bool) -> int:
+def _cleanup(conn: sqlite3.Connection, settings: Settings, dry_run: bool) -> int:
     now = SystemClock().now()
     retention = retention_of(settings)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
-    try:
-        write = jobs.direct_write(conn)
-        if dry_run:
-            events = jobs.cleanup_events(conn, write, now, retention, dry_run)
-            snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
-        else:
-            events = _recorded(
-                conn,
-                "cleanup-events",
-                now,
-                lambda: jobs.cleanup_events(conn, write, now, retention),
-            )
-            snapshots = _recorded(
-                conn,
-                "cleanup-snapshots",
-                now,
-                lambda: jobs.cleanup_snapshots(conn, write, now, retention),
-            )
-    finally:
-        conn.close()
+    write = jobs.direct_write(conn)
+    if dry_run:
+        events = jobs.cleanup_events(conn, write, now, retention, dry_run)
+        snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
+    else:
+        events = _recorded(
+            conn,
+            "cleanup-events",
+            now,
+            lambda: jobs.cleanup_events(conn, write, now, retention),
+        )
+        snapshots = _recorded(
+            conn,
+            "cleanup-snapshots",
+            now,
+            lambda: jobs.cleanup_snapshots(conn, write, now, retention),
+        )
     verb = "would delete" if dry_run else "deleted"
     counts = {**events.deleted, **{f"{k}_snapshots": v for k, v in snapshots.deleted.items()}}
     print(f"cleanup {verb}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

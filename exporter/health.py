@@ -47,7 +47,7 @@ class StorageHealth:
         self.reason = ""
         self._since = 0.0
         self._failed = asyncio.Event()
-        self._opened = storage.identity_of(db.path)
+        self._opened = storage.opened_files(db.path)
 
     @classmethod
     async def start(cls, db: Database, clock: Clock, metrics: SelfMetrics) -> StorageHealth:
@@ -60,14 +60,18 @@ class StorageHealth:
 
     def checked(self, fn: Callable[..., T]) -> Callable[..., T]:
         """``fn`` (run on the database thread) followed by the file identity check: a
-        commit into a file no longer at the database path raises ``FileReplaced`` instead
-        of being acknowledged."""
+        commit into a database file or log no longer at its path raises ``FileReplaced``
+        instead of being acknowledged (after moving what is committed into the database
+        file, in case the log alone was removed)."""
         opened, path = self._opened, self._db.path
 
         def run(conn: sqlite3.Connection, *args: object) -> T:
             result = fn(conn, *args)
-            if opened is not None:
+            try:
                 storage.verify_identity(path, opened)
+            except storage.FileReplaced:
+                storage.rescue(conn)
+                raise
             return result
 
         return run
@@ -121,8 +125,8 @@ class StorageHealth:
 
     async def _reopen(self) -> None:
         opened, path = self._opened, self._db.path
-        if opened is not None:  # never reopen onto another file at the same path
-            await self._db.run(lambda _conn: storage.verify_identity(path, opened))
+        # never reopen onto another file at the same path
+        await self._db.run(lambda _conn: storage.verify_identity(path, opened))
         await self._db.reopen()
 
     def _recover(self) -> None:

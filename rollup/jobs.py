@@ -221,14 +221,17 @@ def plan_windows(
     (an API request refuses up front instead of recording an empty run)."""
     with read_transaction(conn):
         found = horizons.load(conn)
-    allowed, refused = [], []
-    for window in windows:
-        try:
-            guard.check(period, window, now, found)
-            allowed.append(window)
-        except guard.Refused as refusal:
-            refused.append((window, refusal))
-    return allowed, guard.coalesce(period, refused)
+    return guard.split(period, windows, now, found)
+
+
+def plan_range(
+    conn: sqlite3.Connection, period: str, start: datetime, end: datetime, now: datetime
+) -> tuple[list[datetime], list[guard.Skip]]:
+    """``plan_windows`` for every window starting in ``[floor(start), end)``, however far
+    the range reaches into the past or the future (``guard.plan_range``)."""
+    with read_transaction(conn):
+        found = horizons.load(conn)
+    return guard.plan_range(period, start, end, now, found)
 
 
 Progress = Callable[[int, int], None]
@@ -295,8 +298,17 @@ def cleanup_snapshots(
 ) -> JobOutcome:
     """Delete hourly snapshots starting before the day of ``now - hourly retention`` and
     daily ones before ``now - daily retention`` (strict), in batches of ``DELETE_BATCH``;
-    each batch raises the period's watermark in its own transaction."""
+    each batch raises the period's watermark in its own transaction. Days about to lose
+    their hourly rows are first brought up to date: their dirty or missing hours, then the
+    days that are dirty or lack a daily row."""
     limits = retention_limits(now, retention)
+    hourly_ms = datetime_to_ms(limits["hourly"])
+    settled = JobOutcome()
+    if not dry_run:  # days about to lose their hours: their dirty hours, then the days
+        hours = [hour for hour in due_hours(conn, now) if datetime_to_ms(hour) < hourly_ms]
+        settled = run_windows(conn, write, hours, "hourly", now)
+        days = [day for day in due_days(conn, now) if datetime_to_ms(day) < hourly_ms]
+        settled = settled.merge(run_windows(conn, write, days, "daily", now))
     deleted = {}
     for period in ("hourly", "daily"):
         limit_ms = datetime_to_ms(limits[period])
@@ -305,9 +317,8 @@ def cleanup_snapshots(
         else:
             deleted[period] = _batched(write, _snapshot_deleter(period, limit_ms))
     if not dry_run:
-        hourly_ms = datetime_to_ms(limits["hourly"])
         write(lambda c: snap.delete_dirty_before(c, "daily", hourly_ms))
-    return JobOutcome(deleted=deleted)
+    return settled.merge(JobOutcome(deleted=deleted))
 
 
 def _snapshot_deleter(period: str, limit_ms: int) -> Callable[[sqlite3.Connection], int]:
@@ -328,7 +339,8 @@ def cleanup_events(
     """Delete events of every hour that ended before ``now - event retention``, notes whose
     last event is that old, and dirty marks of hours that can no longer be re-aggregated,
     in batches of ``DELETE_BATCH``; each event batch raises the events watermark in its own
-    transaction, so no rollup can rewrite an hour from partial events."""
+    transaction, so no rollup can rewrite an hour from partial events. Hours about to be
+    pruned that are dirty or lack a snapshot are rolled up first."""
     limit_ms = datetime_to_ms(retention_limits(now, retention)["events"])
     if dry_run:
         return JobOutcome(
@@ -342,10 +354,14 @@ def cleanup_events(
         horizons.raise_watermark(c, "events_from", limit_ms)
         return event_rows.delete_before(c, limit_ms, DELETE_BATCH)
 
+    # Late events accepted since the last hourly run (or hours it never reached) must
+    # reach their snapshots before their raw events go; afterwards nothing can redo them.
+    due = [hour for hour in due_hours(conn, now) if datetime_to_ms(hour) < limit_ms]
+    settled = run_windows(conn, write, due, "hourly", now)
     events = _batched(write, delete_events)
     notes = _batched(write, lambda c: artifact_rows.delete_before(c, limit_ms, DELETE_BATCH))
     write(lambda c: snap.delete_dirty_before(c, "hourly", limit_ms))
-    return JobOutcome(deleted={"events": events, "artifacts": notes})
+    return settled.merge(JobOutcome(deleted={"events": events, "artifacts": notes}))
 
 
 def _batched(write: Write[int], delete: Callable[[sqlite3.Connection], int]) -> int:

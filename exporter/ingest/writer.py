@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class CommitResult:
     """Outcome of one request's events: newly stored, already-known (duplicates), and the
-    positions of events refused because their hour's raw events were already pruned
-    (event time before ``events_from_ms``, read in the commit's own transaction)."""
+    positions of events refused because retention already pruned what their snapshots
+    are computed from (event time before ``events_from_ms``, ``Horizons.accept_from_ms``
+    read in the commit's own transaction)."""
 
     accepted: int
     duplicates: int
@@ -218,7 +219,7 @@ def _commit(
 ) -> _Outcome:
     """One transaction for several requests (runs on the database thread)."""
     with transaction(conn):
-        events_from = horizons.load(conn).events_from_ms
+        events_from = horizons.load(conn).accept_from_ms
         ids = [event.event_id for batch in batches for event in batch]
         seen = event_rows.existing_ids(conn, ids)
         results: list[CommitResult] = []
@@ -226,7 +227,7 @@ def _commit(
         for batch in batches:
             before, pruned = len(fresh), []
             for position, event in enumerate(batch):
-                if event.ts_ms < events_from:  # a cleanup pruned its hour: refuse, never forget
+                if event.ts_ms < events_from:  # its hour can't be rolled up: refuse, never forget
                     pruned.append(position)
                 elif event.event_id not in seen:
                     seen.add(event.event_id)

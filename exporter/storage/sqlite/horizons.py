@@ -23,7 +23,17 @@ class Horizons:
     hourly_from_ms: int = NONE
     daily_from_ms: int = NONE
 
+    @property
+    def accept_from_ms(self) -> int:
+        """Events before it can no longer reach every snapshot: their hour's raw events,
+        their day's hourly rows or their day's daily row were pruned (ingest refuses them)."""
+        daily = self.daily_from_ms
+        if daily != NONE:
+            daily = -(-daily // _DAY_MS) * _DAY_MS  # a day starting before it was pruned
+        return max(self.events_from_ms, self.hourly_from_ms, daily)
 
+
+_DAY_MS = 86_400_000
 _NAMES = {
     "history_start": "history_start_ms",
     "events_from": "events_from_ms",
