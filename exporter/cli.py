@@ -6,24 +6,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from exporter import daemon, demo, preflight
-from exporter.app import retention_of
+from exporter import commands, daemon, demo, preflight
 from exporter.clock import SystemClock
 from exporter.errors import ConfigError, StartupError
 from exporter.settings import Settings
-from exporter.storage.sqlite import job_runs as job_rows
-from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
-from rollup import jobs
-from rollup.scheduler import job_run
-from rollup.windows import day_floor, hour_floor
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +23,12 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxmon", description=__doc__)
     parser.add_argument("--config", help="path to voxmon.toml (default: ./voxmon.toml if present)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the daemon")
+    subs = parser.add_subparsers(dest="command", required=True)
+    serve = subs.add_parser("serve", help="run the daemon")
     _add_overrides(serve)
-    check = commands.add_parser("check-config", help="validate the configuration and exit")
+    check = subs.add_parser("check-config", help="validate the configuration and exit")
     _add_overrides(check)
-    rollup = commands.add_parser(
+    rollup = subs.add_parser(
         "rollup",
         help="aggregate snapshots now (works whether or not the daemon runs)",
         description="--at T aggregates the hour (or UTC day) holding T; --from/--to every"
@@ -48,10 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--from", dest="start", type=_when, help="first window (with --to)")
     rollup.add_argument("--to", dest="end", type=_when, help="end of the range (exclusive)")
     _add_overrides(rollup)
-    cleanup = commands.add_parser("cleanup", help="apply retention to events and snapshots now")
+    cleanup = subs.add_parser("cleanup", help="apply retention to events and snapshots now")
     cleanup.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     _add_overrides(cleanup)
-    demo.add_parser(commands)
+    demo.add_parser(subs)
     return parser
 
 
@@ -94,9 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.at is None and (args.end is None or args.end <= args.start):
             print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
             return 2
-        return _on_database(settings, lambda conn: _rollup(conn, args))
+        return commands.on_database(settings, lambda s: commands.rollup(s, args))
     if args.command == "cleanup":
-        return _on_database(settings, lambda conn: _cleanup(conn, settings, args.dry_run))
+        dry_run = args.dry_run
+        return commands.on_database(settings, lambda s: commands.cleanup(s, settings, dry_run))
     if args.command == "check-config":
         return _check_config(settings)
     try:
@@ -118,111 +111,6 @@ def _check_config(settings: Settings) -> int:
         f"configuration OK: listening on {settings.host}:{settings.port},"
         f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}"
     )
-    return 0
-
-
-def _on_database(settings: Settings, command: Callable[[sqlite3.Connection], int]) -> int:
-    """Run ``command`` on the existing database; a database that is missing, unusable or
-    fails during the run is one line and exit code 2, never a traceback."""
-    path = Path(settings.db_path)
-    if not path.exists():  # a mistyped --db must not create an empty database
-        print(f"voxmon: database {path} does not exist; check --db (or VOXMON_DB_PATH)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        conn = connect(path, synchronous=settings.sqlite_synchronous, create=False)
-    except (sqlite3.Error, OSError) as exc:
-        print(f"voxmon: {preflight.describe_failure(settings.db_path, exc)}", file=sys.stderr)
-        return 2
-    try:
-        return command(conn)
-    except (sqlite3.Error, OSError) as exc:
-        print(f"voxmon: {preflight.describe_failure(settings.db_path, exc)}", file=sys.stderr)
-        return 2
-    finally:
-        conn.close()
-
-
-def _rollup(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
-    """Roll up the asked windows through the rollup guard; prints a line per refused range
-    and exits 1 when nothing could be computed. The run is recorded like a daemon run."""
-    now = SystemClock().now()
-    if args.at is not None:
-        at = (hour_floor if args.period == "hourly" else day_floor)(args.at)
-        allowed, skipped = jobs.plan_windows(conn, args.period, [at], now)
-    else:
-        allowed, skipped = jobs.plan_range(conn, args.period, args.start, args.end, now)
-    progress = _progress_bar(args.period) if len(allowed) > 1 else None
-
-    def run() -> jobs.JobOutcome:
-        write = jobs.direct_write(conn)
-        return jobs.run_windows(conn, write, allowed, args.period, now, progress)
-
-    outcome = _recorded(conn, f"rollup-{args.period}", now, run) if allowed else None
-    for skip in [*skipped, *(outcome.skipped if outcome else ())]:
-        print(f"voxmon: {skip.describe()}", file=sys.stderr)
-    if outcome is None or not outcome.windows:
-        print(f"{args.period}: nothing rolled up", file=sys.stderr)
-        return 1
-    print(
-        f"{args.period}: {len(outcome.windows)} window(s) {outcome.describe()}, {outcome.rows} rows"
-    )
-    return 0
-
-
-def _recorded(
-    conn: sqlite3.Connection, name: str, now: datetime, run: Callable[[], jobs.JobOutcome]
-) -> jobs.JobOutcome:
-    """Run a job the way the daemon's scheduler does, and record the run in the same job
-    run records (so ``GET /v1/rollups`` and the ``voxmon_rollup_*`` metrics of a running
-    daemon see it). A failure is recorded, then raised."""
-    clock = SystemClock()
-    started = clock.monotonic()
-    try:
-        outcome = run()
-    except Exception as exc:
-        failed = job_run(name, now, jobs.JobOutcome(), f"{type(exc).__name__}: {exc}",
-                         clock.monotonic() - started, "cli")  # fmt: skip
-        in_transaction(conn, lambda c: job_rows.record_run(c, failed))
-        raise
-    done = job_run(name, now, outcome, None, clock.monotonic() - started, "cli")
-    in_transaction(conn, lambda c: job_rows.record_run(c, done))
-    return outcome
-
-
-def _progress_bar(label: str) -> jobs.Progress:
-    def show(done: int, total: int) -> None:
-        filled = 30 * done // total
-        bar = "#" * filled + "." * (30 - filled)
-        end = "\n" if done == total else ""
-        print(f"\r{label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-    return show
-
-
-def _cleanup(conn: sqlite3.Connection, settings: Settings, dry_run: bool) -> int:
-    now = SystemClock().now()
-    retention = retention_of(settings)
-    write = jobs.direct_write(conn)
-    if dry_run:
-        events = jobs.cleanup_events(conn, write, now, retention, dry_run)
-        snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
-    else:
-        events = _recorded(
-            conn,
-            "cleanup-events",
-            now,
-            lambda: jobs.cleanup_events(conn, write, now, retention),
-        )
-        snapshots = _recorded(
-            conn,
-            "cleanup-snapshots",
-            now,
-            lambda: jobs.cleanup_snapshots(conn, write, now, retention),
-        )
-    verb = "would delete" if dry_run else "deleted"
-    counts = {**events.deleted, **{f"{k}_snapshots": v for k, v in snapshots.deleted.items()}}
-    print(f"cleanup {verb}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
 

@@ -15,15 +15,10 @@ from typing import Any
 
 from exporter.cron import cron_problem
 from exporter.errors import ConfigError
+from exporter.jobs import DEFAULT_CRONS
 from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
 
 SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
-DEFAULT_CRONS: Mapping[str, str] = {
-    "rollup-hourly": "30 * * * *",
-    "rollup-daily": "30 1 * * *",
-    "cleanup-snapshots": "30 4 * * 0",
-    "cleanup-events": "0 5 * * 0",
-}
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 AUTH_MODES = ("tokens", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -9,10 +9,9 @@ decide, never the current settings, so changing retention cannot fool the guard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from exporter.storage.sqlite.horizons import Horizons
+from exporter.records import Horizons, Skip
 from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
 from rollup.windows import day_floor, hour_floor, windows_between
 
@@ -27,33 +26,6 @@ class Refused(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """Consecutive windows of one period refused for one reason: ``[first, last]``."""
-
-    period: str
-    first: datetime
-    last: datetime
-    count: int
-    reason: str
-    message: str
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "period": self.period,
-            "first": _iso(self.first),
-            "last": _iso(self.last),
-            "windows": self.count,
-            "reason": self.reason,
-            "message": self.message,
-        }
-
-    def describe(self) -> str:
-        span = _iso(self.first) if self.count == 1 else f"{_iso(self.first)}..{_iso(self.last)}"
-        noun = "window" if self.count == 1 else "windows"
-        return f"skipped {self.period} {span} ({self.count} {noun}): {self.message}"
 
 
 def check(period: str, start: datetime, now: datetime, horizons: Horizons) -> None:

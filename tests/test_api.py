@@ -148,7 +148,7 @@ async def test_realtime_rejects_unknown_parameter(start_app: Any) -> None:
     assert response.status == 400
     body = await response.json()
     assert body["error"]["code"] == "bad_request"
-    assert "'org'" in body["error"]["message"]
+    assert body["error"]["message"] == "org: unknown parameter; allowed: org_id"
 
 
 async def test_restart_keeps_realtime_and_metrics(start_app: Any, clock: FakeClock) -> None:

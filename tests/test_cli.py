@@ -12,13 +12,12 @@ import pytest
 
 from exporter.cli import main
 from exporter.model import Event
-from exporter.storage.sqlite import events as event_rows
 from exporter.storage.sqlite import snapshots as snap
-from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
 from rollup import guard
 from tests.conftest import make_event
 from tests.scrape import samples
+from tests.tools import open_store
 
 
 def snapshot_keys(db: Path) -> list[tuple[str, str, str]]:
@@ -83,9 +82,9 @@ def test_cli_cleanup_dry_run_then_for_real(
 ) -> None:
     db = tmp_path / "voxmon.db"
     ancient = datetime(2020, 1, 1, tzinfo=UTC)
-    conn = connect(db)
+    conn = open_store(db)
     row = snap.SnapshotRow("hourly", datetime_to_ms(ancient), "", 0, 0, 0, 0.0, b"")
-    in_transaction(conn, lambda c: snap.replace_snapshots(c, "hourly", row.period_start_ms, [row]))
+    conn.write(lambda c: c.snapshots.replace_snapshots("hourly", row.period_start_ms, [row]))
     conn.close()
     assert main(["cleanup", "--dry-run", "--db", str(db)]) == 0
     assert (
@@ -160,9 +159,9 @@ def test_cli_rollup_never_writes_open_future_or_prehistoric_windows(
 ) -> None:
     db = tmp_path / "voxmon.db"
     now = datetime.now(UTC)
-    conn = connect(db)
+    conn = open_store(db)
     first = Event("e1", "artifact_received", datetime_to_ms(now), artifact_id="a1")
-    in_transaction(conn, lambda c: event_rows.insert(c, [first], 0))
+    conn.write(lambda c: c.events.insert([first], 0))
     conn.close()
     args = [now.isoformat() if a == "NOW" else a for a in args]
     assert main(["rollup", "hourly", *args, "--db", str(db)]) == 1
@@ -205,9 +204,9 @@ def test_cli_rollup_range_from_year_1_to_9999_is_refused_in_three_lines(
     checking 87 million hours one by one (minutes and gigabytes before)."""
     db = tmp_path / "voxmon.db"
     now = datetime.now(UTC)
-    conn = connect(db)
+    conn = open_store(db)
     first = Event("e1", "artifact_received", datetime_to_ms(now), artifact_id="a1")
-    in_transaction(conn, lambda c: event_rows.insert(c, [first], 0))
+    conn.write(lambda c: c.events.insert([first], 0))
     conn.close()
     checked: list[tuple[Any, ...]] = []
     check = guard.check
@@ -266,16 +265,16 @@ def test_cli_cleanup_writes_the_daily_rows_before_pruning_the_hours_they_need(
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=9)
     notes = [Event(f"e{i}", "artifact_received", datetime_to_ms(day) + i * 3_600_000,
                    artifact_id=f"a{i}", org_id="org-a") for i in range(24)]  # fmt: skip
-    conn = connect(db)
-    in_transaction(conn, lambda c: event_rows.insert(c, notes, datetime_to_ms(day)))
+    conn = open_store(db)
+    conn.write(lambda c: c.events.insert(notes, datetime_to_ms(day)))
     conn.close()
     assert main(["cleanup", "--db", str(db)]) == 0
     assert capsys.readouterr().out == (
         "cleanup deleted: events=24, artifacts=0, hourly_snapshots=72, daily_snapshots=0\n"
     )
-    conn = connect(db)
-    daily = snap.snapshot_rows(conn, "daily", datetime_to_ms(day), datetime_to_ms(day) + 1)
-    hourly = snap.snapshot_rows(conn, "hourly", 0, datetime_to_ms(day + timedelta(days=2)))
+    conn = open_store(db)
+    daily = conn.snapshots.snapshot_rows("daily", datetime_to_ms(day), datetime_to_ms(day) + 1)
+    hourly = conn.snapshots.snapshot_rows("hourly", 0, datetime_to_ms(day + timedelta(days=2)))
     conn.close()
     assert [(row.scope, row.artifacts_received) for row in daily] == [("", 24), ("org-a", 24)]
     assert hourly == []  # pruned, as retention says

@@ -16,41 +16,41 @@ import aiohttp
 
 from exporter.clock import FakeClock
 from exporter.model import Event
-from exporter.storage.sqlite import events as event_rows
-from exporter.storage.sqlite import snapshots as snap
-from exporter.storage.sqlite.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
-from rollup import jobs
+from rollup import cleanup, jobs
 from rollup.codec import decode_parts
 from rollup.windows import Retention
 from tests.conftest import make_event
 from tests.test_durability import batch
-from tests.tools import daemon, free_port, wait_ready
+from tests.tools import daemon, free_port, open_store, wait_ready
 
 HOUR = timedelta(hours=1)
 
 
 def stored_parts(db: Path, period: str, start: datetime) -> Any:
-    conn = connect(db)
+    conn = open_store(db)
     try:
         start_ms = datetime_to_ms(start)
-        rows = snap.snapshot_rows(conn, period, start_ms, start_ms + 1, "")
+        rows = conn.snapshots.snapshot_rows(period, start_ms, start_ms + 1, "")
         return decode_parts(rows[0].parts) if rows else None
     finally:
         conn.close()
 
 
 def dirty(db: Path, period: str) -> set[int]:
-    with sqlite3.connect(db) as conn:
-        return snap.dirty_starts(conn, period)
+    store = open_store(db)
+    try:
+        return store.snapshots.dirty_starts(period)
+    finally:
+        store.close()
 
 
 def seed_hour(db: Path, hour: datetime) -> None:
     """An hour rolled up with 10 notes."""
-    conn = connect(db)
+    conn = open_store(db)
     notes = [Event(f"early-{i}", "artifact_received", datetime_to_ms(hour) + i, artifact_id=f"n{i}")
              for i in range(10)]  # fmt: skip
-    in_transaction(conn, lambda c: event_rows.insert(c, notes, 0))
+    conn.write(lambda c: c.events.insert(notes, 0))
     jobs.run_hourly(conn, jobs.direct_write(conn), hour + 2 * HOUR, Retention())
     conn.close()
 
@@ -58,11 +58,11 @@ def seed_hour(db: Path, hour: datetime) -> None:
 def add_late_events(db: Path, hour: datetime, count: int) -> None:
     """``count`` more events for the hour, marked dirty, as the ingest writer does for
     late events (written beside the running daemon, on its own connection)."""
-    conn = connect(db)
+    conn = open_store(db)
     more = [Event(f"late-{i}", "artifact_received", datetime_to_ms(hour) + 1000 + i % 3_000_000,
                   artifact_id=f"m{i}") for i in range(count)]  # fmt: skip
-    in_transaction(conn, lambda c: event_rows.insert(c, more, 0))
-    in_transaction(conn, lambda c: snap.mark_dirty(c, "hourly", [datetime_to_ms(hour)]))
+    conn.write(lambda c: c.events.insert(more, 0))
+    conn.write(lambda c: c.snapshots.mark_dirty("hourly", [datetime_to_ms(hour)]))
     conn.close()
 
 
@@ -152,8 +152,8 @@ async def test_events_in_hours_a_cleanup_pruned_are_refused_not_forgotten(
     client = await start_app()
     old = make_event(timestamp="2026-11-28T07:10:00Z", artifact_id="a0")
     assert (await client.post("/v1/events", json=[old])).status == 200
-    conn = connect(tmp_path / "voxmon.db")
-    jobs.cleanup_events(conn, jobs.direct_write(conn), now, Retention(events=HOUR))
+    conn = open_store(tmp_path / "voxmon.db")
+    cleanup.cleanup_events(conn, jobs.direct_write(conn), now, Retention(events=HOUR))
     conn.close()
     fresh = make_event(timestamp="2026-11-28T09:30:00Z", artifact_id="a2")
     pruned = make_event(timestamp="2026-11-28T08:59:59Z", artifact_id="a1")
@@ -211,9 +211,11 @@ async def test_events_in_days_whose_hourly_rows_were_pruned_are_refused(
     client = await start_app()
     old = make_event(timestamp="2026-11-26T20:10:00Z", artifact_id="a0")
     assert (await client.post("/v1/events", json=[old])).status == 200
-    conn = connect(tmp_path / "voxmon.db")
+    conn = open_store(tmp_path / "voxmon.db")
     jobs.run_hourly(conn, jobs.direct_write(conn), now, Retention())
-    jobs.cleanup_snapshots(conn, jobs.direct_write(conn), now, Retention(hourly=timedelta(days=1)))
+    cleanup.cleanup_snapshots(
+        conn, jobs.direct_write(conn), now, Retention(hourly=timedelta(days=1))
+    )
     conn.close()
     late = make_event(timestamp="2026-11-26T20:30:00Z", artifact_id="a1")
     response = await client.post("/v1/events", json=[late])

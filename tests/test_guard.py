@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.storage.sqlite.horizons import Horizons
+from exporter.records import Horizons
 from exporter.timestamps import datetime_to_ms
 from rollup import guard
 from rollup.windows import windows_between

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.storage.sqlite.horizons import NONE, Horizons
+from exporter.records import NONE, Horizons
 
 DAY = 86_400_000
 HOUR = 3_600_000

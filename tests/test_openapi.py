@@ -23,7 +23,7 @@ CHECKS = ",".join((
 
 
 def test_openapi_document_covers_every_route() -> None:
-    from exporter.app import ROUTES
+    from exporter.http.routes import ROUTES
 
     spec = document()
     documented = {(m.lower(), p) for p, ops in spec["paths"].items() for m in ops}

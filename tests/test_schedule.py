@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from rollup.schedule import DEFAULT_CRONS, CronSchedule
+from exporter.jobs import DEFAULT_CRONS
+from rollup.schedule import CronSchedule
 
 
 def utc(

@@ -16,6 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from exporter.storage.sqlite.connection import connect
+from exporter.storage.sqlite.store import SqliteStore
+
 
 def require(tool: str) -> str:
     """Path of ``tool``. Missing: the test fails when ``CI`` is set (CI installs it), and is
@@ -62,3 +65,9 @@ async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
             pass
         await asyncio.sleep(0.05)
     raise AssertionError("daemon did not become ready")
+
+
+def open_store(path: Path) -> SqliteStore:
+    """A store on the SQLite file at ``path`` (created and migrated if needed), for tests
+    that drive jobs and storage directly; ``store.connection`` is the raw connection."""
+    return SqliteStore(connect(path))

@@ -12,7 +12,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.storage.sqlite.database import transaction
+from exporter.storage.sqlite.connection import transaction
 
 KINDS = (
     "disk_full",
