@@ -19,12 +19,15 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from voxmon_client import INGEST_PATH, AsyncEmitter, Backoff, ClientStats, Emitter, EventError
+from voxmon_client.aio import post
+from voxmon_client.courier import Courier
+from voxmon_client.outbox import Outbox
+from voxmon_client.transport import HttpTransport
+from voxmon_client.wire import Send
 
 from exporter.catalog import DISAMBIGUATION_TYPE
-from exporter.client import AsyncEmitter, Emitter, _HttpTransport, _post
 from exporter.clock import FakeClock
-from exporter.courier import INGEST_PATH, Backoff, Courier, Send
-from exporter.outbox import ClientStats, EventError, Outbox
 from exporter.settings import Token
 from tests.conftest import T0, T0_MS, make_event
 from tests.tools import daemon, free_port
@@ -286,7 +289,7 @@ async def deliver(c: Courier, clock: FakeClock, url: str) -> None:
                 return
             step = c.next()
             if isinstance(step, Send):
-                c.done(await _post(session, url + INGEST_PATH, step.body))
+                c.done(await post(session, url + INGEST_PATH, step.body))
             else:
                 assert isinstance(step, float)
                 clock.advance(step)
@@ -365,7 +368,7 @@ async def test_emitter_splits_batches_voxmon_finds_too_large_until_they_fit(
 
 def test_refused_connections_are_retried_within_the_budget_then_counted(clock: FakeClock) -> None:
     url = f"http://127.0.0.1:{free_port()}{INGEST_PATH}"  # nothing listens there
-    transport = _HttpTransport(url, {"Content-Type": "application/json"}, 1.0)
+    transport = HttpTransport(url, {"Content-Type": "application/json"}, 1.0)
     c = Courier(Outbox(100, 10), clock, Backoff(), 1.0, random.Random(1), budget_s=30.0)
     for _ in range(25):
         c.outbox.put(make_event())

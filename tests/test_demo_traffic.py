@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from voxmon_client import Emitter
 
 from exporter.catalog import EVENT_TYPES, PROCESSING_STAGES
-from exporter.client import Emitter
 from exporter.clock import FakeClock
-from exporter.demo import DemoConfig, Simulation, run
+from exporter.demo.runner import run
+from exporter.demo.shape import DemoConfig
+from exporter.demo.traffic import Simulation
 from exporter.storage import snapshots
 from exporter.storage.database import connect
 from exporter.timestamps import datetime_to_ms
@@ -28,7 +30,7 @@ from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts
 from tests.conftest import T0
-from tests.test_client import wait_ready
+from tests.test_client_emitter import wait_ready
 from tests.tools import daemon, free_port
 
 HOUR_MS = 3_600_000

@@ -20,8 +20,6 @@ PURE = [
     "exporter/live.py",
     "exporter/orgs.py",
     "exporter/body.py",
-    "exporter/outbox.py",
-    "exporter/courier.py",
     "exporter/artifacts.py",
     "exporter/params.py",
     "exporter/cron.py",
