@@ -30,8 +30,7 @@ from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts
 from tests.conftest import T0
-from tests.test_client_emitter import wait_ready
-from tests.tools import daemon, free_port
+from tests.tools import daemon, free_port, wait_ready_port
 
 HOUR_MS = 3_600_000
 
@@ -118,7 +117,7 @@ def test_voxmon_demo_command_sends_the_seeded_traffic(tmp_path: Path) -> None:
     db, port = tmp_path / "voxmon.db", free_port()
     args = ["--url", f"http://127.0.0.1:{port}", "--duration", "2", "--rate", "20", "--seed", "5"]
     with daemon(db, port):
-        wait_ready(port)
+        wait_ready_port(port)
         done = subprocess.run(
             [sys.executable, "-m", "exporter", "demo", *args],
             capture_output=True, text=True, timeout=60, cwd=tmp_path,
