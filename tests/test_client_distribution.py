@@ -32,7 +32,7 @@ try:
 except ModuleNotFoundError as exc:
     missing = str(exc)
 with Emitter(sys.argv[1]) as emitter:
-    emitter.emit("artifact_received", artifact_id="fresh-venv-1", org_id="acme")
+    event_id = emitter.emit("artifact_received", artifact_id="fresh-venv-1", org_id="acme")
     flushed = emitter.flush(20)
 stats = emitter.stats()
 print(json.dumps({
@@ -42,6 +42,7 @@ print(json.dumps({
     "async_emitter": missing,
     "flushed": flushed,
     "accepted": stats.accepted,
+    "event_id": event_id,
     "client_file": sys.modules["voxmon_client"].__file__,
 }))
 """
@@ -76,7 +77,7 @@ def test_client_distribution_installs_alone_in_a_fresh_venv_and_delivers(tmp_pat
     )
     assert (seen["flushed"], seen["accepted"]) == (True, 1)
     assert Path(seen["client_file"]).is_relative_to(env)
-    assert stored_ids(db) == ["fresh-venv-1"]
+    assert stored_ids(db) == [seen["event_id"]] and len(seen["event_id"]) == 36
 
 
 def imports_of(path: Path) -> set[str]:
