@@ -20,7 +20,7 @@ an empty database in a temporary directory, no config file, no ``VOXMON_*`` vari
 short untimed warm-up, then a fixed number of events posted as pre-encoded JSON arrays. The
 daemon is stopped, its rows are counted, and the very same items (validated as the daemon
 validates them, outside the timing) are inserted into a fresh file opened with
-``exporter.storage.database.connect`` (same schema and pragmas) by
+``exporter.storage.sqlite.database.connect`` (same schema and pragmas) by
 ``exporter.storage.events.insert``, one transaction per batch.
 
 Run: ``.venv/bin/python benchmarks/ingest.py [--quick] [--json]``.
@@ -56,8 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.model import Event  # noqa: E402
-from exporter.storage import events as event_rows  # noqa: E402
-from exporter.storage.database import connect, transaction  # noqa: E402
+from exporter.storage.sqlite.connection import connect, transaction  # noqa: E402
+from exporter.storage.sqlite.events import SqliteEvents  # noqa: E402
 from exporter.validation import Horizon, validate_items  # noqa: E402
 
 
@@ -352,7 +352,7 @@ def raw_rate(db: Path, batches: list[list[Event]]) -> float:
         started = time.perf_counter()
         for batch in batches:
             with transaction(conn):
-                event_rows.insert(conn, batch, received_ms)
+                SqliteEvents(conn).insert(batch, received_ms)
         elapsed = time.perf_counter() - started
     finally:
         conn.close()
@@ -442,7 +442,7 @@ def verify_stored(db: Path, expected: int) -> None:
     """Every acknowledged event is in the file, which is in WAL mode."""
     conn = sqlite3.connect(db)
     try:
-        stored = event_rows.count(conn)
+        stored = SqliteEvents(conn).count()
         (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
     finally:
         conn.close()

@@ -26,11 +26,12 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter import server as http_server  # noqa: E402
 from exporter.app import create_app  # noqa: E402
+from exporter.http import server as http_server  # noqa: E402
+from exporter.records import SnapshotRow  # noqa: E402
 from exporter.settings import Settings  # noqa: E402
-from exporter.storage import snapshots as snap  # noqa: E402
-from exporter.storage.database import connect, in_transaction  # noqa: E402
+from exporter.storage.sqlite.connection import connect, in_transaction  # noqa: E402
+from exporter.storage.sqlite.snapshots import SqliteSnapshots  # noqa: E402
 from exporter.timestamps import datetime_to_ms  # noqa: E402
 from rollup.codec import encode_parts  # noqa: E402
 from rollup.digest import LatencyDigest  # noqa: E402
@@ -67,13 +68,13 @@ def build_snapshots(db: Path, orgs: int, days: int, today: datetime) -> int:
         rows = []
         for scope in ["", *(f"org-{i:04d}" for i in range(orgs))]:
             parts = templates[(hash(scope) + d) % len(templates)]
-            rows.append(snap.SnapshotRow(
+            rows.append(SnapshotRow(
                 "daily", datetime_to_ms(start), scope, parts.artifacts_received,
                 parts.artifacts_completed, parts.artifacts_failed, parts.ai_cost_usd,
                 encode_parts(parts), parts.end_to_end.to_bytes(),
             ))  # fmt: skip
-        in_transaction(conn, lambda c, r=rows, s=start: snap.replace_snapshots(  # type: ignore[misc]
-            c, "daily", datetime_to_ms(s), r))  # fmt: skip
+        in_transaction(conn, lambda c, r=rows, s=start: SqliteSnapshots(c).replace_snapshots(  # type: ignore[misc]
+            "daily", datetime_to_ms(s), r))  # fmt: skip
         written += len(rows)
     conn.close()
     return written

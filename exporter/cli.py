@@ -6,23 +6,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from exporter import daemon, demo, preflight
-from exporter.app import retention_of
+from exporter import commands, daemon, demo, preflight
 from exporter.clock import SystemClock
 from exporter.errors import ConfigError, StartupError
 from exporter.settings import Settings
-from exporter.storage import jobs as job_rows
-from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
-from rollup import jobs
-from rollup.retention import day_floor, hour_floor, windows_between
-from rollup.scheduler import job_run
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +23,12 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxmon", description=__doc__)
     parser.add_argument("--config", help="path to voxmon.toml (default: ./voxmon.toml if present)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the daemon")
+    subs = parser.add_subparsers(dest="command", required=True)
+    serve = subs.add_parser("serve", help="run the daemon")
     _add_overrides(serve)
-    check = commands.add_parser("check-config", help="validate the configuration and exit")
+    check = subs.add_parser("check-config", help="validate the configuration and exit")
     _add_overrides(check)
-    rollup = commands.add_parser(
+    rollup = subs.add_parser(
         "rollup",
         help="aggregate snapshots now (works whether or not the daemon runs)",
         description="--at T aggregates the hour (or UTC day) holding T; --from/--to every"
@@ -47,10 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--from", dest="start", type=_when, help="first window (with --to)")
     rollup.add_argument("--to", dest="end", type=_when, help="end of the range (exclusive)")
     _add_overrides(rollup)
-    cleanup = commands.add_parser("cleanup", help="apply retention to events and snapshots now")
+    cleanup = subs.add_parser("cleanup", help="apply retention to events and snapshots now")
     cleanup.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     _add_overrides(cleanup)
-    demo.add_parser(commands)
+    demo.add_parser(subs)
     return parser
 
 
@@ -90,9 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return demo.command(args, settings)
     if args.command == "rollup":
-        return _rollup(settings, args)
+        if args.at is None and (args.end is None or args.end <= args.start):
+            print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
+            return 2
+        return commands.on_database(settings, lambda s: commands.rollup(s, args))
     if args.command == "cleanup":
-        return _cleanup(settings, args.dry_run)
+        dry_run = args.dry_run
+        return commands.on_database(settings, lambda s: commands.cleanup(s, settings, dry_run))
     if args.command == "check-config":
         return _check_config(settings)
     try:
@@ -114,101 +111,6 @@ def _check_config(settings: Settings) -> int:
         f"configuration OK: listening on {settings.host}:{settings.port},"
         f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}"
     )
-    return 0
-
-
-def _rollup(settings: Settings, args: argparse.Namespace) -> int:
-    """Roll up the asked windows through the rollup guard; prints a line per refused range
-    and exits 1 when nothing could be computed. The run is recorded like a daemon run."""
-    hourly = args.period == "hourly"
-    if args.at is not None:
-        windows = [(hour_floor if hourly else day_floor)(args.at)]
-    elif args.end is None or args.end <= args.start:
-        print("voxmon: --from needs --to, and --to must be after --from", file=sys.stderr)
-        return 2
-    else:
-        windows = windows_between(args.start, args.end, args.period)
-    now = SystemClock().now()
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
-    try:
-        allowed, skipped = jobs.plan_windows(conn, args.period, windows, now)
-        progress = _progress_bar(args.period) if len(allowed) > 1 else None
-
-        def run() -> jobs.JobOutcome:
-            write = jobs.direct_write(conn)
-            return jobs.run_windows(conn, write, allowed, args.period, now, progress)
-
-        outcome = _recorded(conn, f"rollup-{args.period}", now, run) if allowed else None
-    finally:
-        conn.close()
-    for skip in [*skipped, *(outcome.skipped if outcome else ())]:
-        print(f"voxmon: {skip.describe()}", file=sys.stderr)
-    if outcome is None or not outcome.windows:
-        print(f"{args.period}: nothing rolled up", file=sys.stderr)
-        return 1
-    print(
-        f"{args.period}: {len(outcome.windows)} window(s) {outcome.describe()}, {outcome.rows} rows"
-    )
-    return 0
-
-
-def _recorded(
-    conn: sqlite3.Connection, name: str, now: datetime, run: Callable[[], jobs.JobOutcome]
-) -> jobs.JobOutcome:
-    """Run a job the way the daemon's scheduler does, and record the run in the same job
-    run records (so ``GET /v1/rollups`` and the ``voxmon_rollup_*`` metrics of a running
-    daemon see it). A failure is recorded, then raised."""
-    clock = SystemClock()
-    started = clock.monotonic()
-    try:
-        outcome = run()
-    except Exception as exc:
-        failed = job_run(name, now, jobs.JobOutcome(), f"{type(exc).__name__}: {exc}",
-                         clock.monotonic() - started, "cli")  # fmt: skip
-        in_transaction(conn, lambda c: job_rows.record_run(c, failed))
-        raise
-    done = job_run(name, now, outcome, None, clock.monotonic() - started, "cli")
-    in_transaction(conn, lambda c: job_rows.record_run(c, done))
-    return outcome
-
-
-def _progress_bar(label: str) -> jobs.Progress:
-    def show(done: int, total: int) -> None:
-        filled = 30 * done // total
-        bar = "#" * filled + "." * (30 - filled)
-        end = "\n" if done == total else ""
-        print(f"\r{label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-    return show
-
-
-def _cleanup(settings: Settings, dry_run: bool) -> int:
-    now = SystemClock().now()
-    retention = retention_of(settings)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
-    try:
-        write = jobs.direct_write(conn)
-        if dry_run:
-            events = jobs.cleanup_events(conn, write, now, retention, dry_run)
-            snapshots = jobs.cleanup_snapshots(conn, write, now, retention, dry_run)
-        else:
-            events = _recorded(
-                conn,
-                "cleanup-events",
-                now,
-                lambda: jobs.cleanup_events(conn, write, now, retention),
-            )
-            snapshots = _recorded(
-                conn,
-                "cleanup-snapshots",
-                now,
-                lambda: jobs.cleanup_snapshots(conn, write, now, retention),
-            )
-    finally:
-        conn.close()
-    verb = "would delete" if dry_run else "deleted"
-    counts = {**events.deleted, **{f"{k}_snapshots": v for k, v in snapshots.deleted.items()}}
-    print(f"cleanup {verb}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
 

@@ -13,10 +13,12 @@ import sqlite3
 
 from aiohttp import web
 
-from exporter import api, lock, preflight, server
+from exporter import lock, preflight
 from exporter.app import create_app
 from exporter.clock import Clock
 from exporter.errors import StartupError
+from exporter.http import server
+from exporter.http.context import REGISTRY
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket])
         for sock in sockets:
             sock.close()
         raise StartupError(preflight.describe_failure(settings.db_path, exc)) from None
-    server.install(runner, limits, clock, app[api.SERVICES].registry)
+    server.install(runner, limits, clock, app[REGISTRY])
     try:
         for sock in sockets:
             await web.SockSite(runner, sock).start()

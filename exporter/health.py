@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from exporter.clock import Clock
 from exporter.errors import Unavailable
 from exporter.selfmetrics import SelfMetrics
-from exporter.storage import health as storage
-from exporter.storage.database import Database
+from exporter.storage.sqlite import health as storage
+from exporter.storage.sqlite.database import Database
+from exporter.storage.sqlite.store import SqliteStore
 from exporter.timestamps import datetime_to_ms
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,12 @@ class StorageHealth:
         self.reason = ""
         self._since = 0.0
         self._failed = asyncio.Event()
-        self._opened = storage.identity_of(db.path)
+        self._opened = storage.opened_files(db.path)
 
     @classmethod
     async def start(cls, db: Database, clock: Clock, metrics: SelfMetrics) -> StorageHealth:
         """Record which file is open, create the heartbeat table, probe once."""
-        await db.run(storage.create_heartbeat)
+        await db.run(lambda store: storage.create_heartbeat(store.connection))
         health = cls(db, clock, metrics)
         metrics.storage_healthy.set_function(lambda: float(health.healthy))
         await health.probe()
@@ -60,17 +60,26 @@ class StorageHealth:
 
     def checked(self, fn: Callable[..., T]) -> Callable[..., T]:
         """``fn`` (run on the database thread) followed by the file identity check: a
-        commit into a file no longer at the database path raises ``FileReplaced`` instead
-        of being acknowledged."""
+        commit into a database file or log no longer at its path raises ``FileReplaced``
+        instead of being acknowledged (after moving what is committed into the database
+        file, in case the log alone was removed)."""
         opened, path = self._opened, self._db.path
 
-        def run(conn: sqlite3.Connection, *args: object) -> T:
-            result = fn(conn, *args)
-            if opened is not None:
+        def run(store: SqliteStore, *args: object) -> T:
+            result = fn(store, *args)
+            try:
                 storage.verify_identity(path, opened)
+            except storage.FileReplaced:
+                storage.rescue(store.connection)
+                raise
             return result
 
         return run
+
+    @staticmethod
+    def classify(exc: BaseException) -> str | None:
+        """The storage failure kind of ``exc`` (None: not a storage failure)."""
+        return storage.classify(exc)
 
     def record(self, exc: BaseException, default: str | None = None) -> str | None:
         """Count a failure and mark storage unhealthy if ``exc`` is a storage failure (or
@@ -106,13 +115,13 @@ class StorageHealth:
             return False
         now_ms = datetime_to_ms(self._clock.now())
         try:
-            await self._db.run(self.checked(storage.beat), now_ms)
+            await self._db.run(self.checked(_beat), now_ms)
         except Exception as exc:
             if self.record(exc, "other") not in _REOPEN:
                 return False
             try:
                 await self._reopen()
-                await self._db.run(self.checked(storage.beat), now_ms)
+                await self._db.run(self.checked(_beat), now_ms)
             except Exception as again:
                 self.record(again, "other")
                 return False
@@ -121,8 +130,8 @@ class StorageHealth:
 
     async def _reopen(self) -> None:
         opened, path = self._opened, self._db.path
-        if opened is not None:  # never reopen onto another file at the same path
-            await self._db.run(lambda _conn: storage.verify_identity(path, opened))
+        # never reopen onto another file at the same path
+        await self._db.run(lambda _store: storage.verify_identity(path, opened))
         await self._db.reopen()
 
     def _recover(self) -> None:
@@ -143,3 +152,7 @@ class StorageHealth:
                 await asyncio.sleep(UNHEALTHY_PROBE_S)
             self._failed.clear()
             await self.probe()
+
+
+def _beat(store: SqliteStore, now_ms: int) -> None:
+    storage.beat(store.connection, now_ms)

@@ -35,7 +35,8 @@ WIRE_MAX_DURATION_MS = WIRE_MAX_DURATION_DAYS * DAY_MS
 400. Durations over the configured ``max_duration_days`` (at most this) are dropped with a
 warning instead, see ``validation.py``."""
 DurationMs = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS)]
-TranscriptSeconds = Annotated[float, msgspec.Meta(ge=0, le=WIRE_MAX_DURATION_MS / 1000)]
+MAX_TRANSCRIPT_S = WIRE_MAX_DURATION_DAYS * 86_400
+TranscriptSeconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_TRANSCRIPT_S)]
 WireTime = datetime | int
 """RFC 3339 (parsed strictly, in C, by msgspec) or integer epoch ms."""
 OpenMetadata = dict[str, Any]

@@ -17,7 +17,7 @@ from exporter import lock
 from exporter.clock import Clock
 from exporter.errors import StartupError
 from exporter.settings import Settings
-from exporter.storage import health as storage
+from exporter.storage.sqlite import health as storage
 
 log = logging.getLogger(__name__)
 

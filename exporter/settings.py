@@ -15,15 +15,10 @@ from typing import Any
 
 from exporter.cron import cron_problem
 from exporter.errors import ConfigError
+from exporter.jobs import DEFAULT_CRONS
 from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
 
 SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
-DEFAULT_CRONS: Mapping[str, str] = {
-    "rollup-hourly": "30 * * * *",
-    "rollup-daily": "30 1 * * *",
-    "cleanup-snapshots": "30 4 * * 0",
-    "cleanup-events": "0 5 * * 0",
-}
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 AUTH_MODES = ("tokens", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -202,6 +197,13 @@ _POSITIVE = (
 )  # fmt: skip
 
 
+_RETENTION_MAX = {
+    "event_retention_hours": 100 * 365 * 24,
+    "hourly_retention_days": 100 * 365,
+    "daily_retention_days": 100 * 365,
+}
+
+
 def _build(values: dict[str, Any], problems: list[str]) -> Settings:
     crons = dict(DEFAULT_CRONS)
     for job, expr in dict(values.pop("crons", {})).items():
@@ -220,6 +222,9 @@ def _check(s: Settings, problems: list[str]) -> None:
     for name in _POSITIVE:
         if getattr(s, name) <= 0:
             problems.append(f"{name}: must be > 0, got {getattr(s, name)}")
+    for name, most in _RETENTION_MAX.items():  # longer overflows date arithmetic
+        if getattr(s, name) > most:
+            problems.append(f"{name}: must be <= {most}, got {getattr(s, name)}")
     if s.port > 65535:
         problems.append(f"port: must be <= 65535, got {s.port}")
     if s.max_duration_days > WIRE_MAX_DURATION_DAYS:  # the wire bound of duration_ms

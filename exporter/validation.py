@@ -15,6 +15,7 @@ from typing import NamedTuple
 import msgspec
 
 from exporter.catalog import EVENT_TYPES, STAGES, EventType
+from exporter.live.orgs import OTHER_ORG
 from exporter.model import (
     DAY_MS,
     DEFAULT_MAX_DURATION_DAYS,
@@ -31,7 +32,6 @@ from exporter.model import (
     Rejection,
     WireEvent,
 )
-from exporter.orgs import OTHER_ORG
 from exporter.timestamps import TimestampError, check_range, datetime_to_ms
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")

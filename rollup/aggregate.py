@@ -18,7 +18,7 @@ from exporter.catalog import (
     SNAPSHOT_METADATA_SUMS,
     Kind,
 )
-from exporter.storage.snapshots import GroupRow, LatencyRow
+from exporter.records import GroupRow, LatencyRow
 from rollup.digest import LatencyDigest
 from rollup.parts import SnapshotParts, StageParts
 

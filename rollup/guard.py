@@ -9,11 +9,11 @@ decide, never the current settings, so changing retention cannot fool the guard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from exporter.storage.horizons import Horizons
-from exporter.timestamps import datetime_to_ms, format_rfc3339
+from exporter.records import Horizons, Skip
+from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
+from rollup.windows import day_floor, hour_floor, windows_between
 
 PERIOD_SPAN = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 
@@ -28,39 +28,12 @@ class Refused(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """Consecutive windows of one period refused for one reason: ``[first, last]``."""
-
-    period: str
-    first: datetime
-    last: datetime
-    count: int
-    reason: str
-    message: str
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "period": self.period,
-            "first": _iso(self.first),
-            "last": _iso(self.last),
-            "windows": self.count,
-            "reason": self.reason,
-            "message": self.message,
-        }
-
-    def describe(self) -> str:
-        span = _iso(self.first) if self.count == 1 else f"{_iso(self.first)}..{_iso(self.last)}"
-        noun = "window" if self.count == 1 else "windows"
-        return f"skipped {self.period} {span} ({self.count} {noun}): {self.message}"
-
-
 def check(period: str, start: datetime, now: datetime, horizons: Horizons) -> None:
     """Raise ``Refused`` unless the ``period`` window starting at ``start`` may be written
     at ``now`` (both aware)."""
-    end = start + PERIOD_SPAN[period]
-    if start > now:
+    if start > now:  # before computing the end: the last window of year 9999 has none
         raise Refused("future", "the window is in the future")
+    end = start + PERIOD_SPAN[period]
     if end > now:
         raise Refused("open", f"the window is still open (it closes at {_iso(end)})")
     start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
@@ -93,6 +66,55 @@ def _check_watermarks(period: str, start_ms: int, horizons: Horizons) -> None:
             "daily snapshots before"
             f" {format_rfc3339(horizons.daily_from_ms)} were pruned by daily retention",
         )
+
+
+def split(
+    period: str, windows: list[datetime], now: datetime, horizons: Horizons
+) -> tuple[list[datetime], list[Skip]]:
+    """The windows the guard allows at ``now``, and the refused ones as ranges."""
+    allowed, refused = [], []
+    for window in windows:
+        try:
+            check(period, window, now, horizons)
+            allowed.append(window)
+        except Refused as refusal:
+            refused.append((window, refusal))
+    return allowed, coalesce(period, refused)
+
+
+def plan_range(
+    period: str, start: datetime, end: datetime, now: datetime, horizons: Horizons
+) -> tuple[list[datetime], list[Skip]]:
+    """``split`` of every window starting in ``[floor(start), end)``, without listing the
+    windows before the history start or in the future one by one (each of those ranges is
+    refused for one reason), so a range from year 1 to 9999 plans as fast as a day."""
+    floor = hour_floor if period == "hourly" else day_floor
+    current, first = floor(now), floor(start)
+    history = horizons.history_start_ms
+    low = current if history is None else min(current, floor(ms_to_datetime(history)))
+    high = current + PERIOD_SPAN[period]  # the first window in the future
+    middle = windows_between(max(first, low), min(end, high), period)
+    allowed, skipped = split(period, middle, now, horizons)
+    head = _in_bulk(period, first, min(low, end), now, horizons)
+    tail = _in_bulk(period, max(first, high), end, now, horizons)
+    return allowed, [*head, *skipped, *tail]
+
+
+def _in_bulk(
+    period: str, first: datetime, end: datetime, now: datetime, horizons: Horizons
+) -> list[Skip]:
+    """The windows from ``first`` (aligned) up to ``end`` as one refused range, with the
+    reason the guard gives the first: ``plan_range`` passes ranges refused for one reason."""
+    step = PERIOD_SPAN[period]
+    if end <= first:
+        return []
+    count = -(-(end - first) // step)
+    try:
+        check(period, first, now, horizons)
+    except Refused as refusal:
+        last = first + (count - 1) * step
+        return [Skip(period, first, last, count, refusal.reason, refusal.message)]
+    raise AssertionError(f"{period} window {first.isoformat()} is not refused")
 
 
 def coalesce(period: str, refused: list[tuple[datetime, Refused]]) -> list[Skip]:

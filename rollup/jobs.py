@@ -1,39 +1,33 @@
-"""Rollup and cleanup jobs: storage -> pure aggregation -> storage. Each takes an open
-connection and ``now`` (UTC, aware), so the daemon, the CLI and tests run the same code.
-Every window is half-open ``[start, end)``; re-running any job leaves identical rows."""
+"""Rollup jobs: storage -> pure aggregation -> storage. Each takes a ``Store`` (one
+connection's view of storage) and ``now`` (UTC, aware), so the daemon, the CLI and tests
+run the same code. Every window is half-open ``[start, end)``; re-running any job leaves
+identical rows, and every window goes through the rollup guard first."""
 
 from __future__ import annotations
 
-import math
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage import events as event_rows
-from exporter.storage import horizons
-from exporter.storage import snapshots as snap
-from exporter.storage.database import in_transaction, read_transaction
+from exporter.records import Horizons, Skip, SnapshotRow
+from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
 from rollup import guard
 from rollup.aggregate import build_parts
 from rollup.codec import decode_parts, encode_parts
 from rollup.digest import GAMMA
 from rollup.parts import SnapshotParts
-from rollup.retention import Retention, closed_days, closed_hours, cutoff, day_floor, hour_floor
+from rollup.windows import Retention, closed_days, closed_hours, day_floor
 
 T = TypeVar("T")
-Write = Callable[[Callable[[sqlite3.Connection], T]], T]
-"""Runs ``fn(write_conn)`` in a write transaction and returns its result. In the daemon it
+Write = Callable[[Callable[[Store], T]], T]
+"""Runs ``fn(write_store)`` in a write transaction and returns its result. In the daemon it
 queues behind ingest commits on the writer's connection (one write path); in the CLI it is
 the same connection the job reads from (``direct_write``)."""
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-INV_LN_GAMMA = 1.0 / math.log(GAMMA)
-DELETE_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +38,7 @@ class JobOutcome:
     windows: tuple[datetime, ...] = ()
     rows: int = 0
     deleted: dict[str, int] = field(default_factory=dict)
-    skipped: tuple[guard.Skip, ...] = ()
+    skipped: tuple[Skip, ...] = ()
 
     def describe(self) -> str:
         if not self.windows:
@@ -62,13 +56,18 @@ class JobOutcome:
         )
 
 
-def direct_write(conn: sqlite3.Connection) -> Write[Any]:
-    """A ``Write`` on the job's own connection (CLI and tests)."""
-    return lambda fn: in_transaction(conn, fn)
+def direct_write(store: Store) -> Write[Any]:
+    """A ``Write`` on the job's own store (CLI and tests)."""
+
+    def write(fn: Callable[[Store], T]) -> T:
+        with store.transaction():
+            return fn(store)
+
+    return write
 
 
-def _row(period: str, start: datetime, scope: str, parts: SnapshotParts) -> snap.SnapshotRow:
-    return snap.SnapshotRow(
+def _row(period: str, start: datetime, scope: str, parts: SnapshotParts) -> SnapshotRow:
+    return SnapshotRow(
         period=period,
         period_start_ms=datetime_to_ms(start),
         scope=scope,
@@ -81,7 +80,7 @@ def _row(period: str, start: datetime, scope: str, parts: SnapshotParts) -> snap
     )
 
 
-def rollup_hour(conn: sqlite3.Connection, write: Write[Any], hour: datetime, now: datetime) -> int:
+def rollup_hour(store: Store, write: Write[Any], hour: datetime, now: datetime) -> int:
     """(Re)write the hourly snapshots of ``[hour, hour + 1h)``: a platform row always and
     one row per org with events; raises ``guard.Refused`` for a window the guard refuses.
     The guard, the dirty mark and the events are read in one transaction; the new rows and
@@ -89,42 +88,42 @@ def rollup_hour(conn: sqlite3.Connection, write: Write[Any], hour: datetime, now
     event committed meanwhile leaves a newer mark. Marks the day dirty if it has a daily
     snapshot. Returns rows written."""
     start, end = datetime_to_ms(hour), datetime_to_ms(hour + HOUR)
-    with read_transaction(conn):
-        guard.check("hourly", hour, now, horizons.load(conn))
-        generation = snap.dirty_generation(conn, "hourly", start)
-        groups = snap.group_rows(conn, start, end)
-        latencies = snap.latency_rows(conn, start, end, INV_LN_GAMMA)
+    with store.read_transaction():
+        guard.check("hourly", hour, now, store.horizons.load())
+        generation = store.snapshots.dirty_generation("hourly", start)
+        groups = store.snapshots.group_rows(start, end)
+        latencies = store.snapshots.latency_rows(start, end, GAMMA)
     parts = build_parts(groups, latencies)
     rows = [_row("hourly", hour, scope, p) for scope, p in sorted(parts.items())]
     day = datetime_to_ms(hour.replace(hour=0))
 
-    def store(c: sqlite3.Connection) -> None:
-        guard.check("hourly", hour, now, horizons.load(c))
-        snap.replace_snapshots(c, "hourly", start, rows)
-        snap.clear_dirty(c, "hourly", start, generation)
-        if snap.has_snapshot(c, "daily", day):
-            snap.mark_dirty(c, "daily", [day])
+    def save(c: Store) -> None:
+        guard.check("hourly", hour, now, c.horizons.load())
+        c.snapshots.replace_snapshots("hourly", start, rows)
+        c.snapshots.clear_dirty("hourly", start, generation)
+        if c.snapshots.has_snapshot("daily", day):
+            c.snapshots.mark_dirty("daily", [day])
 
-    write(store)
+    write(save)
     return len(rows)
 
 
-def rollup_day(conn: sqlite3.Connection, write: Write[Any], day: datetime, now: datetime) -> int:
+def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) -> int:
     """(Re)write the daily snapshots of ``[day, day + 1d)`` by merging that day's hourly
     rows per scope, after bringing its missing or dirty hours up to date; the platform row is
     written even for a quiet day. Raises ``guard.Refused`` when the guard refuses the day
     or an hour of it since the first event has no snapshot and can no longer be computed."""
     start, end = datetime_to_ms(day), datetime_to_ms(day + DAY)
-    with read_transaction(conn):
-        guard.check("daily", day, now, horizons.load(conn))
-        stale = _stale_hours(conn, day, now)
+    with store.read_transaction():
+        guard.check("daily", day, now, store.horizons.load())
+        stale = _stale_hours(store, day, now)
     for hour in stale:
-        rollup_hour(conn, write, hour, now)
-    with read_transaction(conn):
-        found = horizons.load(conn)
+        rollup_hour(store, write, hour, now)
+    with store.read_transaction():
+        found = store.horizons.load()
         guard.check("daily", day, now, found)
-        generation = snap.dirty_generation(conn, "daily", start)
-        hourly = snap.snapshot_rows(conn, "hourly", start, end)
+        generation = store.snapshots.dirty_generation("daily", start)
+        hourly = store.snapshots.snapshot_rows("hourly", start, end)
     _check_hours_complete(day, hourly, found)
     by_scope: dict[str, list[SnapshotParts]] = {"": []}
     for row in hourly:
@@ -132,28 +131,26 @@ def rollup_day(conn: sqlite3.Connection, write: Write[Any], day: datetime, now: 
     merged = {scope: SnapshotParts.merge_all(parts) for scope, parts in by_scope.items()}
     rows = [_row("daily", day, scope, p) for scope, p in sorted(merged.items())]
 
-    def store(c: sqlite3.Connection) -> None:
-        guard.check("daily", day, now, horizons.load(c))
-        snap.replace_snapshots(c, "daily", start, rows)
-        snap.clear_dirty(c, "daily", start, generation)
+    def save(c: Store) -> None:
+        guard.check("daily", day, now, c.horizons.load())
+        c.snapshots.replace_snapshots("daily", start, rows)
+        c.snapshots.clear_dirty("daily", start, generation)
 
-    write(store)
+    write(save)
     return len(rows)
 
 
-def _stale_hours(conn: sqlite3.Connection, day: datetime, now: datetime) -> list[datetime]:
+def _stale_hours(store: Store, day: datetime, now: datetime) -> list[datetime]:
     """Hours of the day that lack a snapshot or are dirty and that the guard allows."""
-    found = horizons.load(conn)
+    found = store.horizons.load()
     hours = [day + k * HOUR for k in range(24)]
-    have = snap.platform_starts(conn, "hourly", datetime_to_ms(day))
-    dirty = snap.dirty_starts(conn, "hourly")
+    have = store.snapshots.platform_starts("hourly", datetime_to_ms(day))
+    dirty = store.snapshots.dirty_starts("hourly")
     due = [h for h in hours if datetime_to_ms(h) not in have or datetime_to_ms(h) in dirty]
     return [h for h in due if _allowed("hourly", h, now, found)]
 
 
-def _check_hours_complete(
-    day: datetime, hourly: list[snap.SnapshotRow], found: horizons.Horizons
-) -> None:
+def _check_hours_complete(day: datetime, hourly: list[SnapshotRow], found: Horizons) -> None:
     history = found.history_start_ms if found.history_start_ms is not None else 0
     have = {row.period_start_ms for row in hourly if row.scope == ""}
     hours = (datetime_to_ms(day + k * HOUR) for k in range(24))
@@ -166,7 +163,7 @@ def _check_hours_complete(
         )
 
 
-def _allowed(period: str, window: datetime, now: datetime, found: horizons.Horizons) -> bool:
+def _allowed(period: str, window: datetime, now: datetime, found: Horizons) -> bool:
     try:
         guard.check(period, window, now, found)
     except guard.Refused:
@@ -174,69 +171,70 @@ def _allowed(period: str, window: datetime, now: datetime, found: horizons.Horiz
     return True
 
 
-def due_hours(conn: sqlite3.Connection, now: datetime) -> list[datetime]:
+def due_hours(store: Store, now: datetime) -> list[datetime]:
     """Closed hours since the history start that lack a snapshot or are dirty and whose
     raw events are complete (catch-up), ascending."""
-    with read_transaction(conn):
-        found = horizons.load(conn)
+    with store.read_transaction():
+        found = store.horizons.load()
         if found.history_start_ms is None:
             return []
         since = max(found.history_start_ms, found.events_from_ms, found.hourly_from_ms)
-        return _due(conn, "hourly", closed_hours(now, ms_to_datetime(since)), since)
+        return _due(store, "hourly", closed_hours(now, ms_to_datetime(since)), since)
 
 
-def due_days(conn: sqlite3.Connection, now: datetime) -> list[datetime]:
+def due_days(store: Store, now: datetime) -> list[datetime]:
     """Closed UTC days since the history start's day that lack a snapshot or are dirty
     and whose hourly snapshots were not pruned, ascending."""
-    with read_transaction(conn):
-        found = horizons.load(conn)
+    with store.read_transaction():
+        found = store.horizons.load()
         if found.history_start_ms is None:
             return []
         first_day = datetime_to_ms(day_floor(ms_to_datetime(found.history_start_ms)))
         since = max(first_day, found.hourly_from_ms, found.daily_from_ms)
-        return _due(conn, "daily", closed_days(now, ms_to_datetime(since)), since)
+        return _due(store, "daily", closed_days(now, ms_to_datetime(since)), since)
 
 
-def dirty_days(conn: sqlite3.Connection, now: datetime) -> list[datetime]:
+def dirty_days(store: Store, now: datetime) -> list[datetime]:
     """Closed days marked dirty that the guard allows (the hourly tick re-aggregates them,
     so a day reflects late data within an hour)."""
-    with read_transaction(conn):
-        found = horizons.load(conn)
-        days = [ms_to_datetime(ms) for ms in sorted(snap.dirty_starts(conn, "daily"))]
+    with store.read_transaction():
+        found = store.horizons.load()
+        days = [ms_to_datetime(ms) for ms in sorted(store.snapshots.dirty_starts("daily"))]
     return [d for d in days if _allowed("daily", d, now, found)]
 
 
-def _due(
-    conn: sqlite3.Connection, period: str, closed: Iterable[datetime], since_ms: int
-) -> list[datetime]:
-    have = snap.platform_starts(conn, period, since_ms)
-    dirty = snap.dirty_starts(conn, period)
+def _due(store: Store, period: str, closed: Iterable[datetime], since_ms: int) -> list[datetime]:
+    have = store.snapshots.platform_starts(period, since_ms)
+    dirty = store.snapshots.dirty_starts(period)
     return [w for w in closed if datetime_to_ms(w) not in have or datetime_to_ms(w) in dirty]
 
 
 def plan_windows(
-    conn: sqlite3.Connection, period: str, windows: list[datetime], now: datetime
-) -> tuple[list[datetime], list[guard.Skip]]:
+    store: Store, period: str, windows: list[datetime], now: datetime
+) -> tuple[list[datetime], list[Skip]]:
     """Split a backfill's windows into those the guard allows now and the refused ranges
     (an API request refuses up front instead of recording an empty run)."""
-    with read_transaction(conn):
-        found = horizons.load(conn)
-    allowed, refused = [], []
-    for window in windows:
-        try:
-            guard.check(period, window, now, found)
-            allowed.append(window)
-        except guard.Refused as refusal:
-            refused.append((window, refusal))
-    return allowed, guard.coalesce(period, refused)
+    with store.read_transaction():
+        found = store.horizons.load()
+    return guard.split(period, windows, now, found)
+
+
+def plan_range(
+    store: Store, period: str, start: datetime, end: datetime, now: datetime
+) -> tuple[list[datetime], list[Skip]]:
+    """``plan_windows`` for every window starting in ``[floor(start), end)``, however far
+    the range reaches into the past or the future (``guard.plan_range``)."""
+    with store.read_transaction():
+        found = store.horizons.load()
+    return guard.plan_range(period, start, end, now, found)
 
 
 Progress = Callable[[int, int], None]
-OneWindow = Callable[[sqlite3.Connection, Write[Any], datetime, datetime], int]
+OneWindow = Callable[[Store, Write[Any], datetime, datetime], int]
 
 
 def run_windows(
-    conn: sqlite3.Connection,
+    store: Store,
     write: Write[Any],
     windows: list[datetime],
     period: str,
@@ -250,7 +248,7 @@ def run_windows(
     refused: list[tuple[datetime, guard.Refused]] = []
     for count, window in enumerate(windows, start=1):
         try:
-            rows += one(conn, write, window, now)
+            rows += one(store, write, window, now)
             done.append(window)
         except guard.Refused as refusal:
             refused.append((window, refusal))
@@ -259,101 +257,13 @@ def run_windows(
     return JobOutcome(tuple(done), rows, skipped=tuple(guard.coalesce(period, refused)))
 
 
-def run_hourly(
-    conn: sqlite3.Connection, write: Write[Any], now: datetime, retention: Retention
-) -> JobOutcome:
+def run_hourly(store: Store, write: Write[Any], now: datetime, retention: Retention) -> JobOutcome:
     """Scheduled hourly job: the previous closed hour, any missing hour (catch-up) and any
     dirty hour, then every dirty day (late data reaches the day within the hour)."""
-    hours = run_windows(conn, write, due_hours(conn, now), "hourly", now)
-    return hours.merge(run_windows(conn, write, dirty_days(conn, now), "daily", now))
+    hours = run_windows(store, write, due_hours(store, now), "hourly", now)
+    return hours.merge(run_windows(store, write, dirty_days(store, now), "daily", now))
 
 
-def run_daily(
-    conn: sqlite3.Connection, write: Write[Any], now: datetime, retention: Retention
-) -> JobOutcome:
+def run_daily(store: Store, write: Write[Any], now: datetime, retention: Retention) -> JobOutcome:
     """Scheduled daily job: the previous closed day, missing days and dirty days."""
-    return run_windows(conn, write, due_days(conn, now), "daily", now)
-
-
-def retention_limits(now: datetime, retention: Retention) -> dict[str, datetime]:
-    """What retention deletes before, per kind of data. Raw events go by whole hours and
-    hourly snapshots by whole days, so that the hours (days) that remain can always be
-    recomputed from complete inputs; daily snapshots go at the exact cutoff."""
-    return {
-        "events": hour_floor(cutoff(now, retention.events)),
-        "hourly": day_floor(cutoff(now, retention.hourly)),
-        "daily": cutoff(now, retention.daily),
-    }
-
-
-def cleanup_snapshots(
-    conn: sqlite3.Connection,
-    write: Write[Any],
-    now: datetime,
-    retention: Retention,
-    dry_run: bool = False,
-) -> JobOutcome:
-    """Delete hourly snapshots starting before the day of ``now - hourly retention`` and
-    daily ones before ``now - daily retention`` (strict), in batches of ``DELETE_BATCH``;
-    each batch raises the period's watermark in its own transaction."""
-    limits = retention_limits(now, retention)
-    deleted = {}
-    for period in ("hourly", "daily"):
-        limit_ms = datetime_to_ms(limits[period])
-        if dry_run:
-            deleted[period] = snap.count_snapshots_before(conn, period, limit_ms)
-        else:
-            deleted[period] = _batched(write, _snapshot_deleter(period, limit_ms))
-    if not dry_run:
-        hourly_ms = datetime_to_ms(limits["hourly"])
-        write(lambda c: snap.delete_dirty_before(c, "daily", hourly_ms))
-    return JobOutcome(deleted=deleted)
-
-
-def _snapshot_deleter(period: str, limit_ms: int) -> Callable[[sqlite3.Connection], int]:
-    def delete(c: sqlite3.Connection) -> int:
-        horizons.raise_watermark(c, f"{period}_from", limit_ms)
-        return snap.delete_snapshots_before(c, period, limit_ms, DELETE_BATCH)
-
-    return delete
-
-
-def cleanup_events(
-    conn: sqlite3.Connection,
-    write: Write[Any],
-    now: datetime,
-    retention: Retention,
-    dry_run: bool = False,
-) -> JobOutcome:
-    """Delete events of every hour that ended before ``now - event retention``, notes whose
-    last event is that old, and dirty marks of hours that can no longer be re-aggregated,
-    in batches of ``DELETE_BATCH``; each event batch raises the events watermark in its own
-    transaction, so no rollup can rewrite an hour from partial events."""
-    limit_ms = datetime_to_ms(retention_limits(now, retention)["events"])
-    if dry_run:
-        return JobOutcome(
-            deleted={
-                "events": event_rows.count_before(conn, limit_ms),
-                "artifacts": artifact_rows.count_before(conn, limit_ms),
-            }
-        )
-
-    def delete_events(c: sqlite3.Connection) -> int:
-        horizons.raise_watermark(c, "events_from", limit_ms)
-        return event_rows.delete_before(c, limit_ms, DELETE_BATCH)
-
-    events = _batched(write, delete_events)
-    notes = _batched(write, lambda c: artifact_rows.delete_before(c, limit_ms, DELETE_BATCH))
-    write(lambda c: snap.delete_dirty_before(c, "hourly", limit_ms))
-    return JobOutcome(deleted={"events": events, "artifacts": notes})
-
-
-def _batched(write: Write[int], delete: Callable[[sqlite3.Connection], int]) -> int:
-    """Repeat ``delete`` as its own short write until a batch comes back short; ingest
-    commits queue between batches, so they wait at most one batch."""
-    total = 0
-    while True:
-        n = write(delete)
-        total += n
-        if n < DELETE_BATCH:
-            return total
+    return run_windows(store, write, due_days(store, now), "daily", now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from exporter.storage.snapshots import OrgTotals, SnapshotRow
+from exporter.records import OrgTotals, SnapshotRow
 from exporter.timestamps import format_rfc3339
 from rollup.codec import decode_parts
 from rollup.digest import LatencyDigest, merge_all

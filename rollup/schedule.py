@@ -6,13 +6,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-# The one validator and the default crons live with the settings that let operators override
-# them (exporter may not import rollup); re-exported here so schedule code and tests name
-# them from one place.
 from exporter.cron import cron_problem
-from exporter.settings import DEFAULT_CRONS
-
-__all__ = ["DEFAULT_CRONS", "CronSchedule"]
 
 
 class CronSchedule:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from exporter.clock import Clock
-from exporter.storage.jobs import JobRun
+from exporter.records import JobRun
 from exporter.timestamps import datetime_to_ms
 from rollup.jobs import JobOutcome
 from rollup.schedule import CronSchedule

@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from exporter import server as http_server
-from exporter.api import SERVICES
 from exporter.app import create_app
 from exporter.clock import FakeClock
+from exporter.http import server as http_server
+from exporter.http.context import REGISTRY
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
 
@@ -72,7 +72,7 @@ async def start_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[
         server = TestServer(app, host="127.0.0.1")
         await server.start_server(**http_server.runner_options(limits))
         assert server.runner is not None
-        http_server.install(server.runner, limits, clock, app[SERVICES].registry)
+        http_server.install(server.runner, limits, clock, app[REGISTRY])
         client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
         clients.append(client)

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from exporter.artifacts import COMPLETED, FAILED, IN_FLIGHT, ArtifactState, fold
-from exporter.inflight import InflightIndex
+from exporter.live.inflight import InflightIndex
 from exporter.model import Event
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage.database import connect, in_transaction
 from exporter.timestamps import datetime_to_ms
-from rollup import jobs
-from rollup.retention import Retention
+from rollup import cleanup, jobs
+from rollup.windows import Retention
+from tests.tools import open_store
 
 T = datetime_to_ms(datetime(2026, 11, 28, 10, tzinfo=UTC))
 
@@ -102,7 +101,7 @@ def test_artifacts_inflight_index_counts() -> None:
 
 
 def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
-    conn = connect(tmp_path / "voxmon.db")
+    conn = open_store(tmp_path / "voxmon.db")
     now = datetime(2026, 11, 28, 12, tzinfo=UTC)
     cutoff = datetime_to_ms(now - timedelta(hours=48))
     states = [
@@ -110,8 +109,8 @@ def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
                       cutoff - 1),
         ArtifactState("edge", None, IN_FLIGHT, "ingestion", "artifact_received", cutoff, cutoff),
     ]  # fmt: skip
-    in_transaction(conn, lambda c: artifact_rows.save_states(c, states))
-    outcome = jobs.cleanup_events(conn, jobs.direct_write(conn), now, Retention())
+    conn.write(lambda c: c.artifacts.save_states(states))
+    outcome = cleanup.cleanup_events(conn, jobs.direct_write(conn), now, Retention())
     assert outcome.deleted == {"events": 0, "artifacts": 1}
-    assert [r[0] for r in conn.execute("SELECT artifact_id FROM artifacts")] == ["edge"]
+    assert [r[0] for r in conn.connection.execute("SELECT artifact_id FROM artifacts")] == ["edge"]
     conn.close()

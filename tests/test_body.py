@@ -9,8 +9,8 @@ import zlib
 import msgspec
 import pytest
 
-from exporter.body import decompress, split_items
 from exporter.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from exporter.ingest.body import decompress, split_items
 from exporter.validation import Horizon, validate_items
 from tests.conftest import T0_MS, make_event
 

@@ -12,12 +12,12 @@ import pytest
 
 from exporter.cli import main
 from exporter.model import Event
-from exporter.storage import events as event_rows
-from exporter.storage import snapshots as snap
-from exporter.storage.database import connect, in_transaction
+from exporter.storage.sqlite import snapshots as snap
 from exporter.timestamps import datetime_to_ms
+from rollup import guard
 from tests.conftest import make_event
 from tests.scrape import samples
+from tests.tools import open_store
 
 
 def snapshot_keys(db: Path) -> list[tuple[str, str, str]]:
@@ -82,9 +82,9 @@ def test_cli_cleanup_dry_run_then_for_real(
 ) -> None:
     db = tmp_path / "voxmon.db"
     ancient = datetime(2020, 1, 1, tzinfo=UTC)
-    conn = connect(db)
+    conn = open_store(db)
     row = snap.SnapshotRow("hourly", datetime_to_ms(ancient), "", 0, 0, 0, 0.0, b"")
-    in_transaction(conn, lambda c: snap.replace_snapshots(c, "hourly", row.period_start_ms, [row]))
+    conn.write(lambda c: c.snapshots.replace_snapshots("hourly", row.period_start_ms, [row]))
     conn.close()
     assert main(["cleanup", "--dry-run", "--db", str(db)]) == 0
     assert (
@@ -116,7 +116,7 @@ async def test_cli_backfill_after_retention_changes_nothing_and_says_why(
     await client.close()
     at = hour.isoformat()
     assert await asyncio.to_thread(main, ["rollup", "hourly", "--at", at, "--db", db]) == 0
-    before = snapshot_rows(tmp_path / "voxmon.db")
+    before = snapshot_rows(tmp_path / "voxmon.db", hour)
     env = {"VOXMON_EVENT_RETENTION_HOURS": "1"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -130,12 +130,19 @@ async def test_cli_backfill_after_retention_changes_nothing_and_says_why(
         " were pruned by event retention" in err
     )
     assert "hourly: nothing rolled up" in err
-    assert snapshot_rows(tmp_path / "voxmon.db") == before
+    assert snapshot_rows(tmp_path / "voxmon.db", hour) == before
 
 
-def snapshot_rows(db: Path) -> list[tuple[Any, ...]]:
+def snapshot_rows(db: Path, hour: datetime) -> list[tuple[Any, ...]]:
+    """The rows of ``hour`` and of its day (the cleanup rolls up the quiet hours after it
+    before it prunes them)."""
+    starts = (datetime_to_ms(hour), datetime_to_ms(hour.replace(hour=0)))
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT * FROM snapshots ORDER BY 1, 2, 3").fetchall()
+        return conn.execute(
+            "SELECT * FROM snapshots WHERE (period, period_start_ms) IN"
+            " (VALUES ('hourly', ?), ('daily', ?)) ORDER BY 1, 2, 3",
+            starts,
+        ).fetchall()
 
 
 @pytest.mark.parametrize(
@@ -152,9 +159,9 @@ def test_cli_rollup_never_writes_open_future_or_prehistoric_windows(
 ) -> None:
     db = tmp_path / "voxmon.db"
     now = datetime.now(UTC)
-    conn = connect(db)
+    conn = open_store(db)
     first = Event("e1", "artifact_received", datetime_to_ms(now), artifact_id="a1")
-    in_transaction(conn, lambda c: event_rows.insert(c, [first], 0))
+    conn.write(lambda c: c.events.insert([first], 0))
     conn.close()
     args = [now.isoformat() if a == "NOW" else a for a in args]
     assert main(["rollup", "hourly", *args, "--db", str(db)]) == 1
@@ -188,3 +195,86 @@ async def test_cli_runs_show_in_the_running_daemons_status_and_metrics(
     last = found[("voxmon_rollup_last_success_timestamp_seconds",
                     (("job", "rollup-hourly"),))]  # fmt: skip
     assert abs(last - clock.now().timestamp()) < 60
+
+
+def test_cli_rollup_range_from_year_1_to_9999_is_refused_in_three_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The widest range the CLI accepts names its three refused ranges at once instead of
+    checking 87 million hours one by one (minutes and gigabytes before)."""
+    db = tmp_path / "voxmon.db"
+    now = datetime.now(UTC)
+    conn = open_store(db)
+    first = Event("e1", "artifact_received", datetime_to_ms(now), artifact_id="a1")
+    conn.write(lambda c: c.events.insert([first], 0))
+    conn.close()
+    checked: list[tuple[Any, ...]] = []
+    check = guard.check
+
+    def counted(*args: Any) -> None:
+        checked.append(args)
+        assert len(checked) < 100, "every window is checked one by one"
+        check(*args)
+
+    monkeypatch.setattr(guard, "check", counted)
+    args = ["--from", "0001-01-01T00:00:00Z", "--to", "9999-12-31T23:59:59.999Z"]
+    assert main(["rollup", "hourly", *args, "--db", str(db)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("): ")[-1].split(" (")[0] for line in lines] == [
+        "before the first event",
+        "the window is still open",
+        "the window is in the future",
+        "hourly: nothing rolled up",
+    ]
+    assert lines[0].startswith("voxmon: skipped hourly 0001-01-01T00:00:00.000Z..")
+    assert "..9999-12-31T23:00:00.000Z (" in lines[2]
+    assert snapshot_keys(db) == []
+
+
+@pytest.mark.parametrize("command", [["rollup", "hourly", "--at", "2026-11-28T07:00:00Z"],
+                                     ["cleanup"], ["cleanup", "--dry-run"]])  # fmt: skip
+def test_cli_jobs_refuse_a_missing_unopenable_or_corrupt_database_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A mistyped --db used to create an empty database and report "cleanup deleted:
+    events=0"; a directory, a missing directory or a file that is no database ended in a
+    traceback. Each is one line and exit code 2, and nothing is created."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database, " * 1000)
+    cases = {
+        tmp_path / "typo.db": "does not exist",
+        tmp_path / "missing" / "voxmon.db": "does not exist",
+        tmp_path: "cannot be used",
+        junk: "is corrupt",
+    }
+    for db, problem in cases.items():
+        assert main([*command, "--db", str(db)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"voxmon: database {db} ") and problem in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db"]
+
+
+def test_cli_cleanup_writes_the_daily_rows_before_pruning_the_hours_they_need(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database whose daemon was down for ten days (nothing rolled up since): a manual
+    cleanup pruned the hourly rows of days that never got their daily row, so those days
+    were gone from the 90-day history. The cleanup now writes them first."""
+    db = tmp_path / "voxmon.db"
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=9)
+    notes = [Event(f"e{i}", "artifact_received", datetime_to_ms(day) + i * 3_600_000,
+                   artifact_id=f"a{i}", org_id="org-a") for i in range(24)]  # fmt: skip
+    conn = open_store(db)
+    conn.write(lambda c: c.events.insert(notes, datetime_to_ms(day)))
+    conn.close()
+    assert main(["cleanup", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == (
+        "cleanup deleted: events=24, artifacts=0, hourly_snapshots=72, daily_snapshots=0\n"
+    )
+    conn = open_store(db)
+    daily = conn.snapshots.snapshot_rows("daily", datetime_to_ms(day), datetime_to_ms(day) + 1)
+    hourly = conn.snapshots.snapshot_rows("hourly", 0, datetime_to_ms(day + timedelta(days=2)))
+    conn.close()
+    assert [(row.scope, row.artifacts_received) for row in daily] == [("", 24), ("org-a", 24)]
+    assert hourly == []  # pruned, as retention says

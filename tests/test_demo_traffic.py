@@ -23,14 +23,12 @@ from exporter.clock import FakeClock
 from exporter.demo.runner import run
 from exporter.demo.shape import DemoConfig
 from exporter.demo.traffic import Simulation
-from exporter.storage import snapshots
-from exporter.storage.database import connect
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts
 from tests.conftest import T0
-from tests.tools import daemon, free_port, wait_ready_port
+from tests.tools import daemon, free_port, open_store, wait_ready_port
 
 HOUR_MS = 3_600_000
 
@@ -90,14 +88,14 @@ async def test_demo_two_minutes_snapshots_match_configured_failure_rates(
     assert (stats.rejected, stats.dropped, stats.abandoned) == (0, 0, 0)
 
     db = tmp_path / "voxmon.db"
-    conn = connect(db)
+    conn = open_store(db)
     try:
         hours = [T0.replace(hour=9), T0]  # late notes are stamped up to 10 minutes early
         for hour in hours:
             jobs.rollup_hour(conn, jobs.direct_write(conn), hour, T0 + timedelta(hours=1))
         start = datetime_to_ms(hours[0])
-        rows = snapshots.snapshot_rows(conn, "hourly", start, start + 2 * HOUR_MS, "")
-        (events,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        rows = conn.snapshots.snapshot_rows("hourly", start, start + 2 * HOUR_MS, "")
+        (events,) = conn.connection.execute("SELECT COUNT(*) FROM events").fetchone()
     finally:
         conn.close()
     assert len(rows) == 2 and events == sim.counts["events"]

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.app import ROUTES
 from exporter.catalog import EVENT_TYPES, STAGES
+from exporter.http.routes import ROUTES
 from tests.tools import daemon, free_port
 
 EXAMPLES = int(os.environ.get("VOXMON_FUZZ_EXAMPLES", "300"))

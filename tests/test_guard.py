@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.storage.horizons import Horizons
+from exporter.records import Horizons
 from exporter.timestamps import datetime_to_ms
 from rollup import guard
+from rollup.windows import windows_between
 
 
 def utc(day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -42,6 +44,8 @@ HORIZONS = Horizons(
         ("daily", utc(21), None),  # hourly rows complete from the 21st
         ("daily", utc(20), "hourly_pruned"),
         ("daily", utc(19), "before_history"),
+        ("hourly", datetime(9999, 12, 31, 23, tzinfo=UTC), "future"),  # no end to compute
+        ("daily", datetime(9999, 12, 31, tzinfo=UTC), "future"),
     ],
 )
 def test_guard_check(period: str, start: datetime, reason: str | None) -> None:
@@ -91,3 +95,33 @@ def test_guard_coalesces_consecutive_refusals_by_reason() -> None:
         "period": "hourly", "first": "2026-11-26T11:00:00.000Z",
         "last": "2026-11-26T11:00:00.000Z", "windows": 1, "reason": "open", "message": "open",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "horizons",
+    [HORIZONS, Horizons(), Horizons(history_start_ms=ms(utc(28, 13)))],  # a first event 5 min ahead
+    ids=["history", "no_history", "history_in_the_next_hour"],
+)
+@pytest.mark.parametrize("period", ["hourly", "daily"])
+def test_guard_plan_range_matches_checking_every_window(period: str, horizons: Horizons) -> None:
+    """Random ranges around the history start and now: the bulk plan says exactly what
+    checking each window one by one says."""
+    rng = random.Random(9)
+    for _ in range(300):
+        start = utc(1) + timedelta(minutes=rng.randrange(60 * 24 * 40))
+        end = start + timedelta(minutes=rng.randrange(1, 60 * 24 * 20))
+        expected = guard.split(period, windows_between(start, end, period), NOW, horizons)
+        assert guard.plan_range(period, start, end, NOW, horizons) == expected
+
+
+def test_guard_plan_range_from_year_1_to_9999_refuses_in_three_ranges() -> None:
+    """87 million hours are planned without listing them (the CLI listed every hour, for
+    minutes and gigabytes, before saying that none could be rolled up)."""
+    start, end = datetime(1, 1, 1, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    allowed, skipped = guard.plan_range("hourly", start, end, NOW, HORIZONS)
+    assert [(s.reason, s.first, s.last) for s in skipped[:1] + skipped[-1:]] == [
+        ("before_history", start, utc(20, 6)),
+        ("future", utc(28, 13), datetime(9999, 12, 31, 23, tzinfo=UTC)),
+    ]
+    assert skipped[-2].reason == "open"
+    assert len(allowed) + sum(s.count for s in skipped) == (end - start) // timedelta(hours=1) + 1

@@ -10,12 +10,13 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from exporter.api import SERVICES
-from exporter.storage.health import FileReplaced, classify
+from exporter.http.context import BACKEND, HEALTH
+from exporter.storage.sqlite.health import FileReplaced, classify
 from tests.conftest import make_event
 from tests.scrape import samples, scrape
 
@@ -75,7 +76,8 @@ def test_health_classify(
 
 
 def services(client: Any) -> Any:
-    return client.server.app[SERVICES]
+    app = client.server.app
+    return SimpleNamespace(db=app[BACKEND].writes, health=app[HEALTH])
 
 
 async def storage_metrics(client: Any) -> dict[str, float]:
@@ -103,7 +105,7 @@ async def test_health_disk_full_refuses_then_recovers(
 ) -> None:
     client = await start_app()
     svc = services(client)
-    db, health = svc.read_side.db, svc.health
+    db, health = svc.db, svc.health
     real_run = db.run
     full = {"on": False}
 
@@ -147,7 +149,7 @@ async def test_health_read_only_connection_recovers_without_restart(start_app: A
     client = await start_app()
     svc = services(client)
     assert (await client.post("/v1/events", json=[make_event(event_id="e1")])).status == 200
-    await svc.read_side.db.run(lambda conn: conn.execute("PRAGMA query_only = ON"))
+    await svc.db.run(lambda store: store.connection.execute("PRAGMA query_only = ON"))
     one = [make_event(event_id="e2")]
     assert await answer(client, "POST", "/v1/events", one) == (503, "2", READ_ONLY)
     assert await answer(client, "GET", "/readyz") == (503, "2", READ_ONLY)

@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from exporter.live.windows import MinuteWindows
 from exporter.settings import Token
-from exporter.windows import MinuteWindows
 from tests.conftest import make_event
 from tests.scrape import samples
 
@@ -227,17 +227,17 @@ async def test_a_poisoning_client_never_fails_anyone_else(
     """An item that fails the group commit for a reason validation did not foresee (an
     injected fault at the storage boundary): the writer retries the group request by
     request, so only the poisoning request fails (500, JSON) and 0 good requests do."""
-    from exporter.storage import events as event_rows
+    from exporter.storage.sqlite.events import SqliteEvents
 
-    real = event_rows.insert
+    real = SqliteEvents.insert
 
-    def insert(conn: Any, events: Any, received_ms: int) -> None:
+    def insert(self: SqliteEvents, events: Any, received_ms: int) -> None:
         events = list(events)
         if any(e.event_id.startswith("poison") for e in events):
             raise ValueError("injected: cannot store this value")
-        real(conn, events, received_ms)
+        real(self, events, received_ms)
 
-    monkeypatch.setattr(event_rows, "insert", insert)
+    monkeypatch.setattr(SqliteEvents, "insert", insert)
     client = await start_app()
     outcomes: dict[str, list[int]] = {"good": [], "poison": []}
 

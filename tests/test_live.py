@@ -9,13 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from exporter.api import SERVICES
-from exporter.live import LiveState
-from exporter.storage.database import connect
-from exporter.tally import Tally
+from exporter.http.context import BACKEND, LIVE
+from exporter.live.state import LiveState
+from exporter.live.tally import Tally
 from rollup import jobs
 from tests.conftest import T0, T0_MS, make_event
 from tests.scrape import samples, scrape
+from tests.tools import open_store
 
 ORGS = ["org-1", "org-2", "org-3", "org-4", "org-5"]
 RECEIVED = ("counter", "artifacts_received")
@@ -78,10 +78,10 @@ async def test_live_cap_puts_later_orgs_in_other_and_snapshots_keep_each(
         ]
     assert (await realtime(client, "org-never-seen"))[0] == 404  # the cap is reached
 
-    conn = connect(tmp_path / "voxmon.db")
+    conn = open_store(tmp_path / "voxmon.db")
     try:
         jobs.rollup_hour(conn, jobs.direct_write(conn), T0, T0 + timedelta(hours=1))
-        rows = dict(conn.execute("SELECT scope, artifacts_received FROM snapshots"))
+        rows = dict(conn.connection.execute("SELECT scope, artifacts_received FROM snapshots"))
     finally:
         conn.close()
     assert rows == {"": 15, "org-1": 1, "org-2": 2, "org-3": 3, "org-4": 4, "org-5": 5}
@@ -156,7 +156,7 @@ async def test_live_state_stays_bounded_beyond_the_caps(start_app: Any) -> None:
             make_event(event_type="artifact_completed", metadata={"ai_cost_usd": 0.1}, **common),
         ]
     assert (await (await client.post("/v1/events", json=events)).json())["accepted"] == 600
-    live = client.app[SERVICES].live
+    live = client.app[LIVE]
     assert (len(live.orgs), live.orgs.seen) == (3, 200)
     assert set(live.windows.scopes()) == {"", "org-0", "org-1", "org-2", "__other__"}
     assert set(live.series_windows.scopes()) == {"", "org-0", "org-1", "__other__"}
@@ -182,7 +182,7 @@ async def test_live_new_org_commit_costs_the_same_however_many_orgs_exist(
     2,500 and 4,500 orgs: equal, so nothing scans a table that grows with orgs; and no
     statement of that commit that reads the org order has a SCAN in its plan."""
     client = await start_app(max_live_orgs=10)
-    db = client.app[SERVICES].read_side.db
+    db = client.app[BACKEND].writes
     costs, statements = [], []
     for level in range(3):
         fill = [make_event(org_id=f"fill-{level}-{n}", artifact_id="a") for n in range(2000)]
@@ -193,12 +193,12 @@ async def test_live_new_org_commit_costs_the_same_however_many_orgs_exist(
             steps[0] += 1
             return 0
 
-        await db.run(lambda conn, tick=tick: conn.set_progress_handler(tick, 1))
+        await db.run(lambda store, tick=tick: store.connection.set_progress_handler(tick, 1))
         await db.trace(statements.append)
         batch = [make_event(org_id=f"new-{level}-{n}", artifact_id="a") for n in range(20)]
         assert (await (await client.post("/v1/events", json=batch)).json())["accepted"] == 20
         await db.trace(None)
-        await db.run(lambda conn: conn.set_progress_handler(None, 1))
+        await db.run(lambda store: store.connection.set_progress_handler(None, 1))
         costs.append(steps[0])
     assert costs[0] == costs[1] == costs[2] > 0
     with sqlite3.connect(tmp_path / "voxmon.db") as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,41 @@ def test_lock_unwritable_directory_is_one_line(tmp_path: Path) -> None:
     assert refused.value.message == (
         f"cannot create lock file {tmp_path}/missing/voxmon.db.lock: No such file or directory"
     )
+
+
+def test_lock_a_hard_link_to_a_held_database_is_refused(tmp_path: Path) -> None:
+    """Two names of one file: each had its own ``<name>.lock``, so two daemons started, each
+    with its own write-ahead log, and the file was corrupt within seconds (integrity_check:
+    "2nd reference to page ..."). The database file itself is locked too."""
+    db, other = tmp_path / "voxmon.db", tmp_path / "other.db"
+    db.touch()
+    os.link(db, other)
+    held = DatabaseLock.acquire(db, HOLDER)
+    with pytest.raises(StartupError, match="under another name"):
+        ensure_free(other)  # before any other.db.lock exists
+    message = (
+        f"database {other} is in use by another voxmon under another name (a hard link to the"
+        " same file); stop that daemon first, or give this one its own database with --db"
+    )
+    with pytest.raises(StartupError) as refused:
+        DatabaseLock.acquire(other, HOLDER)
+    assert refused.value.message == message
+    with pytest.raises(StartupError) as reported:
+        ensure_free(other)
+    assert reported.value.message == message
+    held.release()
+    DatabaseLock.acquire(other, HOLDER).release()
+
+
+def test_lock_creates_the_database_file_so_a_later_link_meets_the_lock(tmp_path: Path) -> None:
+    db = tmp_path / "voxmon.db"
+    held = DatabaseLock.acquire(db, HOLDER)
+    assert db.stat().st_size == 0  # SQLite takes an empty file as a new database
+    os.link(db, tmp_path / "other.db")
+    with pytest.raises(StartupError, match="under another name"):
+        DatabaseLock.acquire(tmp_path / "other.db", HOLDER)
+    db.write_bytes(b"data")  # the daemon used it: kept
+    held.release()
+    assert db.read_bytes() == b"data"
+    DatabaseLock.acquire(tmp_path / "new.db", HOLDER).release()
+    assert not (tmp_path / "new.db").exists()  # created, never used (start-up was refused)

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from exporter.clock import FakeClock
-from exporter.storage import snapshots as snap
-from exporter.storage.database import connect
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts
 from tests.conftest import T0, make_event
 from tests.scrape import domain_samples, scrape
+from tests.tools import open_store
 
 HOUR_MS = 3_600_000
 TWO_DAYS_MS = 172_800_000
@@ -72,12 +71,12 @@ async def test_long_notes_count_in_end_to_end_snapshot_and_metrics(
     hour = datetime(2026, 11, 29, 16, tzinfo=UTC)
     assert done == hour  # T0 (10:00) + 30 h
     clock.advance(timedelta(hours=1, minutes=5))  # the hour is closed
-    conn = connect(tmp_path / "voxmon.db")
+    conn = open_store(tmp_path / "voxmon.db")
     try:
         jobs.rollup_hour(conn, jobs.direct_write(conn), hour, clock.now())
         for scope in ("", "org-a"):
             start = datetime_to_ms(hour)
-            (row,) = snap.snapshot_rows(conn, "hourly", start, start + HOUR_MS, scope)
+            (row,) = conn.snapshots.snapshot_rows("hourly", start, start + HOUR_MS, scope)
             parts = decode_parts(row.parts)
             assert parts.artifacts_completed == 2
             digest = parts.end_to_end

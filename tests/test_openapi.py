@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from exporter.openapi import document
+from exporter.http.openapi import document
 from tests.tools import daemon, free_port, wait_ready
 
 CHECKS = ",".join((
@@ -23,7 +23,7 @@ CHECKS = ",".join((
 
 
 def test_openapi_document_covers_every_route() -> None:
-    from exporter.app import ROUTES
+    from exporter.http.routes import ROUTES
 
     spec = document()
     documented = {(m.lower(), p) for p, ops in spec["paths"].items() for m in ops}

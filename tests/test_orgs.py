@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.orgs import OTHER_ORG, OrgLabeller, OrgLabels, OrgRegistry
+from exporter.live.orgs import OTHER_ORG, OrgLabeller, OrgLabels, OrgRegistry
 
 
 def registry(live: int, series: int, *known: str) -> OrgRegistry:

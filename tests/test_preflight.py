@@ -17,16 +17,17 @@ from exporter import preflight
 from exporter.clock import FakeClock
 from exporter.errors import StartupError
 from exporter.lock import DatabaseLock, Holder
-from exporter.storage.database import connect, transaction
+from exporter.storage.sqlite.connection import transaction
 from tests.conftest import T0, make_settings
 from tests.test_durability import free_port
+from tests.tools import open_store
 
 CORRUPT = "restore it from a backup, or move it aside to start with an empty one"
 
 
 def sound_database(path: Path, rows: int = 2000) -> int:
     """A checkpointed database with a table of ``rows`` rows; returns its page count."""
-    conn = connect(path)
+    conn = open_store(path).connection
     with transaction(conn):
         conn.execute("CREATE TABLE filler (x BLOB)")
         rows_in = [(os.urandom(100),) for _ in range(rows)]

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from exporter.api import SERVICES
 from exporter.clock import FakeClock
+from exporter.http.context import BACKEND
 from tests.conftest import make_event
 from tests.scrape import domain_samples, scrape
 
@@ -188,7 +188,7 @@ async def count_org_queries(start_app: Any, orgs: int) -> int:
     await client.post("/v1/rollups/rollup-hourly/run")
     await client.post("/v1/rollups/rollup-daily/run")
     statements: list[str] = []
-    read_db = client.app[SERVICES].read_side.read_db
+    read_db = client.app[BACKEND].reads
     await read_db.trace(statements.append)
     body = await get(client, "/v1/metrics/orgs", **RANGE, limit=1000)
     await read_db.trace(None)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from rollup.retention import (
+from rollup.windows import (
     Retention,
     closed_days,
     closed_hours,

@@ -19,12 +19,12 @@ import pytest
 
 from exporter.catalog import EVENT_TYPES
 from exporter.clock import FakeClock
-from exporter.storage.database import connect
 from exporter.timestamps import datetime_to_ms, parse_timestamp
 from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts, derived
-from rollup.retention import Retention
+from rollup.windows import Retention
+from tests.tools import open_store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ORGS = ["org-a", "org-b", "org-c", "org-d", "org-e", "org-f", "org-g", None]
@@ -288,7 +288,7 @@ async def test_rollup_snapshots_equal_brute_force_reference(
         response = await client.post("/v1/events", json=on_time[i : i + 500])
         assert response.status == 200
     db = tmp_path / "voxmon.db"
-    conn = connect(db)
+    conn = open_store(db)
     write = jobs.direct_write(conn)
     retention = Retention()
     first = jobs.run_hourly(conn, write, NOW, retention)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from rollup.schedule import DEFAULT_CRONS, CronSchedule
+from exporter.jobs import DEFAULT_CRONS
+from rollup.schedule import CronSchedule
 
 
 def utc(
@@ -149,7 +150,7 @@ def test_schedule_is_a_value() -> None:
 def test_retention_windows_between(
     start: datetime, end: datetime, period: str, expected: list[int]
 ) -> None:
-    from rollup.retention import windows_between
+    from rollup.windows import windows_between
 
     got = windows_between(start, end, period)
     assert [w.hour if period == "hourly" else w.day for w in got] == expected

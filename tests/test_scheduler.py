@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from exporter.api import SERVICES
 from exporter.clock import FakeClock
-from exporter.storage.jobs import JobRun
+from exporter.http.context import ROLLUPS
+from exporter.records import JobRun
 from exporter.timestamps import datetime_to_ms
 from rollup.jobs import JobOutcome
 from rollup.schedule import CronSchedule
@@ -141,7 +141,7 @@ async def test_scheduler_failed_job_is_retried_sooner_with_backoff() -> None:
 
 
 async def wait_tick(client: Any) -> None:
-    scheduler = client.app[SERVICES].scheduler
+    scheduler = client.app[ROLLUPS].scheduler
     await asyncio.wait_for(scheduler.ticked.wait(), timeout=60)
 
 
@@ -175,5 +175,5 @@ async def test_scheduler_catches_up_after_downtime(
     after = hourly_platform_hours(tmp_path / "voxmon.db")
     added = [h for h in after if h not in before]
     assert added == [datetime_to_ms(utc(2026, 11, 28, hour)) for hour in range(10, 15)]
-    runs = client.app[SERVICES].scheduler.last_runs
+    runs = client.app[ROLLUPS].scheduler.last_runs
     assert runs["rollup-hourly"].windows.endswith("(5)")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.storage import horizons, state
-from exporter.storage.database import connect, in_transaction
-from exporter.storage.schema import MIGRATIONS
+from exporter.records import NONE
+from exporter.storage.sqlite.schema import MIGRATIONS
+from tests.tools import open_store
 
 HOUR, DAY = 3_600_000, 86_400_000
 T = 1_795_860_000_000  # 2026-11-28T10:00:00Z
@@ -44,7 +44,7 @@ def old_database(path: Path, cleaned: bool) -> None:
 @pytest.mark.parametrize(
     ("cleaned", "events_from", "hourly_from", "daily_from"),
     [
-        (False, T, horizons.NONE, horizons.NONE),  # never pruned: the first event's hour
+        (False, T, NONE, NONE),  # never pruned: the first event's hour
         (True, T + HOUR, T - 47 * HOUR - (T - 47 * HOUR) % DAY + DAY, T - 2 * DAY),
     ],
 )
@@ -52,11 +52,13 @@ def test_schema_migration_sets_conservative_horizons(
     tmp_path: Path, cleaned: bool, events_from: int, hourly_from: int, daily_from: int
 ) -> None:
     old_database(tmp_path / "voxmon.db", cleaned)
-    conn = connect(tmp_path / "voxmon.db")
-    found = horizons.load(conn)
+    conn = open_store(tmp_path / "voxmon.db")
+    found = conn.horizons.load()
     assert (found.history_start_ms, found.events_from_ms) == (T - 2 * DAY, events_from)
     assert (found.hourly_from_ms, found.daily_from_ms) == (hourly_from, daily_from)
-    runs = conn.execute("SELECT job, successes, failures, trigger FROM job_runs").fetchall()
+    runs = conn.connection.execute(
+        "SELECT job, successes, failures, trigger FROM job_runs"
+    ).fetchall()
     assert sorted(runs) == (
         [("cleanup-events", 1, 0, "schedule"), ("cleanup-snapshots", 1, 0, "schedule")]
         if cleaned
@@ -77,13 +79,13 @@ def test_schema_migration_keeps_org_order_and_appends_without_a_scan(tmp_path: P
         [("zeta", 0), ("alpha", 1), ("mid", 2)],
     )
     conn.close()
-    conn = connect(path)
-    assert state.load_orgs(conn, 10) == (["zeta", "alpha", "mid"], 3)
-    assert in_transaction(conn, lambda c: state.register_orgs(c, ["new", "alpha", "new"])) == 1
-    assert state.load_orgs(conn, 2) == (["zeta", "alpha"], 4)
-    assert state.load_orgs(conn, 10)[0] == ["zeta", "alpha", "mid", "new"]
+    conn = open_store(path)
+    assert conn.live.load_orgs(10) == (["zeta", "alpha", "mid"], 3)
+    assert conn.write(lambda c: c.live.register_orgs(["new", "alpha", "new"])) == 1
+    assert conn.live.load_orgs(2) == (["zeta", "alpha"], 4)
+    assert conn.live.load_orgs(10)[0] == ["zeta", "alpha", "mid", "new"]
     plans = [
-        " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        " ".join(row[3] for row in conn.connection.execute(f"EXPLAIN QUERY PLAN {sql}", args))
         for sql, args in (
             ("INSERT OR IGNORE INTO org_series (org_id) VALUES (?)", ("x",)),
             ("DELETE FROM window_minutes WHERE minute_ms < ?", (T,)),

@@ -202,8 +202,12 @@ def test_settings_config_error_message_lists_every_problem() -> None:
         ("max_duration_days = 1.5", "max_duration_days: expected an integer, got 1.5"),
         ("max_live_orgs = 0", "max_live_orgs: must be > 0, got 0"),
         ('max_live_orgs = "many"', "max_live_orgs: expected an integer, got 'many'"),
+        # these passed check-config, then 'serve' died with an OverflowError traceback
+        ("event_retention_hours = 1000000000000",
+         "event_retention_hours: must be <= 876000, got 1000000000000"),
+        ("daily_retention_days = 99999999", "daily_retention_days: must be <= 36500, got 99999999"),
     ],
-)
+)  # fmt: skip
 def test_settings_rejects_bad_value(tmp_path: Path, text: str, problem: str) -> None:
     assert _problems(_write(tmp_path, text + "\n")) == [problem]
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.live.orgs import OrgRegistry
+from exporter.live.tally import DURATION_BUCKETS_S, NO_ORG, Tally, bucket_index, tally
 from exporter.model import Event, Metadata
-from exporter.orgs import OrgRegistry
-from exporter.tally import DURATION_BUCKETS_S, NO_ORG, Tally, bucket_index, tally
 from exporter.timestamps import datetime_to_ms
 
 T0_MS = datetime_to_ms(datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC))

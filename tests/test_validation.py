@@ -190,6 +190,7 @@ def test_validate_item_accepts_values_at_the_limit(overrides: dict[str, Any], fi
         {"confidence": 1, "ai_model": "m" * 128, "source_channel": "s" * 128},
         {"transcript_duration_s": 12.5, "ai_cost_usd": 0.001},
         {"claim_count": 10**9, "transcript_word_count": 10**9, "retry_attempt": 10**9},
+        {"ai_cost_usd": 1_000.0, "transcript_duration_s": 3650 * 86400},
     ],
 )
 def test_validate_item_accepts_metadata_at_the_limit(metadata: dict[str, Any]) -> None:
@@ -287,6 +288,14 @@ REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
         "invalid_value",
     ),
     ({"metadata": {"ai_cost_usd": -0.01}}, "metadata.ai_cost_usd", "invalid_value"),
+    # two of 1.7e308 turned the persisted cost counter into +Inf for good
+    ({"metadata": {"ai_cost_usd": 1.7e308}}, "metadata.ai_cost_usd", "invalid_value"),
+    ({"metadata": {"ai_cost_usd": 1_000.01}}, "metadata.ai_cost_usd", "invalid_value"),
+    (
+        {"metadata": {"transcript_duration_s": 1.7e308}},
+        "metadata.transcript_duration_s",
+        "invalid_value",
+    ),
     ({"metadata": {"ai_model": "m" * 129}}, "metadata.ai_model", "invalid_value"),
     ({"metadata": {"ai_model": 4}}, "metadata.ai_model", "invalid_value"),
     ({"metadata": {"source_channel": "s" * 129}}, "metadata.source_channel", "invalid_value"),

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.catalog import WINDOW_COUNTERS
+from exporter.live.windows import PLATFORM, MinuteWindows, WindowBounds, minute_of, window_bounds
 from exporter.timestamps import datetime_to_ms
-from exporter.windows import PLATFORM, MinuteWindows, WindowBounds, minute_of, window_bounds
 
 MINUTE = 60_000
 

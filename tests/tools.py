@@ -21,6 +21,9 @@ import aiohttp
 import pytest
 from voxmon_client import ClientStats
 
+from exporter.storage.sqlite.connection import connect
+from exporter.storage.sqlite.store import SqliteStore
+
 
 def require(tool: str) -> str:
     """Path of ``tool``. Missing: the test fails when ``CI`` is set (CI installs it), and is
@@ -98,3 +101,9 @@ def settled(stats: ClientStats) -> int:
     """Events in a final bucket or pending: always every emitted event."""
     s = stats
     return s.accepted + s.duplicates + s.rejected + s.dropped + s.abandoned + s.failed + s.pending
+
+
+def open_store(path: Path) -> SqliteStore:
+    """A store on the SQLite file at ``path`` (created and migrated if needed), for tests
+    that drive jobs and storage directly; ``store.connection`` is the raw connection."""
+    return SqliteStore(connect(path))

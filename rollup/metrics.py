@@ -14,7 +14,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.storage.jobs import JobRun
+from exporter.records import JobRun
 
 
 class JobRunsCollector(Collector):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,19 +18,15 @@ from exporter.artifacts import ArtifactState, fold
 from exporter.clock import Clock
 from exporter.errors import CommitFailed, Unavailable
 from exporter.health import StorageHealth
-from exporter.live import LiveState
+from exporter.live.orgs import OrgRegistry
+from exporter.live.state import LiveState
+from exporter.live.tally import Tally, tally
+from exporter.live.windows import window_bounds
 from exporter.model import Event
-from exporter.orgs import OrgRegistry
 from exporter.selfmetrics import SelfMetrics
-from exporter.storage import artifacts as artifact_rows
-from exporter.storage import events as event_rows
-from exporter.storage import horizons
-from exporter.storage import snapshots as snapshot_rows
-from exporter.storage import state as state_rows
-from exporter.storage.database import Database, transaction
-from exporter.tally import Tally, tally
+from exporter.settings import Settings
+from exporter.storage.base import Runner, Store
 from exporter.timestamps import HOUR_MS, datetime_to_ms
-from exporter.windows import window_bounds
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +34,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class CommitResult:
     """Outcome of one request's events: newly stored, already-known (duplicates), and the
-    positions of events refused because their hour's raw events were already pruned
-    (event time before ``events_from_ms``, read in the commit's own transaction)."""
+    positions of events refused because retention already pruned what their snapshots
+    are computed from (event time before ``events_from_ms``, ``Horizons.accept_from_ms``
+    read in the commit's own transaction)."""
 
     accepted: int
     duplicates: int
@@ -68,7 +64,7 @@ class IngestWriter:
 
     def __init__(
         self,
-        db: Database,
+        db: Runner,
         live: LiveState,
         metrics: SelfMetrics,
         clock: Clock,
@@ -95,6 +91,29 @@ class IngestWriter:
         self._closing = False
         self._pruned_before = 0
         self.queued_events = 0
+
+    @classmethod
+    def for_settings(
+        cls,
+        db: Runner,
+        live: LiveState,
+        metrics: SelfMetrics,
+        clock: Clock,
+        health: StorageHealth,
+        settings: Settings,
+    ) -> IngestWriter:
+        return cls(
+            db,
+            live,
+            metrics,
+            clock,
+            health=health,
+            max_queue_events=settings.queue_max_events,
+            max_commit_events=settings.commit_max_events,
+            retry_after_s=settings.retry_after_s,
+            event_retention_ms=settings.event_retention_hours * 3_600_000,
+            max_duration_ms=settings.max_duration_ms,
+        )
 
     async def submit(self, events: Sequence[Event]) -> CommitResult:
         """Queue events and wait until they are committed. Raises ``Unavailable`` (503)
@@ -208,7 +227,7 @@ class IngestWriter:
 
 
 def _commit(
-    conn: sqlite3.Connection,
+    store: Store,
     batches: list[Sequence[Event]],
     now_ms: int,
     window_start_ms: int,
@@ -217,16 +236,16 @@ def _commit(
     max_duration_ms: int,
 ) -> _Outcome:
     """One transaction for several requests (runs on the database thread)."""
-    with transaction(conn):
-        events_from = horizons.load(conn).events_from_ms
+    with store.transaction():
+        events_from = store.horizons.load().accept_from_ms
         ids = [event.event_id for batch in batches for event in batch]
-        seen = event_rows.existing_ids(conn, ids)
+        seen = store.events.existing_ids(ids)
         results: list[CommitResult] = []
         fresh: list[Event] = []
         for batch in batches:
             before, pruned = len(fresh), []
             for position, event in enumerate(batch):
-                if event.ts_ms < events_from:  # a cleanup pruned its hour: refuse, never forget
+                if event.ts_ms < events_from:  # its hour can't be rolled up: refuse, never forget
                     pruned.append(position)
                 elif event.event_id not in seen:
                     seen.add(event.event_id)
@@ -234,24 +253,24 @@ def _commit(
             accepted = len(fresh) - before
             duplicates = len(batch) - accepted - len(pruned)
             results.append(CommitResult(accepted, duplicates, tuple(pruned), events_from))
-        fresh, discarded = _derive_durations(conn, fresh, max_duration_ms)
+        fresh, discarded = _derive_durations(store, fresh, max_duration_ms)
         counted = tally(fresh, window_start_ms, orgs)
-        event_rows.insert(conn, fresh, now_ms)
-        counted.orgs_added = state_rows.save_tally(conn, counted)
+        store.events.insert(fresh, now_ms)
+        counted.orgs_added = store.live.save_tally(counted)
         if prune_before_ms is not None:
-            state_rows.prune_minutes(conn, prune_before_ms)
-        snapshot_rows.mark_dirty(conn, "hourly", _late_hours(fresh, now_ms))
-        states = _advance_artifacts(conn, fresh)
+            store.live.prune_minutes(prune_before_ms)
+        store.snapshots.mark_dirty("hourly", _late_hours(fresh, now_ms))
+        states = _advance_artifacts(store, fresh)
     return _Outcome(results, counted, states, discarded)
 
 
-def _advance_artifacts(conn: sqlite3.Connection, events: list[Event]) -> list[ArtifactState]:
+def _advance_artifacts(store: Store, events: list[Event]) -> list[ArtifactState]:
     """Fold the events into the artifact read model (same transaction)."""
     touched = sorted({e.artifact_id for e in events if e.artifact_id})
     if not touched:
         return []
-    changed = fold(artifact_rows.load_states(conn, touched), events)
-    artifact_rows.save_states(conn, changed.values())
+    changed = fold(store.artifacts.load_states(touched), events)
+    store.artifacts.save_states(changed.values())
     return list(changed.values())
 
 
@@ -263,13 +282,13 @@ def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:
 
 
 def _derive_durations(
-    conn: sqlite3.Connection, events: list[Event], max_duration_ms: int
+    store: Store, events: list[Event], max_duration_ms: int
 ) -> tuple[list[Event], Counter[str]]:
     lookups = [lookup for event in events if (lookup := durations.lookup_for(event))]
     if not lookups:
         return events, Counter()
     found = durations.starts_in_batch(events, lookups)
-    for lookup, stored in event_rows.latest_starts(conn, lookups).items():
+    for lookup, stored in store.events.latest_starts(lookups).items():
         if stored > found.get(lookup, stored - 1):
             found[lookup] = stored
     return durations.apply_starts(events, found, max_duration_ms)

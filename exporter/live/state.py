@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from exporter.inflight import InflightIndex
-from exporter.orgs import OrgRegistry
-from exporter.tally import ORG_FAMILIES, Key, Tally
-from exporter.windows import PLATFORM, MinuteWindows
+from exporter.live.inflight import InflightIndex
+from exporter.live.orgs import OrgRegistry
+from exporter.live.tally import ORG_FAMILIES, Key, Tally
+from exporter.live.windows import PLATFORM, MinuteWindows
 
 Minutes = Mapping[tuple[str, int, str], float]
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from exporter.catalog import EVENT_TYPES, STAGES, WINDOW_COUNTERS
 from exporter.model import (
+    MAX_COST_USD,
     MAX_COUNT,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
+    MAX_TRANSCRIPT_S,
     WIRE_MAX_DURATION_MS,
 )
 
@@ -72,8 +74,8 @@ def _event_schema() -> Schema:
                 )
             },
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "transcript_duration_s": {"type": "number", "minimum": 0},
-            "ai_cost_usd": {"type": "number", "minimum": 0},
+            "transcript_duration_s": {"type": "number", "minimum": 0, "maximum": MAX_TRANSCRIPT_S},
+            "ai_cost_usd": {"type": "number", "minimum": 0, "maximum": MAX_COST_USD},
             "ai_model": _limited(128),
             "source_channel": _limited(128),
         },

@@ -4,9 +4,9 @@ and limits. Every problem is a 400 that names the parameter and the limit."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from exporter.errors import BadRequest
+from exporter.records import Range
 from exporter.timestamps import HOUR_MS, TimestampError, parse_timestamp
 
 PERIOD_MS = {"hourly": HOUR_MS, "daily": 24 * HOUR_MS}
@@ -42,20 +42,6 @@ def parse_int(param: str, text: str, low: int, high: int) -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Range:
-    """A snapshot range: ``period`` windows starting in ``[start_ms, end_ms)``."""
-
-    period: str
-    start_ms: int
-    end_ms: int
-
-    @property
-    def windows(self) -> int:
-        size = PERIOD_MS[self.period]
-        return -(-(self.end_ms - self.start_ms) // size)
-
-
 def parse_range(query: Mapping[str, str], max_windows: int) -> Range:
     """``period`` (hourly|daily), ``start`` and ``end`` (required, start < end), and at most
     ``max_windows`` windows in between."""
@@ -69,10 +55,11 @@ def parse_range(query: Mapping[str, str], max_windows: int) -> Range:
     if start >= end:
         raise bad("start", "must be before end")
     found = Range(period, start, end)
-    if found.windows > max_windows:
+    windows = -(-(end - start) // PERIOD_MS[period])
+    if windows > max_windows:
         raise bad(
             "end",
-            f"the range holds {found.windows} {period} windows; at most {max_windows}"
+            f"the range holds {windows} {period} windows; at most {max_windows}"
             " (max_range_rows) per request",
         )
     return found

@@ -27,10 +27,10 @@ from exporter.catalog import (
     WINDOW_COUNTERS,
 )
 from exporter.clock import Clock
-from exporter.live import LiveState
-from exporter.tally import DURATION_BUCKETS_S, Key
+from exporter.live.state import LiveState
+from exporter.live.tally import DURATION_BUCKETS_S, Key
+from exporter.live.windows import PLATFORM
 from exporter.timestamps import datetime_to_ms
-from exporter.windows import PLATFORM
 
 PREFIX = "voice_pipeline_"
 

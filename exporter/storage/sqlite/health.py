@@ -8,10 +8,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.storage.database import transaction
+from exporter.storage.sqlite.connection import transaction
 
 KINDS = (
     "disk_full",
@@ -86,6 +87,15 @@ class FileIdentity:
     inode: int
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedFiles:
+    """The database file and its write-ahead log as opened. The log holds every commit
+    since the last checkpoint: removed, those commits live only in an unlinked file."""
+
+    database: FileIdentity | None
+    wal: FileIdentity | None
+
+
 def identity_of(path: Path) -> FileIdentity | None:
     """The identity of the file now at ``path``, None when there is none."""
     try:
@@ -95,12 +105,27 @@ def identity_of(path: Path) -> FileIdentity | None:
     return FileIdentity(stat.st_dev, stat.st_ino)
 
 
-def verify_identity(path: Path, opened: FileIdentity) -> None:
-    """Raise ``FileReplaced`` unless ``path`` still names the file that was opened."""
-    now = identity_of(path)
-    if now != opened:
-        what = "removed" if now is None else "replaced by another file"
-        raise FileReplaced(f"database file {path} was {what} while voxmon was running")
+def opened_files(path: Path) -> OpenedFiles:
+    """The files now at ``path`` and ``<path>-wal`` (take it while a connection is open)."""
+    return OpenedFiles(identity_of(path), identity_of(Path(f"{path}-wal")))
+
+
+def verify_identity(path: Path, opened: OpenedFiles) -> None:
+    """Raise ``FileReplaced`` unless ``path`` and its log still name the files opened."""
+    for name, was, now in (
+        (f"database file {path}", opened.database, identity_of(path)),
+        (f"write-ahead log {path}-wal", opened.wal, identity_of(Path(f"{path}-wal"))),
+    ):
+        if was is not None and now != was:
+            what = "removed" if now is None else "replaced by another file"
+            raise FileReplaced(f"{name} was {what} while voxmon was running")
+
+
+def rescue(conn: sqlite3.Connection) -> None:
+    """Copy every committed page from the (perhaps unlinked) log into the database file, so
+    what was acknowledged survives a crash; best effort, the caller refuses writes anyway."""
+    with suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
 
 
 def create_heartbeat(conn: sqlite3.Connection) -> None:

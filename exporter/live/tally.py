@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.catalog import EVENT_TYPES, Kind, window_counters_for
+from exporter.live.orgs import OrgLabeller, OrgRegistry
+from exporter.live.windows import PLATFORM
 from exporter.model import Event
-from exporter.orgs import OrgLabeller, OrgRegistry
 from exporter.timestamps import MINUTE_MS
-from exporter.windows import PLATFORM
 
 DURATION_BUCKETS_S: tuple[float, ...] = (
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,

@@ -1,0 +1,1 @@
+"""HTTP surface: routes, handlers, middleware, parameter parsing, auth, OpenAPI, server."""

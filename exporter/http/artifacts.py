@@ -1,0 +1,69 @@
+"""The artifact read model: notes by state (``/v1/artifacts``) and one note's timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from exporter.artifacts import FAILED, IN_FLIGHT, ArtifactState
+from exporter.errors import NotFound
+from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
+from exporter.http.params import bad, parse_int, reject_unknown
+from exporter.timestamps import datetime_to_ms, format_rfc3339
+
+_STATES = ("in_flight", "failed", "stuck")
+
+
+async def get_artifacts(request: web.Request) -> web.Response:
+    """Notes by state, ordered by id; ``cursor`` is the last id of the previous page."""
+    reject_unknown(request.query, ("state", "limit", "cursor"))
+    state = request.query.get("state", "")
+    if state not in _STATES:
+        raise bad("state", f"required; one of {', '.join(_STATES)}")
+    limit = parse_int("limit", request.query.get("limit", "100"), 1, 1000)
+    now_ms = datetime_to_ms(request.app[CLOCK].now())
+    stuck_ms = request.app[SETTINGS].stuck_after_s * 1000
+    idle_before = now_ms - stuck_ms if state == "stuck" else None
+    status, cursor = FAILED if state == "failed" else IN_FLIGHT, request.query.get("cursor")
+    found = await request.app[BACKEND].reads.run(
+        lambda s: s.artifacts.list_states(status, cursor, limit + 1, idle_before)
+    )
+    page = found[:limit]
+    return json_response({
+        "state": state,
+        "artifacts": [_artifact_json(s, now_ms) for s in page],
+        "next_cursor": page[-1].artifact_id if len(found) > limit else None,
+    })  # fmt: skip
+
+
+def _artifact_json(state: ArtifactState, now_ms: int) -> dict[str, Any]:
+    return {
+        "artifact_id": state.artifact_id,
+        "org_id": state.org_id,
+        "status": state.status,
+        "current_stage": state.current_stage,
+        "last_event_type": state.last_event_type,
+        "last_event_at": format_rfc3339(state.last_event_ms),
+        "first_event_at": format_rfc3339(state.first_event_ms),
+        "age_s": (now_ms - state.first_event_ms) / 1000,
+        "idle_s": (now_ms - state.last_event_ms) / 1000,
+        "failed_stage": state.failed_stage,
+        "error_code": state.error_code,
+        "awaiting_disambiguation": state.awaiting_disambiguation,
+    }
+
+
+async def get_timeline(request: web.Request) -> web.Response:
+    """A note's events in event-time order."""
+    reject_unknown(request.query, ("limit",))
+    artifact_id = request.match_info["artifact_id"]
+    limit = parse_int("limit", request.query.get("limit", "1000"), 1, 10_000)
+    rows = await request.app[BACKEND].reads.run(lambda s: s.events.timeline(artifact_id, limit))
+    if not rows:
+        raise NotFound(f"no events stored for artifact {artifact_id!r}")
+    for row in rows:
+        row["timestamp"] = format_rfc3339(row.pop("ts_ms"))
+        row["metadata"] = msgspec.json.decode(row["metadata"]) if row["metadata"] else None
+    return json_response({"artifact_id": artifact_id, "events": rows})

@@ -1,0 +1,26 @@
+"""Reading request bodies within their limits: size (413) and time (408)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from exporter.errors import PayloadTooLarge, RequestTimeout
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole request body: 413 beyond ``limit`` bytes, 408 when it has not arrived
+    within ``timeout_s`` (a client trickling its body holds a connection, not the daemon)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; at most {limit}")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"body exceeds max_body_bytes ({limit} bytes)") from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s (body_timeout_s)",
+            Connection="close",
+        ) from None

@@ -1,0 +1,1 @@
+"""The ingest path: request bodies in, group commits out."""

@@ -1,0 +1,29 @@
+"""Loading the persisted live state at start: counters, maxima, the current window's
+minute buckets, the capped organisation order and the notes in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.live.state import LiveState
+from exporter.live.windows import window_bounds
+from exporter.storage.base import Runner, Store
+
+
+async def restore(live: LiveState, runner: Runner, now_ms: int) -> None:
+    """Read the state in one hop to the database thread, then apply it here."""
+    since_ms, capacity = window_bounds(now_ms).start_ms, live.orgs.capacity
+    counters, maxima, minutes, (orgs, seen), in_flight = await runner.run(_read, since_ms, capacity)
+    live.load(counters, maxima, minutes, orgs, seen)
+    live.inflight.apply(in_flight)
+
+
+def _read(store: Store, since_ms: int, capacity: int) -> tuple[Any, ...]:
+    with store.read_transaction():
+        return (
+            store.live.load_counters("live_counters"),
+            store.live.load_counters("live_maxima"),
+            store.live.load_minutes(since_ms),
+            store.live.load_orgs(capacity),
+            store.artifacts.load_in_flight(),
+        )

@@ -1,0 +1,1 @@
+"""The SQLite backend: every SQL statement voxmon runs on SQLite."""

@@ -1,0 +1,79 @@
+"""Opening a SQLite connection (WAL mode, pragmas, math functions, migrations) and its
+transactions."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from exporter.storage.sqlite.schema import migrate
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def connect(
+    path: str | Path, *, synchronous: str = "FULL", create: bool = True
+) -> sqlite3.Connection:
+    """Open (creating if needed, unless ``create=False``) and migrate the database;
+    autocommit mode, so every write goes through ``transaction()``. ``synchronous=FULL``
+    makes each commit survive power loss, not just a process crash; group commit keeps its
+    cost per batch, not per event."""
+    target = str(path) if create else f"{Path(path).resolve().as_uri()}?mode=rw"
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    _ensure_math(conn)
+    migrate(conn)
+    return conn
+
+
+def _ensure_math(conn: sqlite3.Connection) -> None:
+    """Register ``ln``/``ceil``/``pow`` (the hourly digest bucketing needs them) where
+    SQLite was built without its math functions."""
+    try:
+        conn.execute("SELECT ln(2.0), ceil(0.5), pow(2.0, 3)").fetchone()
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, math.log, deterministic=True)
+        conn.create_function("ceil", 1, math.ceil, deterministic=True)
+        conn.create_function("pow", 2, math.pow, deterministic=True)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception, a failed COMMIT
+    included. SQLite may already have rolled back by itself (a full disk, an I/O error), and
+    a failing ROLLBACK must not hide the error that caused it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A deferred transaction: the reads inside see one consistent snapshot (WAL readers do
+    not block the writer)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` inside ``transaction()``."""
+    with transaction(conn):
+        return fn(conn)

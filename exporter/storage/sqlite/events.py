@@ -1,0 +1,127 @@
+"""Event rows: insert, dedup lookups, start-time lookups for derived durations, retention
+deletes and a note's timeline."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from exporter.model import Event
+from exporter.storage.sqlite.horizons import SqliteHorizons
+from exporter.timestamps import HOUR_MS
+
+_COLUMNS = (
+    "event_id, event_type, ts_ms, received_ms, artifact_id, org_id, voice_note_id,"
+    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
+    " error_code, error_message, ai_cost_usd, confidence, claim_count, entity_count,"
+    " auto_resolved_count, disambiguation_count, draft_count, metadata"
+)
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+_CHUNK = 500  # stays under SQLite's host-parameter limit
+_encode = msgspec.json.encode
+
+
+def _row(event: Event, received_ms: int) -> tuple[object, ...]:
+    meta = event.metadata
+    return (
+        event.event_id,
+        event.event_type,
+        event.ts_ms,
+        received_ms,
+        event.artifact_id,
+        event.org_id,
+        event.voice_note_id,
+        event.coach_user_id,
+        event.stage,
+        event.duration_ms,
+        event.duration_source,
+        event.previous_status,
+        event.new_status,
+        event.error_code,
+        event.error_message,
+        None if meta is None else meta.ai_cost_usd,
+        None if meta is None else meta.confidence,
+        None if meta is None else meta.claim_count,
+        None if meta is None else meta.entity_count,
+        None if meta is None else meta.auto_resolved_count,
+        None if meta is None else meta.disambiguation_count,
+        None if meta is None else meta.draft_count,
+        event.metadata_json,
+    )
+
+
+class SqliteEvents:
+    """Event rows: insert, dedup lookups, start-time lookups, retention deletes."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def existing_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are already stored."""
+        found: set[str] = set()
+        for start in range(0, len(event_ids), _CHUNK):
+            chunk = event_ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def latest_starts(
+        self, lookups: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], int]:
+        """For each ``(artifact_id, event_type, at_ms)``, the time of the artifact's latest such
+        event at or before ``at_ms``; one statement for the whole commit (absent = none)."""
+        if not lookups:
+            return {}
+        rows = self._conn.execute(
+            "SELECT w.key, MAX(e.ts_ms) FROM json_each(?) AS w JOIN events AS e"
+            " ON e.artifact_id = w.value ->> 0 AND e.event_type = w.value ->> 1"
+            " AND e.ts_ms <= w.value ->> 2 GROUP BY w.key",
+            (_encode(list(lookups)).decode(),),
+        )
+        return {lookups[index]: int(ts) for index, ts in rows if ts is not None}
+
+    def insert(self, events: Iterable[Event], received_ms: int) -> None:
+        """Insert new events (the caller has removed duplicates) and extend the history start
+        to the hour of the oldest, in the caller's transaction."""
+        fresh = list(events)
+        self._conn.executemany(_INSERT, [_row(event, received_ms) for event in fresh])
+        if fresh:
+            oldest = min(event.ts_ms for event in fresh)
+            SqliteHorizons(self._conn).extend_history(oldest - oldest % HOUR_MS)
+
+    def count(self) -> int:
+        """Number of stored events."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def delete_before(self, cutoff_ms: int, limit: int) -> int:
+        """Delete at most ``limit`` events with event time strictly before ``cutoff_ms``;
+        returns how many went (the caller loops, one short transaction per batch)."""
+        return self._conn.execute(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ? LIMIT ?)",
+            (cutoff_ms, limit),
+        ).rowcount
+
+    def count_before(self, cutoff_ms: int) -> int:
+        """Events with event time strictly before ``cutoff_ms`` (for dry runs)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM events WHERE ts_ms < ?", (cutoff_ms,)
+        ).fetchone()
+        return int(row[0])
+
+    def timeline(self, artifact_id: str, limit: int) -> list[dict[str, Any]]:
+        """The note's stored events, ascending by event time then arrival."""
+        cursor = self._conn.execute(
+            "SELECT event_id, event_type, ts_ms, org_id, voice_note_id, coach_user_id, stage,"
+            " duration_ms, duration_source, previous_status, new_status, error_code,"
+            " error_message, metadata FROM events WHERE artifact_id = ?"
+            " ORDER BY ts_ms, seq LIMIT ?",
+            (artifact_id, limit),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]

@@ -1,0 +1,86 @@
+"""Persistence of the live state: monotonic counters, maxima, window minute buckets and
+the organisations' first-seen order. Written in the same transaction as the events they
+count."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+import msgspec
+
+from exporter.live.tally import Key, Tally
+
+_encode = msgspec.json.encode
+_decode_key = msgspec.json.Decoder(list[str])
+
+
+def _key(key: Key) -> str:
+    return _encode(key).decode()
+
+
+class SqliteLiveState:
+    """The persisted live state: counters, maxima, window minutes, first-seen organisations."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def save_tally(self, tally: Tally) -> int:
+        """Add a tally to the persisted state (inside the caller's transaction); returns how
+        many of its ``new_orgs`` were first seen (see ``register_orgs``)."""
+        self._conn.executemany(
+            "INSERT INTO live_counters (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+            [(_key(key), value) for key, value in tally.counters.items()],
+        )
+        self._conn.executemany(
+            "INSERT INTO live_maxima (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            [(_key(key), value) for key, value in tally.maxima.items()],
+        )
+        self._conn.executemany(
+            "INSERT INTO window_minutes (scope, minute_ms, counter, value) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (scope, minute_ms, counter) DO UPDATE SET value = value + excluded.value",
+            [
+                (scope, minute, counter, value)
+                for (scope, minute, counter), value in tally.minutes.items()
+            ],
+        )
+        return self.register_orgs(tally.new_orgs)
+
+    def register_orgs(self, orgs: Iterable[str]) -> int:
+        """Append organisations not stored yet to the first-seen order, in the order given;
+        returns how many were new. ``seq`` is the table's rowid, so each org costs one probe of
+        the ``org_id`` index and one append at the end of the table, however many are stored."""
+        cursor = self._conn.executemany(
+            "INSERT OR IGNORE INTO org_series (org_id) VALUES (?)", [(org,) for org in orgs]
+        )
+        return max(cursor.rowcount, 0)
+
+    def load_counters(self, table: str) -> dict[Key, float]:
+        """All rows of ``live_counters`` or ``live_maxima``."""
+        if table not in ("live_counters", "live_maxima"):
+            raise ValueError(table)
+        rows = self._conn.execute(f"SELECT key, value FROM {table}")
+        return {tuple(_decode_key.decode(key)): value for key, value in rows}
+
+    def load_minutes(self, since_ms: int) -> dict[tuple[str, int, str], float]:
+        """Window buckets at or after ``since_ms`` (the current window start)."""
+        rows = self._conn.execute(
+            "SELECT scope, minute_ms, counter, value FROM window_minutes WHERE minute_ms >= ?",
+            (since_ms,),
+        )
+        return {(scope, minute, counter): value for scope, minute, counter, value in rows}
+
+    def load_orgs(self, limit: int) -> tuple[list[str], int]:
+        """The first ``limit`` organisations in first-seen order, and how many are stored."""
+        rows = self._conn.execute("SELECT org_id FROM org_series ORDER BY seq LIMIT ?", (limit,))
+        first = [row[0] for row in rows]
+        (count,) = self._conn.execute("SELECT COUNT(*) FROM org_series").fetchone()
+        return first, count
+
+    def prune_minutes(self, before_ms: int) -> int:
+        """Delete window buckets older than ``before_ms``; returns rows deleted."""
+        return self._conn.execute(
+            "DELETE FROM window_minutes WHERE minute_ms < ?", (before_ms,)
+        ).rowcount

@@ -1,0 +1,198 @@
+"""Snapshot SQL: per-hour GROUP BY aggregation over events, snapshot rows, dirty windows,
+job run records and retention deletes. Times are UTC epoch ms; windows are [start, end)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from exporter.catalog import LATENCY_TYPES
+from exporter.records import GroupRow, LatencyRow, OrgTotals, SnapshotRow
+
+
+class SqliteSnapshots:
+    """Snapshot rows, the hourly aggregation queries, dirty windows and snapshot retention."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]:
+        """Counts and metadata sums of events with event time in ``[start_ms, end_ms)``."""
+        rows = self._conn.execute(
+            "SELECT org_id, event_type, stage, COUNT(*), TOTAL(ai_cost_usd),"
+            " COUNT(confidence), TOTAL(confidence), COALESCE(SUM(entity_count), 0),"
+            " COALESCE(SUM(auto_resolved_count), 0), COALESCE(SUM(disambiguation_count), 0),"
+            " COALESCE(SUM(claim_count), 0), COALESCE(SUM(draft_count), 0)"
+            " FROM events WHERE ts_ms >= ? AND ts_ms < ? GROUP BY org_id, event_type, stage",
+            (start_ms, end_ms),
+        )
+        return [GroupRow(*row) for row in rows]
+
+    def latency_rows(self, start_ms: int, end_ms: int, gamma: float) -> list[LatencyRow]:
+        """Durations of latency-bearing events in ``[start_ms, end_ms)``, bucketed in SQL
+        exactly as ``rollup.digest.bucket_index`` does in Python (``ceil(ln(d)/ln(gamma))``
+        corrected at bucket edges with the same ``pow``), 0 ms in its own bucket, so no row
+        crosses into Python and both paths agree on every value."""
+        marks = ",".join("?" * len(LATENCY_TYPES))
+        rows = self._conn.execute(
+            "SELECT org_id, event_type, CASE WHEN d > 0 THEN CASE"
+            " WHEN d > pow(?, r) THEN r + 1 WHEN d <= pow(?, r - 1) THEN r - 1 ELSE r END END,"
+            " COUNT(*), SUM(d), MIN(d), MAX(d) FROM (SELECT org_id, event_type,"
+            " duration_ms AS d, CAST(ceil(ln(duration_ms) * ?) AS INTEGER) AS r FROM events"
+            " WHERE ts_ms >= ? AND ts_ms < ? AND duration_ms IS NOT NULL"
+            f" AND event_type IN ({marks})) GROUP BY 1, 2, 3",
+            (gamma, gamma, 1.0 / math.log(gamma), start_ms, end_ms, *LATENCY_TYPES),
+        )
+        return [LatencyRow(*row) for row in rows]
+
+    def replace_snapshots(
+        self, period: str, period_start_ms: int, rows: Sequence[SnapshotRow]
+    ) -> None:
+        """Make ``rows`` the only snapshots of one window (inside the caller's transaction), so
+        re-running a job leaves exactly the rows one run leaves."""
+        self._conn.execute(
+            "DELETE FROM snapshots WHERE period = ? AND period_start_ms = ?",
+            (period, period_start_ms),
+        )
+        self._conn.executemany(
+            "INSERT INTO snapshots (period, period_start_ms, scope, artifacts_received,"
+            " artifacts_completed, artifacts_failed, ai_cost_usd, parts, end_to_end)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.period, r.period_start_ms, r.scope, r.artifacts_received, r.artifacts_completed,
+                 r.artifacts_failed, r.ai_cost_usd, r.parts, r.end_to_end)
+                for r in rows
+            ],
+        )  # fmt: skip
+
+    def snapshot_rows(
+        self,
+        period: str,
+        start_ms: int,
+        end_ms: int,
+        scope: str | None = None,
+    ) -> list[SnapshotRow]:
+        """Snapshots of ``period`` starting in ``[start_ms, end_ms)``, ascending; one scope
+        (``""`` = platform) or all scopes when ``scope`` is None."""
+        columns = (
+            "SELECT period, period_start_ms, scope, artifacts_received, artifacts_completed,"
+            " artifacts_failed, ai_cost_usd, parts, end_to_end FROM snapshots"
+        )
+        if scope is None:
+            sql = f"{columns} WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ?"
+            args: tuple[object, ...] = (period, start_ms, end_ms)
+        else:  # one scope: seek its rows instead of scanning every scope's large rows
+            sql = (
+                f"{columns} INDEXED BY snapshots_by_scope"
+                " WHERE period = ? AND scope = ? AND period_start_ms >= ? AND period_start_ms < ?"
+            )
+            args = (period, scope, start_ms, end_ms)
+        rows = self._conn.execute(sql + " ORDER BY period_start_ms, scope", args)
+        return [SnapshotRow(*row) for row in rows]
+
+    def platform_starts(self, period: str, since_ms: int) -> set[int]:
+        """Window starts at or after ``since_ms`` that have a platform snapshot."""
+        rows = self._conn.execute(
+            "SELECT period_start_ms FROM snapshots"
+            " WHERE period = ? AND scope = '' AND period_start_ms >= ?",
+            (period, since_ms),
+        )
+        return {row[0] for row in rows}
+
+    def has_snapshot(self, period: str, period_start_ms: int) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM snapshots WHERE period = ? AND period_start_ms = ? AND scope = ''",
+            (period, period_start_ms),
+        ).fetchone()
+        return row is not None
+
+    def mark_dirty(self, period: str, starts: Iterable[int]) -> None:
+        """Flag windows for re-aggregation; each mark bumps the window's generation, so a
+        rollup that read an older generation cannot clear it (see ``clear_dirty``)."""
+        self._conn.executemany(
+            "INSERT INTO dirty_windows (period, period_start_ms, generation) VALUES (?, ?, 1)"
+            " ON CONFLICT (period, period_start_ms) DO UPDATE SET generation = generation + 1",
+            [(period, start) for start in starts],
+        )
+
+    def dirty_starts(self, period: str) -> set[int]:
+        rows = self._conn.execute(
+            "SELECT period_start_ms FROM dirty_windows WHERE period = ?", (period,)
+        )
+        return {row[0] for row in rows}
+
+    def dirty_generation(self, period: str, period_start_ms: int) -> int | None:
+        """The window's mark generation, None when it is not dirty (read it in the same
+        transaction as the rows the rollup aggregates)."""
+        row = self._conn.execute(
+            "SELECT generation FROM dirty_windows WHERE period = ? AND period_start_ms = ?",
+            (period, period_start_ms),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def clear_dirty(self, period: str, period_start_ms: int, generation: int | None) -> None:
+        """Clear the mark the rollup read (in the transaction that writes its new rows); a mark
+        set since then has a higher generation and stays, so its events are aggregated by the
+        next run. A crash before the write leaves the mark too."""
+        if generation is None:
+            return
+        self._conn.execute(
+            "DELETE FROM dirty_windows WHERE period = ? AND period_start_ms = ? AND generation = ?",
+            (period, period_start_ms, generation),
+        )
+
+    def count_snapshots(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT period, COUNT(*) FROM snapshots GROUP BY period")
+        return {"hourly": 0, "daily": 0} | {period: n for period, n in rows}
+
+    def delete_snapshots_before(self, period: str, cutoff_ms: int, limit: int) -> int:
+        """Delete at most ``limit`` snapshots of ``period`` starting strictly before
+        ``cutoff_ms``; returns how many went."""
+        return self._conn.execute(
+            "DELETE FROM snapshots WHERE (period, period_start_ms, scope) IN"
+            " (SELECT period, period_start_ms, scope FROM snapshots"
+            " WHERE period = ? AND period_start_ms < ? LIMIT ?)",
+            (period, cutoff_ms, limit),
+        ).rowcount
+
+    def count_snapshots_before(self, period: str, cutoff_ms: int) -> int:
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM snapshots WHERE period = ? AND period_start_ms < ?",
+            (period, cutoff_ms),
+        ).fetchone()
+        return int(row[0])
+
+    def delete_dirty_before(self, period: str, cutoff_ms: int) -> int:
+        """Forget dirty marks of ``period`` windows that can no longer be re-aggregated."""
+        return self._conn.execute(
+            "DELETE FROM dirty_windows WHERE period = ? AND period_start_ms < ?",
+            (period, cutoff_ms),
+        ).rowcount
+
+    def org_totals(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgTotals]:
+        """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
+        rows = self._conn.execute(
+            "SELECT scope, SUM(artifacts_received), SUM(artifacts_completed),"
+            " SUM(artifacts_failed), TOTAL(ai_cost_usd) FROM snapshots INDEXED BY snapshots_totals"
+            " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ? AND scope != ''"
+            " GROUP BY scope ORDER BY SUM(artifacts_received) DESC, scope LIMIT ?",
+            (period, start_ms, end_ms, limit),
+        )
+        return [OrgTotals(*row) for row in rows]
+
+    def end_to_end_digests(
+        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
+    ) -> dict[str, list[bytes]]:
+        """The stored end-to-end digests of the given orgs over the range, in one query."""
+        rows = self._conn.execute(
+            "SELECT scope, end_to_end FROM snapshots INDEXED BY snapshots_by_scope"
+            " WHERE period = ? AND scope IN (SELECT value FROM json_each(?))"
+            " AND period_start_ms >= ? AND period_start_ms < ? AND end_to_end IS NOT NULL",
+            (period, json.dumps(list(org_ids)), start_ms, end_ms),
+        )
+        found: dict[str, list[bytes]] = {}
+        for scope, blob in rows:
+            found.setdefault(scope, []).append(blob)
+        return found
