@@ -7,10 +7,13 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint bench demo clean
 
-$(STAMP): pyproject.toml
+# The client is its own distribution (client/): installed first, so voxmon's `demo` and
+# `test` extras find it here instead of asking an index for it.
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e './client[aiohttp]'
+	$(BIN)/python -m pip install -q -e '.[demo]'
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
@@ -24,8 +27,8 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check exporter rollup tests benchmarks
-	$(BIN)/ruff format --check exporter rollup tests benchmarks
+	$(BIN)/ruff check exporter rollup tests benchmarks client
+	$(BIN)/ruff format --check exporter rollup tests benchmarks client
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -45,4 +48,4 @@ demo: $(STAMP)
 	@$(BIN)/voxmon demo --serve $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info client/build client/*.egg-info

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxmon_client import AsyncEmitter, ClientStats, Emitter
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import BenchError, Daemon, free_port, percentile  # noqa: E402
-from exporter.client import AsyncEmitter, ClientStats, Emitter  # noqa: E402
 
 Call = tuple[str, dict[str, Any]]
 

@@ -1,26 +1,19 @@
 """Realistic demo traffic for ``voxmon demo``: voice notes travel through the pipeline with
 lognormal stage latencies, failures, retries, disambiguation, per-model AI cost, coach review,
-and a small share of late and duplicate deliveries. ``Simulation`` is pure (a seeded random
-and simulated seconds); ``run`` paces it on a ``Clock`` and emits through the client."""
+and a small share of late and duplicate deliveries. Pure: a seeded random, simulated seconds."""
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
 import math
 import random
-import sys
-import threading
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from exporter import demodaemon
 from exporter.catalog import (
     ARTIFACT_RECEIVED,
     DISAMBIGUATION_TYPE,
@@ -29,9 +22,7 @@ from exporter.catalog import (
     STARTED_TYPE,
     Kind,
 )
-from exporter.client import Emitter
-from exporter.clock import Clock, SystemClock
-from exporter.settings import Settings
+from exporter.demo.shape import RATE_LIMITED, DemoConfig, StageProfile
 
 
 def _of_kind(kind: Kind, stage: str | None = None) -> tuple[str, ...]:
@@ -46,79 +37,6 @@ DRAFT_CONFIRMED, DRAFT_REJECTED = _of_kind(Kind.OUTCOME, "confirmation")
 BUDGET_THRESHOLD, _BUDGET_EXCEEDED, RATE_LIMIT_HIT = _of_kind(Kind.COST)
 SUCCESS = {s: _of_kind(Kind.SUCCESS, s)[0] for s in PROCESSING_STAGES}
 FAILURE = {s: _of_kind(Kind.FAILURE, s)[0] for s in PROCESSING_STAGES}
-RATE_LIMITED = "RateLimitError"
-"""Error code of stage failures that also report ``rate_limit_hit``."""
-
-
-@dataclass(frozen=True, slots=True)
-class StageProfile:
-    """One processing stage: lognormal latency (median ms, shape sigma), the probability
-    that one attempt fails, its error codes, and the AI models it may call with their price
-    in USD per unit (an audio minute for transcription, 1,000 tokens otherwise)."""
-
-    median_ms: float
-    sigma: float
-    failure_p: float
-    errors: tuple[str, ...]
-    models: tuple[tuple[str, float], ...] = ()
-
-
-DEFAULT_PROFILES: Mapping[str, StageProfile] = {
-    "transcription": StageProfile(
-        3500,
-        0.5,
-        0.05,
-        ("AudioDecodeError", "TranscriptionTimeout"),
-        (("whisper-large-v3", 0.006),),
-    ),
-    "claims_extraction": StageProfile(
-        2200,
-        0.45,
-        0.03,
-        ("ClaimsParseError", RATE_LIMITED),
-        (("gpt-4o-mini", 0.0006), ("gpt-4o", 0.01)),
-    ),
-    "entity_resolution": StageProfile(700, 0.6, 0.02, ("EntityIndexUnavailable",)),
-    "draft_generation": StageProfile(
-        5000,
-        0.5,
-        0.08,
-        ("DraftModelTimeout", "ContentFilterError", RATE_LIMITED),
-        (("claude-sonnet", 0.015), ("gpt-4o", 0.01)),
-    ),
-}
-
-
-DEFAULT_RATE = 5.0
-DEFAULT_ORGS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class DemoConfig:
-    """Traffic shape. ``rate`` is new voice notes per second; times are seconds."""
-
-    rate: float = DEFAULT_RATE
-    orgs: int = DEFAULT_ORGS
-    profiles: Mapping[str, StageProfile] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
-    text_share: float = 0.2
-    """Notes typed rather than spoken: they skip transcription."""
-    retry_p: float = 0.7
-    max_retries: int = 2
-    disambiguation_p: float = 0.15
-    confirm_p: float = 0.85
-    late_share: float = 0.02
-    """Notes delivered ``late_s`` after they happened (a worker flushing a backlog)."""
-    late_s: tuple[float, float] = (120.0, 600.0)
-    duplicate_share: float = 0.01
-    """Events delivered twice with the same event_id (an at-least-once queue)."""
-    budget_step_usd: float = 1.0
-    """Each org reports ``budget_threshold_reached`` whenever its spend crosses a multiple."""
-
-    def with_failures(self, failures: Mapping[str, float]) -> DemoConfig:
-        profiles = {
-            s: replace(p, failure_p=failures.get(s, p.failure_p)) for s, p in self.profiles.items()
-        }
-        return replace(self, profiles=profiles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,142 +247,3 @@ class Simulation:
 
 def _attempt(attempt: int) -> dict[str, Any]:
     return {"metadata": {"retry_attempt": attempt}} if attempt else {}
-
-
-Emit = Callable[..., str]
-Wait = Callable[[float], bool]
-"""Sleep for so many seconds; True means stop now (``threading.Event.wait``)."""
-
-
-def run(
-    simulation: Simulation,
-    emit: Emit,
-    clock: Clock,
-    wait: Wait,
-    duration_s: float | None = None,
-    progress: Callable[[float], None] | None = None,
-    every_s: float = 10.0,
-) -> None:
-    """Emit the simulation's events in real time on ``clock`` for ``duration_s`` seconds
-    (None: until ``wait`` says stop). Timestamps are the run's start wall time plus each
-    event's offset, minus its lateness. With a ``FakeClock`` and a ``wait`` that advances
-    it, a long run takes no wall time (tests)."""
-    start_mono, start_wall = clock.monotonic(), clock.now()
-    next_report = every_s
-    for item in simulation.emissions(duration_s):
-        ahead = start_mono + item.at - clock.monotonic()
-        if ahead > 0 and wait(ahead):
-            return
-        fields = {**item.fields, "timestamp": start_wall + timedelta(seconds=item.at - item.lag_s)}
-        emit(item.event_type, **fields)
-        if item.duplicate:
-            emit(item.event_type, **fields)
-        if progress is not None and item.at >= next_report:
-            progress(item.at)
-            next_report += every_s
-
-
-def add_parser(commands: Any) -> None:
-    """The ``demo`` subcommand (``commands`` is the CLI's subparsers object)."""
-    demo = commands.add_parser(
-        "demo",
-        help="send realistic pipeline traffic to a running voxmon",
-        description="Voice notes flow through the stages with lognormal latencies, failures,"
-        " retries, disambiguation, AI cost, late and duplicate deliveries.",
-    )
-    where = demo.add_mutually_exclusive_group()
-    where.add_argument("--url", help="voxmon base URL (default: from host and port settings)")
-    where.add_argument(
-        "--serve",
-        action="store_true",
-        help="run voxmon serve beside the generator (make demo); stop when it exits",
-    )
-    demo.add_argument("--rate", type=_positive, default=DEFAULT_RATE, help="notes per second")
-    demo.add_argument("--orgs", type=int, default=DEFAULT_ORGS, help="organisations")
-    demo.add_argument("--duration", type=_positive, help="seconds to run (default: until ^C)")
-    demo.add_argument("--token", help="bearer token with the ingest scope")
-    demo.add_argument("--seed", type=int, help="random seed, for a reproducible run")
-    demo.add_argument(
-        "--failure",
-        action="append",
-        type=_failure,
-        default=[],
-        metavar="STAGE=P",
-        help="failure probability of one stage attempt",
-    )
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _failure(text: str) -> tuple[str, float]:
-    stage, _, p = text.partition("=")
-    if stage not in PROCESSING_STAGES:
-        raise argparse.ArgumentTypeError(f"stage must be one of {', '.join(PROCESSING_STAGES)}")
-    try:
-        probability = float(p)
-    except ValueError:
-        probability = -1.0
-    if not 0 <= probability <= 1:
-        raise argparse.ArgumentTypeError(f"{text}: probability must be in [0, 1]")
-    return stage, probability
-
-
-def _wait_ready(url: str, stop: threading.Event, timeout_s: float = 30.0) -> bool:
-    """Poll ``/readyz`` (``make demo`` starts the daemon and the generator together)."""
-    for _ in range(int(timeout_s / 0.2)):
-        try:
-            with urllib.request.urlopen(f"{url.rstrip('/')}/readyz", timeout=1) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            if stop.wait(0.2):
-                break
-    return False
-
-
-def command(args: argparse.Namespace, settings: Settings) -> int:
-    """``voxmon demo``: run until ``--duration`` or Ctrl-C, then flush and report; with
-    ``--serve``, beside a daemon of its own that ends the run if it exits."""
-    if not args.serve:
-        return _generate(args, settings, threading.Event())
-
-    def generate(stop: threading.Event) -> int:
-        return _generate(args, settings, stop)
-
-    return demodaemon.run_beside(settings, args.config, SystemClock(), generate)
-
-
-def _generate(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> int:
-    """Send until ``--duration``, Ctrl-C or ``stop``, then flush and report."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = args.url or f"http://{host}:{settings.port}"
-    config = DemoConfig(rate=args.rate, orgs=max(1, args.orgs)).with_failures(dict(args.failure))
-    emitter = Emitter(url, token=args.token, capacity=100_000)
-    clock = SystemClock()
-
-    def report(at: float) -> None:
-        s = emitter.stats()
-        print(
-            f"demo t={at:5.0f}s emitted={s.emitted} accepted={s.accepted} dup={s.duplicates}"
-            f" rejected={s.rejected} dropped={s.dropped} pending={s.pending}",
-            file=sys.stderr,
-        )
-
-    print(f"demo: {config.rate:g} notes/s across {config.orgs} orgs -> {url}", file=sys.stderr)
-    interrupted = False
-    try:
-        if not _wait_ready(url, stop) and not stop.is_set():
-            print("demo: voxmon is not ready; sending anyway (the client retries)", file=sys.stderr)
-        run(Simulation(config, random.Random(args.seed)), emitter.emit, clock, stop.wait,
-            args.duration, report)  # fmt: skip
-    except KeyboardInterrupt:
-        interrupted = True  # Ctrl-C also stops the daemon under `make demo`: don't linger
-    stats = emitter.close(2 if interrupted or stop.is_set() else 10)
-    print(f"demo done: {stats}", file=sys.stderr)
-    if interrupted:
-        return 0
-    return 0 if stats.rejected == 0 and stats.abandoned == 0 else 1

@@ -11,10 +11,12 @@ from datetime import timedelta
 
 import msgspec
 import pytest
+from voxmon_client import Backoff, EventError
+from voxmon_client.courier import Courier
+from voxmon_client.outbox import Outbox
+from voxmon_client.wire import Response, Send
 
 from exporter.clock import FakeClock
-from exporter.courier import Backoff, Courier, Response, Send
-from exporter.outbox import EventError, Outbox
 from tests.conftest import T0
 
 Server = Callable[[list[str]], Response]

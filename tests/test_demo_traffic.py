@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from voxmon_client import Emitter
 
 from exporter.catalog import EVENT_TYPES, PROCESSING_STAGES
-from exporter.client import Emitter
 from exporter.clock import FakeClock
-from exporter.demo import DemoConfig, Simulation, run
+from exporter.demo.runner import run
+from exporter.demo.shape import DemoConfig
+from exporter.demo.traffic import Simulation
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts
 from tests.conftest import T0
-from tests.test_client import wait_ready
-from tests.tools import daemon, free_port, open_store
+from tests.tools import daemon, free_port, open_store, wait_ready_port
 
 HOUR_MS = 3_600_000
 
@@ -114,7 +115,7 @@ def test_voxmon_demo_command_sends_the_seeded_traffic(tmp_path: Path) -> None:
     db, port = tmp_path / "voxmon.db", free_port()
     args = ["--url", f"http://127.0.0.1:{port}", "--duration", "2", "--rate", "20", "--seed", "5"]
     with daemon(db, port):
-        wait_ready(port)
+        wait_ready_port(port)
         done = subprocess.run(
             [sys.executable, "-m", "exporter", "demo", *args],
             capture_output=True, text=True, timeout=60, cwd=tmp_path,

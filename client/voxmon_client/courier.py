@@ -1,59 +1,21 @@
-"""The sans-I/O sender shared by both emitters: what to send and when, how to read
-voxmon's answers, and when to retry, split or give up a batch. No network here."""
+"""The sans-I/O sender shared by both emitters: what to send and when, and when to retry,
+split or give up a batch. No network here, and no clock but the one it is given."""
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
-
-from exporter.clock import Clock
-from exporter.outbox import RECENT_ERRORS, EventError, Fields, Outbox
+from voxmon_client.backoff import Backoff
+from voxmon_client.clock import Clock
+from voxmon_client.outbox import RECENT_ERRORS, EventError, Outbox
+from voxmon_client.wire import Batch, Response, Send, encode, outcome, retry_after_s
 
 log = logging.getLogger(__name__)
 
-INGEST_PATH = "/v1/events"
 RETRIED_4XX = frozenset({408, 429})
 """Client errors that mean "later" rather than "never": request timeout, too many requests."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with equal jitter: attempt n waits in [d/2, d] seconds where
-    d = min(cap_s, base_s * 2**n); a ``Retry-After`` from the server is a lower bound
-    (clipped to ``max_retry_after_s`` so a bad header cannot stall the client)."""
-
-    base_s: float = 0.1
-    cap_s: float = 5.0
-    max_retry_after_s: float = 60.0
-
-    def delay(self, attempt: int, retry_after_s: float, rng: random.Random) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(attempt, 60))
-        jittered = ceiling / 2 + rng.uniform(0, ceiling / 2)
-        return float(max(jittered, min(retry_after_s, self.max_retry_after_s)))
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What the transport saw: an HTTP status, or ``status=None`` for a connection error or
-    timeout (``error`` says which)."""
-
-    status: int | None
-    body: bytes = b""
-    retry_after: str | None = None
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """The sender should POST ``body`` (a JSON array of ``count`` events) now."""
-
-    body: bytes
-    count: int
 
 
 @dataclass(slots=True)
@@ -62,6 +24,7 @@ class _Part:
     (split or give up at ``max_attempts``), ``tries`` every failure (the backoff exponent);
     ``deadline`` is its root batch's first send + the retry budget."""
 
+    batch: Batch
     send: Send
     deadline: float
     not_before: float = 0.0
@@ -145,8 +108,8 @@ class Courier:
             self._split(part, "HTTP 413")
             return
         self._parts.remove(part)
-        errors, outcome = _outcome(part.send, status, response.body)
-        self.outbox.settle(part.send.count, errors, **outcome)
+        errors, counts = outcome(part.batch, status, response.body)
+        self.outbox.settle(part.send.count, errors, **counts)
 
     def _pick(self, now: float) -> _Part | float:
         """A due part (the longest due first, so fresh halves go before the one that keeps
@@ -175,10 +138,12 @@ class Courier:
 
     def _take(self, now: float) -> _Part | None:
         self._last_send = now
-        send = self._encode(self.outbox.take())
-        if send is None:
+        batch, errors = encode(self.outbox.take())
+        if errors:
+            self.outbox.settle(len(errors), errors, rejected=len(errors))
+        if not batch.ids:
             return None
-        part = _Part(send, deadline=now + self._budget, not_before=now)
+        part = _Part(batch, batch.send(), deadline=now + self._budget, not_before=now)
         self._parts.append(part)
         return part
 
@@ -191,7 +156,7 @@ class Courier:
         if part.strikes >= self._max_attempts and part.send.count > 1 and now < part.deadline:
             self._split(part, f"{why} {part.strikes} times")
             return
-        retry_after = _retry_after_s(response.retry_after, self._clock)
+        retry_after = retry_after_s(response.retry_after, self._clock.now())
         pause = self._backoff.delay(self._streak - 1, retry_after, self._rng)
         self._paused_until = now + pause
         delay = max(pause, self._backoff.delay(part.tries - 1, retry_after, self._rng))
@@ -208,35 +173,20 @@ class Courier:
     def _split(self, part: _Part, why: str) -> None:
         """Replace ``part`` by its halves, due now, within the same budget."""
         now, i = self._clock.monotonic(), self._parts.index(part)
-        halves = [_Part(half, part.deadline, now) for half in _halves(part.send)]
+        halves = [_Part(h, h.send(), part.deadline, now) for h in part.batch.halves()]
         self._parts[i : i + 1] = halves
         self.outbox.settle(0, retries=1)
         log.warning("voxmon: %s for %d events; sending them in halves", why, part.send.count)
 
     def _give_up(self, part: _Part, why: str) -> None:
         self._parts.remove(part)
-        ids = _event_ids(part.send.body)
+        ids = part.batch.ids
         errors = [EventError(event_id, "", f"given up: {why}") for event_id in ids]
         self.outbox.settle(part.send.count, errors[-RECENT_ERRORS:], failed=part.send.count)
-        log.error("voxmon: gave up on %d events (%s); first: %s", len(ids), why, ids[:1])
+        log.error("voxmon: gave up on %d events (%s); first: %s", len(ids), why, ids[0])
 
     def _bounded(self, wait: float, now: float) -> float:
         return wait if self.close_at is None else max(0.0, min(wait, self.close_at - now))
-
-    def _encode(self, events: list[Fields]) -> Send | None:
-        """One JSON array; events msgspec cannot encode are rejected here, not sent."""
-        try:
-            return Send(msgspec.json.encode(events), len(events))
-        except Exception:
-            good, errors = [], []
-            for event in events:
-                try:
-                    good.append(msgspec.json.encode(event))
-                except Exception as exc:
-                    log.error("voxmon: cannot encode %s event: %s", event.get("event_type"), exc)
-                    errors.append(EventError(str(event.get("event_id")), "", f"unencodable: {exc}"))
-            self.outbox.settle(len(errors), errors, rejected=len(errors))
-            return Send(b"[" + b",".join(good) + b"]", len(good)) if good else None
 
     def abandon(self) -> None:
         """Count everything still queued or in flight as abandoned (at close)."""
@@ -248,82 +198,3 @@ class Courier:
         self._parts, self._sending = [], None
         if left:
             log.error("voxmon: closing with %d undelivered events (abandoned)", left)
-
-
-class _Id(msgspec.Struct):
-    event_id: Any = None
-
-
-def _event_ids(body: bytes) -> list[str]:
-    try:
-        return [str(item.event_id) for item in msgspec.json.decode(body, type=list[_Id])]
-    except msgspec.DecodeError:
-        return []
-
-
-def _halves(send: Send) -> list[Send]:
-    """The events of ``send`` in two JSON arrays, each item's bytes as first encoded."""
-    items = msgspec.json.decode(send.body, type=list[msgspec.Raw])
-    mid = len(items) // 2
-    return [Send(b"[" + b",".join(part) + b"]", len(part)) for part in (items[:mid], items[mid:])]
-
-
-def _outcome(send: Send, status: int, body: bytes) -> tuple[list[EventError], dict[str, int]]:
-    """Errors and counts for a final answer. 2xx and 400 list rejections per item (the list
-    may be truncated, so what voxmon did not accept is counted rejected); any other final
-    status refuses the whole request."""
-    count = send.count
-    try:
-        answer: Any = msgspec.json.decode(body) if status < 300 or status == 400 else None
-        accepted = min(max(int(answer["accepted"]), 0), count)
-        duplicates = min(max(int(answer["duplicates"]), 0), count - accepted)
-        rows = answer["rejected"]
-    except Exception:
-        if status < 300:  # committed, whatever the body says
-            return [], {"accepted": count}
-        message = _error_message(status, body)
-        log.error("voxmon refused %d events: %s", count, message)
-        ids = _event_ids(send.body)[-RECENT_ERRORS:]
-        return [EventError(i, "", message) for i in ids], {"rejected": count}
-    rejected, errors = count - accepted - duplicates, _item_errors(rows)
-    if rejected:
-        log.warning("voxmon rejected %d of %d events; first: %s", rejected, count, errors[:1])
-    return errors, {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
-
-
-def _item_errors(rows: Any) -> list[EventError]:
-    """The last ``RECENT_ERRORS`` errors of the rejected items of a 200 or 400 body (none
-    if the list is not the documented shape: the counts stand without them)."""
-    errors = []
-    try:
-        for row in rows[-RECENT_ERRORS:]:
-            event_id = str(row.get("event_id") or "")
-            for error in row.get("errors") or [{}]:
-                field, message = error.get("field", ""), error.get("message", "rejected")
-                errors.append(EventError(event_id, str(field), str(message)))
-    except Exception:
-        log.warning("voxmon: unexpected rejected list: %.200r", rows)
-    return errors[-RECENT_ERRORS:]
-
-
-def _error_message(status: int, body: bytes) -> str:
-    """``HTTP 401 unauthorized: <message>`` from voxmon's error body, else its first bytes."""
-    try:
-        error = msgspec.json.decode(body)["error"]
-        return f"HTTP {status} {error['code']}: {error['message']}"
-    except Exception:
-        return f"HTTP {status}: {body[:200].decode(errors='replace')}"
-
-
-def _retry_after_s(value: str | None, clock: Clock) -> float:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; 0 when absent or bad."""
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (email.utils.parsedate_to_datetime(value) - clock.now()).total_seconds())
-    except (TypeError, ValueError):
-        return 0.0
