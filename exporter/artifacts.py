@@ -80,13 +80,6 @@ def fold(states: Mapping[str, ArtifactState], events: Iterable[Event]) -> dict[s
     return {artifact_id: draft.freeze() for artifact_id, draft in drafts.items()}
 
 
-def advance(state: ArtifactState | None, event: Event) -> ArtifactState:
-    """State after one event (see ``_apply``)."""
-    assert event.artifact_id
-    known = {event.artifact_id: state} if state else {}
-    return fold(known, [event])[event.artifact_id]
-
-
 def _new(event: Event, artifact_id: str) -> _Draft:
     return _Draft(
         artifact_id, event.org_id, IN_FLIGHT, None, event.event_type, event.ts_ms, event.ts_ms

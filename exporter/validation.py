@@ -6,8 +6,7 @@ names the item's index, the field path and the reason.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -16,33 +15,22 @@ import msgspec
 
 from exporter.catalog import EVENT_TYPES, STAGES, EventType
 from exporter.live.orgs import OTHER_ORG
+from exporter.metadata import metadata_too_large, parse_metadata
 from exporter.model import (
     DAY_MS,
     DEFAULT_MAX_DURATION_DAYS,
-    MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
-    MAX_METADATA_KEY_CHARS,
-    MAX_METADATA_KEYS,
     DurationSource,
     Event,
     FieldError,
     ItemWarning,
-    Metadata,
-    OpenMetadata,
     Rejection,
     WireEvent,
 )
+from exporter.rejections import ItemInvalid, from_validation_error
 from exporter.timestamps import TimestampError, check_range, datetime_to_ms
 
-_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
-_MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 _decoder = msgspec.json.Decoder(WireEvent)
-_known_metadata = msgspec.json.Decoder(Metadata)
-_open_metadata = msgspec.json.Decoder(OpenMetadata)
-_NULL = msgspec.Raw(b"null")
-_KNOWN = frozenset(Metadata.__struct_fields__)
-_TIME_FIELDS = ("timestamp", "stage_started_at", "stage_completed_at")
 DEFAULT_MAX_DURATION_MS = DEFAULT_MAX_DURATION_DAYS * DAY_MS
 DEFAULT_MAX_EVENT_COST_USD = 1000.0
 """Default of the ``max_event_cost_usd`` setting."""
@@ -55,15 +43,6 @@ class Horizon:
 
     future_ms: int = 5 * 60_000
     past_ms: int = 48 * 3_600_000
-
-
-class ItemInvalid(Exception):
-    """Raised inside validation to reject one item."""
-
-    def __init__(self, reason: str, field: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.error = FieldError(field, message)
 
 
 class Checked(NamedTuple):
@@ -122,25 +101,11 @@ def validate_item(
         )
     ts_ms = _time(wire.timestamp, "timestamp")
     _check_horizon(ts_ms, now_ms, horizon)
-    if wire.org_id == OTHER_ORG:
-        raise ItemInvalid(
-            "invalid_value",
-            "org_id",
-            f"org_id {OTHER_ORG!r} is reserved for organisations beyond the live caps",
-        )
-    if event_type.needs_artifact and not wire.artifact_id:
-        raise ItemInvalid(
-            "missing_field", "artifact_id", f"artifact_id is required for {event_type.name}"
-        )
+    _check_ids(wire, event_type)
     duration, source, warning = _duration(wire, ts_ms, max_duration_ms)
-    metadata, metadata_json = _metadata(wire.metadata) if wire.metadata else (None, None)
-    if metadata is not None and (metadata.ai_cost_usd or 0.0) > max_cost_usd:
-        raise ItemInvalid(
-            "invalid_value",
-            "metadata.ai_cost_usd",
-            f"ai_cost_usd is {metadata.ai_cost_usd:g}; at most {max_cost_usd:g} per event"
-            " (max_event_cost_usd)",
-        )
+    metadata, metadata_json = (
+        parse_metadata(wire.metadata, max_cost_usd) if wire.metadata else (None, None)
+    )
     event = Event(
         event_id=wire.event_id,
         event_type=wire.event_type,
@@ -162,40 +127,28 @@ def validate_item(
     return Checked(event, warning)
 
 
+def _check_ids(wire: WireEvent, event_type: EventType) -> None:
+    if wire.org_id == OTHER_ORG:
+        raise ItemInvalid(
+            "invalid_value",
+            "org_id",
+            f"org_id {OTHER_ORG!r} is reserved for organisations beyond the live caps",
+        )
+    if event_type.needs_artifact and not wire.artifact_id:
+        raise ItemInvalid(
+            "missing_field", "artifact_id", f"artifact_id is required for {event_type.name}"
+        )
+
+
 def _decode(raw: bytes | msgspec.Raw) -> WireEvent:
     try:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise _from_validation_error(str(exc)) from None
+        raise from_validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ItemInvalid("invalid_json", "", f"item is not valid JSON: {exc}") from None
     except RecursionError:  # only metadata values are untyped, so only they can nest
-        raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels") from None
-
-
-def _from_validation_error(text: str, within: str = "") -> ItemInvalid:
-    """The msgspec error as an ``ItemInvalid``; ``within`` prefixes the path (a nested
-    decode). Paths into untyped metadata values (``metadata[...]``) name ``metadata``."""
-    match = _PATH.search(text)
-    path = match.group(1) if match else ""
-    message = text[: match.start()] if match else text
-    if within:
-        path = within + ("." if path and not path.startswith("[") else "") + path
-    if path.startswith("metadata["):
-        path = "metadata"
-    if unknown := _UNKNOWN.match(message):
-        field = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-        return ItemInvalid("unknown_field", field, f"unknown field {field!r}")
-    if missing := _MISSING.match(message):
-        field = f"{path}.{missing.group(1)}" if path else missing.group(1)
-        return ItemInvalid("missing_field", field, f"{field} is required")
-    if not path:
-        return ItemInvalid("invalid_type", "", f"item must be a JSON object: {message}")
-    if path in _TIME_FIELDS:
-        return ItemInvalid(
-            "invalid_timestamp", path, f"{message}; expected RFC 3339 with offset or epoch ms"
-        )
-    return ItemInvalid("invalid_value", path, message)
+        raise metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels") from None
 
 
 def _time(value: datetime | int, field: str) -> int:
@@ -284,60 +237,6 @@ def _bounded(duration: float, source: str, max_ms: int) -> _Duration:
         f" ({max_ms / DAY_MS:g} days, {max_ms} ms); the event is stored without a duration"
     )
     return None, DurationSource.OVER_MAX, FieldError("duration_ms", message)
-
-
-def _metadata(raw: msgspec.Raw) -> tuple[Metadata | None, str | None]:
-    """Known keys validated as ``Metadata``; the whole object (unknown keys too, any JSON
-    values) bounded and kept as sent for storage (empty ``raw``: no metadata sent)."""
-    if raw == _NULL:
-        return None, None
-    if len(raw) > MAX_METADATA_BYTES:
-        raise _metadata_too_large(f"is {len(raw)} bytes; at most {MAX_METADATA_BYTES}")
-    text = bytes(raw)
-    try:  # the usual case, known keys only: one decode checks everything
-        return _known_metadata.decode(text), text.decode()
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        pass  # unknown keys, or an error the checks below name precisely
-    try:
-        values = _open_metadata.decode(text)  # checks every value: UTF-8, number range
-        _check_shape(values)
-        known = msgspec.convert({k: v for k, v in values.items() if k in _KNOWN}, Metadata)
-    except msgspec.ValidationError as exc:
-        raise _from_validation_error(str(exc), "metadata") from None
-    except msgspec.DecodeError as exc:
-        raise ItemInvalid("invalid_json", "metadata", f"metadata: {exc}") from None
-    except RecursionError:
-        raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels") from None
-    return known, text.decode()  # valid UTF-8: the decoder above checked every string
-
-
-def _check_shape(values: OpenMetadata) -> None:
-    """Key count, key length and nesting bounds (after the size bound: the walk is short)."""
-    if len(values) > MAX_METADATA_KEYS:
-        raise _metadata_too_large(f"has {len(values)} keys; at most {MAX_METADATA_KEYS}")
-    longest = max(values, key=len, default="")
-    if len(longest) > MAX_METADATA_KEY_CHARS:
-        raise _metadata_too_large(
-            f"key {longest[:32]!r}... has {len(longest)} characters;"
-            f" at most {MAX_METADATA_KEY_CHARS}"
-        )
-    if any(_nested_deeper(value, MAX_METADATA_DEPTH) for value in values.values()):
-        raise _metadata_too_large(f"nested more than {MAX_METADATA_DEPTH} levels")
-
-
-def _nested_deeper(value: object, levels: int) -> bool:
-    """Whether ``value`` has containers nested more than ``levels`` deep."""
-    if isinstance(value, dict):
-        children: Iterable[object] = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return False
-    return levels == 0 or any(_nested_deeper(child, levels - 1) for child in children)
-
-
-def _metadata_too_large(problem: str) -> ItemInvalid:
-    return ItemInvalid("metadata_too_large", "metadata", f"metadata {problem}")
 
 
 def _event_id_of(raw: bytes | msgspec.Raw) -> str | None:

@@ -27,11 +27,6 @@ def cutoff(now: datetime, keep: timedelta) -> datetime:
     return _aware(now) - keep
 
 
-def is_expired(ts: datetime, now: datetime, keep: timedelta) -> bool:
-    """True when ``ts < now - keep`` (strict); both times aware."""
-    return _aware(ts) < cutoff(now, keep)
-
-
 def hour_floor(when: datetime) -> datetime:
     """Start of the UTC hour ``[H, H+1h)`` holding ``when`` (aware), in UTC."""
     return _aware(when).astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -16,7 +16,8 @@ from exporter.model import (
     FieldError,
     Metadata,
 )
-from exporter.validation import Checked, Horizon, ItemInvalid, validate_item, validate_items
+from exporter.rejections import ItemInvalid
+from exporter.validation import Checked, Horizon, validate_item, validate_items
 from tests.conftest import T0_MS, make_event
 
 HORIZON = Horizon()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.catalog import WINDOW_COUNTERS
-from exporter.live.windows import PLATFORM, MinuteWindows, WindowBounds, minute_of, window_bounds
+from exporter.live.windows import PLATFORM, MinuteWindows, WindowBounds, window_bounds
 from exporter.timestamps import datetime_to_ms
 
 MINUTE = 60_000
@@ -56,25 +56,6 @@ def test_window_bounds_on_explicit_times(now: datetime, start: datetime, end: da
 
 
 @pytest.mark.parametrize(
-    ("ts", "minute"),
-    [
-        (datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC), datetime(2026, 11, 28, 10, 0, tzinfo=UTC)),
-        (
-            datetime(2026, 11, 28, 10, 0, 59, 999_000, tzinfo=UTC),
-            datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
-        ),
-        (datetime(2026, 11, 28, 10, 1, 0, tzinfo=UTC), datetime(2026, 11, 28, 10, 1, tzinfo=UTC)),
-        (
-            datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
-            datetime(1969, 12, 31, 23, 59, tzinfo=UTC),
-        ),
-    ],
-)
-def test_minute_of_floors_to_the_minute(ts: datetime, minute: datetime) -> None:
-    assert minute_of(datetime_to_ms(ts)) == datetime_to_ms(minute)
-
-
-@pytest.mark.parametrize(
     ("age", "inside"),
     [
         (timedelta(0), True),
@@ -92,7 +73,7 @@ def test_minute_of_floors_to_the_minute(ts: datetime, minute: datetime) -> None:
 def test_minute_windows_event_age_inside_or_outside(age: timedelta, inside: bool) -> None:
     now = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
     windows = MinuteWindows()
-    windows.add(PLATFORM, minute_of(datetime_to_ms(now - age)), "artifacts_received", 1.0)
+    windows.add(PLATFORM, _minute(datetime_to_ms(now - age)), "artifacts_received", 1.0)
     totals = windows.totals(PLATFORM, datetime_to_ms(now))
     assert totals["artifacts_received"] == (1.0 if inside else 0.0)
 
@@ -100,8 +81,8 @@ def test_minute_windows_event_age_inside_or_outside(age: timedelta, inside: bool
 def test_minute_windows_61_minutes_old_out_59_in_mid_minute() -> None:
     now_ms = _ms(10, 0, 30)
     windows = MinuteWindows()
-    windows.add(PLATFORM, minute_of(now_ms - 61 * MINUTE), "artifacts_failed", 1.0)
-    windows.add(PLATFORM, minute_of(now_ms - 59 * MINUTE), "artifacts_failed", 10.0)
+    windows.add(PLATFORM, _minute(now_ms - 61 * MINUTE), "artifacts_failed", 1.0)
+    windows.add(PLATFORM, _minute(now_ms - 59 * MINUTE), "artifacts_failed", 10.0)
     assert windows.totals(PLATFORM, now_ms)["artifacts_failed"] == 10.0
 
 
@@ -276,3 +257,7 @@ def test_minute_windows_totals_match_brute_force(
                 if s == scope and current - 59 <= m <= current:
                     expected[counter] += v
             assert windows.totals(scope, now) == expected
+
+
+def _minute(ts_ms: int) -> int:
+    return ts_ms - ts_ms % 60_000

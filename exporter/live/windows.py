@@ -32,11 +32,6 @@ def window_bounds(now_ms: int) -> WindowBounds:
     return WindowBounds(current - (WINDOW_MINUTES - 1) * MINUTE_MS, current + MINUTE_MS)
 
 
-def minute_of(ts_ms: int) -> int:
-    """Start of the minute holding ``ts_ms`` (epoch ms)."""
-    return ts_ms - ts_ms % MINUTE_MS
-
-
 _INDEX = {name: index for index, name in enumerate(WINDOW_COUNTERS)}
 
 
