@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("startup.py", ["--quick"], "second serve, same database: spawn -> exit 2"),
         ("orgs.py", ["--quick"], "ingest rate of new orgs"),
         ("hostile.py", ["--quick"], "/healthz p50:"),
+        ("concurrency.py", ["--quick"], "goal (p99 < 50 ms while the rollup runs)"),
     ],
 )
 def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
