@@ -59,7 +59,7 @@ async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket])
     server.install(runner, limits, clock, app[REGISTRY])
     try:
         for sock in sockets:
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, backlog=server.BACKLOG).start()
         log.info("listening on %s", url(settings.host, settings.port))
         await stop.wait()
         log.info("shutting down: draining the ingest queue")

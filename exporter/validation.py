@@ -127,7 +127,13 @@ def validate_item(
     return Checked(event, warning)
 
 
+_IDS = ("event_id", "artifact_id", "org_id", "voice_note_id", "coach_user_id")
+
+
 def _check_ids(wire: WireEvent, event_type: EventType) -> None:
+    if _blank(wire):
+        name = next(n for n in _IDS if (v := getattr(wire, n)) is not None and v.isspace())
+        raise ItemInvalid("invalid_value", name, f"{name} must not be blank")
     if wire.org_id == OTHER_ORG:
         raise ItemInvalid(
             "invalid_value",
@@ -138,6 +144,17 @@ def _check_ids(wire: WireEvent, event_type: EventType) -> None:
         raise ItemInvalid(
             "missing_field", "artifact_id", f"artifact_id is required for {event_type.name}"
         )
+
+
+def _blank(wire: WireEvent) -> bool:
+    """Whether any identifier is all whitespace (written out: this runs for every item)."""
+    return (
+        wire.event_id.isspace()
+        or (wire.artifact_id is not None and wire.artifact_id.isspace())
+        or (wire.org_id is not None and wire.org_id.isspace())
+        or (wire.voice_note_id is not None and wire.voice_note_id.isspace())
+        or (wire.coach_user_id is not None and wire.coach_user_id.isspace())
+    )
 
 
 def _decode(raw: bytes | msgspec.Raw) -> WireEvent:

@@ -132,6 +132,26 @@ async def test_server_under_300_trickling_connections_at_256_descriptors(tmp_pat
     print(f"/healthz served after {served_after:.1f} s; log {size} bytes")
     lines = collections.Counter(line[:120] for line in log.read_text().splitlines())
     assert size < 20_000, lines.most_common(15)
+    assert "Traceback" not in log.read_text(), lines.most_common(15)
+
+
+async def test_server_counts_accept_failures_and_logs_one_line_a_minute(
+    start_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio reports an accept() that ran out of descriptors through the loop's exception
+    handler, with a traceback each time; voxmon counts them and logs one line a minute."""
+    client = await start_app()
+    loop = asyncio.get_running_loop()
+    for _ in range(5):
+        loop.call_exception_handler({
+            "message": "socket.accept() out of system resource",
+            "exception": OSError(24, "Too many open files"),
+        })  # fmt: skip
+    found = samples(await (await client.get("/metrics")).text(), "voxmon_http_accept")
+    assert found[("voxmon_http_accept_errors_total", ())] == 5.0
+    lines = [r for r in caplog.records if "cannot accept connections" in r.getMessage()]
+    assert [(r.levelname, r.exc_info) for r in lines] == [("WARNING", None)]
+    assert "Too many open files (1 times so far" in lines[0].getMessage()
 
 
 async def _wait_port(port: int) -> None:

@@ -9,6 +9,7 @@ voxmon sets it to ``header_timeout_s``, which reaps a client that trickles its h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 from collections.abc import Iterator
@@ -27,8 +28,12 @@ from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DESCRIPTOR_RESERVE = 64
-"""Descriptors kept free of connections: the database, its WAL and lock files, logs."""
+BACKLOG = 128
+"""The listen backlog, which is also how many connections asyncio accepts in one go before
+voxmon's handler sees (and can close) any of them."""
+DESCRIPTOR_RESERVE = 64 + BACKLOG
+"""Descriptors kept free of connections: the database, its WAL and lock files and logs
+(about 20 in use), and one accept batch of connections not yet closed at the cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,9 @@ class Connections:
     cap: int
     open: int = 0
     refused: int = 0
+    accept_errors: int = 0
     _last_warning: float = float("-inf")
+    _last_accept_warning: float = float("-inf")
 
 
 class _Server(web.Server):
@@ -156,6 +163,35 @@ def _warn_at_cap(state: Connections, clock: Clock) -> None:
         )  # fmt: skip
 
 
+def _quiet_accept_errors(state: Connections, clock: Clock) -> None:
+    """asyncio logs a full traceback each time ``accept()`` fails for lack of descriptors
+    and retries a second later; under a connection flood that is megabytes of log. voxmon
+    counts those failures and logs one line a minute instead; every other loop error still
+    goes to asyncio's default handler."""
+    loop = asyncio.get_running_loop()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if context.get("message") == _ACCEPT_FAILED and isinstance(exc, OSError):
+            state.accept_errors += 1
+            now = clock.monotonic()
+            if now - state._last_accept_warning >= 60:
+                state._last_accept_warning = now
+                log.warning(
+                    "cannot accept connections: %s (%d times so far; asyncio retries each"
+                    " second; raise the descriptor limit or lower max_connections)",
+                    exc.strerror, state.accept_errors,
+                )  # fmt: skip
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
+_ACCEPT_FAILED = "socket.accept() out of system resource"
+"""asyncio's message for an ``accept()`` that failed with EMFILE, ENFILE, ENOBUFS or ENOMEM."""
+
+
 def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     """Make an aiohttp ``Server`` (``runner.server`` after ``setup()``) hand out voxmon's
     connection handler; returns the live connection counts. aiohttp has no hook for the
@@ -166,6 +202,7 @@ def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     assert isinstance(server, _Server)
     server.voxmon_connections = state
     server.voxmon_clock = clock
+    _quiet_accept_errors(state, clock)
     return state
 
 
@@ -193,6 +230,11 @@ class ConnectionCollector(Collector):
             "voxmon_http_connections_refused",
             "Connections closed at once because the connection cap was reached.",
             value=self._state.refused,
+        )
+        yield CounterMetricFamily(
+            "voxmon_http_accept_errors",
+            "Times accepting a connection failed for lack of descriptors or memory.",
+            value=self._state.accept_errors,
         )
 
 
