@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.clock import FakeClock
+from exporter.http.openapi import document
 from tests.conftest import make_event
 from tests.scrape import scrape
 
@@ -139,6 +142,40 @@ async def test_get_endpoints_answer_the_golden_json(start_app: Any, clock: FakeC
         answers[f"GET {path}?{query}" if query else f"GET {path}"] = _steady(await response.json())
     text = json.dumps(answers, indent=1, sort_keys=True) + "\n"
     assert answers == json.loads(_golden("api.json", text))  # equal values: 1 == 1.0
+
+
+def _response_schema(key: str, status: str = "200") -> dict[str, Any]:
+    """The documented schema of the answer recorded under ``key`` ("METHOD /path?query"),
+    with the document's components so its references resolve."""
+    spec = document()
+    method, target = key.split(" ")
+    path = target.split("?")[0]
+    for template, operations in spec["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+            schema = operations[method.lower()]["responses"][status]["content"]
+            return {**schema["application/json"]["schema"], "components": spec["components"]}
+    raise AssertionError(f"{path} is not documented")
+
+
+def test_every_recorded_answer_validates_against_the_generated_document() -> None:
+    answers = json.loads((GOLDEN / "api.json").read_text())
+    assert len(answers) == 19
+    invalid = {
+        key: list(jsonschema_rs.validator_for(_response_schema(key)).iter_errors(body))
+        for key, body in answers.items()
+    }
+    assert {key: [str(e) for e in errors] for key, errors in invalid.items() if errors} == {}
+
+
+def test_the_document_refuses_a_body_the_handlers_never_send() -> None:
+    """The validation above can fail: a realtime body missing a counter does not pass."""
+    answers = json.loads((GOLDEN / "api.json").read_text())
+    body = answers["GET /v1/metrics/realtime"]
+    del body["drafts_generated_1h"]
+    validator = jsonschema_rs.validator_for(_response_schema("GET /v1/metrics/realtime"))
+    assert [e.message for e in validator.iter_errors(body)] == [
+        '"drafts_generated_1h" is a required property'
+    ]
 
 
 async def test_metrics_family_set_is_the_golden_one(start_app: Any, clock: FakeClock) -> None:
