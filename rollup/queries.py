@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.storage.base import Reader, Store
 from rollup import reports
 
@@ -18,19 +19,17 @@ class ReportService:
 
     async def history(
         self, period: str, start_ms: int, end_ms: int, org_id: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[HistoryRow]:
         rows = await self._reads.run(_scope_rows, period, start_ms, end_ms, org_id)
         return reports.history(rows)
 
     async def stages(
         self, period: str, start_ms: int, end_ms: int, org_id: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StageReport]:
         rows = await self._reads.run(_scope_rows, period, start_ms, end_ms, org_id)
         return reports.stages(rows)
 
-    async def orgs(
-        self, period: str, start_ms: int, end_ms: int, limit: int
-    ) -> list[dict[str, Any]]:
+    async def orgs(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgReport]:
         """Busiest organisations first; three queries whatever their number."""
         return await self._reads.run(_org_breakdown, period, start_ms, end_ms, limit)
 
@@ -43,7 +42,7 @@ def _scope_rows(
 
 def _org_breakdown(
     store: Store, period: str, start_ms: int, end_ms: int, limit: int
-) -> list[dict[str, Any]]:
+) -> list[OrgReport]:
     totals = store.snapshots.org_totals(period, start_ms, end_ms, limit)
     ids = [t.org_id for t in totals]
     digests = store.snapshots.end_to_end_digests(period, start_ms, end_ms, ids)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from exporter.records import OrgTotals, SnapshotRow
+from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.timestamps import format_rfc3339
 from rollup.codec import decode_parts
 from rollup.digest import LatencyDigest, merge_all
@@ -40,56 +41,55 @@ def _digest_json(digest: LatencyDigest) -> dict[str, float]:
             "max_ms": digest.max}  # fmt: skip
 
 
-def history(rows: Iterable[SnapshotRow]) -> list[dict[str, Any]]:
+def history(rows: Iterable[SnapshotRow]) -> list[HistoryRow]:
     """One entry per snapshot, ascending, with parts and derived fields."""
     out = []
     for row in rows:
         parts = decode_parts(row.parts)
-        out.append({
-            "period_start": format_rfc3339(row.period_start_ms),
-            "parts": parts_json(parts),
-            "derived": derived(parts),
-        })  # fmt: skip
+        out.append(HistoryRow(
+            period_start=format_rfc3339(row.period_start_ms),
+            parts=parts_json(parts),
+            derived=derived(parts),
+        ))  # fmt: skip
     return out
 
 
-def stages(rows: Iterable[SnapshotRow]) -> list[dict[str, Any]]:
+def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:
     """Per processing stage over the whole range: attempts (started events), successes,
     failures, failure rate and latency from the merged digests."""
     merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
-    out = []
-    for stage, sp in merged.stages.items():
-        entry: dict[str, Any] = {
-            "stage": stage,
-            "attempts": sp.started,
-            "successes": sp.succeeded,
-            "failures": sp.failed,
-            "failure_rate": sp.failure_rate,
-            "ai_cost_usd": sp.ai_cost_usd,
-        }
-        entry.update(latency_fields("latency", sp.latency))
-        out.append(entry)
-    return out
+    return [
+        StageReport(
+            stage=stage,
+            attempts=sp.started,
+            successes=sp.succeeded,
+            failures=sp.failed,
+            failure_rate=sp.failure_rate,
+            ai_cost_usd=sp.ai_cost_usd,
+            **latency_fields("latency", sp.latency),
+        )
+        for stage, sp in merged.stages.items()
+    ]
 
 
 def orgs(
     totals: Sequence[OrgTotals],
     digests: Mapping[str, Sequence[bytes]],
     names: Mapping[str, str],
-) -> list[dict[str, Any]]:
+) -> list[OrgReport]:
     """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
     out = []
     for t in totals:
         e2e = merge_all(LatencyDigest.from_bytes(blob) for blob in digests.get(t.org_id, ()))
-        out.append({
-            "org_id": t.org_id,
-            "name": names.get(t.org_id),
-            "received": t.received,
-            "completed": t.completed,
-            "failed": t.failed,
-            "failure_rate": ratio(t.failed, t.completed + t.failed),
-            "ai_cost_usd": t.ai_cost_usd,
-            "end_to_end_avg_ms": e2e.avg,
-            "end_to_end_p95_ms": e2e.quantile(0.95),
-        })  # fmt: skip
+        out.append(OrgReport(
+            org_id=t.org_id,
+            name=names.get(t.org_id),
+            received=t.received,
+            completed=t.completed,
+            failed=t.failed,
+            failure_rate=ratio(t.failed, t.completed + t.failed),
+            ai_cost_usd=t.ai_cost_usd,
+            end_to_end_avg_ms=e2e.avg,
+            end_to_end_p95_ms=e2e.quantile(0.95),
+        ))  # fmt: skip
     return out

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.live.families import DURATION_BUCKETS_S
 from exporter.live.orgs import OrgRegistry
-from exporter.live.tally import DURATION_BUCKETS_S, NO_ORG, Tally, bucket_index, tally
+from exporter.live.tally import NO_ORG, Tally, bucket_index, tally
 from exporter.model import Event, Metadata
 from exporter.timestamps import datetime_to_ms
 

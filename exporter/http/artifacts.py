@@ -11,6 +11,7 @@ from exporter.artifacts import FAILED, IN_FLIGHT, ArtifactState
 from exporter.errors import NotFound
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
 from exporter.http.params import bad, parse_int, reject_unknown
+from exporter.http.responses import Artifact, Artifacts, Timeline, TimelineEvent
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
 _STATES = ("in_flight", "failed", "stuck")
@@ -31,28 +32,28 @@ async def get_artifacts(request: web.Request) -> web.Response:
         lambda s: s.artifacts.list_states(status, cursor, limit + 1, idle_before)
     )
     page = found[:limit]
-    return json_response({
-        "state": state,
-        "artifacts": [_artifact_json(s, now_ms) for s in page],
-        "next_cursor": page[-1].artifact_id if len(found) > limit else None,
-    })  # fmt: skip
+    return json_response(Artifacts(
+        state=state,
+        artifacts=[_artifact(s, now_ms) for s in page],
+        next_cursor=page[-1].artifact_id if len(found) > limit else None,
+    ))  # fmt: skip
 
 
-def _artifact_json(state: ArtifactState, now_ms: int) -> dict[str, Any]:
-    return {
-        "artifact_id": state.artifact_id,
-        "org_id": state.org_id,
-        "status": state.status,
-        "current_stage": state.current_stage,
-        "last_event_type": state.last_event_type,
-        "last_event_at": format_rfc3339(state.last_event_ms),
-        "first_event_at": format_rfc3339(state.first_event_ms),
-        "age_s": (now_ms - state.first_event_ms) / 1000,
-        "idle_s": (now_ms - state.last_event_ms) / 1000,
-        "failed_stage": state.failed_stage,
-        "error_code": state.error_code,
-        "awaiting_disambiguation": state.awaiting_disambiguation,
-    }
+def _artifact(state: ArtifactState, now_ms: int) -> Artifact:
+    return Artifact(
+        artifact_id=state.artifact_id,
+        org_id=state.org_id,
+        status=state.status,
+        current_stage=state.current_stage,
+        last_event_type=state.last_event_type,
+        last_event_at=format_rfc3339(state.last_event_ms),
+        first_event_at=format_rfc3339(state.first_event_ms),
+        age_s=(now_ms - state.first_event_ms) / 1000,
+        idle_s=(now_ms - state.last_event_ms) / 1000,
+        failed_stage=state.failed_stage,
+        error_code=state.error_code,
+        awaiting_disambiguation=state.awaiting_disambiguation,
+    )
 
 
 async def get_timeline(request: web.Request) -> web.Response:
@@ -63,7 +64,11 @@ async def get_timeline(request: web.Request) -> web.Response:
     rows = await request.app[BACKEND].reads.run(lambda s: s.events.timeline(artifact_id, limit))
     if not rows:
         raise NotFound(f"no events stored for artifact {artifact_id!r}")
-    for row in rows:
-        row["timestamp"] = format_rfc3339(row.pop("ts_ms"))
-        row["metadata"] = msgspec.json.decode(row["metadata"]) if row["metadata"] else None
-    return json_response({"artifact_id": artifact_id, "events": rows})
+    return json_response(Timeline(artifact_id, [_timeline_event(row) for row in rows]))
+
+
+def _timeline_event(row: dict[str, Any]) -> TimelineEvent:
+    """A stored event row: epoch ms as RFC 3339, metadata JSON decoded."""
+    ts_ms, metadata = row.pop("ts_ms"), row.pop("metadata")
+    decoded = msgspec.json.decode(metadata) if metadata else None
+    return TimelineEvent(timestamp=format_rfc3339(ts_ms), metadata=decoded, **row)

@@ -18,6 +18,7 @@ from exporter.http.auth import Authenticator
 from exporter.ingest.writer import IngestWriter
 from exporter.live.state import LiveState
 from exporter.records import JobRun, Range, Skip
+from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.storage.base import Backend
@@ -28,15 +29,15 @@ class Reports(Protocol):
 
     async def history(
         self, period: str, start_ms: int, end_ms: int, org_id: str | None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[HistoryRow]: ...
 
     async def stages(
         self, period: str, start_ms: int, end_ms: int, org_id: str | None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[StageReport]: ...
 
     async def orgs(
         self, period: str, start_ms: int, end_ms: int, limit: int
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[OrgReport]: ...
 
 
 class Rollups(Protocol):

@@ -7,6 +7,7 @@ from aiohttp import web
 from exporter.errors import VoxmonError
 from exporter.http import openapi
 from exporter.http.context import HEALTH, READINESS, json_response
+from exporter.http.responses import Status
 
 _OPENAPI = openapi.document()
 
@@ -18,7 +19,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 async def get_healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
-    return json_response({"status": "ok"})
+    return json_response(Status("ok"))
 
 
 async def get_readyz(request: web.Request) -> web.Response:
@@ -30,7 +31,7 @@ async def get_readyz(request: web.Request) -> web.Response:
     if not health.healthy:
         refusal = health.refusal()
         raise NotReady(refusal.message, **refusal.headers)
-    return json_response({"status": "ready"})
+    return json_response(Status("ready"))
 
 
 class NotReady(VoxmonError):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from exporter.http.context import CLOCK, METRICS, SETTINGS, WRITER, json_response
 from exporter.http.request import read_body
+from exporter.http.responses import FieldProblem, IngestResult, ItemErrors
 from exporter.ingest.body import decompress, split_items
 from exporter.ingest.writer import CommitResult
 from exporter.model import Event, FieldError, ItemWarning, Rejection
@@ -66,16 +67,20 @@ async def post_events(request: web.Request) -> web.Response:
         rejections = sorted([*rejections, *pruned], key=lambda r: r.index)
         for warning in warnings:  # counted once committed, like the accepted events
             metrics.warnings.labels(warning.reason).inc()
-    body_out: dict[str, Any] = {
-        "accepted": result.accepted,
-        "duplicates": result.duplicates,
-        "rejected": [_item_body(r) for r in rejections[:LISTED_ITEMS]],
-        "warnings": [_item_body(w) for w in warnings[:LISTED_ITEMS]],
-    }
-    for name, count in (("rejected", len(rejections)), ("warnings", len(warnings))):
-        if count > LISTED_ITEMS:
-            body_out[f"{name}_not_listed"] = count - LISTED_ITEMS
+    body_out = IngestResult(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[_item_body(r) for r in rejections[:LISTED_ITEMS]],
+        warnings=[_item_body(w) for w in warnings[:LISTED_ITEMS]],
+        rejected_not_listed=_not_listed(len(rejections)),
+        warnings_not_listed=_not_listed(len(warnings)),
+    )
     return json_response(body_out, status=200 if result.accepted or result.duplicates else 400)
+
+
+def _not_listed(count: int) -> int | UnsetType:
+    """Items beyond the listed ones; absent from the answer when all are listed."""
+    return count - LISTED_ITEMS if count > LISTED_ITEMS else UNSET
 
 
 def _pruned_rejections(
@@ -105,9 +110,6 @@ def _count_rejections(metrics: SelfMetrics, rejections: list[Rejection]) -> None
         metrics.rejected.labels(rejection.reason).inc()
 
 
-def _item_body(item: Rejection | ItemWarning) -> dict[str, Any]:
-    return {
-        "index": item.index,
-        "event_id": item.event_id,
-        "errors": [{"field": e.field, "message": e.message} for e in item.errors],
-    }
+def _item_body(item: Rejection | ItemWarning) -> ItemErrors:
+    errors = [FieldProblem(e.field, e.message) for e in item.errors]
+    return ItemErrors(item.index, item.event_id, errors)

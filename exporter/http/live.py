@@ -3,8 +3,6 @@ and ``GET /metrics`` (Prometheus text or OpenMetrics, by the Accept header)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
@@ -12,6 +10,7 @@ from exporter.catalog import WINDOW_COUNTERS
 from exporter.errors import VoxmonError
 from exporter.http.context import CLOCK, LIVE, REGISTRY, ROLLUPS, json_response
 from exporter.http.params import parse_org, reject_unknown
+from exporter.http.responses import Realtime
 from exporter.live.orgs import OTHER_ORG
 from exporter.live.windows import PLATFORM, window_bounds
 from exporter.timestamps import datetime_to_ms, format_rfc3339
@@ -29,7 +28,7 @@ async def get_realtime(request: web.Request) -> web.Response:
     now_ms = datetime_to_ms(request.app[CLOCK].now())
     bounds = window_bounds(now_ms)
     totals = live.windows.totals(org_id or PLATFORM, now_ms)
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "scope": "org" if org_id else "platform",
         "org_id": org_id,
         "window_start": format_rfc3339(bounds.start_ms),
@@ -40,7 +39,7 @@ async def get_realtime(request: web.Request) -> web.Response:
         body[f"{name}_1h"] = value if name == "ai_cost_usd" else int(value)
     done, failed = totals["artifacts_completed"], totals["artifacts_failed"]
     body["failure_rate_1h"] = failed / (done + failed) if done + failed else 0.0
-    return json_response(body)
+    return json_response(Realtime(**body))
 
 
 async def get_metrics(request: web.Request) -> web.Response:

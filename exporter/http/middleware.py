@@ -11,6 +11,7 @@ from aiohttp import web
 from exporter.errors import Unavailable, VoxmonError
 from exporter.health import StorageHealth
 from exporter.http.context import AUTH, CLOCK, METRICS, json_response
+from exporter.http.responses import Error, ErrorDetail
 from exporter.http.routes import INGEST_PATH, SCOPE_OF, Handler
 
 log = logging.getLogger(__name__)
@@ -82,5 +83,4 @@ def _http_error(exc: web.HTTPException) -> web.Response:
 
 
 def error_response(status: int, code: str, message: str, details: list[object]) -> web.Response:
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return json_response(body, status=status)
+    return json_response(Error(ErrorDetail(code, message, details)), status=status)

@@ -1,499 +1,223 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``: every endpoint, parameter, request
-and response body, errors included. Built from small helpers so each schema is written once."""
+"""The OpenAPI 3.1 document served at ``/openapi.json``, generated: every schema comes from
+the request and response types (``msgspec.json.schema_components``), every operation from
+the ``OPERATIONS`` table below (path, parameters as types, request body, answer, errors).
+
+The event schema is ``model.WireEvent`` as the decoder reads it, with the rules that live
+in ``validation.py`` (catalog enums, the open ``metadata`` object) added on top.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from exporter.catalog import EVENT_TYPES, STAGES, WINDOW_COUNTERS
+import msgspec
+
+from exporter.catalog import EVENT_TYPES, STAGES
+from exporter.http import responses as r
+from exporter.http.orgs import OrgName
+from exporter.jobs import JOB_NAMES
 from exporter.model import (
-    MAX_COST_USD,
-    MAX_COUNT,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
-    MAX_TRANSCRIPT_S,
-    WIRE_MAX_DURATION_MS,
+    Metadata,
+    WireEvent,
 )
 
 JSON = "application/json"
 Schema = dict[str, Any]
 
 
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _enum(values: tuple[str, ...] | list[str]) -> Any:
+    return Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(values)})]
 
 
-def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    schema["required"] = list(properties) if required is None else required
-    return schema
+_DOCUMENTED = {"event_type": _enum(sorted(EVENT_TYPES)), "stage": _enum(STAGES)}
 
 
-def nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
+def _event_type() -> Any:
+    """``WireEvent``'s fields, with catalog enums and ``metadata`` as the ``Metadata``
+    object (the decoder captures it raw; ``validation.py`` checks it)."""
+    fields: list[Any] = []
+    for f in msgspec.structs.fields(WireEvent):
+        if f.name == "metadata":
+            fields.append((f.name, Metadata | msgspec.UnsetType, msgspec.UNSET))
+            continue
+        kind = _DOCUMENTED.get(f.name, f.type)
+        if f.name in _DOCUMENTED and not f.required:
+            kind = kind | None
+        fields.append((f.name, kind) if f.required else (f.name, kind, None))
+    return msgspec.defstruct("Event", fields, forbid_unknown_fields=True, module=__name__)
 
 
-STR, INT, NUM = {"type": "string"}, {"type": "integer"}, {"type": "number"}
-TIME = {"type": "string", "description": "RFC 3339 UTC, millisecond precision"}
-WIRE_TIME: Schema = {
-    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
-    "description": "RFC 3339 with an offset, or integer epoch milliseconds",
+Event: Any = _event_type()
+Events: Any = Event | list[Event]
+"""``POST /v1/events`` as JSON: one object or an array (also ``application/x-ndjson``)."""
+
+# query and path parameters, as types
+OrgId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Time = Annotated[str, msgspec.Meta(description="RFC 3339 with offset, or epoch ms")]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    type: Any
+    required: bool = False
+    doc: str = ""
+    where: Literal["query", "path"] = "query"
+
+
+def _path(name: str, kind: Any) -> Param:
+    return Param(name, kind, True, where="path")
+
+
+RANGE = (
+    Param("period", Literal["hourly", "daily"], True),
+    Param("start", Time, True, "inclusive window start"),
+    Param("end", Time, True, "exclusive; start < end; max_range_rows windows"),
+)
+ORG = Param("org_id", OrgId, doc="an organisation; absent = platform rows only")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operation: ``ok`` is the 200 body's type; 400, 401 and 403 answer ``Error``
+    everywhere, ``errors`` lists the other codes it may answer."""
+
+    method: str
+    path: str
+    summary: str
+    ok: Any
+    params: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    body: Any = None
+    media: str = JSON
+
+
+OPERATIONS: tuple[Op, ...] = (
+    Op("post", "/v1/events", "Ingest events (JSON object or array; also application/x-ndjson,"
+       " gzip); 400 with the same shape when no item is valid", r.IngestResult,
+       errors=(413, 415, 503), body=Events),
+    Op("get", "/v1/metrics/realtime", "60-minute live counters (404 org_not_live beyond"
+       " max_live_orgs)", r.Realtime, (ORG,), (404,)),
+    Op("get", "/v1/metrics/history", "Snapshots of one scope, ascending", r.History,
+       (*RANGE, ORG)),
+    Op("get", "/v1/metrics/stages", "Per-stage breakdown over a range", r.Stages, (*RANGE, ORG)),
+    Op("get", "/v1/metrics/orgs", "Per-organisation breakdown over a range", r.OrgBreakdown,
+       (*RANGE, Param("limit", Limit))),
+    Op("get", "/v1/orgs", "Organisation display names", r.Orgs),
+    Op("get", "/v1/orgs/{org_id}", "One organisation's display name", r.Org,
+       (_path("org_id", OrgId),), (404,)),
+    Op("put", "/v1/orgs/{org_id}", "Set a display name (admin)", r.Org,
+       (_path("org_id", OrgId),), body=OrgName),
+    Op("get", "/v1/artifacts", "Notes by state, cursor-paginated", r.Artifacts, (
+        Param("state", Literal["in_flight", "failed", "stuck"], True), Param("limit", Limit),
+        Param("cursor", str, doc="last id of previous page"))),
+    Op("get", "/v1/artifacts/{artifact_id}/events", "A note's events, ascending", r.Timeline, (
+        _path("artifact_id", Annotated[str, msgspec.Meta(min_length=1)]),
+        Param("limit", Annotated[int, msgspec.Meta(ge=1, le=10_000)])), (404,)),
+    Op("get", "/v1/rollups", "Job status and next fire times", r.Rollups),
+    Op("post", "/v1/rollups/{job}/run", "Run a job now (admin); rollup jobs take an optional"
+       " backfill window, checked by the rollup guard (409 when every window is refused)",
+       r.RollupRun, (_path("job", _enum(JOB_NAMES)), Param("start", Time), Param("end", Time)),
+       (404, 409)),
+    Op("get", "/metrics", "Prometheus exposition (OpenMetrics by Accept)", str,
+       media="text/plain"),
+    Op("get", "/openapi.json", "This document", dict[str, Any]),
+    Op("get", "/healthz", "Liveness", r.Status),
+    Op("get", "/readyz", "Readiness", r.Status, errors=(503,)),
+)  # fmt: skip
+
+_METADATA = {
+    "description": (
+        "Known keys are validated as listed; any other key is stored as sent and shown in"
+        f" the artifact timeline. At most {MAX_METADATA_KEYS} keys of at most"
+        f" {MAX_METADATA_KEY_CHARS} characters, {MAX_METADATA_BYTES} bytes of JSON as"
+        f" sent, values nested at most {MAX_METADATA_DEPTH} levels."
+    ),
+    "maxProperties": MAX_METADATA_KEYS,
+    "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
+    "additionalProperties": True,
 }
 
 
-def _limited(n: int) -> Schema:
-    return {"type": "string", "maxLength": n}
+class _Schemas:
+    """Schemas of every type the table names, generated in one pass so each Struct is one
+    component referenced everywhere."""
+
+    def __init__(self, types: list[Any]) -> None:
+        found, self.components = msgspec.json.schema_components(
+            types, ref_template="#/components/schemas/{name}"
+        )
+        self._of = {_key(t): s for t, s in zip(types, found, strict=True)}
+        self.components["Metadata"].update(_METADATA)
+
+    def __getitem__(self, kind: Any) -> Schema:
+        return self._of[_key(kind)]
 
 
-def _event_schema() -> Schema:
-    count = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
-    metadata = {
-        "type": "object",
-        "description": (
-            "Known keys are validated as listed; any other key is stored as sent and shown in"
-            f" the artifact timeline. At most {MAX_METADATA_KEYS} keys of at most"
-            f" {MAX_METADATA_KEY_CHARS} characters, {MAX_METADATA_BYTES} bytes of JSON as"
-            f" sent, values nested at most {MAX_METADATA_DEPTH} levels."
-        ),
-        "maxProperties": MAX_METADATA_KEYS,
-        "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
-        "additionalProperties": True,
-        "properties": {
-            **{
-                k: count
-                for k in (
-                    "claim_count",
-                    "entity_count",
-                    "auto_resolved_count",
-                    "disambiguation_count",
-                    "draft_count",
-                    "transcript_word_count",
-                    "retry_attempt",
-                )
-            },
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "transcript_duration_s": {"type": "number", "minimum": 0, "maximum": MAX_TRANSCRIPT_S},
-            "ai_cost_usd": {"type": "number", "minimum": 0, "maximum": MAX_COST_USD},
-            "ai_model": _limited(128),
-            "source_channel": _limited(128),
-        },
-    }
-    properties: dict[str, Schema] = {
-        "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "event_type": {"type": "string", "enum": sorted(EVENT_TYPES)},
-        "timestamp": WIRE_TIME,
-        "artifact_id": _limited(128),
-        "org_id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "voice_note_id": _limited(128),
-        "coach_user_id": _limited(128),
-        "stage": {"type": "string", "enum": list(STAGES)},
-        "duration_ms": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": WIRE_MAX_DURATION_MS,
-            "description": (
-                "Milliseconds. Over max_duration_days (default 30 days) the event is stored"
-                " without a duration and the answer carries a warning; over 10 years the"
-                " item is rejected."
-            ),
-        },
-        "stage_started_at": WIRE_TIME,
-        "stage_completed_at": WIRE_TIME,
-        "previous_status": _limited(64),
-        "new_status": _limited(64),
-        "error_code": _limited(64),
-        "error_message": _limited(2000),
-        "metadata": metadata,
-    }
-    schema = obj(properties, ["event_id", "event_type", "timestamp"])
-    schema["additionalProperties"] = False
-    return schema
+def _key(kind: Any) -> str:
+    return repr(kind)
 
 
-def _schemas() -> dict[str, Schema]:
-    field_error = obj({"field": STR, "message": STR})
-    realtime = {f"{name}_1h": NUM if name == "ai_cost_usd" else INT for name in WINDOW_COUNTERS}
-    range_head = {"period": STR, "start": TIME, "end": TIME, "scope": STR, "org_id": nullable(STR)}
-    numbers = {"type": "object", "additionalProperties": NUM}
-    item_errors = {
-        "type": "array",
-        "items": obj(
-            {
-                "index": INT,
-                "event_id": nullable(STR),
-                "errors": {"type": "array", "items": field_error},
-            }
-        ),
-    }
+def _types() -> list[Any]:
+    found: dict[str, Any] = {_key(r.Error): r.Error}
+    for op in OPERATIONS:
+        for kind in (op.ok, op.body, *(p.type for p in op.params)):
+            if kind is not None:
+                found.setdefault(_key(kind), kind)
+    return list(found.values())
+
+
+def _parameter(param: Param, schemas: _Schemas) -> Schema:
     return {
-        "Error": obj({"error": obj({"code": STR, "message": STR, "details": {"type": "array"}})}),
-        "Event": _event_schema(),
-        "IngestResult": obj(
-            {
-                "accepted": INT,
-                "duplicates": INT,
-                "rejected": item_errors,
-                "warnings": {
-                    **item_errors,
-                    "description": "accepted items stored with a field dropped (a duration"
-                    " over max_duration_days), same shape as rejected",
-                },
-                "rejected_not_listed": {
-                    **INT,
-                    "description": "rejections beyond the first 100, counted not listed",
-                },
-                "warnings_not_listed": {
-                    **INT,
-                    "description": "warnings beyond the first 100, counted not listed",
-                },
-            },
-            ["accepted", "duplicates", "rejected", "warnings"],
-        ),
-        "Realtime": obj(
-            {
-                "scope": STR,
-                "org_id": nullable(STR),
-                "window_start": TIME,
-                "window_end": TIME,
-                **realtime,
-                "failure_rate_1h": NUM,
-            }
-        ),
-        "History": obj(
-            {
-                **range_head,
-                "rows": {
-                    "type": "array",
-                    "items": obj(
-                        {"period_start": TIME, "parts": {"type": "object"}, "derived": numbers}
-                    ),
-                },
-            }
-        ),
-        "Stages": obj(
-            {
-                **range_head,
-                "stages": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "stage": STR,
-                            "attempts": INT,
-                            "successes": INT,
-                            "failures": INT,
-                            "failure_rate": NUM,
-                            "ai_cost_usd": NUM,
-                            "latency_avg_ms": NUM,
-                            "latency_p50_ms": NUM,
-                            "latency_p95_ms": NUM,
-                            "latency_p99_ms": NUM,
-                        }
-                    ),
-                },
-            }
-        ),
-        "OrgBreakdown": obj(
-            {
-                **range_head,
-                "orgs": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "org_id": STR,
-                            "name": nullable(STR),
-                            "received": INT,
-                            "completed": INT,
-                            "failed": INT,
-                            "failure_rate": NUM,
-                            "ai_cost_usd": NUM,
-                            "end_to_end_avg_ms": NUM,
-                            "end_to_end_p95_ms": NUM,
-                        }
-                    ),
-                },
-            }
-        ),
-        "Org": obj({"org_id": STR, "name": STR}),
-        "OrgName": {
-            **obj({"name": {"type": "string", "minLength": 1, "maxLength": 200}}),
-            "additionalProperties": False,
-        },
-        "Orgs": obj({"orgs": {"type": "array", "items": ref("Org")}}),
-        "Artifacts": obj(
-            {
-                "state": STR,
-                "next_cursor": nullable(STR),
-                "artifacts": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "artifact_id": STR,
-                            "org_id": nullable(STR),
-                            "status": STR,
-                            "current_stage": nullable(STR),
-                            "last_event_type": STR,
-                            "last_event_at": TIME,
-                            "first_event_at": TIME,
-                            "age_s": NUM,
-                            "idle_s": NUM,
-                            "failed_stage": nullable(STR),
-                            "error_code": nullable(STR),
-                            "awaiting_disambiguation": {"type": "boolean"},
-                        }
-                    ),
-                },
-            }
-        ),
-        "Timeline": obj(
-            {
-                "artifact_id": STR,
-                "events": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "event_id": STR,
-                            "event_type": STR,
-                            "timestamp": TIME,
-                            "duration_ms": nullable(NUM),
-                            "duration_source": {
-                                **nullable(STR),
-                                "description": "duration_ms, stage_times, started_event,"
-                                " received_event, or over_max (a duration over"
-                                " max_duration_days, dropped)",
-                            },
-                            "metadata": {
-                                **nullable({"type": "object"}),
-                                "description": "as sent, unknown keys included",
-                            },
-                        },
-                        ["event_id", "event_type", "timestamp"],
-                    ),
-                },
-            }
-        ),
-        "JobRun": obj(
-            {
-                "job": STR,
-                "last_run": TIME,
-                "result": STR,
-                "error": nullable(STR),
-                "last_success": nullable(TIME),
-                "duration_s": NUM,
-                "rows_written": INT,
-                "windows": STR,
-                "trigger": {"type": "string", "enum": ["schedule", "api", "cli"]},
-            }
-        ),
-        "RollupRun": {
-            "allOf": [
-                ref("JobRun"),
-                obj(
-                    {
-                        "skipped": {
-                            "type": "array",
-                            "description": "windows the rollup guard refused, as ranges",
-                            "items": obj(
-                                {
-                                    "period": STR,
-                                    "first": TIME,
-                                    "last": TIME,
-                                    "windows": INT,
-                                    "reason": STR,
-                                    "message": STR,
-                                }
-                            ),
-                        }
-                    }
-                ),
-            ]
-        },
-        "Rollups": obj(
-            {
-                "jobs": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "job": STR,
-                            "schedule": STR,
-                            "next_fire": TIME,
-                            "last_run": nullable(ref("JobRun")),
-                        }
-                    ),
-                }
-            }
-        ),
-        "Status": obj({"status": STR}),
+        "name": param.name,
+        "in": param.where,
+        "required": param.required,
+        "schema": schemas[param.type],
+        "description": param.doc,
     }
 
 
-def _param(name: str, where: str, schema: Schema, required: bool = False, doc: str = "") -> Schema:
-    return {
-        "name": name,
-        "in": where,
-        "required": required or where == "path",
-        "schema": schema,
-        "description": doc,
+def _content(schema: Schema, media: str = JSON) -> Schema:
+    return {"content": {media: {"schema": schema}}}
+
+
+def _operation(op: Op, schemas: _Schemas) -> Schema:
+    error = _content(schemas[r.Error])
+    responses: Schema = {"200": {"description": "OK", **_content(schemas[op.ok], op.media)}}
+    for code in (400, 401, 403, *op.errors):
+        responses[str(code)] = {"description": "error", **error}
+    responses["default"] = {"description": "any other error", **error}
+    if op.body is Events:
+        either = {"anyOf": [schemas[op.ok], schemas[r.Error]]}
+        responses["400"] = {"description": "nothing valid", **_content(either)}
+    out: Schema = {
+        "summary": op.summary,
+        "parameters": [_parameter(p, schemas) for p in op.params],
+        "responses": responses,
     }
-
-
-_TIME_PARAM = {"type": "string", "description": "RFC 3339 with offset, or epoch ms"}
-RANGE_PARAMS = [
-    _param("period", "query", {"type": "string", "enum": ["hourly", "daily"]}, True),
-    _param("start", "query", _TIME_PARAM, True, "inclusive window start"),
-    _param("end", "query", _TIME_PARAM, True, "exclusive; start < end; max_range_rows windows"),
-]
-ORG_PARAM = _param(
-    "org_id",
-    "query",
-    {"type": "string", "minLength": 1, "maxLength": 128},
-    doc="an organisation; absent = platform rows only",
-)
-
-
-def _responses(ok: Schema | None, *errors: int, media: str = JSON) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if ok is not None:
-        out["200"] = {"description": "OK", "content": {media: {"schema": ok}}}
-    error = {"content": {JSON: {"schema": ref("Error")}}}
-    for code in (400, 401, 403, *errors):
-        out[str(code)] = {"description": "error", **error}
-    out["default"] = {"description": "any other error", **error}
+    if op.body is not None:
+        out["requestBody"] = {"required": True, **_content(schemas[op.body])}
     return out
-
-
-def _op(
-    summary: str, ok: Schema | None, params: list[Schema], *errors: int, **extra: Any
-) -> Schema:
-    return {"summary": summary, "parameters": params, "responses": _responses(ok, *errors), **extra}
-
-
-def _paths() -> dict[str, Any]:
-    events_body = {
-        "required": True,
-        "content": {
-            JSON: {"schema": {"anyOf": [ref("Event"), {"type": "array", "items": ref("Event")}]}}
-        },
-    }
-    ingest = _op(
-        "Ingest events (JSON object or array; also application/x-ndjson, gzip)",
-        ref("IngestResult"),
-        [],
-        413,
-        415,
-        503,
-        requestBody=events_body,
-    )
-    ingest["responses"]["400"] = {
-        "description": "nothing valid",
-        "content": {JSON: {"schema": {"anyOf": [ref("IngestResult"), ref("Error")]}}},
-    }
-    job = _param(
-        "job",
-        "path",
-        {
-            "type": "string",
-            "enum": ["rollup-hourly", "rollup-daily", "cleanup-snapshots", "cleanup-events"],
-        },
-    )
-    org_path = _param("org_id", "path", {"type": "string", "minLength": 1, "maxLength": 128})
-    limit = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
-    metrics = {
-        "summary": "Prometheus exposition (OpenMetrics by Accept)",
-        "parameters": [],
-        "responses": _responses({"type": "string"}, media="text/plain"),
-    }
-    return {
-        "/v1/events": {"post": ingest},
-        "/v1/metrics/realtime": {
-            "get": _op(
-                "60-minute live counters (404 org_not_live beyond max_live_orgs)",
-                ref("Realtime"),
-                [ORG_PARAM],
-                404,
-            )
-        },
-        "/v1/metrics/history": {
-            "get": _op(
-                "Snapshots of one scope, ascending", ref("History"), [*RANGE_PARAMS, ORG_PARAM]
-            )
-        },
-        "/v1/metrics/stages": {
-            "get": _op(
-                "Per-stage breakdown over a range", ref("Stages"), [*RANGE_PARAMS, ORG_PARAM]
-            )
-        },
-        "/v1/metrics/orgs": {
-            "get": _op(
-                "Per-organisation breakdown over a range",
-                ref("OrgBreakdown"),
-                [*RANGE_PARAMS, limit],
-            )
-        },
-        "/v1/orgs": {"get": _op("Organisation display names", ref("Orgs"), [])},
-        "/v1/orgs/{org_id}": {
-            "get": _op("One organisation's display name", ref("Org"), [org_path], 404),
-            "put": _op(
-                "Set a display name (admin)",
-                ref("Org"),
-                [org_path],
-                requestBody={"required": True, "content": {JSON: {"schema": ref("OrgName")}}},
-            ),
-        },
-        "/v1/artifacts": {
-            "get": _op(
-                "Notes by state, cursor-paginated",
-                ref("Artifacts"),
-                [
-                    _param(
-                        "state",
-                        "query",
-                        {"type": "string", "enum": ["in_flight", "failed", "stuck"]},
-                        True,
-                    ),
-                    limit,
-                    _param("cursor", "query", {"type": "string"}, doc="last id of previous page"),
-                ],
-            )
-        },
-        "/v1/artifacts/{artifact_id}/events": {
-            "get": _op(
-                "A note's events, ascending",
-                ref("Timeline"),
-                [
-                    _param("artifact_id", "path", {"type": "string", "minLength": 1}),
-                    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}),
-                ],
-                404,
-            )
-        },
-        "/v1/rollups": {"get": _op("Job status and next fire times", ref("Rollups"), [])},
-        "/v1/rollups/{job}/run": {
-            "post": _op(
-                "Run a job now (admin); rollup jobs take an optional backfill window, checked by"
-                " the rollup guard (409 when every window is refused)",
-                ref("RollupRun"),
-                [job, _param("start", "query", _TIME_PARAM), _param("end", "query", _TIME_PARAM)],
-                404,
-                409,
-            )
-        },
-        "/metrics": {"get": metrics},
-        "/openapi.json": {"get": _op("This document", {"type": "object"}, [])},
-        "/healthz": {"get": _op("Liveness", ref("Status"), [])},
-        "/readyz": {"get": _op("Readiness", ref("Status"), [], 503)},
-    }
 
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
+    schemas = _Schemas(_types())
+    paths: dict[str, Schema] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "voxmon", "version": "1", "description": "Voice-pipeline monitor"},
-        "paths": _paths(),
+        "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": schemas.components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}, {}],

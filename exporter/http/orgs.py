@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from aiohttp import web
 
@@ -9,12 +11,15 @@ from exporter.errors import BadRequest, NotFound
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
 from exporter.http.params import bad, reject_unknown
 from exporter.http.request import read_body
+from exporter.http.responses import Org, Orgs
 from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms
 
 
-class _OrgName(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+class OrgName(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``PUT /v1/orgs/{org_id}``."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 async def put_org(request: web.Request) -> web.Response:
@@ -25,14 +30,12 @@ async def put_org(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     try:
-        body = msgspec.json.decode(raw, type=_OrgName)
+        body = msgspec.json.decode(raw, type=OrgName)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise BadRequest(f"body: {exc}", [{"field": "name", "message": str(exc)}]) from None
-    if not 1 <= len(body.name) <= 200:
-        raise bad("name", "must be 1 to 200 characters")
     now_ms = datetime_to_ms(request.app[CLOCK].now())
     await request.app[BACKEND].writes.run(_put_name, org_id, body.name, now_ms)
-    return json_response({"org_id": org_id, "name": body.name})
+    return json_response(Org(org_id, body.name))
 
 
 def _put_name(store: Store, org_id: str, name: str, now_ms: int) -> None:
@@ -43,7 +46,7 @@ def _put_name(store: Store, org_id: str, name: str, now_ms: int) -> None:
 async def get_orgs(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
     names = await request.app[BACKEND].reads.run(lambda s: s.orgs.org_names())
-    return json_response({"orgs": [{"org_id": k, "name": v} for k, v in names.items()]})
+    return json_response(Orgs([Org(k, v) for k, v in names.items()]))
 
 
 async def get_org(request: web.Request) -> web.Response:
@@ -52,4 +55,4 @@ async def get_org(request: web.Request) -> web.Response:
     names = await request.app[BACKEND].reads.run(lambda s: s.orgs.org_names([org_id]))
     if org_id not in names:
         raise NotFound(f"no organisation {org_id!r} is registered")
-    return json_response({"org_id": org_id, "name": names[org_id]})
+    return json_response(Org(org_id, names[org_id]))

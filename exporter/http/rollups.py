@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import msgspec
 from aiohttp import web
 
 from exporter.errors import NotFound
 from exporter.http.context import CLOCK, ROLLUPS, SETTINGS, json_response
 from exporter.http.params import bad, parse_range, reject_unknown
+from exporter.http.responses import JobRun as JobRunBody
+from exporter.http.responses import JobStatus, RollupRun, Rollups, SkippedRange
 from exporter.jobs import JOB_NAMES, ROLLUP_DAILY, ROLLUP_HOURLY
 from exporter.records import JobRun, Range
 from exporter.timestamps import datetime_to_ms, format_rfc3339
@@ -20,15 +21,15 @@ _PERIOD_OF = {ROLLUP_HOURLY: "hourly", ROLLUP_DAILY: "daily"}
 async def get_rollups(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
     jobs = [
-        {
-            "job": name,
-            "schedule": schedule,
-            "next_fire": format_rfc3339(datetime_to_ms(next_fire)),
-            "last_run": job_run_json(run) if run else None,
-        }
+        JobStatus(
+            job=name,
+            schedule=schedule,
+            next_fire=format_rfc3339(datetime_to_ms(next_fire)),
+            last_run=job_run_body(run) if run else None,
+        )
         for name, schedule, next_fire, run in await request.app[ROLLUPS].status()
     ]
-    return json_response({"jobs": jobs})
+    return json_response(Rollups(jobs))
 
 
 async def post_rollup_run(request: web.Request) -> web.Response:
@@ -41,7 +42,8 @@ async def post_rollup_run(request: web.Request) -> web.Response:
         raise NotFound(f"no job {job!r}; jobs: {', '.join(JOB_NAMES)}")
     window = _window(request, job) if {"start", "end"} & set(request.query) else None
     run, skipped = await request.app[ROLLUPS].run_now(job, window)
-    return json_response({**job_run_json(run), "skipped": [s.to_json() for s in skipped]})
+    refused = [msgspec.convert(s.to_json(), SkippedRange) for s in skipped]
+    return json_response(RollupRun(**msgspec.structs.asdict(job_run_body(run)), skipped=refused))
 
 
 def _window(request: web.Request, job: str) -> Range:
@@ -56,15 +58,15 @@ def _window(request: web.Request, job: str) -> Range:
     return window
 
 
-def job_run_json(run: JobRun) -> dict[str, Any]:
-    return {
-        "job": run.job,
-        "last_run": format_rfc3339(run.last_run_ms),
-        "result": run.last_result,
-        "error": run.last_error,
-        "last_success": format_rfc3339(run.last_success_ms) if run.last_success_ms else None,
-        "duration_s": run.duration_s,
-        "rows_written": run.rows_written,
-        "windows": run.windows,
-        "trigger": run.trigger,
-    }
+def job_run_body(run: JobRun) -> JobRunBody:
+    return JobRunBody(
+        job=run.job,
+        last_run=format_rfc3339(run.last_run_ms),
+        result=run.last_result,
+        error=run.last_error,
+        last_success=format_rfc3339(run.last_success_ms) if run.last_success_ms else None,
+        duration_s=run.duration_s,
+        rows_written=run.rows_written,
+        windows=run.windows,
+        trigger=run.trigger,
+    )

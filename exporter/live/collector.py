@@ -19,20 +19,63 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.catalog import (
-    CIRCUIT_CLOSED,
-    CIRCUIT_OPENED,
-    EVENT_TYPES,
-    STAGES,
-    WINDOW_COUNTERS,
-)
+from exporter.catalog import CIRCUIT_CLOSED, CIRCUIT_OPENED, EVENT_TYPES, STAGES, WINDOW_COUNTERS
 from exporter.clock import Clock
+from exporter.live.families import (
+    AI_COST,
+    ARTIFACTS,
+    CIRCUIT_BREAKER_OPEN,
+    DISAMBIGUATION_BACKLOG,
+    DURATION_BUCKETS_S,
+    END_TO_END,
+    EVENTS,
+    INFLIGHT,
+    LAST_EVENT,
+    LATENCY_BASELINE,
+    LIVE_ORGS,
+    LIVE_ORGS_LIMIT,
+    ORGS_SEEN,
+    STAGE_DURATION,
+    STAGE_OUTCOMES,
+    STUCK,
+    WINDOW_EVENTS,
+    Family,
+    Key,
+)
 from exporter.live.state import LiveState
-from exporter.live.tally import DURATION_BUCKETS_S, Key
 from exporter.live.windows import PLATFORM
 from exporter.timestamps import datetime_to_ms
 
-PREFIX = "voice_pipeline_"
+
+def gauge(family: Family, value: float | None = None) -> GaugeMetricFamily:
+    """An empty gauge family as ``family`` declares it, or its one unlabelled sample."""
+    assert family.kind == "gauge", family
+    labels = list(family.labels) if value is None else None
+    return GaugeMetricFamily(family.name, family.help, labels=labels, value=value)
+
+
+def _counter(family: Family, counters: dict[Key, float]) -> Metric:
+    """A counter family from its persisted series (org_id values already capped)."""
+    assert family.kind == "counter", family
+    metric = CounterMetricFamily(family.name, family.help, labels=list(family.labels))
+    for key, total in sorted(counters.items()):
+        if key[0] == family.persisted_stem:
+            metric.add_metric(list(key[1:]), total)
+    return metric
+
+
+def _histogram(family: Family, counters: dict[Key, float]) -> Metric:
+    """A histogram family from its persisted (non-cumulative) buckets, sums and counts."""
+    assert family.kind == "histogram", family
+    metric = HistogramMetricFamily(family.name, family.help, labels=list(family.labels))
+    count_stem = family.count_key(())[0]
+    for labels in sorted({key[1:] for key in counters if key[0] == count_stem}):
+        buckets, running = [], 0.0
+        for index, bound in enumerate((*DURATION_BUCKETS_S, float("inf"))):
+            running += counters.get(family.bucket_key(labels, index), 0.0)
+            buckets.append((_le(bound), running))
+        metric.add_metric(list(labels), buckets, counters.get(family.sum_key(labels), 0.0))
+    return metric
 
 
 class PipelineCollector(Collector):
@@ -48,69 +91,17 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counters = self._live.counters
-        yield self._events(counters)
-        yield self._org_counter(
-            "artifacts", "Voice-note artifacts by organisation and outcome.",
-            ["org_id", "outcome"], "artifacts_total",
-        )  # fmt: skip
-        yield self._org_counter(
-            "stage_outcomes", "Stage finishes by stage, outcome and organisation.",
-            ["stage", "outcome", "org_id"], "stage_outcomes_total",
-        )  # fmt: skip
-        yield self._org_counter(
-            "ai_cost_usd", "AI cost in US dollars by organisation.",
-            ["org_id"], "ai_cost_usd_total",
-        )  # fmt: skip
-        yield self._histogram_family(
-            "stage_duration_seconds", "Duration of successful stage runs.", "stage_duration"
-        )
-        yield self._histogram_family(
-            "end_to_end_duration_seconds",
-            "Time from artifact_received to artifact_completed.",
-            "e2e_duration",
-        )
+        for family in (EVENTS, ARTIFACTS, STAGE_OUTCOMES, AI_COST):
+            yield _counter(family, counters)
+        for family in (STAGE_DURATION, END_TO_END):
+            yield _histogram(family, counters)
         yield self._window_gauge()
         yield from self._last_events()
         yield from self._artifact_gauges()
         yield self._baseline()
 
-    def _events(self, counters: dict[Key, float]) -> Metric:
-        family = CounterMetricFamily(
-            PREFIX + "events", "Accepted events by type.", labels=["event_type"]
-        )
-        for key, value in sorted(counters.items()):
-            if key[0] == "events_total":
-                family.add_metric([key[1]], value)
-        return family
-
-    def _org_counter(self, name: str, doc: str, labels: list[str], key_name: str) -> Metric:
-        """A family whose keys already carry the capped ``org_id`` label value."""
-        family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
-        for key, total in sorted(self._live.counters.items()):
-            if key[0] == key_name:
-                family.add_metric(list(key[1:]), total)
-        return family
-
-    def _histogram_family(self, name: str, doc: str, stem: str) -> Metric:
-        label_names = ["stage"] if stem == "stage_duration" else []
-        family = HistogramMetricFamily(PREFIX + name, doc, labels=label_names)
-        counters = self._live.counters
-        series = sorted({key[1:] for key in counters if key[0] == f"{stem}_count"})
-        for labels in series:
-            buckets, running = [], 0.0
-            for index, bound in enumerate((*DURATION_BUCKETS_S, float("inf"))):
-                running += counters.get((f"{stem}_bucket", *labels, str(index)), 0.0)
-                buckets.append((_le(bound), running))
-            total = counters.get((f"{stem}_sum", *labels), 0.0)
-            family.add_metric(list(labels), buckets, total)
-        return family
-
     def _window_gauge(self) -> Metric:
-        family = GaugeMetricFamily(
-            PREFIX + "window_events",
-            'Sliding 60-minute counters by event time; org_id="" is the platform.',
-            labels=["counter", "org_id"],
-        )
+        family = gauge(WINDOW_EVENTS)
         now_ms = datetime_to_ms(self._clock.now())
         windows = self._live.series_windows  # one scope per label value, not per org
         rows = {
@@ -126,53 +117,28 @@ class PipelineCollector(Collector):
 
     def _last_events(self) -> Iterator[Metric]:
         maxima = self._live.maxima
-        last = GaugeMetricFamily(
-            PREFIX + "last_event_timestamp_seconds",
-            "Event time of the newest accepted event of each type.",
-            labels=["event_type"],
-        )
+        last = gauge(LAST_EVENT)
         for name in EVENT_TYPES:
-            if (value := maxima.get(("last_event_ts", name))) is not None:
+            if (value := maxima.get(LAST_EVENT.series(name))) is not None:
                 last.add_metric([name], value / 1000.0)
         yield last
-        opened = maxima.get(("last_event_ts", CIRCUIT_OPENED), float("-inf"))
-        closed = maxima.get(("last_event_ts", CIRCUIT_CLOSED), float("-inf"))
-        yield GaugeMetricFamily(
-            PREFIX + "circuit_breaker_open",
-            "1 when the newest circuit-breaker event is an opening, else 0.",
-            value=1.0 if opened > closed else 0.0,
-        )
+        opened = maxima.get(LAST_EVENT.series(CIRCUIT_OPENED), float("-inf"))
+        closed = maxima.get(LAST_EVENT.series(CIRCUIT_CLOSED), float("-inf"))
+        yield gauge(CIRCUIT_BREAKER_OPEN, 1.0 if opened > closed else 0.0)
 
     def _artifact_gauges(self) -> Iterator[Metric]:
         inflight = self._live.inflight
-        by_stage = GaugeMetricFamily(
-            PREFIX + "inflight_artifacts",
-            "Notes in flight (not completed or failed) by current stage.",
-            labels=["stage"],
-        )
+        by_stage = gauge(INFLIGHT)
         counts = inflight.by_stage()
         for stage in STAGES:
             by_stage.add_metric([stage], counts.get(stage, 0))
         yield by_stage
         now_ms = datetime_to_ms(self._clock.now())
-        yield GaugeMetricFamily(
-            PREFIX + "stuck_artifacts",
-            "Notes in flight with no event for stuck_after (default 15 min).",
-            value=inflight.stuck(now_ms - self._stuck_after_ms),
-        )
-        yield GaugeMetricFamily(
-            PREFIX + "disambiguation_backlog",
-            "Notes in flight waiting for entity disambiguation.",
-            value=inflight.awaiting_disambiguation(),
-        )
+        yield gauge(STUCK, inflight.stuck(now_ms - self._stuck_after_ms))
+        yield gauge(DISAMBIGUATION_BACKLOG, inflight.awaiting_disambiguation())
 
     def _baseline(self) -> Metric:
-        family = GaugeMetricFamily(
-            PREFIX + "latency_baseline_seconds",
-            "Per-stage p95 over the last 7 days of hourly snapshots (stages with at least"
-            " 6 hours of data).",
-            labels=["stage"],
-        )
+        family = gauge(LATENCY_BASELINE)
         for stage, seconds in sorted(self._live.latency_baseline_s.items()):
             family.add_metric([stage], seconds)
         return family
@@ -194,19 +160,6 @@ class LiveOrgsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         orgs = self._orgs
-        yield GaugeMetricFamily(
-            "voxmon_live_orgs",
-            "Organisations with their own 60-minute live window (first seen, up to"
-            " max_live_orgs); later ones share the __other__ live scope.",
-            value=orgs.live,
-        )
-        yield GaugeMetricFamily(
-            "voxmon_live_orgs_limit", "The live-organisation cap (max_live_orgs).",
-            value=orgs.max_live_orgs,
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "voxmon_orgs_seen",
-            "Organisations seen since the database was created (every one is kept in"
-            " storage and snapshots).",
-            value=orgs.seen,
-        )
+        yield gauge(LIVE_ORGS, orgs.live)
+        yield gauge(LIVE_ORGS_LIMIT, orgs.max_live_orgs)
+        yield gauge(ORGS_SEEN, orgs.seen)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from exporter.live.families import ORG_POSITIONS, Key
 from exporter.live.inflight import InflightIndex
 from exporter.live.orgs import OrgRegistry
-from exporter.live.tally import ORG_FAMILIES, Key, Tally
+from exporter.live.tally import Tally
 from exporter.live.windows import PLATFORM, MinuteWindows
 
 Minutes = Mapping[tuple[str, int, str], float]
@@ -88,7 +89,7 @@ def _relabelled(counters: Mapping[Key, float], label_of: Callable[[str], str]) -
     """Counters with each org_id value replaced by ``label_of(org)`` and summed."""
     out: dict[Key, float] = {}
     for key, value in counters.items():
-        index = ORG_FAMILIES.get(key[0])
+        index = ORG_POSITIONS.get(key[0])
         if index is not None and index < len(key):
             key = (*key[:index], label_of(key[index]), *key[index + 1 :])
         out[key] = out.get(key, 0.0) + value

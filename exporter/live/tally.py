@@ -9,31 +9,29 @@ buckets under their live scope, so neither grows with the number of organisation
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.catalog import EVENT_TYPES, Kind, window_counters_for
+from exporter.live.families import (
+    AI_COST,
+    ARTIFACTS,
+    DURATION_BUCKETS_S,
+    END_TO_END,
+    EVENTS,
+    LAST_EVENT,
+    STAGE_DURATION,
+    STAGE_OUTCOMES,
+    Family,
+    Key,
+)
 from exporter.live.orgs import OrgLabeller, OrgRegistry
 from exporter.live.windows import PLATFORM
 from exporter.model import Event
 from exporter.timestamps import MINUTE_MS
 
-DURATION_BUCKETS_S: tuple[float, ...] = (
-    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,
-)  # fmt: skip
-"""Upper bounds (seconds) of the duration histograms; index len() is +Inf."""
-
 NO_ORG = ""
 """org_id label of events without an organisation in the per-org counters."""
-
-Key = tuple[str, ...]
-
-ORG_FAMILIES: Mapping[str, int] = {
-    "artifacts_total": 1,
-    "stage_outcomes_total": 3,
-    "ai_cost_usd_total": 1,
-}
-"""Counter families labelled by organisation -> index of the org_id value in their keys."""
 
 _ARTIFACT_OUTCOME = {
     Kind.ARTIFACT_START: "received",
@@ -45,7 +43,7 @@ _STAGE_OUTCOME = {Kind.SUCCESS: "success", Kind.FAILURE: "failure"}
 
 @dataclass(slots=True)
 class Tally:
-    """Deltas for one commit. Counter keys are ``(family, *label values)``; ``maxima`` keep
+    """Deltas for one commit. Counter keys are ``families.Key``s; ``maxima`` keep
     the largest value; ``minutes`` are ``(scope, minute_ms, counter)``."""
 
     counters: dict[Key, float] = field(default_factory=dict)
@@ -94,8 +92,8 @@ class _Profile:
 def _profile(name: str) -> _Profile:
     kind = EVENT_TYPES[name].kind
     return _Profile(
-        events_key=("events_total", name),
-        last_key=("last_event_ts", name),
+        events_key=EVENTS.series(name),
+        last_key=LAST_EVENT.series(name),
         artifact_outcome=_ARTIFACT_OUTCOME.get(kind),
         stage_outcome=_STAGE_OUTCOME.get(kind),
         e2e=kind is Kind.ARTIFACT_SUCCESS,
@@ -132,22 +130,22 @@ def _count_event(result: Tally, event: Event, profile: _Profile, org: str) -> No
     result.maximum(profile.last_key, float(event.ts_ms))
     cost = event.ai_cost_usd
     if cost:
-        result.count(("ai_cost_usd_total", org), cost)
+        result.count(AI_COST.series(org), cost)
     if profile.artifact_outcome:
-        result.count(("artifacts_total", org, profile.artifact_outcome))
+        result.count(ARTIFACTS.series(org, profile.artifact_outcome))
         if profile.e2e and event.duration_ms is not None:
-            _observe(result, "e2e_duration", (), event.duration_ms)
+            _observe(result, END_TO_END, (), event.duration_ms)
     if profile.stage_outcome and event.stage:
-        result.count(("stage_outcomes_total", event.stage, profile.stage_outcome, org))
+        result.count(STAGE_OUTCOMES.series(event.stage, profile.stage_outcome, org))
         if profile.timed_stage and event.duration_ms is not None:
-            _observe(result, "stage_duration", (event.stage,), event.duration_ms)
+            _observe(result, STAGE_DURATION, (event.stage,), event.duration_ms)
 
 
-def _observe(result: Tally, name: str, labels: tuple[str, ...], duration_ms: float) -> None:
+def _observe(result: Tally, family: Family, labels: Key, duration_ms: float) -> None:
     seconds = duration_ms / 1000.0
-    result.count((f"{name}_bucket", *labels, str(bucket_index(seconds))))
-    result.count((f"{name}_sum", *labels), seconds)
-    result.count((f"{name}_count", *labels))
+    result.count(family.bucket_key(labels, bucket_index(seconds)))
+    result.count(family.sum_key(labels), seconds)
+    result.count(family.count_key(labels))
 
 
 def _count_window(result: Tally, event: Event, profile: _Profile, org_scope: str | None) -> None:

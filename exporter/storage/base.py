@@ -10,7 +10,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from exporter.artifacts import ArtifactState
 from exporter.durations import Lookup
-from exporter.live.tally import Key, Tally
+from exporter.live.families import Key
+from exporter.live.tally import Tally
 from exporter.model import Event
 from exporter.records import GroupRow, Horizons, JobRun, LatencyRow, OrgTotals, SnapshotRow
 

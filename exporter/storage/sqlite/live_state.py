@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from exporter.live.tally import Key, Tally
+from exporter.live.families import Key
+from exporter.live.tally import Tally
 
 _encode = msgspec.json.encode
 _decode_key = msgspec.json.Decoder(list[str])

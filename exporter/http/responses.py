@@ -1,0 +1,190 @@
+"""The JSON bodies the API answers with, as msgspec Structs: the handlers build and encode
+these, and ``openapi.py`` generates the document's schemas from them (with the report
+rows of ``exporter.reports`` and the request types). Times are RFC 3339 UTC strings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from exporter.catalog import WINDOW_COUNTERS
+from exporter.reports import HistoryRow, OrgReport, StageReport
+
+Time = str
+
+
+class Status(msgspec.Struct):
+    status: str
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    details: list[Any]
+
+
+class Error(msgspec.Struct):
+    """Every refusal: 4xx and 5xx alike."""
+
+    error: ErrorDetail
+
+
+class FieldProblem(msgspec.Struct):
+    field: str
+    message: str
+
+
+class ItemErrors(msgspec.Struct):
+    """One rejected (or warned about) item of a batch, by its index in the batch."""
+
+    index: int
+    event_id: str | None
+    errors: list[FieldProblem]
+
+
+class IngestResult(msgspec.Struct, kw_only=True):
+    """``POST /v1/events``: 200 once accepted events are committed; 400 (same shape) when
+    no item is valid. ``warnings``: accepted items stored with a field dropped (a duration
+    over max_duration_days). Beyond the first 100 of each, items are counted in
+    ``*_not_listed``, not listed."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[ItemErrors]
+    warnings: list[ItemErrors]
+    rejected_not_listed: int | UnsetType = UNSET
+    warnings_not_listed: int | UnsetType = UNSET
+
+
+Realtime = msgspec.defstruct(
+    "Realtime",
+    [
+        ("scope", Literal["platform", "org"]),
+        ("org_id", str | None),
+        ("window_start", Time),
+        ("window_end", Time),
+        *((f"{name}_1h", float if name == "ai_cost_usd" else int) for name in WINDOW_COUNTERS),
+        ("failure_rate_1h", float),
+    ],
+    kw_only=True,
+    module=__name__,
+)
+"""``GET /v1/metrics/realtime``: one field per window counter of the catalog."""
+
+
+class RangeBody(msgspec.Struct, kw_only=True):
+    period: str
+    start: Time
+    end: Time
+    scope: Literal["platform", "org"]
+    org_id: str | None
+
+
+class History(RangeBody, kw_only=True):
+    rows: list[HistoryRow]
+
+
+class Stages(RangeBody, kw_only=True):
+    stages: list[StageReport]
+
+
+class OrgBreakdown(RangeBody, kw_only=True):
+    orgs: list[OrgReport]
+
+
+class Org(msgspec.Struct):
+    org_id: str
+    name: str
+
+
+class Orgs(msgspec.Struct):
+    orgs: list[Org]
+
+
+class Artifact(msgspec.Struct, kw_only=True):
+    """A note in the artifact state read model; ages in seconds."""
+
+    artifact_id: str
+    org_id: str | None
+    status: str
+    current_stage: str | None
+    last_event_type: str
+    last_event_at: Time
+    first_event_at: Time
+    age_s: float
+    idle_s: float
+    failed_stage: str | None
+    error_code: str | None
+    awaiting_disambiguation: bool
+
+
+class Artifacts(msgspec.Struct, kw_only=True):
+    state: str
+    artifacts: list[Artifact]
+    next_cursor: str | None
+
+
+class TimelineEvent(msgspec.Struct, kw_only=True):
+    """A stored event. ``duration_source``: duration_ms, stage_times, started_event,
+    received_event, or over_max (a duration over max_duration_days, dropped);
+    ``metadata`` as sent, unknown keys included."""
+
+    event_id: str
+    event_type: str
+    timestamp: Time
+    org_id: str | None
+    voice_note_id: str | None
+    coach_user_id: str | None
+    stage: str | None
+    duration_ms: float | None
+    duration_source: str | None
+    previous_status: str | None
+    new_status: str | None
+    error_code: str | None
+    error_message: str | None
+    metadata: dict[str, Any] | None
+
+
+class Timeline(msgspec.Struct):
+    artifact_id: str
+    events: list[TimelineEvent]
+
+
+class JobRun(msgspec.Struct, kw_only=True):
+    job: str
+    last_run: Time
+    result: str
+    error: str | None
+    last_success: Time | None
+    duration_s: float
+    rows_written: int
+    windows: str
+    trigger: Annotated[str, msgspec.Meta(description="schedule, api or cli")]
+
+
+class SkippedRange(msgspec.Struct):
+    """Windows the rollup guard refused, as a range."""
+
+    period: str
+    first: Time
+    last: Time
+    windows: int
+    reason: str
+    message: str
+
+
+class RollupRun(JobRun, kw_only=True):
+    skipped: list[SkippedRange]
+
+
+class JobStatus(msgspec.Struct):
+    job: str
+    schedule: str
+    next_fire: Time
+    last_run: JobRun | None
+
+
+class Rollups(msgspec.Struct):
+    jobs: list[JobStatus]
