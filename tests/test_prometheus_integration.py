@@ -340,6 +340,7 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
         "VoicePipelineHighFailureRate": 1,  # the test override; the shipped file says 5m
         "VoicePipelineStageFailureRate": 600,
         "VoicePipelineLatencyHigh": 900,
+        "VoicePipelineEndToEndLatencyHigh": 1800,
         "VoicePipelineQueueDepthHigh": 900,
         "VoicePipelineStuckArtifacts": 600,
         "VoicePipelineDisambiguationBacklog": 1800,
