@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench demo docs clean
 
 # The client is its own distribution (client/): installed first, so voxmon's `demo` and
 # `test` extras find it here instead of asking an index for it.
@@ -27,9 +27,10 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check exporter rollup tests benchmarks client
-	$(BIN)/ruff format --check exporter rollup tests benchmarks client
+	$(BIN)/ruff check exporter rollup tests benchmarks client monitoring
+	$(BIN)/ruff format --check exporter rollup tests benchmarks client monitoring
 	$(BIN)/mypy
+	$(BIN)/mypy --strict monitoring/runbooks.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
@@ -47,6 +48,10 @@ bench: $(STAMP)
 # Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".
 demo: $(STAMP)
 	@$(BIN)/voxmon demo --serve $(DEMO_ARGS)
+
+# The generated configuration reference (tests/test_reference.py fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m exporter.reference > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info client/build client/*.egg-info

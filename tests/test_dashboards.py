@@ -20,6 +20,8 @@ PROVISIONING = ROOT / "grafana" / "provisioning"
 PROMETHEUS = "prometheus"
 INFINITY = "yesoreyeram-infinity-datasource"
 HISTORY_PATH = "/v1/metrics/history"
+SUMMARY_PATH = "/v1/metrics/summary"
+ORGS_PATH = "/v1/metrics/orgs"
 
 EXPECTED = {
     "voxmon-daemon-health.json": ("voxmon-daemon", "voxmon — daemon health"),
@@ -114,8 +116,8 @@ def test_dashboard_query_counts() -> None:
     }
     assert counts == {
         "voxmon-daemon-health.json": (17, 0),
-        "voxmon-organisations.json": (8, 4),
-        "voxmon-overview.json": (15, 4),
+        "voxmon-organisations.json": (8, 5),
+        "voxmon-overview.json": (23, 6),
         "voxmon-stages.json": (10, 3),
     }
 
@@ -126,9 +128,8 @@ def test_history_panels_read_the_history_api_over_their_own_range() -> None:
     relative-time override, unlike Grafana's ``${__from}``), rows under ``rows``, time
     from ``period_start``, values from ``parts.*`` and ``derived.*``."""
     for dashboard in DASHBOARDS.values():
-        for panel, target in targets(dashboard, INFINITY):
+        for panel, target in infinity_targets(dashboard, HISTORY_PATH):
             params = {p["key"]: p["value"] for p in target["url_options"]["params"]}
-            assert target["url"] == HISTORY_PATH
             assert (target["type"], target["source"], target["parser"]) == (
                 "json",
                 "url",
@@ -146,6 +147,74 @@ def test_history_panels_read_the_history_api_over_their_own_range() -> None:
                 and c["type"] == "number"
                 for c in values
             ), panel["title"]
+
+
+def infinity_targets(
+    dashboard: dict[str, Any], url: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(panel, target)`` for every Infinity query of one voxmon endpoint."""
+    return ((p, t) for p, t in targets(dashboard, INFINITY) if t["url"] == url)
+
+
+def test_infinity_queries_read_history_summary_or_orgs() -> None:
+    urls = [t["url"] for d in DASHBOARDS.values() for _, t in targets(d, INFINITY)]
+    assert sorted(set(urls)) == [HISTORY_PATH, ORGS_PATH, SUMMARY_PATH]
+    assert (urls.count(HISTORY_PATH), urls.count(SUMMARY_PATH), urls.count(ORGS_PATH)) == (11, 2, 1)
+
+
+def test_summary_cards_read_one_row_over_the_dashboard_range() -> None:
+    """GET /v1/metrics/summary answers one row with a history row's field names; the cards
+    follow the dashboard's range (no timeFrom) and read ``derived.*`` numbers."""
+    found = {}
+    for panel, target in infinity_targets(DASHBOARDS["voxmon-overview.json"], SUMMARY_PATH):
+        params = [(p["key"], p["value"]) for p in target["url_options"]["params"]]
+        assert params == [("start", "${__timeFrom}"), ("end", "${__timeTo}")]
+        assert (target["root_selector"], target["parser"], "timeFrom" in panel) == (
+            "", "backend", False,
+        )  # fmt: skip
+        assert all(c["type"] == "number" for c in target["columns"])
+        found[panel["title"]] = [c["selector"] for c in target["columns"]]
+    assert found == {
+        "Quality (dashboard range)": [
+            "derived.auto_resolution_rate",
+            "derived.disambiguation_rate",
+            "derived.transcript_confidence_avg",
+            "derived.claim_confidence_avg",
+        ],
+        "Cost per note (dashboard range)": ["derived.avg_cost_per_artifact_usd"],
+    }
+
+
+def test_organisation_table_shows_names_from_the_orgs_endpoint() -> None:
+    ((panel, target),) = infinity_targets(DASHBOARDS["voxmon-organisations.json"], ORGS_PATH)
+    params = {p["key"]: p["value"] for p in target["url_options"]["params"]}
+    assert params == {"period": "hourly", "start": "${__timeFrom}", "end": "${__timeTo}",
+                      "limit": "100"}  # fmt: skip
+    assert (panel["type"], panel["timeFrom"], target["root_selector"]) == ("table", "7d", "orgs")
+    columns = [(c["selector"], c["type"]) for c in target["columns"]]
+    assert columns[:2] == [("name", "string"), ("org_id", "string")]
+    assert {selector for selector, kind in columns[2:] if kind == "number"} == {
+        "received", "completed", "failed", "failure_rate", "ai_cost_usd",
+        "end_to_end_avg_ms", "end_to_end_p95_ms",
+    }  # fmt: skip
+
+
+def test_end_to_end_alert_panel_draws_the_alert_threshold() -> None:
+    (panel,) = [p for p in panels(DASHBOARDS["voxmon-overview.json"]) if p["id"] == 28]
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert exprs[0] == "voice_pipeline:end_to_end_duration_seconds:p95_rate30m"
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, 3600]
+    rules = (ROOT / "alert_rules.yml").read_text(encoding="utf-8")
+    assert f"{exprs[0]} > 3600\n" in rules
+
+
+def test_today_cards_cover_the_utc_day() -> None:
+    overview = DASHBOARDS["voxmon-overview.json"]
+    today = [p for p in panels(overview) if p.get("timeFrom") == "now/d"]
+    assert [p["title"] for p in today] == ["Notes today", "AI cost today"]
+    assert overview["timezone"] == "utc"
+    assert all("[$__range]" in t["expr"] for p in today for t in p["targets"])
 
 
 def test_organisations_dashboard_has_the_org_variable() -> None:

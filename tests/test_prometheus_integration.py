@@ -32,7 +32,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.test_dashboards import DASHBOARDS, INFINITY, PROMETHEUS, targets, variable
+from tests.test_dashboards import (
+    DASHBOARDS,
+    HISTORY_PATH,
+    ORGS_PATH,
+    PROMETHEUS,
+    SUMMARY_PATH,
+    infinity_targets,
+    targets,
+    variable,
+)
 from tests.tools import require
 
 pytestmark = pytest.mark.slow
@@ -87,7 +96,8 @@ def poll(check: Callable[[], T | None], what: str, deadline: float) -> T:
     while True:
         try:
             result = check()
-        except (OSError, urllib.error.URLError):
+        except (OSError, urllib.error.URLError, json.JSONDecodeError):
+            # JSONDecodeError: a starting Prometheus answers 503 "Service Unavailable".
             result = None
         if result:
             return result
@@ -340,6 +350,7 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
         "VoicePipelineHighFailureRate": 1,  # the test override; the shipped file says 5m
         "VoicePipelineStageFailureRate": 600,
         "VoicePipelineLatencyHigh": 900,
+        "VoicePipelineEndToEndLatencyHigh": 1800,
         "VoicePipelineQueueDepthHigh": 900,
         "VoicePipelineStuckArtifacts": 600,
         "VoicePipelineDisambiguationBacklog": 1800,
@@ -368,7 +379,7 @@ def test_every_dashboard_expression_returns_data(fed: Stack) -> None:
             for _, target in targets(d, PROMETHEUS)
         }
     )
-    assert len(exprs) == 45  # 48 queries, 3 repeated across dashboards
+    assert len(exprs) == 53  # 56 queries, 3 repeated across dashboards
     assert settle(lambda: without_data(fed, exprs), fed.deadline) == {}
     org = variable(DASHBOARDS["voxmon-organisations.json"], "org")
     metric = re.fullmatch(r"label_values\((\w+), org_id\)", org["definition"])
@@ -407,7 +418,7 @@ def resolve(row: Any, selector: str) -> Any:
 def test_history_panels_find_their_fields_in_the_history_api(fed: Stack) -> None:
     checked = 0
     for dashboard in DASHBOARDS.values():
-        for panel, target in targets(dashboard, INFINITY):
+        for panel, target in infinity_targets(dashboard, HISTORY_PATH):
             rows = history_rows(fed, panel, target)
             assert rows, f"{dashboard['uid']} / {panel['title']}: no rows"
             time_column, *columns = target["columns"]
@@ -420,13 +431,52 @@ def test_history_panels_find_their_fields_in_the_history_api(fed: Stack) -> None
                     )  # fmt: skip
             checked += 1
     assert checked == 11
-    (panel, target), *_ = targets(DASHBOARDS["voxmon-stages.json"], INFINITY)
+    (panel, target), *_ = infinity_targets(DASHBOARDS["voxmon-stages.json"], HISTORY_PATH)
     assert panel["title"] == "Stage p95 per hour (7 days)"
     p95 = [
         row["derived"]["transcription_latency_p95_ms"] for row in history_rows(fed, panel, target)
     ]
     # The eight seeded past hours (1-7 and 30 hours ago) each ran transcription for 700 ms.
     assert [value for value in p95 if value] == [pytest.approx(700, rel=0.01)] * 8
+
+
+def infinity_query(stack: Stack, target: dict[str, Any], span_ms: int) -> Any:
+    """An Infinity target's body from voxmon, its range ending now."""
+    now_ms = int(time.time() * 1000)
+    macros = {"${__timeFrom}": str(now_ms - span_ms), "${__timeTo}": str(now_ms)}
+    params = {p["key"]: macros.get(p["value"], p["value"]) for p in target["url_options"]["params"]}
+    return get(stack.voxmon + target["url"], **params)
+
+
+def test_organisation_table_finds_names_in_the_orgs_endpoint(fed: Stack) -> None:
+    status, _ = http("PUT", f"{fed.voxmon}/v1/orgs/acme", {"name": "Acme Coaching"})
+    assert status == 200
+    ((_, target),) = infinity_targets(DASHBOARDS["voxmon-organisations.json"], ORGS_PATH)
+    rows = infinity_query(fed, target, 7 * 86_400_000)[target["root_selector"]]
+    # Hourly snapshots hold the seeded past hours, all acme (current traffic is not rolled up).
+    assert [(row["org_id"], row["name"]) for row in rows] == [("acme", "Acme Coaching")]
+    for column in target["columns"]:
+        value = resolve(rows[0], column["selector"])
+        expected = str if column["type"] == "string" else (int, float)
+        assert isinstance(value, expected), (column["selector"], value)
+    assert rows[0]["received"] == 8
+
+
+def test_summary_cards_find_their_fields(fed: Stack) -> None:
+    """/v1/metrics/summary answers one row with a history row's field names: every card's
+    selector resolves in a history row, and in the summary itself once voxmon serves it."""
+    cards = list(infinity_targets(DASHBOARDS["voxmon-overview.json"], SUMMARY_PATH))
+    assert len(cards) == 2
+    now_ms = int(time.time() * 1000)
+    history = get(f"{fed.voxmon}{HISTORY_PATH}", period="hourly", start=str(now_ms - 86_400_000),
+                  end=str(now_ms))["rows"]  # fmt: skip
+    served = SUMMARY_PATH in get(f"{fed.voxmon}/openapi.json")["paths"]
+    for _, target in cards:
+        bodies = [history[-1], *([infinity_query(fed, target, 6 * 3_600_000)] if served else [])]
+        for body in bodies:
+            for column in target["columns"]:
+                value = resolve(body, column["selector"])
+                assert type(value) in (int, float) and math.isfinite(value), column["selector"]
 
 
 def parse_rfc3339(text: str) -> float:

@@ -14,13 +14,15 @@ from tests.tools import require
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alert_rules.yml"
 UNIT_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
-RUNBOOK_BASE = "https://github.com/voxmon/voxmon#alert-"
-DOCS = ROOT / "README.md"
+RUNBOOK_BASE = "https://github.com/voxmon/voxmon/blob/main/docs/runbooks.md#"
+"""monitoring/runbooks.py's DEFAULT_BASE and the anchor separator (tests/test_runbooks.py)."""
+DOCS = ROOT / "docs" / "runbooks.md"
 
 ALERTS = [
     "VoicePipelineHighFailureRate",
     "VoicePipelineStageFailureRate",
     "VoicePipelineLatencyHigh",
+    "VoicePipelineEndToEndLatencyHigh",
     "VoicePipelineQueueDepthHigh",
     "VoicePipelineStuckArtifacts",
     "VoicePipelineDisambiguationBacklog",
@@ -70,7 +72,7 @@ def test_prometheus_config_passes_promtool_check_config() -> None:
 def test_alert_rules_pass_promtool_check_rules() -> None:
     result = run("check", "rules", "alert_rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 20 rules found" in result.stdout
+    assert "SUCCESS: 21 rules found" in result.stdout
 
 
 def test_alert_rule_unit_tests_pass_promtool_test_rules() -> None:
@@ -94,7 +96,7 @@ def test_rule_file_holds_the_documented_rules() -> None:
 
 
 @pytest.mark.parametrize("alert", ALERTS)
-def test_alert_has_severity_summary_description_and_readme_runbook(alert: str) -> None:
+def test_alert_has_severity_summary_description_and_runbook(alert: str) -> None:
     texts = [text for kind, name, text in rule_blocks() if kind == "alert" and name == alert]
     for text in texts:
         assert re.search(r"^\s+severity: (warning|critical)$", text, re.MULTILINE), text
@@ -102,9 +104,8 @@ def test_alert_has_severity_summary_description_and_readme_runbook(alert: str) -
         assert re.search(r"^\s+description: \S", text, re.MULTILINE), text
         runbooks = re.findall(r"^\s+runbook_url: (\S+)$", text, re.MULTILINE)
         assert runbooks == [RUNBOOK_BASE + alert.lower()]
-    # The anchor is GitHub's slug of the heading "Alert: <AlertName>" in the README section
-    # "Prometheus & Grafana".
-    headings = re.findall(r"^#+ Alert: (\S+)$", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
+    # The anchor is the slug of the heading "## <AlertName>" in docs/runbooks.md.
+    headings = re.findall(r"^## (\S+)$", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
     assert headings.count(alert) == 1
 
 
