@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from exporter.clock import FakeClock
 from tests.conftest import make_event
 from tests.scrape import domain_samples, samples, scrape
+from tests.tools import FakeClock
 
 
 async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:

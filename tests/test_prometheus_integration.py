@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.test_dashboards import DASHBOARDS, INFINITY, PROMETHEUS, targets, variable
+from tests.dashboards import DASHBOARDS, INFINITY, PROMETHEUS, targets, variable
 from tests.tools import require
 
 pytestmark = pytest.mark.slow
