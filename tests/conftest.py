@@ -23,6 +23,12 @@ T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 """Fixed wall time the fake clock starts at (a Saturday)."""
 T0_MS = datetime_to_ms(T0)
 
+
+def T(hour: int, minute: int, second: int = 0) -> str:
+    """An RFC 3339 wall time on T0's day."""
+    return f"2026-11-28T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
 _ids = itertools.count(1)
 
 

@@ -12,14 +12,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.conftest import make_event
+from tests.conftest import T, make_event
 from tests.scrape import domain_samples, samples, scrape
-from tests.tools import FakeClock
-
-
-async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
-    response = await client.post("/v1/events", json=body, headers=headers)
-    return response.status, await response.json()
+from tests.tools import FakeClock, post, stored_durations
 
 
 def stored_ids(tmp_path: Path) -> list[str]:
@@ -168,10 +163,6 @@ async def test_restart_keeps_realtime_and_metrics(start_app: Any, clock: FakeClo
     assert await realtime(restarted) == realtime_before
     assert domain_samples(await scrape(restarted)) == metrics_before
     assert metrics_before[("voice_pipeline_circuit_breaker_open", ())] == 1.0
-
-
-def T(hour: int, minute: int, second: int = 0) -> str:
-    return f"2026-11-28T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
 async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Path) -> None:
@@ -347,12 +338,6 @@ async def test_writer_survives_a_failing_commit(
 
 
 DAY_MS = 86_400_000
-
-
-def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None]]:
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
-        return {event_id: (duration, source) for event_id, duration, source in rows}
 
 
 async def test_ingest_duration_over_max_is_stored_without_it_and_warned(

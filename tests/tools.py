@@ -246,3 +246,16 @@ def batch(client: int, number: int) -> list[dict[str, Any]]:
         }
         for i in range(40)
     ]
+
+
+async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` as JSON to ``/v1/events`` of a test client: (status, JSON answer)."""
+    response = await client.post("/v1/events", json=body, headers=headers)
+    return response.status, await response.json()
+
+
+def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None]]:
+    """event_id -> (duration_ms, duration_source) as stored in ``tmp_path``'s database."""
+    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
+        rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
+        return {event_id: (duration, source) for event_id, duration, source in rows}
