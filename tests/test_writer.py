@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from exporter.http.context import WRITER
 from tests.conftest import T, make_event
 from tests.scrape import domain_samples, samples, scrape
 from tests.tools import post, stored_durations
@@ -69,11 +70,11 @@ async def test_stalled_writer_fills_queue_then_503(start_app: Any, tmp_path: Pat
     blocker = sqlite3.connect(tmp_path / "voxmon.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the writer now waits on the lock: stalled
     first = asyncio.create_task(post(client, [make_event() for _ in range(5)]))  # noqa: RUF006 (awaited below)
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        response = await client.post("/v1/events", json=[make_event()])
-        if response.status == 503:
-            break
+    writer = client.server.app[WRITER]
+    while writer.queued_events < 5:  # the five wait behind the lock: the queue is full
+        assert not first.done(), first.result()
+        await asyncio.sleep(0)
+    response = await client.post("/v1/events", json=[make_event()])
     assert response.status == 503
     assert response.headers["Retry-After"] == "1"
     assert (await response.json())["error"]["code"] == "unavailable"
