@@ -25,7 +25,6 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from exporter.app import create_app  # noqa: E402
-from exporter.clock import FakeClock  # noqa: E402
 from exporter.http import server as http_server  # noqa: E402
 from exporter.settings import Settings  # noqa: E402
 from exporter.storage.sqlite.connection import connect, in_transaction  # noqa: E402
@@ -39,6 +38,20 @@ INSERT = (
 )
 TYPES = (("artifact_received", None), ("transcription_completed", "transcription"),
          ("claims_extracted", "claims_extraction"), ("artifact_completed", None))  # fmt: skip
+
+
+class StoppedClock:
+    """The daemon's clock for this run: wall time stays two hours past the rolled-up hour,
+    so the hour is closed and realtime reads see the same window throughout."""
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return 1000.0
 
 
 def seed(db: Path, count: int) -> None:
@@ -70,7 +83,7 @@ async def run(events: int, tmp: Path) -> None:
     db = tmp / "voxmon.db"
     seed(db, events)
     settings = Settings.load(None, {}, {"db_path": str(db), "log_level": "WARNING"})
-    clock = FakeClock(HOUR + timedelta(hours=2))
+    clock = StoppedClock(HOUR + timedelta(hours=2))
     app = create_app(settings, clock=clock, registry=CollectorRegistry(), run_scheduler=False)
     limits = http_server.Limits.of(settings)
     server = TestServer(app, host="127.0.0.1")

@@ -94,11 +94,7 @@ def validate_item(
     longer than ``max_duration_ms`` (equal is kept) is dropped with a warning, not rejected;
     an ``ai_cost_usd`` above ``max_cost_usd`` is rejected (a cost cannot be dropped)."""
     wire = _decode(raw)
-    event_type = EVENT_TYPES.get(wire.event_type)
-    if event_type is None:
-        raise ItemInvalid(
-            "unknown_event_type", "event_type", f"unknown event type {wire.event_type[:64]!r}"
-        )
+    event_type = _known_type(wire.event_type)
     ts_ms = _time(wire.timestamp, "timestamp")
     _check_horizon(ts_ms, now_ms, horizon)
     _check_ids(wire, event_type)
@@ -125,6 +121,14 @@ def validate_item(
         metadata_json=metadata_json,
     )
     return Checked(event, warning)
+
+
+def _known_type(name: str) -> EventType:
+    """The catalog entry for ``name``; ``ItemInvalid`` when voxmon does not know the type."""
+    event_type = EVENT_TYPES.get(name)
+    if event_type is None:
+        raise ItemInvalid("unknown_event_type", "event_type", f"unknown event type {name[:64]!r}")
+    return event_type
 
 
 _IDS = ("event_id", "artifact_id", "org_id", "voice_note_id", "coach_user_id")

@@ -13,15 +13,21 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from exporter.app import create_app
-from exporter.clock import FakeClock
 from exporter.http import server as http_server
 from exporter.http.context import REGISTRY
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
+from tests.tools import FakeClock
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 """Fixed wall time the fake clock starts at (a Saturday)."""
 T0_MS = datetime_to_ms(T0)
+
+
+def T(hour: int, minute: int, second: int = 0) -> str:
+    """An RFC 3339 wall time on T0's day."""
+    return f"2026-11-28T{hour:02d}:{minute:02d}:{second:02d}Z"
+
 
 _ids = itertools.count(1)
 

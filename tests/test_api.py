@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import sqlite3
 from datetime import timedelta
@@ -12,14 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from exporter.clock import FakeClock
-from tests.conftest import make_event
+from tests.conftest import T, make_event
 from tests.scrape import domain_samples, samples, scrape
-
-
-async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
-    response = await client.post("/v1/events", json=body, headers=headers)
-    return response.status, await response.json()
+from tests.tools import FakeClock, post, stored_durations
 
 
 def stored_ids(tmp_path: Path) -> list[str]:
@@ -170,57 +164,6 @@ async def test_restart_keeps_realtime_and_metrics(start_app: Any, clock: FakeClo
     assert metrics_before[("voice_pipeline_circuit_breaker_open", ())] == 1.0
 
 
-def T(hour: int, minute: int, second: int = 0) -> str:
-    return f"2026-11-28T{hour:02d}:{minute:02d}:{second:02d}Z"
-
-
-async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Path) -> None:
-    client = await start_app()
-    await post(client, [
-        make_event(event_type="artifact_received", artifact_id="n1", timestamp=T(9, 0)),
-        make_event(event_type="transcription_started", artifact_id="n1", timestamp=T(9, 1)),
-    ])  # fmt: skip
-    await post(client, [
-        make_event(event_type="transcription_started", artifact_id="n1", timestamp=T(9, 2)),
-        make_event(event_type="transcription_completed", artifact_id="n1", timestamp=T(9, 2, 45)),
-        make_event(event_type="artifact_completed", artifact_id="n1", timestamp=T(9, 10)),
-    ])  # fmt: skip
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        rows = dict(
-            conn.execute(
-                "SELECT event_type, duration_ms || ' ' || duration_source FROM events"
-                " WHERE duration_ms IS NOT NULL"
-            ).fetchall()
-        )
-    assert rows == {
-        "transcription_completed": "45000.0 started_event",
-        "artifact_completed": "600000.0 received_event",
-    }
-    samples = domain_samples(await scrape(client))
-    assert samples[("voice_pipeline_end_to_end_duration_seconds_sum", ())] == 600.0
-    key = (
-        "voice_pipeline_stage_duration_seconds_bucket",
-        (("le", "30.0"), ("stage", "transcription")),
-    )
-    assert samples[key] == 0.0
-    key = (
-        "voice_pipeline_stage_duration_seconds_bucket",
-        (("le", "60.0"), ("stage", "transcription")),
-    )
-    assert samples[key] == 1.0
-
-
-async def test_derived_duration_needs_a_start_at_or_before(start_app: Any, tmp_path: Path) -> None:
-    client = await start_app()
-    await post(client, [
-        make_event(event_type="transcription_completed", artifact_id="n2", timestamp=T(9, 0)),
-        make_event(event_type="transcription_started", artifact_id="n2", timestamp=T(9, 5)),
-    ])  # fmt: skip
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        count = conn.execute("SELECT COUNT(*) FROM events WHERE duration_ms IS NOT NULL")
-        assert count.fetchone()[0] == 0
-
-
 async def test_ingest_ndjson_and_gzip(start_app: Any) -> None:
     client = await start_app()
     lines = b"\n".join(msgspec.json.encode(make_event()) for _ in range(3)) + b"\n\n{oops\n"
@@ -265,26 +208,6 @@ async def test_ingest_refuses_batch_over_max_batch(start_app: Any) -> None:
     assert "at most 5" in (await response.json())["error"]["message"]
 
 
-async def test_stalled_writer_fills_queue_then_503(start_app: Any, tmp_path: Path) -> None:
-    client = await start_app(queue_max_events=5, max_batch=5)
-    await post(client, [make_event()])  # database exists
-    blocker = sqlite3.connect(tmp_path / "voxmon.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # the writer now waits on the lock: stalled
-    first = asyncio.create_task(post(client, [make_event() for _ in range(5)]))  # noqa: RUF006 (awaited below)
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        response = await client.post("/v1/events", json=[make_event()])
-        if response.status == 503:
-            break
-    assert response.status == 503
-    assert response.headers["Retry-After"] == "1"
-    assert (await response.json())["error"]["code"] == "unavailable"
-    blocker.execute("ROLLBACK")
-    blocker.close()
-    status, body = await first
-    assert (status, body["accepted"]) == (200, 5)
-
-
 @pytest.mark.parametrize(
     ("token", "path", "status"),
     [
@@ -319,40 +242,7 @@ async def test_auth_scopes(start_app: Any, token: str | None, path: str, status:
     assert response.status == status
 
 
-async def test_writer_survives_a_failing_commit(
-    start_app: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An unexpected error inside one commit answers that request 500 (JSON, counted: it is
-    a voxmon bug, not a storage outage) and the next request commits normally (the writer
-    task keeps running)."""
-    from exporter.ingest import writer
-
-    client = await start_app()
-    real = writer.tally
-    calls = {"n": 0}
-
-    def failing_once(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("injected fault")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(writer, "tally", failing_once)
-    response = await client.post("/v1/events", json=[make_event(event_id="f1")])
-    assert response.status == 500
-    error = (await response.json())["error"]
-    assert error["code"] == "commit_failed" and "injected fault" in error["message"]
-    status, body = await post(client, [make_event(event_id="f1")])
-    assert (status, body["accepted"]) == (200, 1)  # the failed commit stored nothing
-
-
 DAY_MS = 86_400_000
-
-
-def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None]]:
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
-        return {event_id: (duration, source) for event_id, duration, source in rows}
 
 
 async def test_ingest_duration_over_max_is_stored_without_it_and_warned(
@@ -386,35 +276,6 @@ async def test_ingest_warnings_empty_when_durations_fit(start_app: Any) -> None:
     event = make_event(event_type="artifact_completed", duration_ms=2 * DAY_MS)
     status, body = await post(client, [event])
     assert (status, body["accepted"], body["warnings"]) == (200, 1, [])
-
-
-async def test_derived_duration_over_max_is_unset_and_counted(
-    start_app: Any, tmp_path: Path
-) -> None:
-    client = await start_app(max_duration_days=1)
-    await post(client, [
-        make_event(event_id="r", event_type="artifact_received", timestamp="2026-11-27T04:00:00Z"),
-        make_event(event_id="s", event_type="transcription_started", timestamp=T(9, 0)),
-    ])  # fmt: skip
-    status, body = await post(client, [
-        make_event(event_id="c", event_type="artifact_completed", timestamp=T(10, 0)),
-        make_event(event_id="t", event_type="transcription_completed", timestamp=T(9, 30)),
-    ])  # fmt: skip
-    assert (status, body["accepted"], body["warnings"]) == (200, 2, [])  # derived: no warning
-    assert stored_durations(tmp_path) == {
-        "r": (None, None),
-        "s": (None, None),
-        "c": (None, "over_max"),  # 30 h > 1 day
-        "t": (1_800_000.0, "started_event"),
-    }
-    text = await scrape(client)
-    assert samples(text, "voxmon_derived_durations_discarded_total") == {
-        ("voxmon_derived_durations_discarded_total", (("source", "received_event"),)): 1.0
-    }
-    found = domain_samples(text)
-    assert ("voice_pipeline_end_to_end_duration_seconds_count", ()) not in found
-    transcription = (("stage", "transcription"),)
-    assert found[("voice_pipeline_stage_duration_seconds_sum", transcription)] == 1800.0
 
 
 async def test_ingest_unknown_metadata_keys_are_stored_and_shown_in_the_timeline(

@@ -18,9 +18,8 @@ from voxmon_client.courier import Courier
 from voxmon_client.outbox import Outbox
 from voxmon_client.wire import Send
 
-from exporter.clock import FakeClock
 from tests.conftest import make_event
-from tests.tools import settled, stored_ids
+from tests.tools import FakeClock, settled, stored_ids
 
 
 @dataclass

@@ -16,8 +16,8 @@ from voxmon_client.courier import Courier
 from voxmon_client.outbox import Outbox
 from voxmon_client.wire import Response, Send
 
-from exporter.clock import FakeClock
 from tests.conftest import T0
+from tests.tools import FakeClock
 
 Server = Callable[[list[str]], Response]
 

@@ -12,9 +12,8 @@ from voxmon_client import AsyncEmitter
 from voxmon_client.stage import STAGE_EVENTS
 
 from exporter.catalog import DISAMBIGUATION_TYPE, EVENT_TYPES, PROCESSING_STAGES, Kind
-from exporter.clock import FakeClock
 from tests.conftest import T0_MS
-from tests.tools import stored
+from tests.tools import FakeClock, stored
 
 
 def test_stage_events_match_the_daemons_catalog() -> None:

@@ -8,106 +8,23 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
-from tests.test_durability import free_port
-
-DEADLINE_S = 30.0
-"""Upper bound for a process to answer: a hang fails the test instead of stalling it."""
-
-
-@contextmanager
-def serving(
-    db: Path, port: int, *extra: str, log: Path | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    """A daemon logging to ``log`` (default ``<db>.log``, started afresh); SIGKILLed if it
-    still runs at the end."""
-    with open(log or f"{db}.log", "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--port", str(port),
-             *extra],
-            stdout=subprocess.DEVNULL, stderr=stderr, text=True, cwd=db.parent,
-        )  # fmt: skip
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=DEADLINE_S)
-
-
-def voxmon(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=DEADLINE_S, check=False,
-    )  # fmt: skip
-
-
-def wait_listening(process: subprocess.Popen[str], log: Path, port: int) -> list[str]:
-    """Poll the log until its "listening" line; returns the lines logged up to then."""
-    return wait_logged(process, log, f"listening on http://127.0.0.1:{port}")
-
-
-def wait_logged(process: subprocess.Popen[str], log: Path, wanted: str) -> list[str]:
-    """Poll the log until a line holds ``wanted``; returns the lines logged up to then."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        lines = log.read_text().splitlines()
-        if any(wanted in line for line in lines):
-            return lines
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"never logged {wanted!r}: {log.read_text()}")
-
-
-def http(method: str, url: str, body: object = None) -> tuple[int, dict[str, str], bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=DEADLINE_S) as answer:
-            return answer.status, dict(answer.headers), answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
-def post_one(port: int, event_id: str, age_s: float = 0.0) -> int:
-    event = {
-        "event_id": event_id,
-        "event_type": "artifact_received",
-        "timestamp": int((time.time() - age_s) * 1000),  # checked against the daemon's clock
-        "artifact_id": "note-1",
-    }
-    return http("POST", f"http://127.0.0.1:{port}/v1/events", [event])[0]
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The refusal: exit code 2, nothing on stdout, exactly one line on stderr."""
-    assert (result.returncode, result.stdout) == (2, ""), result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def refused_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """``main(args)`` in this process (the same code as the command): exit 2 and one line."""
-    assert main(list(args)) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    return lines[0]
+from tests.tools import (
+    DEADLINE_S,
+    free_port,
+    one_line,
+    post_one,
+    refused_in_process,
+    serving,
+    voxmon,
+    wait_listening,
+    wait_logged,
+)
 
 
 def test_daemon_second_serve_refuses_and_the_first_keeps_serving(

@@ -1,27 +1,30 @@
 """Grafana dashboards and provisioning: stable uids, unique panel ids, units, data sources.
 
 Whether each panel's PromQL runs and returns data is proven against a real Prometheus in
-``tests/test_prometheus_integration.py``, which reuses the readers below.
+``tests/test_prometheus_integration.py``; both read them through ``tests/dashboards.py``.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+from tests.dashboards import (
+    DASHBOARDS,
+    HISTORY_PATH,
+    INFINITY,
+    ORGS_PATH,
+    PROMETHEUS,
+    ROOT,
+    SUMMARY_PATH,
+    infinity_targets,
+    panels,
+    targets,
+    variable,
+)
+
 PROVISIONING = ROOT / "grafana" / "provisioning"
-PROMETHEUS = "prometheus"
-INFINITY = "yesoreyeram-infinity-datasource"
-HISTORY_PATH = "/v1/metrics/history"
-SUMMARY_PATH = "/v1/metrics/summary"
-ORGS_PATH = "/v1/metrics/orgs"
 
 EXPECTED = {
     "voxmon-daemon-health.json": ("voxmon-daemon", "voxmon — daemon health"),
@@ -30,39 +33,6 @@ EXPECTED = {
     "voxmon-stages.json": ("voxmon-stages", "Voice pipeline — stages"),
 }
 """File -> (uid, title). Links and bookmarks use the uids: changing one is a breaking change."""
-
-
-def load_dashboards() -> dict[str, dict[str, Any]]:
-    return {
-        path.name: json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(DASHBOARD_DIR.glob("*.json"))
-    }
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those nested in collapsed rows."""
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def targets(
-    dashboard: dict[str, Any], kind: str
-) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(panel, target)`` for every query of one data source type."""
-    for panel in panels(dashboard):
-        for target in panel.get("targets", []):
-            if (target.get("datasource") or panel["datasource"])["type"] == kind:
-                yield panel, target
-
-
-def variable(dashboard: dict[str, Any], name: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [v for v in dashboard["templating"]["list"] if v["name"] == name]
-    assert len(found) == 1, f"{dashboard['uid']}: variable {name!r} x{len(found)}"
-    return found[0]
-
-
-DASHBOARDS = load_dashboards()
 
 
 def test_dashboards_have_the_stable_uids_and_titles() -> None:
@@ -147,13 +117,6 @@ def test_history_panels_read_the_history_api_over_their_own_range() -> None:
                 and c["type"] == "number"
                 for c in values
             ), panel["title"]
-
-
-def infinity_targets(
-    dashboard: dict[str, Any], url: str
-) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(panel, target)`` for every Infinity query of one voxmon endpoint."""
-    return ((p, t) for p, t in targets(dashboard, INFINITY) if t["url"] == url)
 
 
 def test_infinity_queries_read_history_summary_or_orgs() -> None:

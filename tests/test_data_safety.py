@@ -14,15 +14,13 @@ from typing import Any
 
 import aiohttp
 
-from exporter.clock import FakeClock
 from exporter.model import Event
 from exporter.timestamps import datetime_to_ms
 from rollup import cleanup, jobs
 from rollup.codec import decode_parts
 from rollup.windows import Retention
 from tests.conftest import make_event
-from tests.test_durability import batch
-from tests.tools import daemon, free_port, open_store, wait_ready
+from tests.tools import FakeClock, batch, daemon, free_port, open_store, wait_ready
 
 HOUR = timedelta(hours=1)
 

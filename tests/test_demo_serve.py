@@ -12,8 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_daemon import DEADLINE_S, http, post_one, serving, wait_listening
-from tests.test_durability import free_port
+from tests.tools import DEADLINE_S, free_port, http, post_one, serving, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,6 @@ import pytest
 from voxmon_client import Emitter
 
 from exporter.catalog import EVENT_TYPES, PROCESSING_STAGES
-from exporter.clock import FakeClock
 from exporter.demo.runner import run
 from exporter.demo.shape import DemoConfig
 from exporter.demo.traffic import Simulation
@@ -28,7 +27,7 @@ from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts
 from tests.conftest import T0
-from tests.tools import daemon, free_port, open_store, wait_ready_port
+from tests.tools import FakeClock, daemon, free_port, open_store, wait_ready_port
 
 HOUR_MS = 3_600_000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.catalog import EVENT_TYPES
-from tests.test_promtool import ALERTS
+from tests.rules import ALERTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]

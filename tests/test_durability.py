@@ -6,34 +6,14 @@ import asyncio
 import os
 import signal
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 
 from tests.scrape import domain_samples
-from tests.tools import daemon, free_port, wait_ready
-
-TYPES = ("artifact_received", "transcription_completed", "artifact_completed", "artifact_failed")
-
-
-def batch(client: int, number: int) -> list[dict[str, Any]]:
-    now = datetime.now(UTC).isoformat()
-    return [
-        {
-            "event_id": f"c{client}-b{number}-{i}",
-            "event_type": TYPES[i % len(TYPES)],
-            "timestamp": now,
-            "artifact_id": f"a{client}-{number}",
-            "org_id": f"org-{(client + i) % 3}" if i % 5 else None,
-            "duration_ms": 10.0 * i,
-            "metadata": {"ai_cost_usd": 0.001 * i},
-        }
-        for i in range(40)
-    ]
+from tests.tools import batch, daemon, free_port, wait_ready
 
 
 async def client_loop(base: str, client: int, acked: list[str], stop: asyncio.Event) -> None:

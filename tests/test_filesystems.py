@@ -20,8 +20,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.test_daemon import (
+from tests.tools import (
     DEADLINE_S,
+    batch,
+    free_port,
     http,
     one_line,
     refused_in_process,
@@ -29,7 +31,6 @@ from tests.test_daemon import (
     voxmon,
     wait_listening,
 )
-from tests.test_durability import batch, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from exporter.clock import FakeClock
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts
 from tests.conftest import T0, make_event
 from tests.scrape import domain_samples, scrape
-from tests.tools import open_store
+from tests.tools import FakeClock, open_store
 
 HOUR_MS = 3_600_000
 TWO_DAYS_MS = 172_800_000

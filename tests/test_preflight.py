@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 
 from exporter import preflight
-from exporter.clock import FakeClock
 from exporter.errors import StartupError
 from exporter.lock import DatabaseLock, Holder
 from exporter.storage.sqlite.connection import transaction
 from tests.conftest import T0, make_settings
-from tests.test_durability import free_port
-from tests.tools import open_store
+from tests.tools import FakeClock, free_port, open_store
 
 CORRUPT = "restore it from a backup, or move it aside to start with an empty one"
 

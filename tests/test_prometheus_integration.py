@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.test_dashboards import (
+from tests.dashboards import (
     DASHBOARDS,
     HISTORY_PATH,
     ORGS_PATH,

@@ -5,43 +5,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.rules import ALERTS, DOCS, RECORDS, ROOT, RULES, RUNBOOK_BASE, UNIT_TESTS
 from tests.tools import require
-
-ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "alert_rules.yml"
-UNIT_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
-RUNBOOK_BASE = "https://github.com/voxmon/voxmon/blob/main/docs/runbooks.md#"
-"""monitoring/runbooks.py's DEFAULT_BASE and the anchor separator (tests/test_runbooks.py)."""
-DOCS = ROOT / "docs" / "runbooks.md"
-
-ALERTS = [
-    "VoicePipelineHighFailureRate",
-    "VoicePipelineStageFailureRate",
-    "VoicePipelineLatencyHigh",
-    "VoicePipelineEndToEndLatencyHigh",
-    "VoicePipelineQueueDepthHigh",
-    "VoicePipelineStuckArtifacts",
-    "VoicePipelineDisambiguationBacklog",
-    "VoicePipelineCircuitBreakerOpen",
-    "VoicePipelineInactive",
-    "VoxmonDown",
-    "VoxmonRollupFailing",
-    "VoxmonRollupStale",
-    "VoxmonStorageUnhealthy",
-    "VoxmonIngestRejectionsHigh",
-]
-RECORDS = [
-    "voice_pipeline:artifact_finishes:increase30m",
-    "voice_pipeline:artifact_failure_ratio:rate30m",
-    "stage:voice_pipeline_stage_finishes:increase30m",
-    "stage:voice_pipeline_stage_failure_ratio:rate30m",
-    "stage:voice_pipeline_stage_duration_seconds:p95_rate30m",
-    "voice_pipeline:end_to_end_duration_seconds:p95_rate30m",
-]
 
 
 def promtool() -> str:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.http.context import BACKEND
 from tests.conftest import make_event
 from tests.scrape import domain_samples, scrape
+from tests.tools import FakeClock
 
 DAY1, DAY2 = "2026-11-26T12", "2026-11-27T12"
 RANGE = {"period": "daily", "start": "2026-11-26T00:00:00Z", "end": "2026-11-28T00:00:00Z"}

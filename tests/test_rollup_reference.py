@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 
 from exporter.catalog import EVENT_TYPES
-from exporter.clock import FakeClock
 from exporter.timestamps import datetime_to_ms, parse_timestamp
 from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts, derived
 from rollup.windows import Retention
-from tests.tools import open_store
+from tests.tools import FakeClock, open_store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ORGS = ["org-a", "org-b", "org-c", "org-d", "org-e", "org-f", "org-g", None]

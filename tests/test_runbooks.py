@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.test_promtool import ALERTS, RULES, RUNBOOK_BASE
+from tests.rules import ALERTS, RULES, RUNBOOK_BASE
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "monitoring" / "runbooks.py"

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.http.context import ROLLUPS
 from exporter.records import JobRun
 from exporter.timestamps import datetime_to_ms
@@ -19,6 +18,7 @@ from rollup.jobs import JobOutcome
 from rollup.schedule import CronSchedule
 from rollup.scheduler import Job, Scheduler
 from tests.conftest import make_event
+from tests.tools import FakeClock
 
 
 def utc(*parts: int) -> datetime:

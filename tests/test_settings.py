@@ -12,7 +12,7 @@ import pytest
 from exporter.cli import main
 from exporter.errors import ConfigError
 from exporter.settings import DEFAULT_CRONS, Settings, Token
-from tests.test_durability import free_port
+from tests.tools import free_port
 
 SECRET = "s3cret-token-0123456789"
 LEVELS = "('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')"

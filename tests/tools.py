@@ -1,9 +1,11 @@
-"""Test helpers shared by test modules: external tools (from Debian's packages), a real
-``voxmon serve`` subprocess on a free loopback port, and what the client tests read back."""
+"""Test helpers shared by test modules: the fake clock, external tools (from Debian's
+packages), a real ``voxmon serve`` subprocess on a free loopback port and what to send it,
+and what the client tests read back."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -11,9 +13,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,35 @@ import aiohttp
 import pytest
 from voxmon_client import ClientStats
 
+from exporter.cli import main
 from exporter.storage.sqlite.connection import connect
 from exporter.storage.sqlite.store import SqliteStore
+
+
+class FakeClock:
+    """A clock that moves only when told to; wall and monotonic time advance together."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self._now = start.astimezone(UTC)
+        self._mono = 1000.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, delta: timedelta | float) -> None:
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+
+    def set(self, when: datetime) -> None:
+        self.advance(when.astimezone(UTC) - self._now)
 
 
 def require(tool: str) -> str:
@@ -107,3 +139,123 @@ def open_store(path: Path) -> SqliteStore:
     """A store on the SQLite file at ``path`` (created and migrated if needed), for tests
     that drive jobs and storage directly; ``store.connection`` is the raw connection."""
     return SqliteStore(connect(path))
+
+
+DEADLINE_S = 30.0
+"""Upper bound for a process to answer: a hang fails the test instead of stalling it."""
+
+
+@contextmanager
+def serving(
+    db: Path, port: int, *extra: str, log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A daemon logging to ``log`` (default ``<db>.log``, started afresh); SIGKILLed if it
+    still runs at the end."""
+    with open(log or f"{db}.log", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--port", str(port),
+             *extra],
+            stdout=subprocess.DEVNULL, stderr=stderr, text=True, cwd=db.parent,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=DEADLINE_S)
+
+
+def voxmon(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=DEADLINE_S, check=False,
+    )  # fmt: skip
+
+
+def wait_listening(process: subprocess.Popen[str], log: Path, port: int) -> list[str]:
+    """Poll the log until its "listening" line; returns the lines logged up to then."""
+    return wait_logged(process, log, f"listening on http://127.0.0.1:{port}")
+
+
+def wait_logged(process: subprocess.Popen[str], log: Path, wanted: str) -> list[str]:
+    """Poll the log until a line holds ``wanted``; returns the lines logged up to then."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        lines = log.read_text().splitlines()
+        if any(wanted in line for line in lines):
+            return lines
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"never logged {wanted!r}: {log.read_text()}")
+
+
+def http(method: str, url: str, body: object = None) -> tuple[int, dict[str, str], bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=DEADLINE_S) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def post_one(port: int, event_id: str, age_s: float = 0.0) -> int:
+    event = {
+        "event_id": event_id,
+        "event_type": "artifact_received",
+        "timestamp": int((time.time() - age_s) * 1000),  # checked against the daemon's clock
+        "artifact_id": "note-1",
+    }
+    return http("POST", f"http://127.0.0.1:{port}/v1/events", [event])[0]
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The refusal: exit code 2, nothing on stdout, exactly one line on stderr."""
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def refused_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """``main(args)`` in this process (the same code as the command): exit 2 and one line."""
+    assert main(list(args)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+TYPES = ("artifact_received", "transcription_completed", "artifact_completed", "artifact_failed")
+
+
+def batch(client: int, number: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).isoformat()
+    return [
+        {
+            "event_id": f"c{client}-b{number}-{i}",
+            "event_type": TYPES[i % len(TYPES)],
+            "timestamp": now,
+            "artifact_id": f"a{client}-{number}",
+            "org_id": f"org-{(client + i) % 3}" if i % 5 else None,
+            "duration_ms": 10.0 * i,
+            "metadata": {"ai_cost_usd": 0.001 * i},
+        }
+        for i in range(40)
+    ]
+
+
+async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` as JSON to ``/v1/events`` of a test client: (status, JSON answer)."""
+    response = await client.post("/v1/events", json=body, headers=headers)
+    return response.status, await response.json()
+
+
+def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None]]:
+    """event_id -> (duration_ms, duration_source) as stored in ``tmp_path``'s database."""
+    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
+        rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
+        return {event_id: (duration, source) for event_id, duration, source in rows}
