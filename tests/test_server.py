@@ -87,6 +87,9 @@ async def test_server_caps_connections_and_counts_refusals(
 ) -> None:
     client = await start_app(max_connections=3)
     held = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
+    for _, writer in held:  # busy (a body still arriving), so none can be evicted
+        writer.write(BUSY_HEAD)
+    await asyncio.sleep(0.2)
     refused = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(4)]
     for reader, writer in refused:
         assert await asyncio.wait_for(reader.read(), 5) == b""
@@ -99,6 +102,12 @@ async def test_server_caps_connections_and_counts_refusals(
     assert found[("voxmon_http_connection_cap", ())] == 3.0
     warnings = [r for r in caplog.records if "connection limit reached" in r.getMessage()]
     assert len(warnings) == 1  # at most one line a minute, not one per refusal
+
+
+BUSY_HEAD = (
+    b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n[{"
+)
 
 
 def _limit_descriptors() -> None:
