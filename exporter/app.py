@@ -57,7 +57,7 @@ def create_app(
     app[ctx.METRICS], app[ctx.LIVE] = SelfMetrics.register(registry), live
     app[ctx.AUTH] = Authenticator(settings.tokens, settings.auth_enabled)
     app[ctx.READINESS] = ctx.Readiness()
-    add_routes(app)
+    add_routes(app, middleware.expect)
     app.cleanup_ctx.append(lambda app: _lifecycle(app, run_scheduler))
     return app
 

@@ -1,5 +1,6 @@
 """Mergeable latency digest (milliseconds): count, sum, min, max and log buckets with 1 %
-relative accuracy. Bucket i covers (GAMMA^(i-1), GAMMA^i] ms; 0 ms has its own bucket."""
+relative accuracy. Bucket i covers (GAMMA^(i-1), GAMMA^i] ms; 0 ms has its own bucket, and
+durations under ``MIN_MS`` count in ``MIN_MS``'s bucket (the floor)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,13 @@ from operator import add
 
 import msgspec
 
-ALPHA = 0.01
-GAMMA = (1 + ALPHA) / (1 - ALPHA)
-_INV_LN_GAMMA = 1.0 / math.log(GAMMA)
-# ceil(log(v) / log(GAMMA)) is off by at most ~1e-11 for any finite v: only a result this
-# close to an integer can be on the wrong side of a bucket edge and needs the exact check.
-_EDGE = 1e-9
-
-
-def bucket_index(value_ms: float) -> int:
-    """Index i with GAMMA^(i-1) < value <= GAMMA^i, for a finite value > 0 (float error
-    corrected, so a value equal to the float GAMMA**i lands in bucket i)."""
-    index = math.ceil(math.log(value_ms) * _INV_LN_GAMMA)
-    if value_ms > _power(index):
-        index += 1
-    elif value_ms <= _power(index - 1):
-        index -= 1
-    return index
-
-
-def bucket_value(index: int) -> float:
-    """Representative of bucket ``index``: within ALPHA of every value in it."""
-    return 2 * GAMMA**index / (GAMMA + 1)
-
-
-def _power(index: int) -> float:
-    try:
-        return GAMMA**index
-    except OverflowError:  # upper edge of the top bucket, past the largest float
-        return math.inf
+from rollup.buckets import ALPHA as ALPHA
+from rollup.buckets import EDGE, INV_LN_GAMMA, digest_index
+from rollup.buckets import FLOOR_INDEX as FLOOR_INDEX
+from rollup.buckets import GAMMA as GAMMA
+from rollup.buckets import MIN_MS as MIN_MS
+from rollup.buckets import bucket_index as bucket_index
+from rollup.buckets import bucket_value as bucket_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +218,7 @@ class DigestBuilder:
         if not 0.0 < value_ms < math.inf:
             self._zero += _zero_or_raise(value_ms)
         else:
-            index = _fast_index(value_ms)
+            index = digest_index(value_ms)
             self._buckets[index] = self._buckets.get(index, 0) + 1
         self._count += 1
         self._sum += value_ms
@@ -249,12 +228,15 @@ class DigestBuilder:
     def extend(self, values: Iterable[float]) -> None:
         """Count many latencies; the hot loop, kept inline and on locals for speed."""
         buckets, get, log, ceil = self._buckets, self._buckets.get, math.log, math.ceil
-        inv, edge, high_edge, inf = _INV_LN_GAMMA, _EDGE, 1.0 - _EDGE, math.inf
+        inv, edge, high_edge, inf = INV_LN_GAMMA, EDGE, 1.0 - EDGE, math.inf
+        floor, floor_index = MIN_MS, FLOOR_INDEX
         count, total, low, high = self._count, self._sum, self._min, self._max
         try:
             for value in values:
                 if not 0.0 < value < inf:
                     self._zero += _zero_or_raise(value)
+                elif value < floor:
+                    buckets[floor_index] = get(floor_index, 0) + 1
                 else:
                     x = log(value) * inv
                     index = ceil(x)
@@ -278,13 +260,6 @@ class DigestBuilder:
             zero_count=self._zero,
             buckets=self._buckets,
         )
-
-
-def _fast_index(value_ms: float) -> int:
-    """``bucket_index`` for a finite value > 0, skipping the exact check away from edges."""
-    x = math.log(value_ms) * _INV_LN_GAMMA
-    index = math.ceil(x)
-    return index if _EDGE < index - x < 1.0 - _EDGE else bucket_index(value_ms)
 
 
 def _zero_or_raise(value: float) -> int:

@@ -16,7 +16,7 @@ from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
 from rollup import guard
 from rollup.aggregate import build_parts
 from rollup.codec import decode_parts, encode_parts
-from rollup.digest import GAMMA
+from rollup.digest import GAMMA, MIN_MS
 from rollup.parts import SnapshotParts
 from rollup.windows import Retention, closed_days, closed_hours, day_floor
 
@@ -92,7 +92,7 @@ def rollup_hour(store: Store, write: Write[Any], hour: datetime, now: datetime) 
         guard.check("hourly", hour, now, store.horizons.load())
         generation = store.snapshots.dirty_generation("hourly", start)
         groups = store.snapshots.group_rows(start, end)
-        latencies = store.snapshots.latency_rows(start, end, GAMMA)
+        latencies = store.snapshots.latency_rows(start, end, GAMMA, MIN_MS)
     parts = build_parts(groups, latencies)
     rows = [_row("hourly", hour, scope, p) for scope, p in sorted(parts.items())]
     day = datetime_to_ms(hour.replace(hour=0))

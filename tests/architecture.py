@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "exporter/demo/traffic.py",
         "rollup/__init__.py",
         "rollup/aggregate.py",
+        "rollup/buckets.py",
         "rollup/codec.py",
         "rollup/digest.py",
         "rollup/guard.py",

@@ -17,10 +17,10 @@ from typing import Any
 import jsonschema_rs
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.clock import FakeClock
 from exporter.http.openapi import document
 from tests.conftest import make_event
 from tests.scrape import scrape
+from tests.tools import FakeClock
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -14,7 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollup.digest import GAMMA, DigestBuilder, LatencyDigest, bucket_index, bucket_value
+from rollup.digest import (
+    FLOOR_INDEX,
+    GAMMA,
+    MIN_MS,
+    DigestBuilder,
+    LatencyDigest,
+    bucket_index,
+    bucket_value,
+)
 
 TINY, HUGE = sys.float_info.min, sys.float_info.max
 ACCURACY = 0.01 * (1 + 1e-9)  # 1 %, plus float rounding of the bucket representative
@@ -57,7 +65,8 @@ def builder_index(value: float, bulk: bool) -> int:
 )
 def test_digest_bucket_index_boundaries(value: float, index: int) -> None:
     assert bucket_index(value) == index
-    assert builder_index(value, bulk=False) == builder_index(value, bulk=True) == index
+    floored = max(index, FLOOR_INDEX)  # under MIN_MS a digest counts in the floor's bucket
+    assert builder_index(value, bulk=False) == builder_index(value, bulk=True) == floored
 
 
 def test_digest_bucket_index_every_power_of_gamma_lands_in_its_own_bucket() -> None:
@@ -73,7 +82,8 @@ def test_digest_bucket_index_every_power_of_gamma_lands_in_its_own_bucket() -> N
 def test_digest_bucket_index_matches_definition(value: float) -> None:
     index = bucket_index(value)
     assert GAMMA ** (index - 1) < value <= (GAMMA**index if index < 35488 else math.inf)
-    assert builder_index(value, bulk=False) == builder_index(value, bulk=True) == index
+    floored = max(index, FLOOR_INDEX)
+    assert builder_index(value, bulk=False) == builder_index(value, bulk=True) == floored
 
 
 @pytest.mark.parametrize("index", [-345, -50, 0, 1, 100, 914, 1500])
@@ -203,8 +213,10 @@ def test_digest_quantiles_within_one_percent(seed: int, size: int, shape: str) -
 @settings(max_examples=200)
 @given(values=st.lists(st.floats(0, 1e9), min_size=1, max_size=50), q=st.floats(0, 1))
 def test_digest_any_quantile_within_one_percent(values: list[float], q: float) -> None:
+    """Within 1 % from MIN_MS up; under it, within MIN_MS (the floor's bucket)."""
     truth = exact(values, q)
-    assert abs(LatencyDigest.of(values).quantile(q) - truth) <= ACCURACY * truth
+    bound = ACCURACY * truth if truth >= MIN_MS else MIN_MS
+    assert abs(LatencyDigest.of(values).quantile(q) - truth) <= bound
 
 
 # --- merge laws -------------------------------------------------------------------------
@@ -291,3 +303,17 @@ def test_digest_from_bytes_rejects_inconsistent_parts() -> None:
     data = msgspec.msgpack.encode((3, 1.0, 1.0, 1.0, 0, 0, [1]))
     with pytest.raises(ValueError, match="count 3"):
         LatencyDigest.from_bytes(data)
+
+
+# --- the floor -------------------------------------------------------------------------
+
+
+def test_digest_tiny_durations_land_in_the_floor_bucket_so_buckets_stay_few() -> None:
+    """A subnormal or 1e-9 ms would otherwise index bucket -34,000: a dense digest would
+    hold tens of thousands of counts. Below MIN_MS (1 µs) values count in its bucket."""
+    digest = LatencyDigest.of([1e-300, 1e-9, 0.5, 3600.0])
+    assert MIN_MS == 0.001 and bucket_index(MIN_MS) == FLOOR_INDEX == -345
+    assert digest.buckets == {-345: 2, -34: 1, 410: 1}
+    assert (digest.offset, len(digest.counts)) == (-345, 756)
+    assert (digest.count, digest.min, digest.max) == (4, 1e-300, 3600.0)
+    assert digest.quantile(0.5) == bucket_value(-345)  # 2nd value: within 1 % of the floor

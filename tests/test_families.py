@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.clock import FakeClock
 from exporter.live.collector import LiveOrgsCollector, PipelineCollector
 from exporter.live.families import (
     ARTIFACTS,
@@ -23,6 +22,7 @@ from exporter.live.tally import tally
 from exporter.model import Event, Metadata
 from exporter.selfmetrics import SelfMetrics
 from exporter.timestamps import datetime_to_ms
+from tests.tools import FakeClock
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 T0_MS = datetime_to_ms(T0)

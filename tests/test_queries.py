@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from exporter.http import artifacts
 from exporter.http.context import BACKEND
+from exporter.timestamps import format_rfc3339
 from tests.conftest import make_event
 from tests.scrape import domain_samples, scrape
 from tests.tools import FakeClock
@@ -311,6 +314,32 @@ async def test_queries_timeline_ascending(start_app: Any, clock: FakeClock) -> N
     assert body["events"][2]["metadata"] == {"confidence": 0.9}
     assert body["events"][0]["timestamp"] == "2026-11-28T09:56:00.000Z"
     assert (await client.get("/v1/artifacts/nope/events")).status == 404
+
+
+async def test_queries_timeline_is_built_on_the_reading_thread(
+    start_app: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to 10,000 rows are formatted and encoded where they are read, not on the event
+    loop: every timestamp of the answer is formatted off the loop's thread."""
+    client = await start_app()
+    events = [
+        note("n1", "artifact_received", 4, clock),
+        note("n1", "transcription_started", 3, clock),
+    ]
+    await client.post("/v1/events", json=events)
+    threads: list[int] = []
+
+    def spy(ms: int) -> str:  # records where the formatting runs; formats as before
+        threads.append(threading.get_ident())
+        return format_rfc3339(ms)
+
+    monkeypatch.setattr(artifacts, "format_rfc3339", spy)
+    body = await get(client, "/v1/artifacts/n1/events")
+    assert [e["timestamp"] for e in body["events"]] == [
+        "2026-11-28T09:56:00.000Z",
+        "2026-11-28T09:57:00.000Z",
+    ]
+    assert len(threads) == 2 and threading.get_ident() not in threads
 
 
 async def test_queries_rollup_status_and_backfill(start_app: Any) -> None:

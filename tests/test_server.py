@@ -17,21 +17,7 @@ import msgspec
 import pytest
 
 from tests.scrape import samples
-from tests.tools import free_port
-
-
-async def exchange(port: int, data: bytes, wait_s: float = 10.0) -> tuple[int | None, bytes]:
-    """Send ``data`` and read until the server closes; ``(status, body)``, status None when
-    the connection was closed without an answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    response = await asyncio.wait_for(reader.read(), wait_s)
-    writer.close()
-    if not response:
-        return None, b""
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+from tests.tools import BUSY_HEAD, exchange, free_port
 
 
 @pytest.mark.parametrize(
@@ -87,6 +73,9 @@ async def test_server_caps_connections_and_counts_refusals(
 ) -> None:
     client = await start_app(max_connections=3)
     held = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(3)]
+    for _, writer in held:  # busy (a body still arriving), so none can be evicted
+        writer.write(BUSY_HEAD)
+    await asyncio.sleep(0.2)
     refused = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(4)]
     for reader, writer in refused:
         assert await asyncio.wait_for(reader.read(), 5) == b""

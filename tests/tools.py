@@ -259,3 +259,23 @@ def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None
     with sqlite3.connect(tmp_path / "voxmon.db") as conn:
         rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
         return {event_id: (duration, source) for event_id, duration, source in rows}
+
+
+async def exchange(port: int, data: bytes, wait_s: float = 10.0) -> tuple[int | None, bytes]:
+    """Send ``data`` and read until the server closes; ``(status, body)``, status None when
+    the connection was closed without an answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), wait_s)
+    writer.close()
+    if not response:
+        return None, b""
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+BUSY_HEAD = (  # a request whose body never completes: the connection is busy
+    b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n[{"
+)

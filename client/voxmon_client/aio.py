@@ -10,7 +10,7 @@ from typing import Any
 
 from voxmon_client.base import BaseEmitter
 from voxmon_client.outbox import ClientStats
-from voxmon_client.wire import Response, Send
+from voxmon_client.wire import MAX_RESPONSE_BYTES, Response, Send
 
 try:
     import aiohttp
@@ -71,11 +71,14 @@ class AsyncEmitter(BaseEmitter):
 
     async def _run(self) -> None:
         assert self._wakeup is not None and self._progress is not None
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.connect_timeout_s, sock_read=self.timeout_s
+        )
         async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
             while (step := self.courier.next()) is not None:
                 if isinstance(step, Send):
-                    self.courier.done(await post(session, self.url, step.body))
+                    answer = await post(session, self.url, step.body, self.timeout_s)
+                    self.courier.done(answer)
                     self._progress.set()
                     continue
                 with contextlib.suppress(TimeoutError):
@@ -84,11 +87,27 @@ class AsyncEmitter(BaseEmitter):
         self._progress.set()
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> Response:
-    """POST once; any failure to get an answer is a ``Response`` the courier retries."""
+async def post(
+    session: aiohttp.ClientSession, url: str, body: bytes, deadline_s: float = 10.0
+) -> Response:
+    """POST once: the whole answer within ``deadline_s`` (the session's ``sock_read``
+    timeout bounds each read, not a server trickling bytes), at most ``MAX_RESPONSE_BYTES``
+    of its body read; any failure to get an answer is a ``Response`` the courier retries."""
     try:
-        async with session.post(url, data=body) as answer:
-            data = await answer.read()
-            return Response(answer.status, data, answer.headers.get("Retry-After"))
+        async with asyncio.timeout(deadline_s):
+            return await _exchange(session, url, body)
+    except TimeoutError:
+        return Response(None, error=f"no complete answer within {deadline_s:g} s (timeout_s)")
     except Exception as exc:  # any failure to get an answer is retried, never fatal
         return Response(None, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _exchange(session: aiohttp.ClientSession, url: str, body: bytes) -> Response:
+    async with session.post(url, data=body) as answer:
+        data = bytearray()
+        async for chunk in answer.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > MAX_RESPONSE_BYTES:
+                answer.close()  # the connection is dropped, not drained
+                return Response(None, error=f"answer body over {MAX_RESPONSE_BYTES} bytes")
+        return Response(answer.status, bytes(data), answer.headers.get("Retry-After"))

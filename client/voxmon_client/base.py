@@ -30,6 +30,7 @@ class BaseEmitter:
         batch_size: int = 500,
         interval_s: float = 1.0,
         timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
         backoff: Backoff | None = None,
         max_attempts: int = 5,
         retry_budget_s: float = 120.0,
@@ -46,7 +47,7 @@ class BaseEmitter:
         self.headers = {"Content-Type": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
-        self.timeout_s = timeout_s
+        self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
 
     def emit(self, event_type: str, **fields: Any) -> str:
         """Queue one event and return its ``event_id``; never blocks, never raises.

@@ -26,7 +26,9 @@ class Emitter(BaseEmitter):
 
     def __init__(self, url: str, *, exit_timeout_s: float = 2.0, **options: Any) -> None:
         super().__init__(url, **options)
-        self._transport = HttpTransport(self.url, self.headers, self.timeout_s)
+        self._transport = HttpTransport(
+            self.url, self.headers, self.timeout_s, self.connect_timeout_s
+        )
         self._wakeup = threading.Event()
         self._progress = threading.Condition()
         self._exit_timeout = exit_timeout_s

@@ -17,6 +17,9 @@ from voxmon_client.outbox import RECENT_ERRORS, EventError, Fields
 log = logging.getLogger(__name__)
 
 INGEST_PATH = "/v1/events"
+MAX_RESPONSE_BYTES = 1024 * 1024
+"""The most of an answer's body either emitter reads (voxmon's answers stay far below it:
+at most 100 rejections are listed); a longer body is a failed exchange, retried."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from exporter.errors import NotFound
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
 from exporter.http.params import bad, parse_int, reject_unknown
 from exporter.http.responses import Artifact, Artifacts, Timeline, TimelineEvent
+from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
 _STATES = ("in_flight", "failed", "stuck")
@@ -61,10 +62,19 @@ async def get_timeline(request: web.Request) -> web.Response:
     reject_unknown(request.query, ("limit",))
     artifact_id = request.match_info["artifact_id"]
     limit = parse_int("limit", request.query.get("limit", "1000"), 1, 10_000)
-    rows = await request.app[BACKEND].reads.run(lambda s: s.events.timeline(artifact_id, limit))
-    if not rows:
+    body = await request.app[BACKEND].reads.run(_timeline_body, artifact_id, limit)
+    if body is None:
         raise NotFound(f"no events stored for artifact {artifact_id!r}")
-    return json_response(Timeline(artifact_id, [_timeline_event(row) for row in rows]))
+    return web.Response(body=body, content_type="application/json")
+
+
+def _timeline_body(store: Store, artifact_id: str, limit: int) -> bytes | None:
+    """The encoded answer, built on the reading thread (up to 10,000 rows formatted and
+    encoded there, not on the event loop); None when nothing is stored for the note."""
+    rows = store.events.timeline(artifact_id, limit)
+    if not rows:
+        return None
+    return msgspec.json.encode(Timeline(artifact_id, [_timeline_event(row) for row in rows]))
 
 
 def _timeline_event(row: dict[str, Any]) -> TimelineEvent:

@@ -1,6 +1,7 @@
 """The two middlewares: auth by route scope, and errors rendered as the JSON error body
 (``VoxmonError``s, aiohttp's own HTTP errors, and anything unexpected, counted), with the
-ingest request count and a ``Server-Timing`` header."""
+ingest request count and a ``Server-Timing`` header; and the ``Expect`` handler, which
+aiohttp runs before the middlewares."""
 
 from __future__ import annotations
 
@@ -49,6 +50,25 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not response.prepared:
         elapsed_ms = (clock.monotonic() - started) * 1000
         response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.3f}"
+    return response
+
+
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """The ``expect_handler`` of every route: ``Expect: 100-continue`` is answered as
+    aiohttp does; any other expectation is a JSON 417 (aiohttp would answer plain text,
+    before the middlewares run), counted like every ingest answer."""
+    if request.version != (1, 1):
+        return None  # HTTP/1.0 has no Expect: ignored, as aiohttp does
+    if request.headers.get("Expect", "").strip().lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+        return None
+    response = error_response(
+        417, "expectation_failed", "only 'Expect: 100-continue' is supported", []
+    )
+    response.force_close()  # the body, if any, was never read
+    if request.path == INGEST_PATH:
+        request.app[METRICS].requests.labels("417").inc()
     return response
 
 

@@ -11,12 +11,14 @@ from exporter.errors import PayloadTooLarge, RequestTimeout
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     """The whole request body: 413 beyond ``limit`` bytes, 408 when it has not arrived
-    within ``timeout_s`` (a client trickling its body holds a connection, not the daemon)."""
+    within ``timeout_s`` (a client trickling its body holds a connection, not the daemon).
+    A chunked body is refused as soon as more than ``limit`` bytes have arrived: aiohttp's
+    ``read()`` checks the application's ``client_max_size`` after every chunk."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; at most {limit}")
     try:
         async with asyncio.timeout(timeout_s):
-            return await request.read()
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds max_body_bytes ({limit} bytes)") from None
     except TimeoutError:
@@ -24,3 +26,6 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
             f"the request body did not arrive within {timeout_s:g} s (body_timeout_s)",
             Connection="close",
         ) from None
+    if len(body) > limit:  # a chunked body has no Content-Length to refuse up front
+        raise PayloadTooLarge(f"body exceeds max_body_bytes ({limit} bytes)")
+    return body

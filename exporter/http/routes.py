@@ -32,6 +32,10 @@ ROUTES: tuple[tuple[str, str, Handler, str | None], ...] = (
 SCOPE_OF = {(method, path): scope for method, path, _, scope in ROUTES}
 
 
-def add_routes(app: web.Application) -> None:
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+def add_routes(app: web.Application, expect: ExpectHandler) -> None:
+    """Every route, each answering an ``Expect`` header with ``expect``."""
     for method, path, handler, _scope in ROUTES:
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, handler, expect_handler=expect)

@@ -12,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, InvalidHeader, LineTooLong
 from aiohttp.web_protocol import RequestHandler
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
 from exporter.clock import Clock
+from exporter.http.connections import ConnectionCollector, Connections
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class Limits:
     """``header_timeout_s``: a connection must deliver each request head within it (and
     idle keep-alive connections close after it). ``max_connections``: connections served
     at once; beyond it (or beyond the descriptor limit less ``DESCRIPTOR_RESERVE``) a new
-    connection is closed at once."""
+    connection closes the oldest idle one, or is closed at once when every one is busy."""
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
@@ -69,18 +68,6 @@ def runner_options(limits: Limits) -> dict[str, Any]:
     }
 
 
-@dataclass(slots=True)
-class Connections:
-    """Counts of the connections the server holds and refused; read by ``/metrics``."""
-
-    cap: int
-    open: int = 0
-    refused: int = 0
-    accept_errors: int = 0
-    _last_warning: float = float("-inf")
-    _last_accept_warning: float = float("-inf")
-
-
 class _Server(web.Server):
     """aiohttp's server, handing out ``_Handler``s (installed by ``harden``)."""
 
@@ -92,25 +79,24 @@ class _Server(web.Server):
 
 
 class _Handler(RequestHandler):
+    @property
+    def busy(self) -> bool:
+        """A request's handler is running (its head has arrived); ``Connections.admit``
+        never evicts such a connection."""
+        return self._request_in_progress
+
     def connection_made(self, transport: Any) -> None:
         server = self._manager
         super().connection_made(transport)
         assert isinstance(server, _Server)
-        state = server.voxmon_connections
-        if state.open >= state.cap:
-            state.refused += 1
-            _warn_at_cap(state, server.voxmon_clock)
-            self.voxmon_counted = False
+        if not server.voxmon_connections.admit(self):
+            _warn_at_cap(server.voxmon_connections, server.voxmon_clock)
             self.force_close()
-            return
-        state.open += 1
-        self.voxmon_counted = True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         server = self._manager
-        if isinstance(server, _Server) and getattr(self, "voxmon_counted", False):
-            server.voxmon_connections.open -= 1
-            self.voxmon_counted = False
+        if isinstance(server, _Server):
+            server.voxmon_connections.release(self)
         super().connection_lost(exc)
 
     def handle_error(
@@ -128,6 +114,8 @@ class _Handler(RequestHandler):
         if status >= 500:
             self.log_exception("error handling a request", exc_info=exc)
         else:
+            if isinstance(self._manager, _Server):
+                self._manager.voxmon_connections.protocol_errors[_reason(exc)] += 1
             log.debug("refused a malformed request: %s", exc or message)
         body = {"error": {"code": _CODES.get(status, "http_error"), "message":
                           _describe(status, exc, message), "details": []}}  # fmt: skip
@@ -139,6 +127,19 @@ class _Handler(RequestHandler):
 
 
 _CODES = {400: "bad_request", 413: "payload_too_large", 431: "headers_too_large", 500: "internal"}
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The ``reason`` label of ``voxmon_http_protocol_errors_total`` for a refused head."""
+    if isinstance(exc, LineTooLong):
+        return "line_too_long"
+    if isinstance(exc, BadStatusLine):
+        return "bad_request_line"
+    if isinstance(exc, InvalidHeader) or (  # llhttp reports a bad header as a plain message
+        isinstance(exc, BadHttpMessage) and "header" in exc.message.lower()
+    ):
+        return "bad_header"
+    return "malformed"
 
 
 def _describe(status: int, exc: BaseException | None, message: str | None) -> str:
@@ -157,8 +158,9 @@ def _warn_at_cap(state: Connections, clock: Clock) -> None:
     if now - state._last_warning >= 60:
         state._last_warning = now
         log.warning(
-            "connection limit reached (%d open): closing new connections until some finish"
-            " (%d refused so far; raise the descriptor limit or max_connections)",
+            "connection limit reached (%d open, every one busy): closing new connections"
+            " until some finish (%d refused so far; raise the descriptor limit or"
+            " max_connections)",
             state.open, state.refused,
         )  # fmt: skip
 
@@ -197,45 +199,13 @@ def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     connection handler; returns the live connection counts. aiohttp has no hook for the
     handler class or for protocol-level error bodies, so the server's class is swapped for
     a subclass that only overrides the handler factory (``tests/test_server.py`` pins it)."""
-    state = Connections(limits.connection_cap())
+    state = Connections(limits.connection_cap(), DESCRIPTOR_RESERVE)
     server.__class__ = _Server
     assert isinstance(server, _Server)
     server.voxmon_connections = state
     server.voxmon_clock = clock
     _quiet_accept_errors(state, clock)
     return state
-
-
-class ConnectionCollector(Collector):
-    """``voxmon_http_connections`` (open) and ``voxmon_http_connections_refused_total``
-    (closed at once because the cap was reached)."""
-
-    def __init__(self, state: Connections) -> None:
-        self._state = state
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "voxmon_http_connections", "HTTP connections open now.", value=self._state.open
-        )
-        yield GaugeMetricFamily(
-            "voxmon_http_connection_cap",
-            "Most connections served at once (max_connections, or the descriptor limit"
-            f" less {DESCRIPTOR_RESERVE}).",
-            value=self._state.cap,
-        )
-        yield CounterMetricFamily(
-            "voxmon_http_connections_refused",
-            "Connections closed at once because the connection cap was reached.",
-            value=self._state.refused,
-        )
-        yield CounterMetricFamily(
-            "voxmon_http_accept_errors",
-            "Times accepting a connection failed for lack of descriptors or memory.",
-            value=self._state.accept_errors,
-        )
 
 
 def install(

@@ -30,20 +30,24 @@ class SqliteSnapshots:
         )
         return [GroupRow(*row) for row in rows]
 
-    def latency_rows(self, start_ms: int, end_ms: int, gamma: float) -> list[LatencyRow]:
+    def latency_rows(
+        self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
+    ) -> list[LatencyRow]:
         """Durations of latency-bearing events in ``[start_ms, end_ms)``, bucketed in SQL
-        exactly as ``rollup.digest.bucket_index`` does in Python (``ceil(ln(d)/ln(gamma))``
-        corrected at bucket edges with the same ``pow``), 0 ms in its own bucket, so no row
-        crosses into Python and both paths agree on every value."""
+        exactly as ``rollup.digest.digest_index`` does in Python (``ceil(ln(d)/ln(gamma))``
+        corrected at bucket edges with the same ``pow``, a duration under ``floor_ms`` in
+        the floor's bucket), 0 ms in its own bucket, so no row crosses into Python and both
+        paths agree on every value. Count, sum, min and max are of the exact durations."""
         marks = ",".join("?" * len(LATENCY_TYPES))
         rows = self._conn.execute(
             "SELECT org_id, event_type, CASE WHEN d > 0 THEN CASE"
-            " WHEN d > pow(?, r) THEN r + 1 WHEN d <= pow(?, r - 1) THEN r - 1 ELSE r END END,"
-            " COUNT(*), SUM(d), MIN(d), MAX(d) FROM (SELECT org_id, event_type,"
-            " duration_ms AS d, CAST(ceil(ln(duration_ms) * ?) AS INTEGER) AS r FROM events"
+            " WHEN b > pow(?, r) THEN r + 1 WHEN b <= pow(?, r - 1) THEN r - 1 ELSE r END END,"
+            " COUNT(*), SUM(d), MIN(d), MAX(d) FROM (SELECT org_id, event_type, d, b,"
+            " CAST(ceil(ln(b) * ?) AS INTEGER) AS r FROM (SELECT org_id, event_type,"
+            " duration_ms AS d, MAX(duration_ms, ?) AS b FROM events"
             " WHERE ts_ms >= ? AND ts_ms < ? AND duration_ms IS NOT NULL"
-            f" AND event_type IN ({marks})) GROUP BY 1, 2, 3",
-            (gamma, gamma, 1.0 / math.log(gamma), start_ms, end_ms, *LATENCY_TYPES),
+            f" AND event_type IN ({marks}))) GROUP BY 1, 2, 3",
+            (gamma, gamma, 1.0 / math.log(gamma), floor_ms, start_ms, end_ms, *LATENCY_TYPES),
         )
         return [LatencyRow(*row) for row in rows]
 
