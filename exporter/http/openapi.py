@@ -18,6 +18,7 @@ from exporter.model import (
 )
 
 JSON = "application/json"
+HTML = "text/html"
 Schema = dict[str, Any]
 
 
@@ -480,6 +481,13 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/metrics": {"get": metrics},
+        "/": {
+            "get": {
+                "summary": "Status page (HTML; no data until its script reads the API)",
+                "parameters": [],
+                "responses": _responses({"type": "string"}, media=HTML),
+            }
+        },
         "/openapi.json": {"get": _op("This document", {"type": "object"}, [])},
         "/healthz": {"get": _op("Liveness", ref("Status"), [])},
         "/readyz": {"get": _op("Readiness", ref("Status"), [], 503)},
