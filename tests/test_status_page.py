@@ -32,9 +32,11 @@ except ImportError:  # the test extra is missing: browser tests fail in CI, skip
 
 ADMIN = "status-admin-token-0001"
 READER = "status-reader-token-001"
+SCRAPER = "status-scraper-token-01"
 TOKENS = (
     Token("admin", ADMIN, frozenset({"admin", "ingest", "metrics"})),
     Token("reader", READER, frozenset({"read"})),
+    Token("scraper", SCRAPER, frozenset({"metrics"})),
 )
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 REPO = Path(__file__).resolve().parent.parent
@@ -244,6 +246,11 @@ async def test_status_page_asks_again_for_a_refused_token(start_app: Any, browse
     await expect(page.locator("#token-reason")).to_have_text(re.compile("^The token was refused"))
     assert await page.evaluate("sessionStorage.getItem('voxmon.token')") == (
         "not-a-configured-token"
+    )
+    await page.fill("#token-input", SCRAPER)  # known, but without the read scope
+    await page.click("#token-form button[type=submit]")
+    await expect(page.locator("#token-reason")).to_have_text(
+        "The token was refused (token lacks the 'read' scope). Enter a token with the read scope."
     )
     await page.fill("#token-input", READER)
     await page.click("#token-form button[type=submit]")

@@ -329,6 +329,10 @@
         askForToken(sessionStorage.getItem(TOKEN_KEY) ? "The token was refused." : null);
         return;  // no refresh until a token is given
       }
+      if (error instanceof ApiError && error.status === 403) {
+        askForToken(`The token was refused (${error.message}).`);
+        return;
+      }
       $("error").textContent = error instanceof ApiError
         ? `voxmon answered ${error.status}: ${error.message}` : `voxmon is unreachable: ${error.message}`;
       $("error").hidden = false;
