@@ -40,10 +40,8 @@ TOKENS = (
 )
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 REPO = Path(__file__).resolve().parent.parent
-NO_VALUE = "\N{EN DASH}"
-"""What a card shows before its first figure."""
-UPDATED = re.compile(r"^updated 2026-11-28 10:00 UTC")
-"""The page's refresh line once its first refresh is done (at the fake clock's T0)."""
+NO_VALUE = "\N{EN DASH}"  # what a card shows before its first figure
+UPDATED = re.compile(r"^updated 2026-11-28 10:00 UTC")  # first refresh done, at T0
 
 
 def _unavailable(what: str) -> None:
@@ -54,11 +52,10 @@ def _unavailable(what: str) -> None:
 
 
 def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    path = shutil.which("chromium")
     if path is None:
         _unavailable("chromium (Debian package)")
-    assert path is not None
-    return path
+    return str(path)
 
 
 @pytest.fixture
@@ -70,13 +67,6 @@ async def browser() -> AsyncIterator[Any]:
         launched = await driver.chromium.launch(executable_path=path, headless=True)
         yield launched
         await launched.close()
-
-
-# ---- traffic ----
-
-
-def _at(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def note(artifact_id: str, org_id: str | None, start: datetime, fail: bool) -> list[dict[str, Any]]:
@@ -102,7 +92,7 @@ def note(artifact_id: str, org_id: str | None, start: datetime, fail: bool) -> l
             event_type=event_type,
             artifact_id=artifact_id,
             org_id=org_id,
-            timestamp=_at(start + timedelta(seconds=7 * index)),
+            timestamp=(start + timedelta(seconds=7 * index)).isoformat(),
             metadata=metadata or None,
         )
         for index, (event_type, metadata) in enumerate(steps)
@@ -257,9 +247,6 @@ async def test_status_page_asks_again_for_a_refused_token(start_app: Any, browse
     await expect(page.locator("#updated")).to_have_text(UPDATED)
     assert await page.text_content("#live-received") == "0"
     assert await page.locator("#token-form").is_hidden()
-
-
-# ---- served document (no browser) ----
 
 
 async def test_status_page_is_open_and_forbids_external_sources(start_app: Any) -> None:
