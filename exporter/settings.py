@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from exporter.cron import cron_problem
 from exporter.errors import ConfigError
@@ -92,6 +93,10 @@ class Settings:
     max_duration_days: int = DEFAULT_MAX_DURATION_DAYS
     """Longest duration kept (explicit or derived); longer ones are dropped, counted and,
     for explicit ones, reported as a warning; the event itself is always kept. ≤ 3650."""
+    grafana_url: str = ""
+    """Base URL of the Grafana that shows voxmon's dashboards (e.g.
+    `https://grafana.example.com`); when set, the status page at `/` links to each
+    dashboard under it. Empty (the default): no links."""
     crons: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CRONS))
     """File only: a `[schedule]` table of job = cron expression (UTC) for rollup-hourly,
     rollup-daily, cleanup-snapshots and cleanup-events."""
@@ -135,6 +140,7 @@ _TYPES: dict[str, type] = {
     "auth": str,
     "log_level": str,
     "sqlite_synchronous": str,
+    "grafana_url": str,
 }
 
 
@@ -269,6 +275,8 @@ def _check(s: Settings, problems: list[str]) -> None:
         problems.append(f"log_level: one of {LOG_LEVELS}, got {s.log_level!r}")
     if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
         problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
+    if s.grafana_url and not _is_web_url(s.grafana_url):
+        problems.append(f"grafana_url: an http:// or https:// URL, got {s.grafana_url!r}")
     if s.auth is not None and s.auth not in AUTH_MODES:
         problems.append(f"auth: one of {AUTH_MODES}, got {s.auth!r}")
     if s.auth == "tokens" and not s.tokens:
@@ -282,6 +290,11 @@ def _check(s: Settings, problems: list[str]) -> None:
 
 def _is_scope(value: Any) -> bool:
     return isinstance(value, str) and value in SCOPES
+
+
+def _is_web_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and text.isprintable()
 
 
 def _is_loopback(host: str) -> bool:

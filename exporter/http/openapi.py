@@ -127,6 +127,8 @@ OPERATIONS: tuple[Op, ...] = (
        (404, 409)),
     Op("get", "/metrics", "Prometheus exposition (OpenMetrics by Accept)", str,
        media="text/plain"),
+    Op("get", "/", "Status page (HTML; no data until its script reads the API)", str,
+       media="text/html"),
     Op("get", "/openapi.json", "This document", dict[str, Any]),
     Op("get", "/healthz", "Liveness", r.Status),
     Op("get", "/readyz", "Readiness", r.Status, errors=(503,)),

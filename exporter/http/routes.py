@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from exporter.http import artifacts, health, history, ingest, live, orgs, rollups
+from exporter.http import artifacts, health, history, ingest, live, orgs, rollups, status
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INGEST_PATH = "/v1/events"
@@ -25,6 +25,7 @@ ROUTES: tuple[tuple[str, str, Handler, str | None], ...] = (
     ("GET", "/v1/rollups", rollups.get_rollups, "read"),
     ("POST", "/v1/rollups/{job}/run", rollups.post_rollup_run, "admin"),
     ("GET", "/metrics", live.get_metrics, "metrics"),
+    ("GET", "/", status.get_status, None),
     ("GET", "/openapi.json", health.get_openapi, None),
     ("GET", "/healthz", health.get_healthz, None),
     ("GET", "/readyz", health.get_readyz, None),
