@@ -1,4 +1,5 @@
-"""Organisation display names: ``PUT/GET /v1/orgs[/{org_id}]``."""
+"""Organisations: every one seen in events or given a display name, with its name or null
+(``GET /v1/orgs[/{org_id}]``), and setting a name (``PUT /v1/orgs/{org_id}``)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,34 @@ from aiohttp import web
 
 from exporter.errors import BadRequest, NotFound
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
-from exporter.http.params import bad, reject_unknown
+from exporter.http.params import bad, parse_int, reject_unknown
 from exporter.http.request import read_body
+from exporter.records import OrgEntry
 from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms
 
 
 class _OrgName(msgspec.Struct, forbid_unknown_fields=True):
     name: str
+
+
+class Org(msgspec.Struct):
+    """One organisation; ``named`` says whether a display name was set (``name`` null)."""
+
+    org_id: str
+    name: str | None
+    named: bool
+
+    @classmethod
+    def of(cls, entry: OrgEntry) -> Org:
+        return cls(entry.org_id, entry.name, entry.name is not None)
+
+
+class Orgs(msgspec.Struct):
+    """A page by ``org_id``; ``next_cursor`` is the last id of the page, None at the end."""
+
+    orgs: list[Org]
+    next_cursor: str | None
 
 
 async def put_org(request: web.Request) -> web.Response:
@@ -32,7 +53,7 @@ async def put_org(request: web.Request) -> web.Response:
         raise bad("name", "must be 1 to 200 characters")
     now_ms = datetime_to_ms(request.app[CLOCK].now())
     await request.app[BACKEND].writes.run(_put_name, org_id, body.name, now_ms)
-    return json_response({"org_id": org_id, "name": body.name})
+    return json_response(Org(org_id, body.name, True))
 
 
 def _put_name(store: Store, org_id: str, name: str, now_ms: int) -> None:
@@ -41,15 +62,20 @@ def _put_name(store: Store, org_id: str, name: str, now_ms: int) -> None:
 
 
 async def get_orgs(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
-    names = await request.app[BACKEND].reads.run(lambda s: s.orgs.org_names())
-    return json_response({"orgs": [{"org_id": k, "name": v} for k, v in names.items()]})
+    """Organisations by id, named or not, ``limit`` per page after ``cursor``."""
+    reject_unknown(request.query, ("limit", "cursor"))
+    limit = parse_int("limit", request.query.get("limit", "1000"), 1, 10_000)
+    cursor = request.query.get("cursor")
+    found = await request.app[BACKEND].reads.run(lambda s: s.orgs.list_orgs(cursor, limit + 1))
+    page = found[:limit]
+    next_cursor = page[-1].org_id if len(found) > limit else None
+    return json_response(Orgs([Org.of(entry) for entry in page], next_cursor))
 
 
 async def get_org(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
     org_id = request.match_info["org_id"]
-    names = await request.app[BACKEND].reads.run(lambda s: s.orgs.org_names([org_id]))
-    if org_id not in names:
-        raise NotFound(f"no organisation {org_id!r} is registered")
-    return json_response({"org_id": org_id, "name": names[org_id]})
+    entry = await request.app[BACKEND].reads.run(lambda s: s.orgs.find_org(org_id))
+    if entry is None:
+        raise NotFound(f"organisation {org_id!r} was never seen in an event nor named")
+    return json_response(Org.of(entry))
