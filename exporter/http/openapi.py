@@ -167,7 +167,12 @@ def _schemas() -> dict[str, Schema]:
                 "rows": {
                     "type": "array",
                     "items": obj(
-                        {"period_start": TIME, "parts": {"type": "object"}, "derived": numbers}
+                        {
+                            "period_start": TIME,
+                            "period_end": TIME,
+                            "parts": {"type": "object"},
+                            "derived": numbers,
+                        }
                     ),
                 },
             }
@@ -215,12 +220,99 @@ def _schemas() -> dict[str, Schema]:
                 },
             }
         ),
-        "Org": obj({"org_id": STR, "name": STR}),
+        "Org": obj(
+            {
+                "org_id": STR,
+                "name": nullable(STR),
+                "named": {"type": "boolean", "description": "a display name was set"},
+            }
+        ),
         "OrgName": {
             **obj({"name": {"type": "string", "minLength": 1, "maxLength": 200}}),
             "additionalProperties": False,
         },
-        "Orgs": obj({"orgs": {"type": "array", "items": ref("Org")}}),
+        "Orgs": obj(
+            {
+                "orgs": {
+                    "type": "array",
+                    "items": ref("Org"),
+                    "description": "every organisation seen in events or named, by org_id",
+                },
+                "next_cursor": nullable(STR),
+            }
+        ),
+        "Summary": obj(
+            {
+                "start": TIME,
+                "end": TIME,
+                "scope": STR,
+                "org_id": nullable(STR),
+                "row": obj(
+                    {
+                        "period_start": TIME,
+                        "period_end": TIME,
+                        "parts": {"type": "object"},
+                        "derived": numbers,
+                    }
+                ),
+                "windows": obj({"daily": INT, "hourly": INT}),
+                "not_rolled_up": {
+                    "type": "array",
+                    "description": "whole hours of the row the snapshots do not (fully)"
+                    " cover: open (not ended), not_rolled_up (no snapshot yet, or pruned),"
+                    " late_events (snapshot older than late events awaiting re-aggregation)",
+                    "items": obj(
+                        {
+                            "start": TIME,
+                            "end": TIME,
+                            "reason": {
+                                "type": "string",
+                                "enum": ["open", "not_rolled_up", "late_events"],
+                            },
+                        }
+                    ),
+                },
+            }
+        ),
+        "Feed": obj(
+            {
+                "events": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "event_id": STR,
+                            "event_type": STR,
+                            "timestamp": TIME,
+                            "received_at": TIME,
+                            **{
+                                name: nullable(STR)
+                                for name in (
+                                    "artifact_id",
+                                    "org_id",
+                                    "voice_note_id",
+                                    "coach_user_id",
+                                    "stage",
+                                    "duration_source",
+                                    "previous_status",
+                                    "new_status",
+                                    "error_code",
+                                    "error_message",
+                                )
+                            },
+                            "duration_ms": nullable(NUM),
+                            "metadata": {
+                                **nullable({"type": "object"}),
+                                "description": "as sent, unknown keys included",
+                            },
+                        }
+                    ),
+                },
+                "next": {
+                    **nullable(STR),
+                    "description": "opaque cursor for the next (older) page; null at the end",
+                },
+            }
+        ),
         "Artifacts": obj(
             {
                 "state": STR,
@@ -350,6 +442,9 @@ ORG_PARAM = _param(
     {"type": "string", "minLength": 1, "maxLength": 128},
     doc="an organisation; absent = platform rows only",
 )
+ORG_PARAM_FILTER = _param(
+    "org_id", "query", {"type": "string", "minLength": 1, "maxLength": 128}, doc="only this one"
+)
 
 
 def _responses(ok: Schema | None, *errors: int, media: str = JSON) -> dict[str, Any]:
@@ -367,6 +462,12 @@ def _op(
     summary: str, ok: Schema | None, params: list[Schema], *errors: int, **extra: Any
 ) -> Schema:
     return {"summary": summary, "parameters": params, "responses": _responses(ok, *errors), **extra}
+
+
+def _head(summary: str) -> Schema:
+    """A HEAD operation: the GET's status and headers, never a body."""
+    responses = {str(code): {"description": "no body"} for code in (200, 401, 403)}
+    return {"summary": summary, "parameters": [], "responses": responses}
 
 
 def _paths() -> dict[str, Any]:
@@ -404,8 +505,30 @@ def _paths() -> dict[str, Any]:
         "parameters": [],
         "responses": _responses({"type": "string"}, media="text/plain"),
     }
+    feed = _op(
+        "Recent events, newest received first, within event retention, cursor-paginated",
+        ref("Feed"),
+        [
+            _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            ORG_PARAM_FILTER,
+            _param("event_type", "query", {"type": "string", "enum": sorted(EVENT_TYPES)}),
+            _param("artifact_id", "query", {"type": "string", "minLength": 1, "maxLength": 128}),
+            _param("before", "query", {"type": "string"}, doc="the previous page's next"),
+        ],
+    )
+    summary = _op(
+        "One row merged over a range (daily snapshots for whole days, hourly at the edges;"
+        " bounds widen to whole hours), and the hours not covered",
+        ref("Summary"),
+        [
+            _param("start", "query", _TIME_PARAM, True, "inclusive"),
+            _param("end", "query", _TIME_PARAM, True, "exclusive; start < end"),
+            ORG_PARAM,
+        ],
+    )
     return {
-        "/v1/events": {"post": ingest},
+        "/v1/events": {"post": ingest, "get": feed},
+        "/v1/metrics/summary": {"get": summary},
         "/v1/metrics/realtime": {
             "get": _op(
                 "60-minute live counters (404 org_not_live beyond max_live_orgs)",
@@ -431,7 +554,16 @@ def _paths() -> dict[str, Any]:
                 [*RANGE_PARAMS, limit],
             )
         },
-        "/v1/orgs": {"get": _op("Organisation display names", ref("Orgs"), [])},
+        "/v1/orgs": {
+            "get": _op(
+                "Organisations seen or named, with their names or null",
+                ref("Orgs"),
+                [
+                    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}),
+                    _param("cursor", "query", {"type": "string"}, doc="last id of previous page"),
+                ],
+            )
+        },
         "/v1/orgs/{org_id}": {
             "get": _op("One organisation's display name", ref("Org"), [org_path], 404),
             "put": _op(
@@ -449,11 +581,21 @@ def _paths() -> dict[str, Any]:
                     _param(
                         "state",
                         "query",
-                        {"type": "string", "enum": ["in_flight", "failed", "stuck"]},
+                        {
+                            "type": "string",
+                            "enum": ["in_flight", "failed", "stuck", "completed"],
+                        },
                         True,
                     ),
                     limit,
                     _param("cursor", "query", {"type": "string"}, doc="last id of previous page"),
+                    ORG_PARAM_FILTER,
+                    _param(
+                        "stage",
+                        "query",
+                        {"type": "string", "enum": list(STAGES)},
+                        doc="the note's current stage",
+                    ),
                 ],
             )
         },
@@ -479,9 +621,9 @@ def _paths() -> dict[str, Any]:
                 409,
             )
         },
-        "/metrics": {"get": metrics},
+        "/metrics": {"get": metrics, "head": _head("Prometheus exposition headers, no body")},
         "/openapi.json": {"get": _op("This document", {"type": "object"}, [])},
-        "/healthz": {"get": _op("Liveness", ref("Status"), [])},
+        "/healthz": {"get": _op("Liveness", ref("Status"), []), "head": _head("Liveness")},
         "/readyz": {"get": _op("Readiness", ref("Status"), [], 503)},
     }
 
