@@ -142,3 +142,26 @@ async def test_summary_states_the_hours_not_rolled_up(start_app: Any, clock: Fak
     assert body["row"]["parts"]["artifacts_received"] == 1
     assert body["windows"] == {"daily": 0, "hourly": 3}  # 09:00..12:00; before is empty
     assert body["row"]["period_end"] == "2026-11-28T13:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "fragment"),
+    [
+        ({"end": "2026-11-28T00:00:00Z"}, "start", "required"),
+        ({"start": "2026-11-28T00:00:00Z"}, "end", "required"),
+        ({"start": "2026-11-28T01:00:00Z", "end": "2026-11-28T01:00:00Z"}, "start", "before end"),
+        ({"start": "2026-11-28T00:00:00Z", "end": "2026-11-28T10:30:00Z"}, "end", "11 hours"),
+        ({"start": "1", "end": "253402300799999"}, "end", "9999-12-31T23:00:00.000Z"),
+        ({"start": "2026-11-28T00:00:00Z", "end": "soon"}, "end", "RFC 3339"),
+        ({"start": "0", "end": "1", "period": "daily"}, "period", "unknown parameter"),
+    ],
+)
+async def test_summary_rejects_bad_parameters(
+    start_app: Any, params: dict[str, str], field: str, fragment: str
+) -> None:
+    client = await start_app(max_range_rows=10)
+    response = await client.get("/v1/metrics/summary", params=params)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["details"][0]["field"] == field
+    assert fragment in error["message"]

@@ -11,7 +11,10 @@ from aiohttp import web
 from exporter.http.context import CLOCK, REPORTS, SETTINGS, json_response
 from exporter.http.params import bad, parse_org, parse_time, reject_unknown
 from exporter.records import RangeSummary
-from exporter.timestamps import HOUR_MS, datetime_to_ms, format_rfc3339
+from exporter.timestamps import HOUR_MS, MAX_MS, datetime_to_ms, format_rfc3339
+
+LAST_END_MS = MAX_MS - MAX_MS % HOUR_MS
+"""The latest ``end`` whose widening to a whole hour can still be written as a date."""
 
 
 class SummaryRow(msgspec.Struct):
@@ -69,6 +72,8 @@ def _bounds(query: Any, max_hours: int) -> tuple[int, int]:
     start, end = parse_time("start", query["start"]), parse_time("end", query["end"])
     if start >= end:
         raise bad("start", "must be before end")
+    if end > LAST_END_MS:
+        raise bad("end", f"at most {format_rfc3339(LAST_END_MS)} (the range widens to whole hours)")
     hours = -(-end // HOUR_MS) - start // HOUR_MS
     if hours > max_hours:
         raise bad("end", f"the range spans {hours} hours; at most {max_hours} (max_range_rows)")
