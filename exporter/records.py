@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
@@ -155,3 +156,54 @@ class Range:
     period: str
     start_ms: int
     end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """The recent-events feed's filters (None: any) and its retention bound: events received
+    at or after ``since_ms`` whose event time is at or after it too."""
+
+    since_ms: int
+    org_id: str | None = None
+    event_type: str | None = None
+    artifact_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPosition:
+    """Where an event sits in the feed's order, newest first: arrival time (epoch ms), then
+    the storage's arrival sequence. A page continues strictly before one of these."""
+
+    received_ms: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrgEntry:
+    """An organisation voxmon has seen or has a name for (``name`` None: unnamed)."""
+
+    org_id: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Part of a summarised range the snapshots do not (fully) cover, and why."""
+
+    start_ms: int
+    end_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSummary:
+    """One merged row over ``[start_ms, end_ms)`` (whole hours): the parts and derived fields
+    of a history row, how many daily and hourly snapshots were merged, and the gaps."""
+
+    start_ms: int
+    end_ms: int
+    parts: dict[str, Any]
+    derived: dict[str, float]
+    daily_windows: int
+    hourly_windows: int
+    gaps: tuple[Gap, ...]

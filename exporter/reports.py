@@ -14,6 +14,7 @@ class HistoryRow(msgspec.Struct, kw_only=True):
     ms) and every derived rate, average and percentile."""
 
     period_start: str
+    period_end: str
     parts: dict[str, Any]
     derived: dict[str, float]
 

@@ -1,4 +1,4 @@
-"""The report service behind the history, stages and organisation-breakdown endpoints:
+"""The report service behind the history, stages, summary and organisation-breakdown endpoints:
 snapshot reads on the query pool, turned into reports by ``rollup.reports``. Windows are
 ``[start, end)`` in epoch ms; no ``org_id`` means platform rows only."""
 
@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.records import RangeSummary, SnapshotRow
 from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.storage.base import Reader, Store
+from exporter.timestamps import HOUR_MS
 from rollup import reports
+from rollup.summary import DAY_MS, Coverage, hour_bounds, plan, spans
 
 
 class ReportService:
@@ -29,6 +32,12 @@ class ReportService:
         rows = await self._reads.run(_scope_rows, period, start_ms, end_ms, org_id)
         return reports.stages(rows)
 
+    async def summary(
+        self, start_ms: int, end_ms: int, org_id: str | None, now_ms: int
+    ) -> RangeSummary:
+        """One row merged over ``[start_ms, end_ms)`` widened to whole hours, and its gaps."""
+        return await self._reads.run(_summary, start_ms, end_ms, org_id, now_ms)
+
     async def orgs(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgReport]:
         """Busiest organisations first; three queries whatever their number."""
         return await self._reads.run(_org_breakdown, period, start_ms, end_ms, limit)
@@ -47,3 +56,35 @@ def _org_breakdown(
     ids = [t.org_id for t in totals]
     digests = store.snapshots.end_to_end_digests(period, start_ms, end_ms, ids)
     return reports.orgs(totals, digests, store.orgs.org_names(ids))
+
+
+def _summary(
+    store: Store, start_ms: int, end_ms: int, org_id: str | None, now_ms: int
+) -> RangeSummary:
+    """Plan and read in one snapshot of the database, so the rows agree with the plan."""
+    with store.read_transaction():
+        found = plan(start_ms, end_ms, _coverage(store, start_ms, end_ms, now_ms))
+        rows: list[SnapshotRow] = []
+        parts = (("daily", found.days, DAY_MS), ("hourly", found.hours, HOUR_MS))
+        for period, starts, step in parts:
+            for first, last in spans(starts, step):
+                rows += store.snapshots.snapshot_rows(period, first, last, org_id or "")
+    return reports.summary(found, rows)
+
+
+def _coverage(store: Store, start_ms: int, end_ms: int, now_ms: int) -> Coverage:
+    first, last = hour_bounds(start_ms, end_ms)
+    snapshots = store.snapshots
+
+    def within(starts: set[int], since: int) -> frozenset[int]:
+        return frozenset(start for start in starts if since <= start < last)
+
+    day = first - first % DAY_MS
+    return Coverage(
+        daily=within(snapshots.platform_starts("daily", day), day),
+        hourly=within(snapshots.platform_starts("hourly", first), first),
+        dirty_daily=within(snapshots.dirty_starts("daily"), day),
+        dirty_hourly=within(snapshots.dirty_starts("hourly"), first),
+        history_start_ms=store.horizons.load().history_start_ms,
+        now_ms=now_ms,
+    )

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from exporter.records import OrgTotals, SnapshotRow
+from exporter.records import OrgTotals, RangeSummary, SnapshotRow
 from exporter.reports import HistoryRow, OrgReport, StageReport
-from exporter.timestamps import format_rfc3339
+from exporter.timestamps import HOUR_MS, format_rfc3339
 from rollup.codec import decode_parts
 from rollup.digest import LatencyDigest, merge_all
 from rollup.parts import SnapshotParts, derived, latency_fields, ratio
+from rollup.summary import Plan
+
+PERIOD_MS = {"hourly": HOUR_MS, "daily": 24 * HOUR_MS}
 
 
 def parts_json(parts: SnapshotParts) -> dict[str, Any]:
@@ -48,10 +51,20 @@ def history(rows: Iterable[SnapshotRow]) -> list[HistoryRow]:
         parts = decode_parts(row.parts)
         out.append(HistoryRow(
             period_start=format_rfc3339(row.period_start_ms),
+            period_end=format_rfc3339(row.period_start_ms + PERIOD_MS[row.period]),
             parts=parts_json(parts),
             derived=derived(parts),
         ))  # fmt: skip
     return out
+
+
+def summary(plan: Plan, rows: Iterable[SnapshotRow]) -> RangeSummary:
+    """The planned snapshots merged into one row (digests merged, never averaged)."""
+    merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
+    return RangeSummary(
+        plan.start_ms, plan.end_ms, parts_json(merged), derived(merged),
+        len(plan.days), len(plan.hours), plan.gaps,
+    )  # fmt: skip
 
 
 def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:

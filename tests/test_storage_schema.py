@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.records import NONE
+from exporter.records import NONE, EventFilter, FeedPosition
 from exporter.storage.sqlite.schema import MIGRATIONS
 from tests.tools import open_store
 
@@ -95,3 +95,43 @@ def test_schema_migration_keeps_org_order_and_appends_without_a_scan(tmp_path: P
     assert plans[1].startswith("SEARCH window_minutes USING")
     assert "INDEX window_minutes_by_minute (minute_ms<?)" in plans[1]
     conn.close()
+
+
+def test_schema_migration_indexes_the_feed_and_artifact_filters(tmp_path: Path) -> None:
+    """A database from before the feed gets its indexes; every feed filter and the artifact
+    organisation filter search an index instead of scanning a table."""
+    path = tmp_path / "voxmon.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:6], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn.execute(
+        "INSERT INTO events (event_id, event_type, ts_ms, received_ms, org_id)"
+        " VALUES ('e1', 'artifact_received', ?, ?, 'org-a')",
+        (T, T + 5),
+    )
+    conn.close()
+    store = open_store(path)
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)
+    for filters in (
+        EventFilter(T),
+        EventFilter(T, org_id="org-a"),
+        EventFilter(T, event_type="artifact_received"),
+        EventFilter(T, artifact_id="n1"),
+    ):
+        store.events.recent(filters, FeedPosition(T + 10, 99), 10)
+    store.artifacts.list_states("completed", None, 10, org_id="org-a")
+    store.connection.set_trace_callback(None)
+    plans = [
+        " ".join(row[3] for row in store.connection.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        for sql in statements
+    ]
+    assert [plan.split(" (")[0] for plan in plans] == [
+        "SEARCH events USING INDEX events_by_received",
+        "SEARCH events USING INDEX events_by_org_received",
+        "SEARCH events USING INDEX events_by_type_received",
+        "SEARCH events USING INDEX events_by_artifact",
+        "SEARCH artifacts USING INDEX artifacts_by_org",
+    ]
+    assert [e["event_id"] for e in store.events.recent(EventFilter(T), None, 10)] == ["e1"]
+    store.close()

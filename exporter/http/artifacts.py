@@ -7,30 +7,39 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from exporter.artifacts import FAILED, IN_FLIGHT, ArtifactState
+from exporter.artifacts import COMPLETED, FAILED, IN_FLIGHT, ArtifactState
+from exporter.catalog import STAGES
 from exporter.errors import NotFound
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
-from exporter.http.params import bad, parse_int, reject_unknown
+from exporter.http.params import bad, parse_int, parse_org, reject_unknown
 from exporter.http.responses import Artifact, Artifacts, Timeline, TimelineEvent
 from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
-_STATES = ("in_flight", "failed", "stuck")
+_STATUS = {"in_flight": IN_FLIGHT, "failed": FAILED, "stuck": IN_FLIGHT, "completed": COMPLETED}
+"""Listable states and the stored status each reads (stuck: in flight and idle)."""
 
 
 async def get_artifacts(request: web.Request) -> web.Response:
-    """Notes by state, ordered by id; ``cursor`` is the last id of the previous page."""
-    reject_unknown(request.query, ("state", "limit", "cursor"))
-    state = request.query.get("state", "")
-    if state not in _STATES:
-        raise bad("state", f"required; one of {', '.join(_STATES)}")
-    limit = parse_int("limit", request.query.get("limit", "100"), 1, 1000)
+    """Notes by state, optionally of one organisation or current stage, ordered by id;
+    ``cursor`` is the last id of the previous page."""
+    query = request.query
+    reject_unknown(query, ("state", "limit", "cursor", "org_id", "stage"))
+    state = query.get("state", "")
+    if state not in _STATUS:
+        raise bad("state", f"required; one of {', '.join(_STATUS)}")
+    stage = query.get("stage")
+    if stage is not None and stage not in STAGES:
+        raise bad("stage", f"unknown stage; one of {', '.join(STAGES)}")
+    limit = parse_int("limit", query.get("limit", "100"), 1, 1000)
+    org_id, cursor = parse_org(query), query.get("cursor")
     now_ms = datetime_to_ms(request.app[CLOCK].now())
     stuck_ms = request.app[SETTINGS].stuck_after_s * 1000
     idle_before = now_ms - stuck_ms if state == "stuck" else None
-    status, cursor = FAILED if state == "failed" else IN_FLIGHT, request.query.get("cursor")
     found = await request.app[BACKEND].reads.run(
-        lambda s: s.artifacts.list_states(status, cursor, limit + 1, idle_before)
+        lambda s: s.artifacts.list_states(
+            _STATUS[state], cursor, limit + 1, idle_before, org_id=org_id, stage=stage
+        )
     )
     page = found[:limit]
     return json_response(Artifacts(

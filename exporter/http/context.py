@@ -17,7 +17,7 @@ from exporter.health import StorageHealth
 from exporter.http.auth import Authenticator
 from exporter.ingest.writer import IngestWriter
 from exporter.live.state import LiveState
-from exporter.records import JobRun, Range, Skip
+from exporter.records import JobRun, Range, RangeSummary, Skip
 from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
@@ -38,6 +38,10 @@ class Reports(Protocol):
     async def orgs(
         self, period: str, start_ms: int, end_ms: int, limit: int
     ) -> list[OrgReport]: ...
+
+    async def summary(
+        self, start_ms: int, end_ms: int, org_id: str | None, now_ms: int
+    ) -> RangeSummary: ...
 
 
 class Rollups(Protocol):

@@ -45,7 +45,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _http_error(exc)
     except Exception as exc:  # never a plain-text 500: render it, count it, log it
         response = _unexpected(request, exc)
-    if request.path == INGEST_PATH:
+    if request.path == INGEST_PATH and request.method == "POST":  # GET is the events feed
         request.app[METRICS].requests.labels(str(response.status)).inc()
     if not response.prepared:
         elapsed_ms = (clock.monotonic() - started) * 1000

@@ -15,7 +15,9 @@ import msgspec
 
 from exporter.catalog import EVENT_TYPES, STAGES
 from exporter.http import responses as r
+from exporter.http.feed import Feed
 from exporter.http.orgs import OrgName
+from exporter.http.summary import Summary
 from exporter.jobs import JOB_NAMES
 from exporter.model import (
     MAX_METADATA_BYTES,
@@ -81,6 +83,8 @@ RANGE = (
     Param("end", Time, True, "exclusive; start < end; max_range_rows windows"),
 )
 ORG = Param("org_id", OrgId, doc="an organisation; absent = platform rows only")
+ONLY_ORG = Param("org_id", OrgId, doc="only this organisation")
+CURSOR = Param("cursor", str, doc="last id of previous page")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op("post", "/v1/events", "Ingest events (JSON object or array; also application/x-ndjson,"
        " gzip); 400 with the same shape when no item is valid", r.IngestResult,
        errors=(413, 415, 503), body=Events),
+    Op("get", "/v1/events", "Recent events, newest received first, within event retention,"
+       " cursor-paginated", Feed, (Param("limit", Limit), ONLY_ORG,
+       Param("event_type", _enum(sorted(EVENT_TYPES))), Param("artifact_id", OrgId),
+       Param("before", str, doc="the previous page's next"))),
+    Op("get", "/v1/metrics/summary", "One row merged over a range (daily snapshots for whole"
+       " days, hourly at the edges; bounds widen to whole hours), and the hours not covered",
+       Summary, (Param("start", Time, True, "inclusive"),
+                 Param("end", Time, True, "exclusive; start < end"), ORG)),
     Op("get", "/v1/metrics/realtime", "60-minute live counters (404 org_not_live beyond"
        " max_live_orgs)", r.Realtime, (ORG,), (404,)),
     Op("get", "/v1/metrics/history", "Snapshots of one scope, ascending", r.History,
@@ -109,14 +121,16 @@ OPERATIONS: tuple[Op, ...] = (
     Op("get", "/v1/metrics/stages", "Per-stage breakdown over a range", r.Stages, (*RANGE, ORG)),
     Op("get", "/v1/metrics/orgs", "Per-organisation breakdown over a range", r.OrgBreakdown,
        (*RANGE, Param("limit", Limit))),
-    Op("get", "/v1/orgs", "Organisation display names", r.Orgs),
+    Op("get", "/v1/orgs", "Organisations seen or named, with their names or null", r.Orgs,
+       (Param("limit", Annotated[int, msgspec.Meta(ge=1, le=10_000)]), CURSOR)),
     Op("get", "/v1/orgs/{org_id}", "One organisation's display name", r.Org,
        (_path("org_id", OrgId),), (404,)),
     Op("put", "/v1/orgs/{org_id}", "Set a display name (admin)", r.Org,
        (_path("org_id", OrgId),), body=OrgName),
     Op("get", "/v1/artifacts", "Notes by state, cursor-paginated", r.Artifacts, (
-        Param("state", Literal["in_flight", "failed", "stuck"], True), Param("limit", Limit),
-        Param("cursor", str, doc="last id of previous page"))),
+        Param("state", Literal["in_flight", "failed", "stuck", "completed"], True),
+        Param("limit", Limit), CURSOR, ONLY_ORG,
+        Param("stage", _enum(STAGES), doc="the note's current stage"))),
     Op("get", "/v1/artifacts/{artifact_id}/events", "A note's events, ascending", r.Timeline, (
         _path("artifact_id", Annotated[str, msgspec.Meta(min_length=1)]),
         Param("limit", Annotated[int, msgspec.Meta(ge=1, le=10_000)])), (404,)),
@@ -127,10 +141,12 @@ OPERATIONS: tuple[Op, ...] = (
        (404, 409)),
     Op("get", "/metrics", "Prometheus exposition (OpenMetrics by Accept)", str,
        media="text/plain"),
+    Op("head", "/metrics", "Prometheus exposition headers, no body", None),
     Op("get", "/", "Status page (HTML; no data until its script reads the API)", str,
        media="text/html"),
     Op("get", "/openapi.json", "This document", dict[str, Any]),
     Op("get", "/healthz", "Liveness", r.Status),
+    Op("head", "/healthz", "Liveness, no body", None),
     Op("get", "/readyz", "Readiness", r.Status, errors=(503,)),
 )  # fmt: skip
 
@@ -191,7 +207,8 @@ def _content(schema: Schema, media: str = JSON) -> Schema:
 
 def _operation(op: Op, schemas: _Schemas) -> Schema:
     error = _content(schemas[r.Error])
-    responses: Schema = {"200": {"description": "OK", **_content(schemas[op.ok], op.media)}}
+    ok = _content(schemas[op.ok], op.media) if op.ok is not None else {}
+    responses: Schema = {"200": {"description": "OK", **ok}}
     for code in (400, 401, 403, *op.errors):
         responses[str(code)] = {"description": "error", **error}
     responses["default"] = {"description": "any other error", **error}

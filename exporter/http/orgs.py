@@ -1,4 +1,5 @@
-"""Organisation display names: ``PUT/GET /v1/orgs[/{org_id}]``."""
+"""Organisations: every one seen in events or given a display name, with its name or null
+(``GET /v1/orgs[/{org_id}]``), and setting a name (``PUT /v1/orgs/{org_id}``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aiohttp import web
 
 from exporter.errors import BadRequest, NotFound
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
-from exporter.http.params import bad, reject_unknown
+from exporter.http.params import bad, parse_int, reject_unknown
 from exporter.http.request import read_body
 from exporter.http.responses import Org, Orgs
 from exporter.storage.base import Store
@@ -35,7 +36,7 @@ async def put_org(request: web.Request) -> web.Response:
         raise BadRequest(f"body: {exc}", [{"field": "name", "message": str(exc)}]) from None
     now_ms = datetime_to_ms(request.app[CLOCK].now())
     await request.app[BACKEND].writes.run(_put_name, org_id, body.name, now_ms)
-    return json_response(Org(org_id, body.name))
+    return json_response(Org(org_id, body.name, True))
 
 
 def _put_name(store: Store, org_id: str, name: str, now_ms: int) -> None:
@@ -44,15 +45,20 @@ def _put_name(store: Store, org_id: str, name: str, now_ms: int) -> None:
 
 
 async def get_orgs(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
-    names = await request.app[BACKEND].reads.run(lambda s: s.orgs.org_names())
-    return json_response(Orgs([Org(k, v) for k, v in names.items()]))
+    """Organisations by id, named or not, ``limit`` per page after ``cursor``."""
+    reject_unknown(request.query, ("limit", "cursor"))
+    limit = parse_int("limit", request.query.get("limit", "1000"), 1, 10_000)
+    cursor = request.query.get("cursor")
+    found = await request.app[BACKEND].reads.run(lambda s: s.orgs.list_orgs(cursor, limit + 1))
+    page = found[:limit]
+    next_cursor = page[-1].org_id if len(found) > limit else None
+    return json_response(Orgs([Org.of(entry) for entry in page], next_cursor))
 
 
 async def get_org(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
     org_id = request.match_info["org_id"]
-    names = await request.app[BACKEND].reads.run(lambda s: s.orgs.org_names([org_id]))
-    if org_id not in names:
-        raise NotFound(f"no organisation {org_id!r} is registered")
-    return json_response(Org(org_id, names[org_id]))
+    entry = await request.app[BACKEND].reads.run(lambda s: s.orgs.find_org(org_id))
+    if entry is None:
+        raise NotFound(f"organisation {org_id!r} was never seen in an event nor named")
+    return json_response(Org.of(entry))

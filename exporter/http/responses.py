@@ -10,6 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from exporter.catalog import WINDOW_COUNTERS
+from exporter.records import OrgEntry
 from exporter.reports import HistoryRow, OrgReport, StageReport
 
 Time = str
@@ -95,12 +96,22 @@ class OrgBreakdown(RangeBody, kw_only=True):
 
 
 class Org(msgspec.Struct):
+    """One organisation; ``named`` says whether a display name was set (``name`` null)."""
+
     org_id: str
-    name: str
+    name: str | None
+    named: bool
+
+    @classmethod
+    def of(cls, entry: OrgEntry) -> Org:
+        return cls(entry.org_id, entry.name, entry.name is not None)
 
 
 class Orgs(msgspec.Struct):
+    """A page by ``org_id``; ``next_cursor`` is the last id of the page, None at the end."""
+
     orgs: list[Org]
+    next_cursor: str | None
 
 
 class Artifact(msgspec.Struct, kw_only=True):

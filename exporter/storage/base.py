@@ -13,14 +13,25 @@ from exporter.durations import Lookup
 from exporter.live.families import Key
 from exporter.live.tally import Tally
 from exporter.model import Event
-from exporter.records import GroupRow, Horizons, JobRun, LatencyRow, OrgTotals, SnapshotRow
+from exporter.records import (
+    EventFilter,
+    FeedPosition,
+    GroupRow,
+    Horizons,
+    JobRun,
+    LatencyRow,
+    OrgEntry,
+    OrgTotals,
+    SnapshotRow,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 
 class Events(Protocol):
-    """Raw events: dedup, insert (extending the history start), lookups, retention."""
+    """Raw events: dedup, insert (extending the history start), lookups, retention, a
+    note's timeline and the recent-events feed (newest received first)."""
 
     def existing_ids(self, event_ids: Sequence[str]) -> set[str]: ...
     def latest_starts(self, lookups: Sequence[Lookup]) -> dict[Lookup, int]: ...
@@ -29,6 +40,9 @@ class Events(Protocol):
     def delete_before(self, cutoff_ms: int, limit: int) -> int: ...
     def count_before(self, cutoff_ms: int) -> int: ...
     def timeline(self, artifact_id: str, limit: int) -> list[dict[str, Any]]: ...
+    def recent(
+        self, filters: EventFilter, before: FeedPosition | None, limit: int
+    ) -> list[dict[str, Any]]: ...
 
 
 class LiveState(Protocol):
@@ -87,17 +101,26 @@ class Artifacts(Protocol):
     def save_states(self, states: Iterable[ArtifactState]) -> None: ...
     def load_in_flight(self) -> list[ArtifactState]: ...
     def list_states(
-        self, status: str, after: str | None, limit: int, idle_before_ms: int | None = None
+        self,
+        status: str,
+        after: str | None,
+        limit: int,
+        idle_before_ms: int | None = None,
+        *,
+        org_id: str | None = None,
+        stage: str | None = None,
     ) -> list[ArtifactState]: ...
     def delete_before(self, cutoff_ms: int, limit: int) -> int: ...
     def count_before(self, cutoff_ms: int) -> int: ...
 
 
 class Orgs(Protocol):
-    """Organisation display names."""
+    """Organisation display names, and every organisation seen or named."""
 
     def put_org_name(self, org_id: str, name: str, now_ms: int) -> None: ...
     def org_names(self, org_ids: Sequence[str] | None = None) -> dict[str, str]: ...
+    def find_org(self, org_id: str) -> OrgEntry | None: ...
+    def list_orgs(self, after: str | None, limit: int) -> list[OrgEntry]: ...
 
 
 class HorizonRows(Protocol):

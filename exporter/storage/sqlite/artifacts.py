@@ -70,14 +70,23 @@ class SqliteArtifacts:
         after: str | None,
         limit: int,
         idle_before_ms: int | None = None,
+        *,
+        org_id: str | None = None,
+        stage: str | None = None,
     ) -> list[ArtifactState]:
         """Notes with ``status`` ordered by id, after the cursor ``after``; with
-        ``idle_before_ms`` only those whose last event is strictly before it (stuck)."""
+        ``idle_before_ms`` only those whose last event is strictly before it (stuck); with
+        ``org_id`` or ``stage`` only that organisation's or current stage's."""
         sql = f"SELECT {_COLUMNS} FROM artifacts WHERE status = ? AND artifact_id > ?"
         args: list[Any] = [status, after or ""]
-        if idle_before_ms is not None:
-            sql += " AND last_event_ms < ?"
-            args.append(idle_before_ms)
+        for column, value in (
+            ("last_event_ms <", idle_before_ms),
+            ("org_id =", org_id),
+            ("current_stage =", stage),
+        ):
+            if value is not None:
+                sql += f" AND {column} ?"
+                args.append(value)
         rows = self._conn.execute(sql + " ORDER BY artifact_id LIMIT ?", (*args, limit))
         return [_state(row) for row in rows]
 

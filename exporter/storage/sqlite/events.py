@@ -1,5 +1,5 @@
 """Event rows: insert, dedup lookups, start-time lookups for derived durations, retention
-deletes and a note's timeline."""
+deletes, a note's timeline and the recent-events feed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from exporter.model import Event
+from exporter.records import EventFilter, FeedPosition
 from exporter.storage.sqlite.horizons import SqliteHorizons
 from exporter.timestamps import HOUR_MS
 
@@ -125,3 +126,32 @@ class SqliteEvents:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def recent(
+        self, filters: EventFilter, before: FeedPosition | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Events newest received first (``received_ms``, then ``seq``, descending), strictly
+        before ``before``, within ``filters``; each row carries its ``seq`` and ``received_ms``
+        (the next page's position). An index per filter keeps the walk a range scan."""
+        sql = _FEED + " WHERE received_ms >= ? AND ts_ms >= ?"
+        args: list[object] = [filters.since_ms, filters.since_ms]
+        for column in ("org_id", "event_type", "artifact_id"):
+            value = getattr(filters, column)
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        if before is not None:
+            sql += " AND (received_ms, seq) < (?, ?)"
+            args += [before.received_ms, before.seq]
+        cursor = self._conn.execute(
+            sql + " ORDER BY received_ms DESC, seq DESC LIMIT ?", (*args, limit)
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+_FEED = (
+    "SELECT seq, received_ms, event_id, event_type, ts_ms, artifact_id, org_id, voice_note_id,"
+    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
+    " error_code, error_message, metadata FROM events"
+)

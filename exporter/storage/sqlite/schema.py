@@ -64,6 +64,17 @@ _ORG_ORDER = """
     CREATE INDEX window_minutes_by_minute ON window_minutes (minute_ms);
 """
 
+# The operator surfaces (issue 12): the recent-events feed walks events newest received
+# first, whole or by organisation or event type (each index ends with the rowid, so the
+# order is (received_ms, seq) and the retention bound is a range on it); artifact listings
+# filter by organisation.
+_FEED = """
+    CREATE INDEX events_by_received ON events (received_ms);
+    CREATE INDEX events_by_org_received ON events (org_id, received_ms);
+    CREATE INDEX events_by_type_received ON events (event_type, received_ms);
+    CREATE INDEX artifacts_by_org ON artifacts (org_id, status, artifact_id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -175,6 +186,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     _HORIZONS,
     _ORG_ORDER,
+    _FEED,
 )
 
 
