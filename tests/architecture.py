@@ -49,6 +49,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "rollup/parts.py",
         "rollup/reports.py",
         "rollup/schedule.py",
+        "rollup/summary.py",
         "rollup/windows.py",
     ),
     # All SQL, behind the interfaces in storage/base.py.

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from tests.conftest import make_event
-from tests.test_queries import RANGE, get, loaded
+from tests.queries_data import RANGE, get, loaded
+from tests.tools import FakeClock
 
 
 def note(artifact: str, event_type: str, minutes_ago: int, clock: FakeClock, **kw: Any) -> Any:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.settings import Token
 from tests.conftest import make_event
+from tests.tools import FakeClock
 
 
 def note(n: int, clock: FakeClock, **overrides: Any) -> dict[str, Any]:

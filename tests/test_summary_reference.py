@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.timestamps import datetime_to_ms, parse_timestamp
-from tests.test_rollup_reference import exact_quantile, note_events, reference, system_events
+from tests.reference import exact_quantile, note_events, reference, system_events
+from tests.tools import FakeClock
 
 FIRST = datetime(2026, 11, 29, 6, tzinfo=UTC)  # after the fake clock's start
 LAST = datetime(2026, 12, 3, 2, tzinfo=UTC)
