@@ -86,7 +86,7 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
         app[ctx.REPORTS] = ReportService(backend.reads)
         app[ctx.READINESS].started = True
         stack.callback(setattr, app[ctx.READINESS], "started", False)
-        log.info("voxmon ready: database %s", settings.db_path)
+        log.info("database %s open, state restored", settings.db_path)
         yield
     log.info("voxmon stopped")
 

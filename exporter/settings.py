@@ -22,6 +22,9 @@ SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 AUTH_MODES = ("tokens", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+ENV_PREFIX = "VOXMON_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,12 @@ class Settings:
     auth: str | None = None
     tokens: tuple[Token, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "text"
+    """Log line format on stderr: "text" (``<UTC time> <LEVEL> <logger>: <message>``) or
+    "json" (one object per line: ts, level, logger, message, and exc with a traceback)."""
+    access_log: bool = False
+    """Log one line per HTTP request (aiohttp's access log, logger ``aiohttp.access``), at
+    INFO whatever log_level says; off by default (Prometheus scrapes would dominate)."""
     sqlite_synchronous: str = "FULL"
     max_body_bytes: int = 5 * 1024 * 1024
     max_batch: int = 10_000
@@ -99,13 +108,8 @@ _SCALARS: dict[str, type] = {
     for f in dataclasses.fields(Settings)
     if f.name not in ("tokens", "crons")
 }
-_TYPES: dict[str, type] = {
-    "db_path": str,
-    "host": str,
-    "auth": str,
-    "log_level": str,
-    "sqlite_synchronous": str,
-}
+_STRINGS = ("db_path", "host", "auth", "log_level", "log_format", "sqlite_synchronous")
+_TYPES: dict[str, type] = {**dict.fromkeys(_STRINGS, str), "access_log": bool}
 
 
 def _kind(name: str) -> type:
@@ -136,10 +140,8 @@ def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
             else:
                 problems.append("schedule: expected a table [schedule] of job = cron")
         elif key in _SCALARS:
-            if _kind(key) is int and (isinstance(value, bool) or not isinstance(value, int)):
-                problems.append(f"{key}: expected an integer, got {value!r}")
-            elif _kind(key) is str and not isinstance(value, str):
-                problems.append(f"{key}: expected a string, got {value!r}")
+            if problem := _file_type_problem(key, value):
+                problems.append(problem)
             else:
                 values[key] = value
         else:
@@ -147,22 +149,51 @@ def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
     return values
 
 
+def _file_type_problem(key: str, value: Any) -> str | None:
+    kind, wanted = _kind(key), {int: "an integer", str: "a string", bool: "true or false"}
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return None
+    return f"{key}: expected {wanted[kind]}, got {value!r}"
+
+
 def _from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    """``VOXMON_<SETTING>`` values. Other ``VOXMON_*`` names are skipped (a client's
+    ``VOXMON_TOKEN`` in the same shell must not stop the daemon): see unknown_environment."""
     values: dict[str, Any] = {}
     for var, text in environ.items():
-        if not var.startswith("VOXMON_"):
+        key = _env_key(var)
+        if key is None:
             continue
-        key = var[len("VOXMON_") :].lower()
-        if key not in _SCALARS:
-            problems.append(f"{var}: unknown setting")
-        elif _kind(key) is int:
+        kind = _kind(key)
+        if kind is int:
             try:
                 values[key] = int(text)
             except ValueError:
                 problems.append(f"{var}: expected an integer, got {text!r}")
+        elif kind is bool:
+            word = text.strip().lower()
+            if word not in (*_TRUE, *_FALSE):
+                problems.append(f"{var}: expected one of {', '.join(_TRUE + _FALSE)}, got {text!r}")
+            values[key] = word in _TRUE
         else:
             values[key] = text
     return values
+
+
+def _env_key(var: str) -> str | None:
+    """The setting a ``VOXMON_*`` variable sets (any case after the prefix), else None."""
+    key = var[len(ENV_PREFIX) :].lower() if var.startswith(ENV_PREFIX) else None
+    return key if key in _SCALARS else None
+
+
+def environment_variables() -> list[str]:
+    """Every ``VOXMON_*`` variable voxmon reads, in settings order."""
+    return [ENV_PREFIX + name.upper() for name in _SCALARS]
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """``VOXMON_*`` variables that are no setting, sorted: ignored, and the CLI warns."""
+    return sorted(v for v in environ if v.startswith(ENV_PREFIX) and _env_key(v) is None)
 
 
 def _tokens(raw: Any, problems: list[str]) -> tuple[Token, ...]:
@@ -237,6 +268,8 @@ def _check(s: Settings, problems: list[str]) -> None:
         problems.append("max_batch: must not exceed queue_max_events")
     if s.log_level.upper() not in LOG_LEVELS:
         problems.append(f"log_level: one of {LOG_LEVELS}, got {s.log_level!r}")
+    if s.log_format not in LOG_FORMATS:
+        problems.append(f"log_format: one of {LOG_FORMATS}, got {s.log_format!r}")
     if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
         problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
     if s.auth is not None and s.auth not in AUTH_MODES:
