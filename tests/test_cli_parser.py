@@ -1,0 +1,119 @@
+"""The ``voxmon`` command line as an operator meets it, in real processes: ``--version``,
+global options before or after the command, each command's help listing only its own
+options without markup, the demo's defaults, and stray ``VOXMON_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.settings import environment_variables
+from tests.test_daemon import DEADLINE_S
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSION = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+
+
+def voxmon(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``voxmon *args`` in ``cwd``, with no VOXMON_* variable but those in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=DEADLINE_S, check=False,
+        env={**clean, **env},
+    )  # fmt: skip
+
+
+def test_cli_version_prints_the_package_version(tmp_path: Path) -> None:
+    assert VERSION is not None
+    done = voxmon(tmp_path, "--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"voxmon {VERSION[1]}\n", "")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check-config", "--config", "x.toml", "--db", "x.db", "--log-level", "warning"],
+        ["--config", "x.toml", "--db", "x.db", "--log-level", "warning", "check-config"],
+        ["--config", "x.toml", "check-config", "--db", "x.db", "--log-level", "warning"],
+    ],
+)
+def test_cli_global_options_before_or_after_the_command(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "x.toml").write_text("port = 9999\n")
+    done = voxmon(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "configuration OK: listening on 127.0.0.1:9999, database x.db, auth off\n"
+
+
+def test_cli_global_option_after_the_command_overrides_the_one_before(tmp_path: Path) -> None:
+    done = voxmon(tmp_path, "--db", "before.db", "check-config", "--db", "after.db")
+    assert done.returncode == 0, done.stderr
+    assert "database after.db" in done.stdout
+
+
+def options(help_text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", help_text))
+
+
+GLOBAL = {"--help", "--config", "--db", "--log-level", "--log-format"}
+
+
+@pytest.mark.parametrize(
+    ("command", "own"),
+    [
+        (["serve"], {"--host", "--port", "--access-log", "--no-access-log"}),
+        (["check-config"], {"--host", "--port"}),
+        (["rollup", "hourly"], {"--at", "--from", "--to"}),
+        (["cleanup"], {"--dry-run"}),
+        (["demo"], {"--url", "--serve", "--host", "--port", "--rate", "--orgs", "--duration",
+                    "--token", "--seed", "--failure"}),
+    ],
+)  # fmt: skip
+def test_cli_each_command_help_lists_only_its_options(
+    tmp_path: Path, command: list[str], own: set[str]
+) -> None:
+    done = voxmon(tmp_path, command[0], "--help")
+    assert done.returncode == 0, done.stderr
+    assert options(done.stdout) == own | GLOBAL
+    assert "``" not in done.stdout
+
+
+def test_cli_top_level_help_has_no_markup_and_names_every_command(tmp_path: Path) -> None:
+    done = voxmon(tmp_path, "--help")
+    assert done.returncode == 0
+    assert "``" not in done.stdout and "--version" in done.stdout
+    for command in ("serve", "check-config", "rollup", "cleanup", "demo"):
+        assert re.search(rf"^    {command} ", done.stdout, re.M), command
+
+
+def test_cli_demo_help_shows_the_defaults(tmp_path: Path) -> None:
+    text = " ".join(voxmon(tmp_path, "demo", "--help").stdout.split())
+    for shown in ("--rate RATE new notes per second (default: 1.0;",
+                  "--orgs ORGS organisations (default: 5)",
+                  "daemon listens on (default: 9473)",
+                  "--host HOST host of the voxmon to send to (default: 127.0.0.1)",
+                  "draft_generation 0.08)"):  # fmt: skip
+        assert shown in text
+
+
+def test_cli_unknown_voxmon_variable_warns_once_and_starts(tmp_path: Path) -> None:
+    done = voxmon(tmp_path, "check-config", VOXMON_TOKEN="x", VOXMON_PROT="9999")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("configuration OK: listening on 127.0.0.1:9473")
+    (line,) = done.stderr.splitlines()
+    assert line.endswith(
+        " WARNING exporter.cli: ignoring VOXMON_PROT, VOXMON_TOKEN: not a voxmon setting;"
+        f" voxmon reads {', '.join(environment_variables())}"
+    )
+    assert "VOXMON_PORT" in environment_variables()
+
+
+def test_cli_known_variables_do_not_warn(tmp_path: Path) -> None:
+    done = voxmon(tmp_path, "check-config", VOXMON_PORT="9998", VOXMON_LOG_FORMAT="json")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "127.0.0.1:9998" in done.stdout
