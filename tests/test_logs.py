@@ -17,7 +17,7 @@ import pytest
 from exporter.logs import JsonFormatter, TextFormatter, utc_iso
 from tests.test_cli_parser import voxmon
 from tests.test_daemon import DEADLINE_S, http, serving, wait_listening
-from tests.test_durability import free_port
+from tests.tools import free_port
 
 ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

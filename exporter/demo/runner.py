@@ -56,7 +56,9 @@ def run(
         if progress is not None and item.at >= next_report:
             progress(item.at)
             next_report += every_s
-    stopped_at = duration_s if duration_s is not None else clock.monotonic() - start_mono
+    if duration_s is not None:  # the run lasts its duration, quiet end included
+        wait(max(0.0, start_mono + duration_s - clock.monotonic()))
+    stopped_at = clock.monotonic() - start_mono
     _send(emit, start_wall, simulation.drain(), stopped_at)
     return stopped_at
 
