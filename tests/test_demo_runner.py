@@ -75,8 +75,16 @@ def test_demo_run_with_a_duration_lasts_it_then_drains() -> None:
     end = clock.monotonic() + 20
     simulation = Simulation(DemoConfig(rate=2), random.Random(1))
     emitted: list[str] = []
-    lasted = run(simulation, lambda t, **f: emitted.append(t) or "", clock,
-                 lambda s: clock.advance(s) or False, 20.0)  # fmt: skip
+
+    def emit(event_type: str, **fields: Any) -> str:
+        emitted.append(event_type)
+        return ""
+
+    def wait(seconds: float) -> bool:
+        clock.advance(seconds)
+        return False
+
+    lasted = run(simulation, emit, clock, wait, 20.0)
     assert lasted == 20.0 and clock.monotonic() == end
     assert emitted.count("artifact_received") == simulation.counts["notes"] > 20
     assert simulation.in_flight == 0
