@@ -14,6 +14,7 @@ import pytest
 
 from exporter.settings import environment_variables
 from tests.test_daemon import DEADLINE_S
+from tests.tools import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
@@ -44,14 +45,18 @@ def test_cli_version_prints_the_package_version(tmp_path: Path) -> None:
     ],
 )
 def test_cli_global_options_before_or_after_the_command(tmp_path: Path, args: list[str]) -> None:
-    (tmp_path / "x.toml").write_text("port = 9999\n")
+    port = free_port()  # check-config binds it: the default port may be taken on this host
+    (tmp_path / "x.toml").write_text(f"port = {port}\n")
     done = voxmon(tmp_path, *args)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "configuration OK: listening on 127.0.0.1:9999, database x.db, auth off\n"
+    assert (
+        done.stdout == f"configuration OK: listening on 127.0.0.1:{port}, database x.db, auth off\n"
+    )
 
 
 def test_cli_global_option_after_the_command_overrides_the_one_before(tmp_path: Path) -> None:
-    done = voxmon(tmp_path, "--db", "before.db", "check-config", "--db", "after.db")
+    port = str(free_port())
+    done = voxmon(tmp_path, "--db", "before.db", "check-config", "--db", "after.db", "--port", port)
     assert done.returncode == 0, done.stderr
     assert "database after.db" in done.stdout
 
@@ -102,9 +107,11 @@ def test_cli_demo_help_shows_the_defaults(tmp_path: Path) -> None:
 
 
 def test_cli_unknown_voxmon_variable_warns_once_and_starts(tmp_path: Path) -> None:
-    done = voxmon(tmp_path, "check-config", VOXMON_TOKEN="x", VOXMON_PROT="9999")
+    port = free_port()
+    done = voxmon(tmp_path, "check-config", VOXMON_TOKEN="x", VOXMON_PROT="9999",
+                  VOXMON_PORT=str(port))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("configuration OK: listening on 127.0.0.1:9473")
+    assert done.stdout.startswith(f"configuration OK: listening on 127.0.0.1:{port},")
     (line,) = done.stderr.splitlines()
     assert line.endswith(
         " WARNING exporter.cli: ignoring VOXMON_PROT, VOXMON_TOKEN: not a voxmon setting;"
@@ -114,6 +121,7 @@ def test_cli_unknown_voxmon_variable_warns_once_and_starts(tmp_path: Path) -> No
 
 
 def test_cli_known_variables_do_not_warn(tmp_path: Path) -> None:
-    done = voxmon(tmp_path, "check-config", VOXMON_PORT="9998", VOXMON_LOG_FORMAT="json")
+    port = free_port()
+    done = voxmon(tmp_path, "check-config", VOXMON_PORT=str(port), VOXMON_LOG_FORMAT="json")
     assert (done.returncode, done.stderr) == (0, "")
-    assert "127.0.0.1:9998" in done.stdout
+    assert f"127.0.0.1:{port}," in done.stdout

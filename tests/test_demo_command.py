@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from exporter.demo.command import MISSING_CLIENT
+from tests.tools import free_port
 
 # voxmon's CLI in a process where ``import voxmon_client`` fails as if it were not installed
 WITHOUT_CLIENT = """
@@ -35,5 +36,7 @@ def test_demo_command_without_the_client_says_how_to_install_it(tmp_path: Path) 
 
 
 def test_demo_command_daemon_commands_run_without_the_client(tmp_path: Path) -> None:
-    done = cli_without_client(tmp_path, "check-config", "--db", str(tmp_path / "v.db"))
+    port = str(free_port())  # check-config binds it: the default port may be taken here
+    done = cli_without_client(tmp_path, "check-config", "--db", str(tmp_path / "v.db"),
+                              "--port", port)  # fmt: skip
     assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "client loaded: False")

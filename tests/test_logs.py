@@ -63,7 +63,8 @@ def test_logs_json_line_fields_and_exc_only_when_present() -> None:
 
 def test_logs_text_timestamps_are_utc_in_any_time_zone(tmp_path: Path) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
-    done = voxmon(tmp_path, "check-config", VOXMON_NOPE="1", TZ="Asia/Kolkata")
+    port = str(free_port())  # check-config binds it: the default port may be taken here
+    done = voxmon(tmp_path, "check-config", "--port", port, VOXMON_NOPE="1", TZ="Asia/Kolkata")
     after = datetime.now(UTC) + timedelta(seconds=1)
     assert done.returncode == 0, done.stderr
     stamp, level, logger, _ = done.stderr.split(" ", 3)
@@ -73,7 +74,8 @@ def test_logs_text_timestamps_are_utc_in_any_time_zone(tmp_path: Path) -> None:
 
 
 def test_logs_json_format_from_the_command_line(tmp_path: Path) -> None:
-    done = voxmon(tmp_path, "check-config", "--log-format", "json", VOXMON_NOPE="1")
+    port = str(free_port())
+    done = voxmon(tmp_path, "check-config", "--log-format", "json", "--port", port, VOXMON_NOPE="1")
     assert done.returncode == 0, done.stderr
     (line,) = done.stderr.splitlines()
     fields = json.loads(line)
