@@ -44,7 +44,8 @@ bench: $(STAMP)
 
 # voxmon and the demo traffic generator together (voxmon demo --serve). A daemon already on
 # this database or port stops it before anything starts; if its daemon exits, the demo stops
-# with the daemon's error; Ctrl-C (or the end of a --duration run) stops both.
+# with the daemon's error; Ctrl-C (or the end of a --duration run) finishes the notes in
+# flight, then stops both and exits 0.
 # Extra generator flags: make demo DEMO_ARGS="--rate 20 --orgs 50".
 demo: $(STAMP)
 	@$(BIN)/voxmon demo --serve $(DEMO_ARGS)

@@ -68,7 +68,7 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
     jobs and the probe, close storage."""
     settings, clock = app[ctx.SETTINGS], app[ctx.CLOCK]
     if not settings.auth_enabled:
-        log.warning("authentication is off: no tokens configured (listening on %s)", settings.host)
+        log.warning("authentication is off: no tokens configured (host %s)", settings.host)
     async with AsyncExitStack() as stack:
         backend = await SqliteBackend.open(
             settings.db_path, synchronous=settings.sqlite_synchronous
@@ -86,7 +86,7 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
         app[ctx.REPORTS] = ReportService(backend.reads)
         app[ctx.READINESS].started = True
         stack.callback(setattr, app[ctx.READINESS], "started", False)
-        log.info("voxmon ready: database %s", settings.db_path)
+        log.info("database %s open, state restored", settings.db_path)
         yield
     log.info("voxmon stopped")
 

@@ -1,5 +1,5 @@
-"""The ``voxmon`` command line: ``serve``, ``check-config``, ``rollup``, ``cleanup`` and
-``demo``."""
+"""The voxmon command line: serve, check-config, rollup, cleanup and demo. Loads the
+settings, configures logging once, and runs the command."""
 
 from __future__ import annotations
 
@@ -7,79 +7,49 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from exporter import commands, daemon, demo, preflight
+from exporter import commands, daemon, demo, logs, preflight
+from exporter.cli_parser import OVERRIDES, parser
 from exporter.clock import SystemClock
 from exporter.errors import ConfigError, StartupError
-from exporter.settings import Settings
-from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
+from exporter.settings import Settings, environment_variables, unknown_environment
 
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxmon", description=__doc__)
-    parser.add_argument("--config", help="path to voxmon.toml (default: ./voxmon.toml if present)")
-    subs = parser.add_subparsers(dest="command", required=True)
-    serve = subs.add_parser("serve", help="run the daemon")
-    _add_overrides(serve)
-    check = subs.add_parser("check-config", help="validate the configuration and exit")
-    _add_overrides(check)
-    rollup = subs.add_parser(
-        "rollup",
-        help="aggregate snapshots now (works whether or not the daemon runs)",
-        description="--at T aggregates the hour (or UTC day) holding T; --from/--to every"
-        " hour (day) starting in [floor(T1), T2). Times: RFC 3339 or epoch ms.",
-    )
-    rollup.add_argument("period", choices=("hourly", "daily"))
-    when = rollup.add_mutually_exclusive_group(required=True)
-    when.add_argument("--at", type=_when, help="a time inside the window to aggregate")
-    when.add_argument("--from", dest="start", type=_when, help="first window (with --to)")
-    rollup.add_argument("--to", dest="end", type=_when, help="end of the range (exclusive)")
-    _add_overrides(rollup)
-    cleanup = subs.add_parser("cleanup", help="apply retention to events and snapshots now")
-    cleanup.add_argument("--dry-run", action="store_true", help="count, delete nothing")
-    _add_overrides(cleanup)
-    demo.add_parser(subs)
-    return parser
-
-
-def _when(text: str) -> datetime:
-    try:
-        value: str | int = int(text) if text.lstrip("-").isdigit() else text
-        return ms_to_datetime(parse_timestamp(value))
-    except TimestampError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _add_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port (default 9473)")
-    parser.add_argument("--db", dest="db_path", help="SQLite file (default ./voxmon.db)")
-    parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
-
-
-def load_settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {
-        key: getattr(args, key, None) for key in ("host", "port", "db_path", "log_level")
-    }
-    return Settings.load(args.config, os.environ, overrides)
+def load_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``--config``, the environment (``os.environ`` by default) and the
+    options that override a setting."""
+    overrides: dict[str, Any] = {key: getattr(args, key, None) for key in OVERRIDES}
+    return Settings.load(args.config, os.environ if environ is None else environ, overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         settings = load_settings(args)
     except ConfigError as exc:
         print(f"voxmon: {exc.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format, settings.access_log)
+    warn_unknown_environment(os.environ)
+    return _run(args, settings)
+
+
+def warn_unknown_environment(environ: Mapping[str, str]) -> None:
+    """One warning naming the ignored ``VOXMON_*`` variables and the ones voxmon reads."""
+    unknown = unknown_environment(environ)
+    if unknown:
+        log.warning(
+            "ignoring %s: not a voxmon setting; voxmon reads %s",
+            ", ".join(unknown),
+            ", ".join(environment_variables()),
+        )
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         return demo.command(args, settings)
     if args.command == "rollup":

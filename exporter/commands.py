@@ -53,7 +53,7 @@ def rollup(store: Store, args: argparse.Namespace) -> int:
         allowed, skipped = jobs.plan_windows(store, args.period, [at], now)
     else:
         allowed, skipped = jobs.plan_range(store, args.period, args.start, args.end, now)
-    progress = _progress_bar(args.period) if len(allowed) > 1 else None
+    progress = _progress_bar(args.period) if len(allowed) > 1 and sys.stderr.isatty() else None
 
     def run() -> jobs.JobOutcome:
         write = jobs.direct_write(store)
@@ -72,6 +72,9 @@ def rollup(store: Store, args: argparse.Namespace) -> int:
 
 
 def _progress_bar(label: str) -> jobs.Progress:
+    """A bar redrawn in place with ``\r``: for a terminal only (a log file or a pipe would
+    keep every redraw); the summary line on stdout says the same at the end."""
+
     def show(done: int, total: int) -> None:
         filled = 30 * done // total
         bar = "#" * filled + "." * (30 - filled)

@@ -13,7 +13,7 @@ import sqlite3
 
 from aiohttp import web
 
-from exporter import lock, preflight
+from exporter import lock, logs, preflight
 from exporter.app import create_app
 from exporter.clock import Clock
 from exporter.errors import StartupError
@@ -47,8 +47,13 @@ async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket])
     stop = _stop_on_signals()  # from here on, SIGINT/SIGTERM mean a graceful stop
     app = create_app(settings, clock=clock)
     limits = server.Limits.of(settings)
+    access = logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, **server.runner_options(limits)
+        app,
+        handle_signals=False,
+        access_log=access,
+        access_log_format=logs.ACCESS_FORMAT,
+        **server.runner_options(limits),
     )
     try:
         await runner.setup()  # opens the database, restores state, starts writer and jobs

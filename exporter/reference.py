@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from exporter import cli
+from exporter import cli_parser
 from exporter.jobs import JOB_DEFS
 from exporter.settings import Settings
 
@@ -104,7 +104,7 @@ def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
 def entries() -> list[Entry]:
     """Every Settings field, in declaration order."""
     docs = field_docs(Settings)
-    flags = setting_flags(cli._parser())
+    flags = setting_flags(cli_parser.parser())
     out = []
     for field in dataclasses.fields(Settings):
         table = field.name in TOML_KEY
@@ -122,7 +122,7 @@ def entries() -> list[Entry]:
 
 
 def _kind(annotation: str) -> str:
-    return {"int": "integer", "str": "string", "str | None": "string"}.get(annotation, "table")
+    return {"int": "integer", "str": "string", "str | None": "string", "bool": "boolean"}.get(annotation, "table")
 
 
 def _default(field: dataclasses.Field[object]) -> str:
@@ -134,6 +134,8 @@ def _default(field: dataclasses.Field[object]) -> str:
         return "see below"
     if value is None or value == ():
         return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     return f'`"{value}"`' if isinstance(value, str) else f"`{value}`"
 
 

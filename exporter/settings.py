@@ -18,20 +18,14 @@ from exporter.cron import cron_problem
 from exporter.errors import ConfigError
 from exporter.jobs import DEFAULT_CRONS
 from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
+from exporter.tokens import Token, parse_tokens
 
-SCOPES = frozenset({"ingest", "read", "admin", "metrics"})
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 AUTH_MODES = ("tokens", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A bearer token and the scopes it grants."""
-
-    name: str
-    secret: str = field(repr=False)
-    scopes: frozenset[str]
+LOG_FORMATS = ("text", "json")
+ENV_PREFIX = "VOXMON_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +48,12 @@ class Settings:
     ingest, read, admin, metrics; admin may also read)."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    log_format: str = "text"
+    """Log line format on stderr: "text" (`<UTC time> <LEVEL> <logger>: <message>`) or
+    "json" (one object per line: ts, level, logger, message, and exc with a traceback)."""
+    access_log: bool = False
+    """Log one line per HTTP request (aiohttp's access log, logger `aiohttp.access`), at
+    INFO whatever log_level says; off by default (Prometheus scrapes would dominate)."""
     sqlite_synchronous: str = "FULL"
     """FULL: each commit survives power loss; NORMAL: survives a crash of voxmon only; EXTRA."""
     max_body_bytes: int = 5 * 1024 * 1024
@@ -134,18 +134,11 @@ _SCALARS: dict[str, type] = {
     for f in dataclasses.fields(Settings)
     if f.name not in ("tokens", "crons")
 }
-_TYPES: dict[str, type] = {
-    "db_path": str,
-    "host": str,
-    "auth": str,
-    "log_level": str,
-    "sqlite_synchronous": str,
-    "grafana_url": str,
-}
-
-
-def _kind(name: str) -> type:
-    return _TYPES.get(name, int)
+_STRINGS = (
+    "db_path", "host", "auth", "log_level", "log_format", "sqlite_synchronous", "grafana_url"
+)  # fmt: skip
+_TYPES: dict[str, type] = {**dict.fromkeys(_STRINGS, str), "access_log": bool}
+"""Each scalar setting's type; every one not listed is an integer."""
 
 
 def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
@@ -165,17 +158,15 @@ def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "tokens":
-            values["tokens"] = _tokens(value, problems)
+            values["tokens"] = parse_tokens(value, problems)
         elif key == "schedule":
             if isinstance(value, dict):
                 values["crons"] = value
             else:
                 problems.append("schedule: expected a table [schedule] of job = cron")
         elif key in _SCALARS:
-            if _kind(key) is int and (isinstance(value, bool) or not isinstance(value, int)):
-                problems.append(f"{key}: expected an integer, got {value!r}")
-            elif _kind(key) is str and not isinstance(value, str):
-                problems.append(f"{key}: expected a string, got {value!r}")
+            if problem := _file_type_problem(key, value):
+                problems.append(problem)
             else:
                 values[key] = value
         else:
@@ -183,46 +174,51 @@ def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
     return values
 
 
+def _file_type_problem(key: str, value: Any) -> str | None:
+    kind, wanted = _TYPES.get(key, int), {int: "an integer", str: "a string", bool: "true or false"}
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return None
+    return f"{key}: expected {wanted[kind]}, got {value!r}"
+
+
 def _from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    """``VOXMON_<SETTING>`` values. Other ``VOXMON_*`` names are skipped (a client's
+    ``VOXMON_TOKEN`` in the same shell must not stop the daemon): see unknown_environment."""
     values: dict[str, Any] = {}
     for var, text in environ.items():
-        if not var.startswith("VOXMON_"):
+        key = _env_key(var)
+        if key is None:
             continue
-        key = var[len("VOXMON_") :].lower()
-        if key not in _SCALARS:
-            problems.append(f"{var}: unknown setting")
-        elif _kind(key) is int:
+        kind = _TYPES.get(key, int)
+        if kind is int:
             try:
                 values[key] = int(text)
             except ValueError:
                 problems.append(f"{var}: expected an integer, got {text!r}")
+        elif kind is bool:
+            word = text.strip().lower()
+            if word not in (*_TRUE, *_FALSE):
+                problems.append(f"{var}: expected one of {', '.join(_TRUE + _FALSE)}, got {text!r}")
+            values[key] = word in _TRUE
         else:
             values[key] = text
     return values
 
 
-def _tokens(raw: Any, problems: list[str]) -> tuple[Token, ...]:
-    if not isinstance(raw, list):
-        problems.append("tokens: expected an array of tables [[tokens]]")
-        return ()
-    tokens = []
-    for index, item in enumerate(raw):
-        where = f"tokens[{index}]"
-        if not isinstance(item, dict):
-            problems.append(f"{where}: expected a table")
-            continue
-        secret, scopes = item.get("token"), item.get("scopes")
-        extra = set(item) - {"name", "token", "scopes"}
-        if extra:
-            problems.append(f"{where}: unknown keys {sorted(extra)}")
-        if not isinstance(secret, str) or len(secret) < 16:
-            problems.append(f"{where}.token: required, a string of at least 16 characters")
-            continue
-        if not isinstance(scopes, list) or not scopes or not all(_is_scope(s) for s in scopes):
-            problems.append(f"{where}.scopes: a non-empty list drawn from {sorted(SCOPES)}")
-            continue
-        tokens.append(Token(str(item.get("name", where)), secret, frozenset(scopes)))
-    return tuple(tokens)
+def _env_key(var: str) -> str | None:
+    """The setting a ``VOXMON_*`` variable sets (any case after the prefix), else None."""
+    key = var[len(ENV_PREFIX) :].lower() if var.startswith(ENV_PREFIX) else None
+    return key if key in _SCALARS else None
+
+
+def environment_variables() -> list[str]:
+    """Every ``VOXMON_*`` variable voxmon reads, in settings order."""
+    return [ENV_PREFIX + name.upper() for name in _SCALARS]
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """``VOXMON_*`` variables that are no setting, sorted: ignored, and the CLI warns."""
+    return sorted(v for v in environ if v.startswith(ENV_PREFIX) and _env_key(v) is None)
 
 
 _POSITIVE = (
@@ -273,6 +269,8 @@ def _check(s: Settings, problems: list[str]) -> None:
         problems.append("max_batch: must not exceed queue_max_events")
     if s.log_level.upper() not in LOG_LEVELS:
         problems.append(f"log_level: one of {LOG_LEVELS}, got {s.log_level!r}")
+    if s.log_format not in LOG_FORMATS:
+        problems.append(f"log_format: one of {LOG_FORMATS}, got {s.log_format!r}")
     if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
         problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
     if s.grafana_url and not _is_web_url(s.grafana_url):
@@ -286,10 +284,6 @@ def _check(s: Settings, problems: list[str]) -> None:
             f"host: {s.host} is not a loopback address and no tokens are configured;"
             ' add [[tokens]] or set auth = "none" explicitly'
         )
-
-
-def _is_scope(value: Any) -> bool:
-    return isinstance(value, str) and value in SCOPES
 
 
 def _is_web_url(text: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.tools import require
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alert_rules.yml"
 UNIT_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
@@ -36,3 +38,8 @@ RECORDS = [
     "stage:voice_pipeline_stage_duration_seconds:p95_rate30m",
     "voice_pipeline:end_to_end_duration_seconds:p95_rate30m",
 ]
+
+
+def promtool() -> str:
+    """Path of promtool (required in CI)."""
+    return require("promtool")

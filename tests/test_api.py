@@ -225,7 +225,7 @@ async def test_ingest_refuses_batch_over_max_batch(start_app: Any) -> None:
     ],
 )
 async def test_auth_scopes(start_app: Any, token: str | None, path: str, status: int) -> None:
-    from exporter.settings import Token
+    from exporter.tokens import Token
 
     tokens = (
         Token("ingest", "ingest-token-0000000000", frozenset({"ingest"})),

@@ -139,7 +139,7 @@ async def test_head_answers_200_without_a_body(start_app: Any, path: str) -> Non
 
 
 async def test_head_metrics_needs_the_metrics_scope(start_app: Any) -> None:
-    from exporter.settings import Token
+    from exporter.tokens import Token
 
     client = await start_app(tokens=(Token("reader", "r" * 32, frozenset({"read"})),))
     response = await client.head("/metrics", headers={"Authorization": "Bearer " + "r" * 32})

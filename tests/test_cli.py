@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,7 @@ async def test_cli_rollup_at_and_range_while_daemon_runs(
     assert code == 0
     captured = capsys.readouterr()
     assert "hourly: 2 window(s)" in captured.out
-    assert "2/2" in captured.err  # the progress bar
+    assert "2/2" not in captured.err and "\r" not in captured.err  # no bar: not a terminal
     assert (
         "voxmon: skipped hourly 2026-11-28T06:00:00.000Z (1 window): before the first event"
         " (history starts 2026-11-28T07:00:00.000Z)" in captured.err
@@ -278,3 +282,34 @@ def test_cli_cleanup_writes_the_daily_rows_before_pruning_the_hours_they_need(
     conn.close()
     assert [(row.scope, row.artifacts_received) for row in daily] == [("", 24), ("org-a", 24)]
     assert hourly == []  # pruned, as retention says
+
+
+def _two_past_hours(db: Path) -> list[str]:
+    """A database with an event in each of the two closed hours before the current one;
+    returns ``--from``/``--to`` covering both."""
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    conn = open_store(db)
+    events = [Event(f"e{h}", "artifact_received", datetime_to_ms(top - timedelta(hours=h)),
+                    artifact_id=f"a{h}") for h in (2, 1)]  # fmt: skip
+    conn.write(lambda c: c.events.insert(events, 0))
+    conn.close()
+    return ["--from", (top - timedelta(hours=2)).isoformat(), "--to", top.isoformat()]
+
+
+def test_cli_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    """Piped stderr (a log file, CI) gets no ``\r`` redraws; a terminal gets the bar."""
+    db = tmp_path / "voxmon.db"
+    command = [sys.executable, "-m", "exporter", "rollup", "hourly", *_two_past_hours(db),
+               "--db", str(db)]  # fmt: skip
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith("hourly: 2 window(s)")
+    assert "\r" not in piped.stderr and "[" not in piped.stderr
+    leader, follower = pty.openpty()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower) as tty:
+        os.close(follower)
+        assert tty.wait(timeout=60) == 0
+        drawn = os.read(leader, 65536).decode()
+    os.close(leader)
+    half, full = f"[{'#' * 15}{'.' * 15}] 1/2", f"[{'#' * 30}] 2/2"
+    assert drawn.startswith(f"\rhourly {half}\rhourly {full}\r\n")  # the tty maps \n to \r\n

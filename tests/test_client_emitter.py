@@ -20,7 +20,7 @@ from voxmon_client.outbox import Outbox
 from voxmon_client.transport import HttpTransport
 from voxmon_client.wire import Send
 
-from exporter.settings import Token
+from exporter.tokens import Token
 from tests.conftest import T0, T0_MS, make_event
 from tests.tools import FakeClock, daemon, free_port, settled, stored, stored_ids, wait_ready_port
 

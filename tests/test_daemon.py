@@ -82,7 +82,9 @@ def test_daemon_listens_after_the_bind_and_drains_on_sigterm(tmp_path: Path) -> 
             pass  # accepted: the line was not logged before the socket served
         messages = [line.split(": ", 1)[-1] for line in lines]
         listening = messages.index(f"listening on http://127.0.0.1:{port}")
-        assert messages.index(f"voxmon ready: database {db}") < listening
+        assert messages.index(f"database {db} open, state restored") < listening
+        early = messages[:listening]  # nothing claims to serve before the sockets do
+        assert not any("ready" in m or "listening" in m for m in early), early
         assert post_one(port, "drained") == 200
         # the start-up catch-up logs its last job line on its own time: let it finish, so
         # the last two lines are the shutdown's

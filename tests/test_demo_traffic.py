@@ -33,8 +33,8 @@ HOUR_MS = 3_600_000
 
 
 def test_simulation_is_reproducible_time_ordered_and_uses_the_catalog() -> None:
-    first = list(Simulation(DemoConfig(), random.Random(3)).emissions(300))
-    again = list(Simulation(DemoConfig(), random.Random(3)).emissions(300))
+    first = list(Simulation(DemoConfig(rate=5), random.Random(3)).emissions(300))
+    again = list(Simulation(DemoConfig(rate=5), random.Random(3)).emissions(300))
     assert first == again
     times = [e.at for e in first]
     assert times == sorted(times) and times[-1] < 300
@@ -74,14 +74,15 @@ def test_simulation_failure_override_applies_per_stage() -> None:
 async def test_demo_two_minutes_snapshots_match_configured_failure_rates(
     start_app: Any, tmp_path: Path
 ) -> None:
-    """Two simulated minutes at the default rate, paced by a fake clock (no real waiting),
+    """Two simulated minutes at 5 notes/s, paced by a fake clock (no real waiting),
     emitted through the client into a real voxmon, rolled up by the hourly job."""
     client = await start_app()
-    config, sim, clock = DemoConfig(), Simulation(DemoConfig(), random.Random(11)), FakeClock(T0)
+    config, clock = DemoConfig(rate=5), FakeClock(T0)
+    sim = Simulation(config, random.Random(11))
     emitter = Emitter(str(client.server.make_url("")), capacity=100_000, batch_size=1000)
     await asyncio.to_thread(run, sim, emitter.emit, clock, lambda s: clock.advance(s) or False, 120)
     stats = await asyncio.to_thread(emitter.close, 30)
-    assert clock.now() < T0.replace(minute=2)
+    assert (clock.now() - T0).total_seconds() == pytest.approx(120)  # the run lasts --duration
     assert stats.accepted == sim.counts["events"]
     assert stats.duplicates == sim.counts["duplicates"] > 0
     assert (stats.rejected, stats.dropped, stats.abandoned) == (0, 0, 0)
@@ -123,6 +124,14 @@ def test_voxmon_demo_command_sends_the_seeded_traffic(tmp_path: Path) -> None:
     assert "demo done" in done.stderr
     expected = Simulation(DemoConfig(rate=20), random.Random(5))
     list(expected.emissions(2))
+    assert expected.in_flight > 0  # the notes the demo finishes when it stops
+    list(expected.drain())
     with sqlite3.connect(db) as conn:
         (events,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        statuses = dict(conn.execute("SELECT status, COUNT(*) FROM artifacts GROUP BY 1"))
     assert events == expected.counts["events"] > 30
+    assert statuses == {
+        "completed": expected.counts["finished:artifact_completed"],
+        "failed": expected.counts["finished:artifact_failed"],
+    }
+    assert sum(statuses.values()) == expected.counts["notes"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from exporter.settings import Token
+from exporter.tokens import Token
 from tests.conftest import make_event
 from tests.tools import FakeClock
 

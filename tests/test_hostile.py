@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from exporter.live.windows import MinuteWindows
-from exporter.settings import Token
+from exporter.tokens import Token
 from tests.conftest import make_event
 from tests.scrape import samples
 

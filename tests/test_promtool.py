@@ -8,12 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.rules import ALERTS, DOCS, RECORDS, ROOT, RULES, RUNBOOK_BASE, UNIT_TESTS
-from tests.tools import require
-
-
-def promtool() -> str:
-    return require("promtool")
+from tests.rules import ALERTS, DOCS, RECORDS, ROOT, RULES, RUNBOOK_BASE, UNIT_TESTS, promtool
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@ problem, the auth/listen-address rule, schedules, tokens, and ``voxmon check-con
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ import pytest
 
 from exporter.cli import main
 from exporter.errors import ConfigError
-from exporter.settings import DEFAULT_CRONS, Settings, Token
+from exporter.settings import (
+    DEFAULT_CRONS,
+    Settings,
+    Token,
+    environment_variables,
+    unknown_environment,
+)
 from tests.tools import free_port
 
 SECRET = "s3cret-token-0123456789"
@@ -159,7 +166,6 @@ scopes = ["read"]
         f"bogus: unknown setting in {path}",
         "tokens[0].token: required, a string of at least 16 characters",
         "VOXMON_RETRY_AFTER_S: expected an integer, got 'abc'",
-        "VOXMON_NOPE: unknown setting",
         "schedule.rollup-hourly: invalid cron expression 'nope':"
         " expected 5 fields (minute hour day month weekday), got 1",
         "schedule.rollup-weekly: unknown job; one of"
@@ -243,9 +249,44 @@ def test_settings_invalid_toml_reported_with_env_problems(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "env", [{"VOXMON_TOKENS": "x"}, {"VOXMON_CRONS": "x"}, {"VOXMON_COLOUR": "blue"}]
 )
-def test_settings_env_unknown_or_structured_setting_rejected(env: dict[str, str]) -> None:
+def test_settings_env_unknown_or_structured_setting_ignored_and_named(
+    env: dict[str, str],
+) -> None:
+    """A stray VOXMON_* variable (a client's VOXMON_TOKEN) no longer blocks start-up: it is
+    ignored, and ``unknown_environment`` names it for the CLI's warning."""
     (name,) = env
-    assert _problems(environ=env) == [f"{name}: unknown setting"]
+    assert Settings.load(None, {**env, "VOXMON_PORT": "2000"}, {}).port == 2000
+    assert unknown_environment({**env, "VOXMON_PORT": "2000", "HOME": "/"}) == [name]
+
+
+def test_settings_environment_variables_name_every_scalar_setting() -> None:
+    names = environment_variables()
+    assert names[:3] == ["VOXMON_DB_PATH", "VOXMON_HOST", "VOXMON_PORT"]
+    assert {"VOXMON_LOG_FORMAT", "VOXMON_ACCESS_LOG", "VOXMON_MAX_DURATION_DAYS"} <= set(names)
+    assert "VOXMON_TOKENS" not in names and "VOXMON_CRONS" not in names
+    structured = ("tokens", "crons")  # [[tokens]] and [schedule] exist in the file only
+    fields = [f.name for f in dataclasses.fields(Settings) if f.name not in structured]
+    assert names == ["VOXMON_" + name.upper() for name in fields]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("1", True), ("On", True), ("no", False), ("0", False)]
+)
+def test_settings_access_log_from_env(text: str, value: bool) -> None:
+    assert Settings.load(None, {"VOXMON_ACCESS_LOG": text}, {}).access_log is value
+
+
+def test_settings_log_format_and_access_log_checked_in_every_layer(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'log_format = "xml"\naccess_log = "yes"\n')
+    assert _problems(path, {"VOXMON_ACCESS_LOG": "maybe"}) == [
+        "access_log: expected true or false, got 'yes'",
+        "VOXMON_ACCESS_LOG: expected one of 1, true, yes, on, 0, false, no, off, got 'maybe'",
+        "log_format: one of ('text', 'json'), got 'xml'",
+    ]
+    path = _write(tmp_path, 'log_format = "json"\naccess_log = true\n')
+    settings = Settings.load(path, {}, {})
+    assert (settings.log_format, settings.access_log) == ("json", True)
+    assert Settings.load(path, {}, {"access_log": False}).access_log is False
 
 
 # --- listen address and auth ----------------------------------------------------------

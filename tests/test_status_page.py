@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.errors import ConfigError
 from exporter.http.status import DASHBOARDS
-from exporter.settings import Settings, Token
+from exporter.settings import Settings
+from exporter.tokens import Token
 from tests.conftest import T0, make_event
 
 try:

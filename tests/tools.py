@@ -165,10 +165,13 @@ def serving(
             process.wait(timeout=DEADLINE_S)
 
 
-def voxmon(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def voxmon(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``voxmon *args`` in ``cwd``, with no VOXMON_* variable but those in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
         capture_output=True, text=True, cwd=cwd, timeout=DEADLINE_S, check=False,
+        env={**clean, **env},
     )  # fmt: skip
 
 

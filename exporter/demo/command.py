@@ -1,11 +1,18 @@
 """The ``voxmon demo`` subcommand: its arguments, and the run (``--serve`` starts a daemon
-beside it). The sending needs the client distribution, imported only when the demo runs."""
+beside it). Ctrl-C or SIGTERM stop the run gracefully: the notes in flight are finished and
+delivered for at most a few seconds, and the exit code is 0. The sending needs the client
+distribution, imported only when the demo runs."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from exporter.catalog import PROCESSING_STAGES
@@ -14,6 +21,8 @@ from exporter.demo import serve
 from exporter.demo.shape import DEFAULT_ORGS, DEFAULT_RATE
 from exporter.settings import Settings
 
+_D = Settings()
+
 
 def add_parser(commands: Any) -> None:
     """The ``demo`` subcommand (``commands`` is the CLI's subparsers object)."""
@@ -21,19 +30,29 @@ def add_parser(commands: Any) -> None:
         "demo",
         help="send realistic pipeline traffic to a running voxmon",
         description="Voice notes flow through the stages with lognormal latencies, failures,"
-        " retries, disambiguation, AI cost, late and duplicate deliveries.",
+        " retries, disambiguation, AI cost, late and duplicate deliveries. Ctrl-C stops it:"
+        " the notes in flight are finished first.",
     )
     where = demo.add_mutually_exclusive_group()
-    where.add_argument("--url", help="voxmon base URL (default: from host and port settings)")
+    where.add_argument("--url", help="voxmon base URL (default: http://HOST:PORT)")
     where.add_argument(
         "--serve",
         action="store_true",
         help="run voxmon serve beside the generator (make demo); stop when it exits",
     )
-    demo.add_argument("--rate", type=_positive, default=DEFAULT_RATE, help="notes per second")
-    demo.add_argument("--orgs", type=int, default=DEFAULT_ORGS, help="organisations")
+    demo.add_argument("--host", help=f"host of the voxmon to send to (default: {_D.host})")
+    demo.add_argument(
+        "--port",
+        type=int,
+        help=f"port of the voxmon to send to; with --serve, the port its daemon listens on"
+        f" (default: {_D.port})",
+    )
+    rate = "new notes per second (default: %(default)s; about 17 in flight per note/s)"
+    demo.add_argument("--rate", type=_positive, default=DEFAULT_RATE, help=rate)
+    orgs = "organisations (default: %(default)s)"
+    demo.add_argument("--orgs", type=int, default=DEFAULT_ORGS, help=orgs)
     demo.add_argument("--duration", type=_positive, help="seconds to run (default: until ^C)")
-    demo.add_argument("--token", help="bearer token with the ingest scope")
+    demo.add_argument("--token", help="bearer token with the ingest scope (default: none)")
     demo.add_argument("--seed", type=int, help="random seed, for a reproducible run")
     demo.add_argument(
         "--failure",
@@ -41,7 +60,9 @@ def add_parser(commands: Any) -> None:
         type=_failure,
         default=[],
         metavar="STAGE=P",
-        help="failure probability of one stage attempt",
+        help="failure probability of one attempt of a stage; repeatable (default: per-stage"
+        " profile: transcription 0.05, claims_extraction 0.03, entity_resolution 0.02,"
+        " draft_generation 0.08)",
     )
 
 
@@ -72,9 +93,9 @@ MISSING_CLIENT = (
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    """``voxmon demo``: run until ``--duration`` or Ctrl-C, then flush and report; with
-    ``--serve``, beside a daemon of its own that ends the run if it exits. 2 when the
-    client library is missing (the daemon itself does not need it)."""
+    """``voxmon demo``: run until ``--duration``, Ctrl-C or SIGTERM, then finish the notes
+    in flight, flush and report; with ``--serve``, beside a daemon of its own that ends the
+    run if it exits. 2 when the client library is missing (the daemon does not need it)."""
     try:
         from exporter.demo.runner import generate
     except ModuleNotFoundError as exc:
@@ -82,10 +103,41 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             raise
         print(f"voxmon: {MISSING_CLIENT}", file=sys.stderr)
         return 2
-    if not args.serve:
-        return generate(args, settings, threading.Event())
+    if args.url and (args.host or args.port):
+        print("voxmon: demo takes --url or --host/--port, not both", file=sys.stderr)
+        return 2
+    with _stop_on_signals() as stop:
+        try:
+            if not args.serve:
+                return generate(args, settings, stop)
+            return serve.run_beside(settings, args, SystemClock(), stop, generate)
+        except KeyboardInterrupt:  # a second Ctrl-C: the user wants out now
+            print("demo: interrupted again; quitting without finishing", file=sys.stderr)
+            return 130
 
-    def generate_until(stop: threading.Event) -> int:
-        return generate(args, settings, stop)
 
-    return serve.run_beside(settings, args.config, SystemClock(), generate_until)
+STOPPING = b"demo: stopping; finishing the notes in flight (Ctrl-C again to quit)\n"
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT or SIGTERM (a second SIGINT raises
+    KeyboardInterrupt as usual); the previous handlers are restored on exit. Outside the
+    main thread (an embedding program) signals are left alone."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            os.write(sys.stderr.fileno(), STOPPING)  # print() is not reentrant
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -49,7 +49,10 @@ DEFAULT_PROFILES: Mapping[str, StageProfile] = {
 }
 
 
-DEFAULT_RATE = 5.0
+DEFAULT_RATE = 1.0
+"""New notes per second. A note is in flight about 17 s on average (stages, hand-offs,
+retries, coaches disambiguating), so about 17 are in flight (peaks near 30): below the 50
+of the shipped VoicePipelineQueueDepthHigh alert. At 5 per second it was about 85."""
 DEFAULT_ORGS = 5
 
 

@@ -64,7 +64,8 @@ class _Note:
 class Simulation:
     """Discrete-event simulation of the pipeline. ``emissions(until)`` yields events in
     time order; ``counts`` tallies what was emitted (``events``, ``duplicates``, ``notes``,
-    ``started:<stage>``, ``failed:<stage>``, ``succeeded:<stage>``)."""
+    ``started:<stage>``, ``failed:<stage>``, ``succeeded:<stage>``, ``finished:<type>`` for
+    artifact_completed and artifact_failed)."""
 
     def __init__(self, config: DemoConfig, rng: random.Random) -> None:
         self.config, self.rng = config, rng
@@ -76,6 +77,7 @@ class Simulation:
         self._orgs = [f"org-{i + 1:02d}" for i in range(config.orgs)]
         self._weights = [1 / (i + 1) for i in range(config.orgs)]
         self._spend: dict[str, float] = {}
+        self._closed = False
         self._at(rng.expovariate(config.rate), self._arrive)
 
     def emissions(self, until: float | None = None) -> Iterator[Emission]:
@@ -85,6 +87,18 @@ class Simulation:
             action()
             yield from self._out
             self._out.clear()
+
+    def drain(self) -> Iterator[Emission]:
+        """No note arrives any more; the rest of every note already started (each ends in
+        ``artifact_completed`` or ``artifact_failed``, then its review), in time order."""
+        self._closed = True
+        yield from self.emissions(None)
+
+    @property
+    def in_flight(self) -> int:
+        """Notes received and not yet completed or failed."""
+        c = self.counts
+        return c["notes"] - c["finished:artifact_completed"] - c["finished:artifact_failed"]
 
     def _at(self, when: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._heap, (when, next(self._seq), action))
@@ -102,8 +116,12 @@ class Simulation:
         self._out.append(Emission(self.now, lag, event_type, fields, duplicate))
         self.counts["events"] += 1
         self.counts["duplicates"] += duplicate
+        if event_type in (ARTIFACT_COMPLETED, ARTIFACT_FAILED):
+            self.counts[f"finished:{event_type}"] += 1
 
     def _arrive(self) -> None:
+        if self._closed:
+            return
         cfg, rng = self.config, self.rng
         self._at(self.now + rng.expovariate(cfg.rate), self._arrive)
         org = rng.choices(self._orgs, self._weights)[0]

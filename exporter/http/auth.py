@@ -6,7 +6,7 @@ import hmac
 from collections.abc import Sequence
 
 from exporter.errors import Forbidden, Unauthorized
-from exporter.settings import Token
+from exporter.tokens import Token
 
 IMPLIED = {"read": frozenset({"admin"})}
 """Scopes granted by another: an admin token may read what it administers."""
