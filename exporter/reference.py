@@ -122,7 +122,8 @@ def entries() -> list[Entry]:
 
 
 def _kind(annotation: str) -> str:
-    return {"int": "integer", "str": "string", "str | None": "string", "bool": "boolean"}.get(annotation, "table")
+    kinds = {"int": "integer", "str": "string", "str | None": "string", "bool": "boolean"}
+    return kinds.get(annotation, "table")
 
 
 def _default(field: dataclasses.Field[object]) -> str:
