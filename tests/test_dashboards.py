@@ -126,14 +126,14 @@ def test_infinity_queries_read_history_summary_or_orgs() -> None:
 
 
 def test_summary_cards_read_one_row_over_the_dashboard_range() -> None:
-    """GET /v1/metrics/summary answers one row with a history row's field names; the cards
+    """GET /v1/metrics/summary answers one ``row`` with a history row's field names; the cards
     follow the dashboard's range (no timeFrom) and read ``derived.*`` numbers."""
     found = {}
     for panel, target in infinity_targets(DASHBOARDS["voxmon-overview.json"], SUMMARY_PATH):
         params = [(p["key"], p["value"]) for p in target["url_options"]["params"]]
         assert params == [("start", "${__timeFrom}"), ("end", "${__timeTo}")]
         assert (target["root_selector"], target["parser"], "timeFrom" in panel) == (
-            "", "backend", False,
+            "row", "backend", False,
         )  # fmt: skip
         assert all(c["type"] == "number" for c in target["columns"])
         found[panel["title"]] = [c["selector"] for c in target["columns"]]

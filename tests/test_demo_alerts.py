@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from voxmon_client import Emitter
 
-from exporter.clock import FakeClock
 from exporter.demo.runner import run
 from exporter.demo.shape import DemoConfig
 from exporter.demo.traffic import Simulation
 from tests.rules import RULES, promtool
 from tests.scrape import Sample, samples
+from tests.tools import FakeClock
 
 pytestmark = pytest.mark.slow
 

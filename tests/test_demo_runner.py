@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from voxmon_client import ClientStats
 
-from exporter.clock import FakeClock
 from exporter.demo.runner import exit_status, run
 from exporter.demo.serve import daemon_options
 from exporter.demo.shape import DemoConfig
 from exporter.demo.traffic import Simulation
 from tests.conftest import T0
+from tests.tools import FakeClock
 
 
 def stats(**counts: int) -> ClientStats:
