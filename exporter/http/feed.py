@@ -13,6 +13,7 @@ from aiohttp import web
 from exporter.catalog import EVENT_TYPES
 from exporter.http.context import BACKEND, CLOCK, SETTINGS, json_response
 from exporter.http.params import bad, parse_int, parse_org, reject_unknown
+from exporter.http.responses import StoredEvent
 from exporter.records import EventFilter, FeedPosition
 from exporter.timestamps import HOUR_MS, datetime_to_ms, format_rfc3339
 
@@ -20,24 +21,11 @@ MAX_LIMIT = 1000
 _CURSOR = re.compile(r"(\d{1,18})-(\d{1,18})")  # fits SQLite's 64-bit INTEGER
 
 
-class FeedEvent(msgspec.Struct):
-    """One stored event; ``metadata`` exactly as sent (unknown keys included)."""
+class FeedEvent(StoredEvent, kw_only=True):
+    """One stored event with its note and arrival time; ``metadata`` exactly as sent."""
 
-    event_id: str
-    event_type: str
-    timestamp: str
-    received_at: str
     artifact_id: str | None
-    org_id: str | None
-    voice_note_id: str | None
-    coach_user_id: str | None
-    stage: str | None
-    duration_ms: float | None
-    duration_source: str | None
-    previous_status: str | None
-    new_status: str | None
-    error_code: str | None
-    error_message: str | None
+    received_at: str
     metadata: msgspec.Raw | None
 
 
@@ -85,12 +73,16 @@ def _type_and_artifact(query: Mapping[str, str]) -> tuple[str | None, str | None
     return event_type, artifact_id
 
 
+_NOT_FIELDS = ("seq", "ts_ms", "received_ms", "metadata")
+"""Row columns that are not answered as they are (the position, times as ms, raw JSON)."""
+
+
 def _event(row: dict[str, Any]) -> FeedEvent:
     metadata = row["metadata"]
+    fields = {k: v for k, v in row.items() if k not in _NOT_FIELDS}
     return FeedEvent(
-        row["event_id"], row["event_type"], format_rfc3339(row["ts_ms"]),
-        format_rfc3339(row["received_ms"]), row["artifact_id"], row["org_id"],
-        row["voice_note_id"], row["coach_user_id"], row["stage"], row["duration_ms"],
-        row["duration_source"], row["previous_status"], row["new_status"], row["error_code"],
-        row["error_message"], None if metadata is None else msgspec.Raw(metadata),
-    )  # fmt: skip
+        **fields,
+        timestamp=format_rfc3339(row["ts_ms"]),
+        received_at=format_rfc3339(row["received_ms"]),
+        metadata=None if metadata is None else msgspec.Raw(metadata),
+    )

@@ -42,18 +42,24 @@ def parse_int(param: str, text: str, low: int, high: int) -> int:
     return value
 
 
-def parse_range(query: Mapping[str, str], max_windows: int) -> Range:
-    """``period`` (hourly|daily), ``start`` and ``end`` (required, start < end), and at most
-    ``max_windows`` windows in between."""
-    period = query.get("period", "")
-    if period not in PERIOD_MS:
-        raise bad("period", f"required; one of {', '.join(PERIOD_MS)}")
+def parse_bounds(query: Mapping[str, str]) -> tuple[int, int]:
+    """``start`` and ``end``: both required, epoch ms, start < end."""
     for name in ("start", "end"):
         if name not in query:
             raise bad(name, "required (RFC 3339 with offset or epoch ms)")
     start, end = parse_time("start", query["start"]), parse_time("end", query["end"])
     if start >= end:
         raise bad("start", "must be before end")
+    return start, end
+
+
+def parse_range(query: Mapping[str, str], max_windows: int) -> Range:
+    """``period`` (hourly|daily), ``start`` and ``end`` (required, start < end), and at most
+    ``max_windows`` windows in between."""
+    period = query.get("period", "")
+    if period not in PERIOD_MS:
+        raise bad("period", f"required; one of {', '.join(PERIOD_MS)}")
+    start, end = parse_bounds(query)
     found = Range(period, start, end)
     windows = -(-(end - start) // PERIOD_MS[period])
     if windows > max_windows:

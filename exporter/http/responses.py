@@ -137,10 +137,10 @@ class Artifacts(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-class TimelineEvent(msgspec.Struct, kw_only=True):
-    """A stored event. ``duration_source``: duration_ms, stage_times, started_event,
-    received_event, or over_max (a duration over max_duration_days, dropped);
-    ``metadata`` as sent, unknown keys included."""
+class StoredEvent(msgspec.Struct, kw_only=True):
+    """The fields every stored event answers with. ``duration_source``: duration_ms,
+    stage_times, started_event, received_event, or over_max (a duration over
+    max_duration_days, dropped)."""
 
     event_id: str
     event_type: str
@@ -155,6 +155,11 @@ class TimelineEvent(msgspec.Struct, kw_only=True):
     new_status: str | None
     error_code: str | None
     error_message: str | None
+
+
+class TimelineEvent(StoredEvent, kw_only=True):
+    """A note's stored event; ``metadata`` as sent, unknown keys included."""
+
     metadata: dict[str, Any] | None
 
 

@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from exporter.http.context import CLOCK, REPORTS, SETTINGS, json_response
-from exporter.http.params import bad, parse_org, parse_time, reject_unknown
+from exporter.http.params import bad, parse_bounds, parse_org, reject_unknown
 from exporter.records import RangeSummary
 from exporter.timestamps import HOUR_MS, MAX_MS, datetime_to_ms, format_rfc3339
 
@@ -66,12 +66,7 @@ async def get_summary(request: web.Request) -> web.Response:
 
 
 def _bounds(query: Any, max_hours: int) -> tuple[int, int]:
-    for name in ("start", "end"):
-        if name not in query:
-            raise bad(name, "required (RFC 3339 with offset or epoch ms)")
-    start, end = parse_time("start", query["start"]), parse_time("end", query["end"])
-    if start >= end:
-        raise bad("start", "must be before end")
+    start, end = parse_bounds(query)
     if end > LAST_END_MS:
         raise bad("end", f"at most {format_rfc3339(LAST_END_MS)} (the range widens to whole hours)")
     hours = -(-end // HOUR_MS) - start // HOUR_MS
