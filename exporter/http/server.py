@@ -32,7 +32,8 @@ BACKLOG = 128
 voxmon's handler sees (and can close) any of them."""
 DESCRIPTOR_RESERVE = 64 + BACKLOG
 """Descriptors kept free of connections: the database, its WAL and lock files and logs
-(about 20 in use), and one accept batch of connections not yet closed at the cap."""
+(about 20 in use), and one accept batch of connections not yet closed at the cap. Under a
+descriptor limit below twice this, half the limit is kept free instead (``connection_cap``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,21 @@ class Limits:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return self.max_connections
-        return max(1, min(self.max_connections, soft - DESCRIPTOR_RESERVE))
+        return connection_cap(soft, self.max_connections)
+
+
+def connection_cap(descriptors: int, max_connections: int) -> int:
+    """Connections served at once under a descriptor limit: at most ``max_connections``,
+    keeping ``reserve(descriptors)`` descriptors free."""
+    return max(1, min(max_connections, descriptors - reserve(descriptors)))
+
+
+def reserve(descriptors: int) -> int:
+    """``DESCRIPTOR_RESERVE``, or half the limit when that is less: a limit of 128 once
+    left room for one connection, which any flood could take from a scraper at will; at
+    half, an accept batch that finds no descriptor fails and asyncio retries it a second
+    later (counted, ``voxmon_http_accept_errors_total``), while held connections go on."""
+    return min(DESCRIPTOR_RESERVE, descriptors // 2)
 
 
 def runner_options(limits: Limits) -> dict[str, Any]:
@@ -84,6 +99,12 @@ class _Handler(RequestHandler):
         """A request's handler is running (its head has arrived); ``Connections.admit``
         never evicts such a connection."""
         return self._request_in_progress
+
+    @property
+    def served(self) -> bool:
+        """A request head has arrived on this connection (a keep-alive client, not one
+        that only connected or trickles); evicted after those that never sent one."""
+        return self._request_count > 0
 
     def connection_made(self, transport: Any) -> None:
         server = self._manager
@@ -199,7 +220,8 @@ def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     connection handler; returns the live connection counts. aiohttp has no hook for the
     handler class or for protocol-level error bodies, so the server's class is swapped for
     a subclass that only overrides the handler factory (``tests/test_server.py`` pins it)."""
-    state = Connections(limits.connection_cap(), DESCRIPTOR_RESERVE)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    state = Connections(limits.connection_cap(), reserve(soft))
     server.__class__ = _Server
     assert isinstance(server, _Server)
     server.voxmon_connections = state
