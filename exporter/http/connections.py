@@ -43,6 +43,7 @@ class Connections:
     refused: int = 0
     evicted: int = 0
     accept_errors: int = 0
+    send_timeouts: int = 0
     protocol_errors: Counter[str] = field(default_factory=Counter)
     _last_warning: float = float("-inf")
     _last_accept_warning: float = float("-inf")
@@ -123,16 +124,25 @@ class ConnectionCollector(Collector):
             value=state.evicted,
         )
         yield CounterMetricFamily(
+            "voxmon_http_send_timeouts",
+            "Connections aborted because the client did not take an answer within body_timeout_s.",
+            value=state.send_timeouts,
+        )
+        yield CounterMetricFamily(
             "voxmon_http_accept_errors",
             "Times accepting a connection failed for lack of descriptors or memory.",
             value=state.accept_errors,
         )
-        errors = CounterMetricFamily(
-            "voxmon_http_protocol_errors",
-            "Requests refused before routing (400) because the request line or a header was"
-            " malformed or too long, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(state.protocol_errors.items()):
-            errors.add_metric([reason], count)
-        yield errors
+        yield _protocol_errors(state)
+
+
+def _protocol_errors(state: Connections) -> CounterMetricFamily:
+    errors = CounterMetricFamily(
+        "voxmon_http_protocol_errors",
+        "Requests refused before routing (400) because the request line or a header was"
+        " malformed or too long, by reason.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(state.protocol_errors.items()):
+        errors.add_metric([reason], count)
+    return errors

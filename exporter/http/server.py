@@ -39,16 +39,24 @@ descriptor limit below twice this, half the limit is kept free instead (``connec
 @dataclass(frozen=True, slots=True)
 class Limits:
     """``header_timeout_s``: a connection must deliver each request head within it (and
-    idle keep-alive connections close after it). ``max_connections``: connections served
+    idle keep-alive connections close after it). ``send_timeout_s`` (``body_timeout_s``):
+    each answer must be taken by the client within it, else the connection is aborted (a
+    client that never reads keeps its connection busy, and busy ones are never evicted).
+    ``max_connections``: connections served
     at once; beyond it (or beyond the descriptor limit less ``DESCRIPTOR_RESERVE``) a new
     connection closes the oldest idle one, or is closed at once when every one is busy."""
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
+    send_timeout_s: float = 30.0
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(float(settings.header_timeout_s), settings.max_connections)
+        return cls(
+            float(settings.header_timeout_s),
+            settings.max_connections,
+            float(settings.body_timeout_s),
+        )
 
     def connection_cap(self) -> int:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -88,6 +96,7 @@ class _Server(web.Server):
 
     voxmon_connections: Connections
     voxmon_clock: Clock
+    voxmon_send_timeout_s: float
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
@@ -113,6 +122,23 @@ class _Handler(RequestHandler):
         if not server.voxmon_connections.admit(self):
             _warn_at_cap(server.voxmon_connections, server.voxmon_clock)
             self.force_close()
+
+    async def finish_response(
+        self, request: Any, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """Write the answer within the send timeout, else abort the connection (True: the
+        client is gone, so aiohttp stops serving it)."""
+        server = self._manager
+        assert isinstance(server, _Server)
+        try:
+            async with asyncio.timeout(server.voxmon_send_timeout_s):
+                return await super().finish_response(request, resp, start_time)
+        except TimeoutError:
+            server.voxmon_connections.send_timeouts += 1
+            log.debug("aborted a connection whose client did not read its answer")
+            if self.transport is not None:
+                self.transport.abort()
+            return resp, True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         server = self._manager
@@ -226,6 +252,7 @@ def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     assert isinstance(server, _Server)
     server.voxmon_connections = state
     server.voxmon_clock = clock
+    server.voxmon_send_timeout_s = limits.send_timeout_s
     _quiet_accept_errors(state, clock)
     return state
 
