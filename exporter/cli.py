@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from importlib.metadata import version
 from typing import Any
 
 from exporter import commands, daemon, demo, preflight
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxmon", description=__doc__)
     parser.add_argument("--config", help="path to voxmon.toml (default: ./voxmon.toml if present)")
+    parser.add_argument("--version", action="version", version=f"voxmon {version('voxmon')}")
     subs = parser.add_subparsers(dest="command", required=True)
     serve = subs.add_parser("serve", help="run the daemon")
     _add_overrides(serve)
