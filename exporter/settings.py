@@ -87,7 +87,7 @@ class Settings:
     header_timeout_s: int = 10
     """Each request head must arrive within this (from connect or the previous response)."""
     body_timeout_s: int = 30
-    """Each request body must arrive within this, else 408 and the connection closes."""
+    """A request body must arrive, and each answer be read, within this (else 408 / abort)."""
     max_connections: int = 1000
     """Open connections at most (and at most the descriptor limit less a reserve)."""
     max_duration_days: int = DEFAULT_MAX_DURATION_DAYS

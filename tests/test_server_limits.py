@@ -139,3 +139,36 @@ async def test_server_refuses_a_chunked_body_one_byte_over_the_limit(start_app: 
     status, body = await exchange(client.port, CHUNKED + _chunk(items) + b"0\r\n\r\n", 5)
     assert status == 413
     assert msgspec.json.decode(body)["error"]["code"] == "payload_too_large"
+
+
+KEEP_ALIVE = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    """One keep-alive answer to ``KEEP_ALIVE`` (its head and its small JSON body), or b""
+    when the server closed the connection instead."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    except asyncio.IncompleteReadError as closed:
+        return closed.partial
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+async def test_server_at_the_cap_evicts_never_served_connections_before_a_keep_alive_one(
+    start_app: Any,
+) -> None:
+    """A flood of connections that never send a request cannot push out a scraper's
+    keep-alive connection, however old it is: they make room among themselves."""
+    client = await start_app(max_connections=3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(KEEP_ALIVE)
+    assert (await _answer(reader)).startswith(b"HTTP/1.1 200 ")
+    flood = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(10)]
+    for flood_reader, _ in flood[:7]:  # evicted whichever policy: the server saw 9 accepts
+        assert await asyncio.wait_for(flood_reader.read(), 5) == b""
+    writer.write(KEEP_ALIVE)  # the scraper's next request, on the same connection
+    assert (await _answer(reader)).startswith(b"HTTP/1.1 200 ")
+    writer.close()
+    for _, flood_writer in flood:
+        flood_writer.close()

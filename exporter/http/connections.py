@@ -1,6 +1,7 @@
 """The connections the HTTP server holds: who is admitted at the cap (the oldest idle
-connection makes room for a new one; a new one is refused only when every held connection
-is busy), protocol errors by reason, and the metrics that show both."""
+connection that never delivered a request makes room for a new one, else the oldest idle
+one; a new one is refused only when every held connection is busy), protocol errors by
+reason, and the metrics that show both."""
 
 from __future__ import annotations
 
@@ -21,46 +22,72 @@ class Held(Protocol):
         """A request is in progress (its head has arrived and its handler is running)."""
         ...
 
+    @property
+    def served(self) -> bool:
+        """At least one request head has arrived on this connection."""
+        ...
+
     def force_close(self) -> None: ...
 
 
 @dataclass(slots=True)
 class Connections:
     """Connections held now, oldest first, and counts of those refused and evicted; read by
-    ``/metrics``. ``admit`` and ``release`` keep ``open`` equal to ``len(held)``."""
+    ``/metrics``. ``fresh`` holds those not yet seen to have delivered a request, ``held``
+    the rest (a connection moves across lazily, when ``admit`` looks at it)."""
 
     cap: int
     reserve: int = 0
     held: dict[Held, None] = field(default_factory=dict)
+    fresh: dict[Held, None] = field(default_factory=dict)
     refused: int = 0
     evicted: int = 0
     accept_errors: int = 0
+    send_timeouts: int = 0
     protocol_errors: Counter[str] = field(default_factory=Counter)
     _last_warning: float = float("-inf")
     _last_accept_warning: float = float("-inf")
 
     @property
     def open(self) -> int:
-        return len(self.held)
+        return len(self.held) + len(self.fresh)
 
     def admit(self, connection: Held) -> bool:
-        """Hold ``connection``. At the cap, close the oldest idle connection to make room
-        (an idle keep-alive or a trickled request head costs its owner a reconnect, never
-        another client its turn); False when every held connection is busy."""
-        if len(self.held) >= self.cap:
-            victim = next((c for c in self.held if not c.busy), None)
+        """Hold ``connection``. At the cap, close an idle connection to make room: the
+        oldest that never delivered a request (a flood of silent or trickling connections
+        makes room among itself), else the oldest idle keep-alive one (it costs its owner a
+        reconnect, never another client its turn); False when every one is busy."""
+        if self.open >= self.cap:
+            victim = self._idle_fresh() or next((c for c in self.held if not c.busy), None)
             if victim is None:
                 self.refused += 1
                 return False
-            del self.held[victim]
+            self.release(victim)
             self.evicted += 1
             victim.force_close()
-        self.held[connection] = None
+        self.fresh[connection] = None
         return True
+
+    def _idle_fresh(self) -> Held | None:
+        """The oldest idle connection that has not delivered a request; those found to
+        have delivered one (a busy one has) move to ``held``, so each is looked at once."""
+        seen: list[Held] = []
+        victim = None
+        for connection in self.fresh:
+            if connection.served or connection.busy:
+                seen.append(connection)
+            else:
+                victim = connection
+                break
+        for connection in seen:
+            del self.fresh[connection]
+            self.held[connection] = None
+        return victim
 
     def release(self, connection: Held) -> None:
         """Forget a closed connection (one evicted or refused is no longer held)."""
         self.held.pop(connection, None)
+        self.fresh.pop(connection, None)
 
 
 class ConnectionCollector(Collector):
@@ -97,16 +124,25 @@ class ConnectionCollector(Collector):
             value=state.evicted,
         )
         yield CounterMetricFamily(
+            "voxmon_http_send_timeouts",
+            "Connections aborted because the client did not take an answer within body_timeout_s.",
+            value=state.send_timeouts,
+        )
+        yield CounterMetricFamily(
             "voxmon_http_accept_errors",
             "Times accepting a connection failed for lack of descriptors or memory.",
             value=state.accept_errors,
         )
-        errors = CounterMetricFamily(
-            "voxmon_http_protocol_errors",
-            "Requests refused before routing (400) because the request line or a header was"
-            " malformed or too long, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(state.protocol_errors.items()):
-            errors.add_metric([reason], count)
-        yield errors
+        yield _protocol_errors(state)
+
+
+def _protocol_errors(state: Connections) -> CounterMetricFamily:
+    errors = CounterMetricFamily(
+        "voxmon_http_protocol_errors",
+        "Requests refused before routing (400) because the request line or a header was"
+        " malformed or too long, by reason.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(state.protocol_errors.items()):
+        errors.add_metric([reason], count)
+    return errors

@@ -126,7 +126,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op("get", "/v1/orgs/{org_id}", "One organisation's display name", r.Org,
        (_path("org_id", OrgId),), (404,)),
     Op("put", "/v1/orgs/{org_id}", "Set a display name (admin)", r.Org,
-       (_path("org_id", OrgId),), body=OrgName),
+       (_path("org_id", OrgId),), (413,), body=OrgName),
     Op("get", "/v1/artifacts", "Notes by state, cursor-paginated", r.Artifacts, (
         Param("state", Literal["in_flight", "failed", "stuck", "completed"], True),
         Param("limit", Limit), CURSOR, ONLY_ORG,

@@ -32,28 +32,51 @@ BACKLOG = 128
 voxmon's handler sees (and can close) any of them."""
 DESCRIPTOR_RESERVE = 64 + BACKLOG
 """Descriptors kept free of connections: the database, its WAL and lock files and logs
-(about 20 in use), and one accept batch of connections not yet closed at the cap."""
+(about 20 in use), and one accept batch of connections not yet closed at the cap. Under a
+descriptor limit below twice this, half the limit is kept free instead (``connection_cap``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """``header_timeout_s``: a connection must deliver each request head within it (and
-    idle keep-alive connections close after it). ``max_connections``: connections served
+    idle keep-alive connections close after it). ``send_timeout_s`` (``body_timeout_s``):
+    each answer must be taken by the client within it, else the connection is aborted (a
+    client that never reads keeps its connection busy, and busy ones are never evicted).
+    ``max_connections``: connections served
     at once; beyond it (or beyond the descriptor limit less ``DESCRIPTOR_RESERVE``) a new
     connection closes the oldest idle one, or is closed at once when every one is busy."""
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
+    send_timeout_s: float = 30.0
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(float(settings.header_timeout_s), settings.max_connections)
+        return cls(
+            float(settings.header_timeout_s),
+            settings.max_connections,
+            float(settings.body_timeout_s),
+        )
 
     def connection_cap(self) -> int:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return self.max_connections
-        return max(1, min(self.max_connections, soft - DESCRIPTOR_RESERVE))
+        return connection_cap(soft, self.max_connections)
+
+
+def connection_cap(descriptors: int, max_connections: int) -> int:
+    """Connections served at once under a descriptor limit: at most ``max_connections``,
+    keeping ``reserve(descriptors)`` descriptors free."""
+    return max(1, min(max_connections, descriptors - reserve(descriptors)))
+
+
+def reserve(descriptors: int) -> int:
+    """``DESCRIPTOR_RESERVE``, or half the limit when that is less: a limit of 128 once
+    left room for one connection, which any flood could take from a scraper at will; at
+    half, an accept batch that finds no descriptor fails and asyncio retries it a second
+    later (counted, ``voxmon_http_accept_errors_total``), while held connections go on."""
+    return min(DESCRIPTOR_RESERVE, descriptors // 2)
 
 
 def runner_options(limits: Limits) -> dict[str, Any]:
@@ -73,6 +96,7 @@ class _Server(web.Server):
 
     voxmon_connections: Connections
     voxmon_clock: Clock
+    voxmon_send_timeout_s: float
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
@@ -85,6 +109,12 @@ class _Handler(RequestHandler):
         never evicts such a connection."""
         return self._request_in_progress
 
+    @property
+    def served(self) -> bool:
+        """A request head has arrived on this connection (a keep-alive client, not one
+        that only connected or trickles); evicted after those that never sent one."""
+        return self._request_count > 0
+
     def connection_made(self, transport: Any) -> None:
         server = self._manager
         super().connection_made(transport)
@@ -92,6 +122,23 @@ class _Handler(RequestHandler):
         if not server.voxmon_connections.admit(self):
             _warn_at_cap(server.voxmon_connections, server.voxmon_clock)
             self.force_close()
+
+    async def finish_response(
+        self, request: Any, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """Write the answer within the send timeout, else abort the connection (True: the
+        client is gone, so aiohttp stops serving it)."""
+        server = self._manager
+        assert isinstance(server, _Server)
+        try:
+            async with asyncio.timeout(server.voxmon_send_timeout_s):
+                return await super().finish_response(request, resp, start_time)
+        except TimeoutError:
+            server.voxmon_connections.send_timeouts += 1
+            log.debug("aborted a connection whose client did not read its answer")
+            if self.transport is not None:
+                self.transport.abort()
+            return resp, True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         server = self._manager
@@ -199,11 +246,13 @@ def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     connection handler; returns the live connection counts. aiohttp has no hook for the
     handler class or for protocol-level error bodies, so the server's class is swapped for
     a subclass that only overrides the handler factory (``tests/test_server.py`` pins it)."""
-    state = Connections(limits.connection_cap(), DESCRIPTOR_RESERVE)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    state = Connections(limits.connection_cap(), reserve(soft))
     server.__class__ = _Server
     assert isinstance(server, _Server)
     server.voxmon_connections = state
     server.voxmon_clock = clock
+    server.voxmon_send_timeout_s = limits.send_timeout_s
     _quiet_accept_errors(state, clock)
     return state
 
