@@ -145,3 +145,14 @@ async def test_head_metrics_needs_the_metrics_scope(start_app: Any) -> None:
     response = await client.head("/metrics", headers={"Authorization": "Bearer " + "r" * 32})
     assert response.status == 403
     assert (await client.head("/healthz")).status == 200
+
+
+async def test_api_details_put_org_refuses_a_blank_id_like_ingest(start_app: Any) -> None:
+    client = await start_app()
+    response = await client.put("/v1/orgs/%20%20", json={"name": "Blank"})
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["details"][0]["field"] == "org_id"
+    assert "not blank" in error["details"][0]["message"]
+    listed = await (await client.get("/v1/orgs")).json()
+    assert listed["orgs"] == []

@@ -26,8 +26,8 @@ class OrgName(msgspec.Struct, forbid_unknown_fields=True):
 async def put_org(request: web.Request) -> web.Response:
     """Set an organisation's display name (admin)."""
     org_id = request.match_info["org_id"]
-    if not 1 <= len(org_id) <= 128:
-        raise bad("org_id", "must be 1 to 128 characters")
+    if not 1 <= len(org_id) <= 128 or org_id.isspace():
+        raise bad("org_id", "must be 1 to 128 characters, not blank (as ingest requires)")
     settings = request.app[SETTINGS]
     raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     try:
