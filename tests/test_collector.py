@@ -78,7 +78,9 @@ async def test_metrics_histogram_and_event_counts(start_app: Any) -> None:
     assert samples[("voice_pipeline_stage_duration_seconds_count", stage)] == 15.0
     assert samples[("voice_pipeline_stage_duration_seconds_sum", stage)] == 22.5
     assert samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "1.431"), *stage))] == 0
-    assert samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "1.646"), *stage))] == 15
+    assert (
+        samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "1.646"), *stage))] == 15
+    )
     window = {
         (name, dict(labels).get("stage"), dict(labels)["percentile"]): value
         for (name, labels), value in samples.items()
