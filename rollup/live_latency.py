@@ -23,10 +23,14 @@ class LatencyWindows:
 
     def __init__(self) -> None:
         self._minutes: dict[tuple[str, int], DigestBuilder] = {}
+        self._built: dict[tuple[str, int], LatencyDigest] = {}
+        """Frozen digests of minutes unchanged since they were last read: a read rebuilds
+        only the minutes that took durations since (usually just the current one)."""
         self._pruned_at = 0
 
     def _builder(self, series: str, minute_ms: int) -> DigestBuilder:
         key = (series, minute_ms - minute_ms % MINUTE_MS)
+        self._built.pop(key, None)
         builder = self._minutes.get(key)
         if builder is None:
             builder = self._minutes[key] = DigestBuilder()
@@ -49,10 +53,16 @@ class LatencyWindows:
         """The merged digest of ``series`` over the window holding ``now_ms``."""
         bounds = window_bounds(now_ms)
         return LatencyDigest.merge_all(
-            builder.build()
-            for (name, minute_ms), builder in self._minutes.items()
-            if name == series and bounds.start_ms <= minute_ms < bounds.end_ms
+            self._frozen(key, builder)
+            for key, builder in self._minutes.items()
+            if key[0] == series and bounds.start_ms <= key[1] < bounds.end_ms
         )
+
+    def _frozen(self, key: tuple[str, int], builder: DigestBuilder) -> LatencyDigest:
+        digest = self._built.get(key)
+        if digest is None:
+            digest = self._built[key] = builder.build()
+        return digest
 
     def quantiles(self, series: str, now_ms: int) -> tuple[int, dict[float, float]]:
         """How many durations the window holds for ``series`` and its ``QUANTILES`` in
@@ -70,10 +80,12 @@ class LatencyWindows:
         self._pruned_at = start
         for key in [key for key in self._minutes if key[1] < start]:
             del self._minutes[key]
+            self._built.pop(key, None)
 
     def clear(self) -> None:
         """Forget every minute (before a restore)."""
         self._minutes.clear()
+        self._built.clear()
         self._pruned_at = 0
 
     def footprint(self) -> tuple[int, int]:
