@@ -126,7 +126,7 @@ END_TO_END = Family(
 STAGE_LATENCY_WINDOW = Family(
     P + "stage_latency_window_seconds",
     "gauge",
-    "p50/p95/p99 (percentile=p50|p95|p99) of successful stage runs finished in the 60-minute live window (event"
+    "p50/p95/p99 of successful stage runs finished in the 60-minute live window (event"
     " time), from a 1 % digest; absent for a stage with no run in the window.",
     ("stage", "percentile"),
 )
