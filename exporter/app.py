@@ -27,6 +27,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.storage.sqlite.backend import SqliteBackend
 from exporter.timestamps import datetime_to_ms
+from rollup.live_latency import LatencyWindows
 from rollup.metrics import JobRunsCollector
 from rollup.queries import ReportService
 from rollup.service import RollupService
@@ -46,7 +47,7 @@ def create_app(
     their own; tests that drive jobs by hand use it."""
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
-    live = LiveState(settings.max_org_series, settings.max_live_orgs)
+    live = LiveState(settings.max_org_series, settings.max_live_orgs, LatencyWindows())
     registry.register(PipelineCollector(live, clock, settings.stuck_after_s * 1000))
     registry.register(LiveOrgsCollector(live))
     app = web.Application(

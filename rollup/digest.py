@@ -250,6 +250,25 @@ class DigestBuilder:
         finally:
             self._count, self._sum, self._min, self._max = count, total, low, high
 
+    def add_bucket(
+        self, index: int | None, count: int, sum_ms: float, min_ms: float, max_ms: float
+    ) -> None:
+        """Count ``count`` durations already bucketed (in SQL, as ``digest_index`` does;
+        ``index`` None is 0 ms) with their exact sum, min and max."""
+        if index is None:
+            self._zero += count
+        else:
+            self._buckets[index] = self._buckets.get(index, 0) + count
+        self._count += count
+        self._sum += sum_ms
+        self._min = min(self._min, min_ms)
+        self._max = max(self._max, max_ms)
+
+    @property
+    def size(self) -> int:
+        """Occupied buckets (the memory the builder holds grows with it)."""
+        return len(self._buckets)
+
     def build(self) -> LatencyDigest:
         """The digest of every value added so far (the builder stays usable)."""
         return LatencyDigest.from_buckets(

@@ -37,6 +37,8 @@ RECORDS = [
     "stage:voice_pipeline_stage_failure_ratio:rate30m",
     "stage:voice_pipeline_stage_duration_seconds:p95_rate30m",
     "voice_pipeline:end_to_end_duration_seconds:p95_rate30m",
+    "stage:voice_pipeline_stage_latency_window_seconds:p95",
+    "voice_pipeline:end_to_end_latency_window_seconds:p95",
 ]
 
 

@@ -112,6 +112,8 @@ async def test_realtime_reports_every_counter_and_failure_rate(start_app: Any) -
         "stage_failures_1h": 1,
         "ai_cost_usd_1h": 0.75,
         "failure_rate_1h": 0.5,
+        "stage_latency_1h": None,  # latency windows are the platform's only
+        "end_to_end_latency_1h": None,
     }
 
 

@@ -77,8 +77,25 @@ async def test_metrics_histogram_and_event_counts(start_app: Any) -> None:
     stage = (("stage", "transcription"),)
     assert samples[("voice_pipeline_stage_duration_seconds_count", stage)] == 15.0
     assert samples[("voice_pipeline_stage_duration_seconds_sum", stage)] == 22.5
-    assert samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "1.0"), *stage))] == 0
-    assert samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "2.5"), *stage))] == 15
+    assert samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "1.431"), *stage))] == 0
+    assert (
+        samples[("voice_pipeline_stage_duration_seconds_bucket", (("le", "1.646"), *stage))] == 15
+    )
+    window = {
+        (name, dict(labels).get("stage"), dict(labels)["percentile"]): value
+        for (name, labels), value in samples.items()
+        if "latency_window" in name
+    }
+    # every run took 1.5 s (the digest clamps to its exact min and max); each note completes
+    # at its receipt time, so end to end is 0 s
+    assert window == {
+        ("voice_pipeline_stage_latency_window_seconds", "transcription", "p50"): 1.5,
+        ("voice_pipeline_stage_latency_window_seconds", "transcription", "p95"): 1.5,
+        ("voice_pipeline_stage_latency_window_seconds", "transcription", "p99"): 1.5,
+        ("voice_pipeline_end_to_end_latency_window_seconds", None, "p50"): 0.0,
+        ("voice_pipeline_end_to_end_latency_window_seconds", None, "p95"): 0.0,
+        ("voice_pipeline_end_to_end_latency_window_seconds", None, "p99"): 0.0,
+    }
     events = {
         dict(labels)["event_type"]: value
         for (name, labels), value in samples.items()

@@ -165,7 +165,7 @@ def test_organisation_table_shows_names_from_the_orgs_endpoint() -> None:
 def test_end_to_end_alert_panel_draws_the_alert_threshold() -> None:
     (panel,) = [p for p in panels(DASHBOARDS["voxmon-overview.json"]) if p["id"] == 28]
     exprs = [t["expr"] for t in panel["targets"]]
-    assert exprs[0] == "voice_pipeline:end_to_end_duration_seconds:p95_rate30m"
+    assert exprs[0] == "voice_pipeline:end_to_end_latency_window_seconds:p95"
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [step["value"] for step in steps] == [None, 3600]
     rules = (ROOT / "alert_rules.yml").read_text(encoding="utf-8")

@@ -22,6 +22,7 @@ from exporter.live.tally import tally
 from exporter.model import Event, Metadata
 from exporter.selfmetrics import SelfMetrics
 from exporter.timestamps import datetime_to_ms
+from rollup.live_latency import LatencyWindows
 from tests.tools import FakeClock
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -81,7 +82,7 @@ def test_every_tallied_series_belongs_to_a_declared_family() -> None:
 def test_collectors_expose_exactly_the_declared_families() -> None:
     """Name, type, help and label names of every family a scrape yields, against the
     table; the tallied families carry samples, so their labels are checked too."""
-    live = LiveState(max_org_series=10, max_live_orgs=10)
+    live = LiveState(max_org_series=10, max_live_orgs=10, latency=LatencyWindows())
     live.apply(tally(_events(), T0_MS - 3_600_000, live.orgs), T0_MS)
     clock = FakeClock(T0)
     metrics = [*PipelineCollector(live, clock, 900_000).collect(),

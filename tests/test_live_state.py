@@ -13,6 +13,7 @@ from exporter.http.context import BACKEND, LIVE
 from exporter.live.state import LiveState
 from exporter.live.tally import Tally
 from rollup import jobs
+from rollup.live_latency import LatencyWindows
 from tests.conftest import T0, T0_MS, make_event
 from tests.scrape import samples, scrape
 from tests.tools import open_store
@@ -216,7 +217,7 @@ async def test_live_new_org_commit_costs_the_same_however_many_orgs_exist(
 def test_live_load_folds_rows_persisted_under_other_caps() -> None:
     """A database written before the caps (or under larger ones) holds per-org counters and
     window buckets; loading folds them under today's labels and scopes, sums unchanged."""
-    live = LiveState(max_org_series=1, max_live_orgs=2)
+    live = LiveState(max_org_series=1, max_live_orgs=2, latency=LatencyWindows())
     counters = {
         ("events_total", "artifact_received"): 7.0,
         ("artifacts_total", "org-a", "received"): 1.0,
@@ -248,7 +249,7 @@ def test_live_load_folds_rows_persisted_under_other_caps() -> None:
 
 
 def test_live_series_windows_prune_with_the_live_windows() -> None:
-    live = LiveState(max_org_series=1, max_live_orgs=2)
+    live = LiveState(max_org_series=1, max_live_orgs=2, latency=LatencyWindows())
     minutes = {(scope, T0_MS, "artifacts_received"): 1.0 for scope in ("", "org-a", "org-b")}
     live.load({}, {}, minutes, ["org-a", "org-b"], 2)
     assert sorted(live.series_windows.scopes()) == ["", "__other__", "org-a"]

@@ -62,7 +62,11 @@ async def test_long_notes_count_in_end_to_end_snapshot_and_metrics(
     e2e = "voice_pipeline_end_to_end_duration_seconds"
     assert found[(f"{e2e}_count", ())] == 2.0
     assert found[(f"{e2e}_sum", ())] == 30 * 3600 + 48 * 3600
-    assert found[(f"{e2e}_bucket", (("le", "7200.0"),))] == 0.0
+    # the log-spaced bounds reach 30 days: both notes land in finite buckets
+    assert found[(f"{e2e}_bucket", (("le", "94890.0"),))] == 0.0
+    assert found[(f"{e2e}_bucket", (("le", "109100.0"),))] == 1.0  # 30 h
+    assert found[(f"{e2e}_bucket", (("le", "166000.0"),))] == 1.0
+    assert found[(f"{e2e}_bucket", (("le", "190900.0"),))] == 2.0  # 48 h
     assert found[(f"{e2e}_bucket", (("le", "+Inf"),))] == 2.0
     completed = (("org_id", "org-a"), ("outcome", "completed"))
     assert found[("voice_pipeline_artifacts_total", completed)] == 2.0

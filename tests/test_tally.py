@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.live.families import DURATION_BUCKETS_S
+from exporter.live.families import END_TO_END_BUCKETS_S, STAGE_BUCKETS_S, log_bounds
 from exporter.live.orgs import OrgRegistry
 from exporter.live.tally import NO_ORG, Tally, bucket_index, tally
 from exporter.model import Event, Metadata
@@ -60,35 +60,38 @@ def _tally(
 # --- bucket_index -------------------------------------------------------------------------
 
 
-def test_duration_buckets_are_the_documented_bounds() -> None:
-    assert DURATION_BUCKETS_S == (
-        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,
+def test_duration_buckets_are_log_spaced_by_1_15() -> None:
+    assert (len(STAGE_BUCKETS_S), len(END_TO_END_BUCKETS_S)) == (91, 107)
+    assert STAGE_BUCKETS_S[:6] == (0.05, 0.0575, 0.06612, 0.07604, 0.08745, 0.1006)
+    assert (STAGE_BUCKETS_S[-1], END_TO_END_BUCKETS_S[0], END_TO_END_BUCKETS_S[-1]) == (
+        14510.0, 1.0, 2716000.0,
     )  # fmt: skip
+    for bounds in (STAGE_BUCKETS_S, END_TO_END_BUCKETS_S):
+        ratios = [b / a for a, b in itertools.pairwise(bounds)]
+        assert min(ratios) > 1.149 and max(ratios) < 1.151
 
 
-@pytest.mark.parametrize(
-    ("bound", "index"),
-    [
-        (0.05, 0), (0.1, 1), (0.25, 2), (0.5, 3), (1, 4), (2.5, 5), (5, 6), (10, 7), (30, 8),
-        (60, 9), (120, 10), (300, 11), (600, 12), (1800, 13), (3600, 14), (7200, 15),
-    ],
-)  # fmt: skip
-def test_bucket_index_value_at_bound_lands_in_that_bucket(bound: float, index: int) -> None:
-    assert bucket_index(bound) == index
-    assert bucket_index(bound + 1e-9) == index + 1
+def test_log_bounds_cover_the_end() -> None:
+    assert log_bounds(1.0, 2.0, 1.5) == (1.0, 1.5, 2.25)
+
+
+@pytest.mark.parametrize(("index", "bound"), [(0, 0.05), (10, 0.2023), (30, 3.311), (90, 14510.0)])
+def test_bucket_index_value_at_bound_lands_in_that_bucket(index: int, bound: float) -> None:
+    assert bucket_index(STAGE_BUCKETS_S, bound) == index
+    assert bucket_index(STAGE_BUCKETS_S, bound + 1e-9) == index + 1
 
 
 @pytest.mark.parametrize(
     ("seconds", "index"),
-    [(0.0, 0), (0.001, 0), (0.0500001, 1), (0.75, 4), (1.5, 5), (59.999, 9), (86_400, 16)],
+    [(0.0, 0), (0.001, 0), (0.0500001, 1), (0.75, 20), (59.999, 51), (86_400, 91)],
 )
 def test_bucket_index_between_bounds(seconds: float, index: int) -> None:
-    assert bucket_index(seconds) == index
+    assert bucket_index(STAGE_BUCKETS_S, seconds) == index
 
 
 @pytest.mark.parametrize(
     ("duration_ms", "index"),
-    [(50, "0"), (100, "1"), (250, "2"), (1000, "4"), (2500, "5"), (7_200_000, "15")],
+    [(50, "0"), (100.6, "5"), (202.3, "10"), (3311, "30"), (14_510_000, "90")],
 )
 def test_tally_histogram_ms_exactly_at_bound(duration_ms: float, index: str) -> None:
     result = _tally(_event("transcription_completed", duration_ms=duration_ms))
@@ -256,11 +259,11 @@ def test_tally_stage_histogram_only_for_timed_successes() -> None:
     )
     histogram = {k: v for k, v in result.counters.items() if k[0].startswith("stage_duration")}
     assert histogram == {
-        ("stage_duration_bucket", "transcription", "5"): 1.0,
-        ("stage_duration_bucket", "transcription", "2"): 1.0,
+        ("stage_duration_bucket", "transcription", "25"): 1.0,
+        ("stage_duration_bucket", "transcription", "12"): 1.0,
         ("stage_duration_sum", "transcription"): 1.75,
         ("stage_duration_count", "transcription"): 2.0,
-        ("stage_duration_bucket", "draft_generation", "9"): 1.0,
+        ("stage_duration_bucket", "draft_generation", "49"): 1.0,
         ("stage_duration_sum", "draft_generation"): 45.0,
         ("stage_duration_count", "draft_generation"): 1.0,
     }
@@ -275,8 +278,8 @@ def test_tally_end_to_end_histogram_from_artifact_completed() -> None:
     )
     e2e = {k: v for k, v in result.counters.items() if k[0].startswith("e2e_duration")}
     assert e2e == {
-        ("e2e_duration_bucket", "10"): 1.0,
-        ("e2e_duration_bucket", "16"): 1.0,
+        ("e2e_duration_bucket", "33"): 1.0,
+        ("e2e_duration_bucket", "64"): 1.0,
         ("e2e_duration_sum",): 7_290.001,
         ("e2e_duration_count",): 2.0,
     }
@@ -361,5 +364,5 @@ def test_tally_methods_accumulate() -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(st.floats(min_value=0, max_value=100_000, allow_nan=False))
 def test_bucket_index_matches_brute_force(seconds: float) -> None:
-    expected = bisect.bisect_left(DURATION_BUCKETS_S, seconds)
-    assert bucket_index(seconds) == expected
+    expected = sum(bound < seconds for bound in STAGE_BUCKETS_S)
+    assert bucket_index(STAGE_BUCKETS_S, seconds) == expected

@@ -6,18 +6,21 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from exporter.catalog import WINDOW_COUNTERS
+from exporter.catalog import PROCESSING_STAGES, WINDOW_COUNTERS
 from exporter.errors import VoxmonError
 from exporter.http.context import CLOCK, LIVE, REGISTRY, ROLLUPS, json_response
 from exporter.http.params import parse_org, reject_unknown
-from exporter.http.responses import Realtime
+from exporter.http.responses import Realtime, WindowLatency
+from exporter.live.latency import QUANTILES, LatencyWindow
 from exporter.live.orgs import OTHER_ORG
+from exporter.live.tally import END_TO_END_SERIES
 from exporter.live.windows import PLATFORM, window_bounds
 from exporter.timestamps import datetime_to_ms, format_rfc3339
 
 
 async def get_realtime(request: web.Request) -> web.Response:
-    """``GET /v1/metrics/realtime[?org_id=]``: the 60-minute counters of one scope. An
+    """``GET /v1/metrics/realtime[?org_id=]``: the 60-minute counters of one scope (and,
+    for the platform, the window's latency quantiles). An
     organisation beyond ``max_live_orgs`` has no live window of its own: 404
     ``org_not_live`` (its events count in ``org_id=__other__`` and in full in snapshots)."""
     reject_unknown(request.query, ("org_id",))
@@ -39,7 +42,23 @@ async def get_realtime(request: web.Request) -> web.Response:
         body[f"{name}_1h"] = value if name == "ai_cost_usd" else int(value)
     done, failed = totals["artifacts_completed"], totals["artifacts_failed"]
     body["failure_rate_1h"] = failed / (done + failed) if done + failed else 0.0
+    body["stage_latency_1h"] = (
+        None
+        if org_id
+        else {stage: _latency(live.latency, stage, now_ms) for stage in PROCESSING_STAGES}
+    )
+    body["end_to_end_latency_1h"] = (
+        None if org_id else _latency(live.latency, END_TO_END_SERIES, now_ms)
+    )
     return json_response(Realtime(**body))
+
+
+def _latency(windows: LatencyWindow, series: str, now_ms: int) -> WindowLatency | None:
+    count, quantiles = windows.quantiles(series, now_ms)
+    if not count:
+        return None
+    p50, p95, p99 = (quantiles[q] for q in QUANTILES)
+    return WindowLatency(count=count, p50_s=p50, p95_s=p95, p99_s=p99)
 
 
 async def get_metrics(request: web.Request) -> web.Response:

@@ -19,15 +19,22 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.catalog import CIRCUIT_CLOSED, CIRCUIT_OPENED, EVENT_TYPES, STAGES, WINDOW_COUNTERS
+from exporter.catalog import (
+    CIRCUIT_CLOSED,
+    CIRCUIT_OPENED,
+    EVENT_TYPES,
+    PROCESSING_STAGES,
+    STAGES,
+    WINDOW_COUNTERS,
+)
 from exporter.clock import Clock
 from exporter.live.families import (
     AI_COST,
     ARTIFACTS,
     CIRCUIT_BREAKER_OPEN,
     DISAMBIGUATION_BACKLOG,
-    DURATION_BUCKETS_S,
     END_TO_END,
+    END_TO_END_LATENCY_WINDOW,
     EVENTS,
     INFLIGHT,
     LAST_EVENT,
@@ -36,13 +43,16 @@ from exporter.live.families import (
     LIVE_ORGS_LIMIT,
     ORGS_SEEN,
     STAGE_DURATION,
+    STAGE_LATENCY_WINDOW,
     STAGE_OUTCOMES,
     STUCK,
     WINDOW_EVENTS,
     Family,
     Key,
 )
+from exporter.live.latency import PERCENTILE_LABELS
 from exporter.live.state import LiveState
+from exporter.live.tally import END_TO_END_SERIES
 from exporter.live.windows import PLATFORM
 from exporter.timestamps import datetime_to_ms
 
@@ -71,7 +81,7 @@ def _histogram(family: Family, counters: dict[Key, float]) -> Metric:
     count_stem = family.count_key(())[0]
     for labels in sorted({key[1:] for key in counters if key[0] == count_stem}):
         buckets, running = [], 0.0
-        for index, bound in enumerate((*DURATION_BUCKETS_S, float("inf"))):
+        for index, bound in enumerate((*family.buckets, float("inf"))):
             running += counters.get(family.bucket_key(labels, index), 0.0)
             buckets.append((_le(bound), running))
         metric.add_metric(list(labels), buckets, counters.get(family.sum_key(labels), 0.0))
@@ -96,6 +106,7 @@ class PipelineCollector(Collector):
         for family in (STAGE_DURATION, END_TO_END):
             yield _histogram(family, counters)
         yield self._window_gauge()
+        yield from self._latency_windows()
         yield from self._last_events()
         yield from self._artifact_gauges()
         yield self._baseline()
@@ -114,6 +125,21 @@ class PipelineCollector(Collector):
         for (counter, label), value in sorted(rows.items()):
             family.add_metric([counter, label], value)
         return family
+
+    def _latency_windows(self) -> Iterator[Metric]:
+        """Window quantiles per stage and end to end; a series with no duration in the
+        window has no samples (a 0 would read as "fast")."""
+        now_ms = datetime_to_ms(self._clock.now())
+        latency = self._live.latency
+        stages = gauge(STAGE_LATENCY_WINDOW)
+        for stage in PROCESSING_STAGES:
+            for q, seconds in latency.quantiles(stage, now_ms)[1].items():
+                stages.add_metric([stage, PERCENTILE_LABELS[q]], seconds)
+        yield stages
+        end_to_end = gauge(END_TO_END_LATENCY_WINDOW)
+        for q, seconds in latency.quantiles(END_TO_END_SERIES, now_ms)[1].items():
+            end_to_end.add_metric([PERCENTILE_LABELS[q]], seconds)
+        yield end_to_end
 
     def _last_events(self) -> Iterator[Metric]:
         maxima = self._live.maxima

@@ -11,6 +11,7 @@ Data only: the collector turns these into Prometheus families.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -18,10 +19,27 @@ from typing import Literal
 Key = tuple[str, ...]
 """A persisted series: ``(stem, *label values)``."""
 
-DURATION_BUCKETS_S: tuple[float, ...] = (
+BUCKET_FACTOR = 1.15
+"""Growth factor of the duration histograms' log-spaced bounds: Prometheus' interpolated
+p50/p95/p99 stay within 2.5 % of exact on pipeline-shaped distributions (within 5 % is the
+promise; ``benchmarks/latency_accuracy.py`` prints the table)."""
+
+
+def log_bounds(start_s: float, end_s: float, factor: float = BUCKET_FACTOR) -> tuple[float, ...]:
+    """Bounds ``start * factor**k`` (4 significant digits) up to the first at or past
+    ``end``, in seconds."""
+    count = math.ceil(math.log(end_s / start_s) / math.log(factor))
+    return tuple(float(f"{start_s * factor**k:.4g}") for k in range(count + 1))
+
+
+STAGE_BUCKETS_S = log_bounds(0.05, 4 * 3600.0)
+"""Upper bounds of the stage-duration histogram: 50 ms to 4 hours (91 bounds)."""
+END_TO_END_BUCKETS_S = log_bounds(1.0, 30 * 86400.0)
+"""Upper bounds of the end-to-end histogram: 1 s to the 30-day maximum (107 bounds)."""
+OLD_DURATION_BUCKETS_S: tuple[float, ...] = (
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,
 )  # fmt: skip
-"""Upper bounds (seconds) of the duration histograms; index len() is +Inf."""
+"""The layout before issue 14 (retired by schema migration 8; kept for the benchmark)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +52,8 @@ class Family:
     help: str
     labels: tuple[str, ...] = ()
     stem: str | None = None
+    buckets: tuple[float, ...] = ()
+    """Histograms: upper bounds in seconds (index ``len(buckets)`` is +Inf)."""
 
     def series(self, *values: str) -> Key:
         """The persisted key of one series (counters and maxima)."""
@@ -93,6 +113,7 @@ STAGE_DURATION = Family(
     "Duration of successful stage runs.",
     ("stage",),
     "stage_duration",
+    STAGE_BUCKETS_S,
 )
 END_TO_END = Family(
     P + "end_to_end_duration_seconds",
@@ -100,6 +121,21 @@ END_TO_END = Family(
     "Time from artifact_received to artifact_completed.",
     (),
     "e2e_duration",
+    END_TO_END_BUCKETS_S,
+)
+STAGE_LATENCY_WINDOW = Family(
+    P + "stage_latency_window_seconds",
+    "gauge",
+    "p50/p95/p99 of successful stage runs finished in the 60-minute live window (event"
+    " time), from a 1 % digest; absent for a stage with no run in the window.",
+    ("stage", "percentile"),
+)
+END_TO_END_LATENCY_WINDOW = Family(
+    P + "end_to_end_latency_window_seconds",
+    "gauge",
+    "p50/p95/p99 of artifact_received to artifact_completed for notes completed in the"
+    " 60-minute live window (event time), from a 1 % digest; absent when none completed.",
+    ("percentile",),
 )
 WINDOW_EVENTS = Family(
     P + "window_events",
@@ -159,8 +195,9 @@ ORGS_SEEN = Family(
 
 FAMILIES: tuple[Family, ...] = (
     EVENTS, ARTIFACTS, STAGE_OUTCOMES, AI_COST, STAGE_DURATION, END_TO_END, WINDOW_EVENTS,
-    LAST_EVENT, CIRCUIT_BREAKER_OPEN, INFLIGHT, STUCK, DISAMBIGUATION_BACKLOG, LATENCY_BASELINE,
-    LIVE_ORGS, LIVE_ORGS_LIMIT, ORGS_SEEN,
+    STAGE_LATENCY_WINDOW, END_TO_END_LATENCY_WINDOW, LAST_EVENT, CIRCUIT_BREAKER_OPEN,
+    INFLIGHT, STUCK, DISAMBIGUATION_BACKLOG, LATENCY_BASELINE, LIVE_ORGS, LIVE_ORGS_LIMIT,
+    ORGS_SEEN,
 )  # fmt: skip
 """Every live family, in exposition order."""
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from exporter.live.families import ORG_POSITIONS, Key
 from exporter.live.inflight import InflightIndex
+from exporter.live.latency import LatencyWindow, MinuteLatency
 from exporter.live.orgs import OrgRegistry
 from exporter.live.tally import Tally
 from exporter.live.windows import PLATFORM, MinuteWindows
@@ -24,12 +25,14 @@ class LiveState:
     ``/metrics`` reads, so a scrape costs the same however many organisations are live.
     """
 
-    def __init__(self, max_org_series: int, max_live_orgs: int) -> None:
+    def __init__(self, max_org_series: int, max_live_orgs: int, latency: LatencyWindow) -> None:
         self.orgs = OrgRegistry(max_live_orgs, max_org_series)
         self.counters: dict[Key, float] = {}
         self.maxima: dict[Key, float] = {}
         self.windows = MinuteWindows()
         self.series_windows = MinuteWindows()
+        self.latency = latency
+        """Platform-scope latency digests per stage and end to end, per minute."""
         self.inflight = InflightIndex()
         self.latency_baseline_s: dict[str, float] = {}
         """Per-stage p95 over the last 7 days of hourly snapshots (set by the rollup
@@ -46,8 +49,10 @@ class LiveState:
         self.orgs.register(tally.new_orgs, tally.orgs_added)
         self.windows.apply(tally.minutes)
         self.series_windows.apply(_rescoped(tally.minutes, self.orgs.series_label))
+        self.latency.apply(tally.latencies)
         self.windows.prune(now_ms)
         self.series_windows.prune(now_ms)
+        self.latency.prune(now_ms)
 
     def load(
         self,
@@ -56,11 +61,13 @@ class LiveState:
         minutes: Minutes,
         orgs: Iterable[str],
         orgs_seen: int,
+        latencies: Iterable[MinuteLatency] = (),
     ) -> None:
         """Restore persisted state at start: ``orgs`` are the first organisations in
         first-seen order (at least the registry's capacity when there are that many),
         ``orgs_seen`` how many storage holds. Rows persisted under other caps (or before
-        there were any) are folded under today's labels and scopes."""
+        there were any) are folded under today's labels and scopes. ``latencies`` are the
+        window's durations rebuilt from stored events."""
         self.orgs.load(orgs, orgs_seen)
         self.counters = _relabelled(counters, self.orgs.series_label)
         self.maxima = dict(maxima)
@@ -69,6 +76,8 @@ class LiveState:
         self.windows.apply(live_minutes)
         self.series_windows = MinuteWindows()
         self.series_windows.apply(_rescoped(live_minutes, self.orgs.series_label))
+        self.latency.clear()
+        self.latency.load(latencies)
 
     def _live_scope(self, scope: str) -> str:
         return self.orgs.live_scope(scope) or scope

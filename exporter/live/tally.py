@@ -9,14 +9,14 @@ buckets under their live scope, so neither grows with the number of organisation
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.catalog import EVENT_TYPES, Kind, window_counters_for
 from exporter.live.families import (
     AI_COST,
     ARTIFACTS,
-    DURATION_BUCKETS_S,
     END_TO_END,
     EVENTS,
     LAST_EVENT,
@@ -29,6 +29,9 @@ from exporter.live.orgs import OrgLabeller, OrgRegistry
 from exporter.live.windows import PLATFORM
 from exporter.model import Event
 from exporter.timestamps import MINUTE_MS
+
+END_TO_END_SERIES = "end_to_end"
+"""Window-digest series of the end-to-end latency (stage series are named by stage)."""
 
 NO_ORG = ""
 """org_id label of events without an organisation in the per-org counters."""
@@ -54,6 +57,9 @@ class Tally:
     those it has not seen (first-seen order), the registry those it has room for."""
     orgs_added: int = 0
     """How many of ``new_orgs`` storage had not seen before (set when it is saved)."""
+    latencies: list[tuple[str, int, float]] = field(default_factory=list)
+    """``(series, minute_ms, duration_ms)`` of timed events inside the live window, for the
+    window digests (``latency.py``); not persisted: a restart rebuilds them from events."""
 
     def count(self, key: Key, value: float = 1.0) -> None:
         self.counters[key] = self.counters.get(key, 0.0) + value
@@ -67,12 +73,10 @@ class Tally:
         self.minutes[key] = self.minutes.get(key, 0.0) + value
 
 
-def bucket_index(seconds: float) -> int:
-    """Index of the first histogram bucket whose upper bound holds ``seconds``."""
-    for index, bound in enumerate(DURATION_BUCKETS_S):
-        if seconds <= bound:
-            return index
-    return len(DURATION_BUCKETS_S)
+def bucket_index(bounds: Sequence[float], seconds: float) -> int:
+    """Index of the first histogram bucket whose upper bound holds ``seconds``
+    (``len(bounds)``: +Inf)."""
+    return bisect_left(bounds, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,7 @@ def tally(events: Iterable[Event], window_start_ms: int, orgs: OrgRegistry) -> T
         _count_event(result, event, profile, labels.series if labels else NO_ORG)
         if event.ts_ms >= window_start_ms:
             _count_window(result, event, profile, labels.live if labels else None)
+            _window_latency(result, event, profile)
     result.new_orgs = labeller.unregistered
     return result
 
@@ -143,7 +148,7 @@ def _count_event(result: Tally, event: Event, profile: _Profile, org: str) -> No
 
 def _observe(result: Tally, family: Family, labels: Key, duration_ms: float) -> None:
     seconds = duration_ms / 1000.0
-    result.count(family.bucket_key(labels, bucket_index(seconds)))
+    result.count(family.bucket_key(labels, bucket_index(family.buckets, seconds)))
     result.count(family.sum_key(labels), seconds)
     result.count(family.count_key(labels))
 
@@ -158,3 +163,15 @@ def _count_window(result: Tally, event: Event, profile: _Profile, org_scope: str
             minutes[key] = minutes.get(key, 0.0) + 1.0
         if cost:
             result.minute(scope, minute_ms, "ai_cost_usd", cost)
+
+
+def _window_latency(result: Tally, event: Event, profile: _Profile) -> None:
+    if event.duration_ms is None:
+        return
+    if profile.e2e:
+        series = END_TO_END_SERIES
+    elif profile.timed_stage and event.stage:
+        series = event.stage
+    else:
+        return
+    result.latencies.append((series, event.ts_ms - event.ts_ms % MINUTE_MS, event.duration_ms))

@@ -4,13 +4,18 @@ count."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable
 
 import msgspec
 
+from exporter.catalog import LATENCY_TYPES
 from exporter.live.families import Key
+from exporter.live.latency import MinuteLatency
 from exporter.live.tally import Tally
+from exporter.records import LatencyRow
+from exporter.timestamps import MINUTE_MS
 
 _encode = msgspec.json.encode
 _decode_key = msgspec.json.Decoder(list[str])
@@ -72,6 +77,24 @@ class SqliteLiveState:
             (since_ms,),
         )
         return {(scope, minute, counter): value for scope, minute, counter, value in rows}
+
+    def load_latency(self, since_ms: int, gamma: float, floor_ms: float) -> list[MinuteLatency]:
+        """Durations of latency-bearing events at or after ``since_ms`` (the window start,
+        future minutes included), bucketed in SQL per minute and event type exactly as the
+        digest buckets them in Python (the query of ``SqliteSnapshots.latency_rows``, grouped
+        by minute instead of organisation)."""
+        marks = ",".join("?" * len(LATENCY_TYPES))
+        rows = self._conn.execute(
+            "SELECT m, event_type, CASE WHEN d > 0 THEN CASE"
+            " WHEN b > pow(?, r) THEN r + 1 WHEN b <= pow(?, r - 1) THEN r - 1 ELSE r END END,"
+            " COUNT(*), SUM(d), MIN(d), MAX(d) FROM (SELECT m, event_type, d, b,"
+            " CAST(ceil(ln(b) * ?) AS INTEGER) AS r FROM (SELECT ts_ms - ts_ms % ? AS m,"
+            " event_type, duration_ms AS d, MAX(duration_ms, ?) AS b FROM events"
+            " WHERE ts_ms >= ? AND duration_ms IS NOT NULL"
+            f" AND event_type IN ({marks}))) GROUP BY 1, 2, 3",
+            (gamma, gamma, 1.0 / math.log(gamma), MINUTE_MS, floor_ms, since_ms, *LATENCY_TYPES),
+        )
+        return [MinuteLatency(minute, LatencyRow(None, *rest)) for minute, *rest in rows]
 
     def load_orgs(self, limit: int) -> tuple[list[str], int]:
         """The first ``limit`` organisations in first-seen order, and how many are stored."""

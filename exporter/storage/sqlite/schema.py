@@ -75,6 +75,18 @@ _FEED = """
     CREATE INDEX artifacts_by_org ON artifacts (org_id, status, artifact_id);
 """
 
+# Issue 14: the duration histograms moved from 16 hand-picked bounds to log-spaced ones
+# (families.STAGE_BUCKETS_S, END_TO_END_BUCKETS_S). Persisted buckets are stored by index,
+# so old-layout rows would be read against the new bounds: they are retired whole (buckets,
+# sums and counts of both families), which Prometheus sees as one counter reset of those
+# series and rate() absorbs. Every other live counter is kept.
+_RETIRE_OLD_HISTOGRAMS = """
+    DELETE FROM live_counters WHERE json_extract(key, '$[0]') IN (
+        'stage_duration_bucket', 'stage_duration_sum', 'stage_duration_count',
+        'e2e_duration_bucket', 'e2e_duration_sum', 'e2e_duration_count'
+    );
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -187,6 +199,7 @@ MIGRATIONS: tuple[str, ...] = (
     _HORIZONS,
     _ORG_ORDER,
     _FEED,
+    _RETIRE_OLD_HISTOGRAMS,
 )
 
 
