@@ -121,4 +121,3 @@ def test_demo_run_behind_schedule_still_stops_at_the_request() -> None:
     ended = {f["artifact_id"] for t, f in sent if t in ("artifact_completed", "artifact_failed")}
     assert len(received) == 2 and ended == received  # the one sent, the one due at the stop
     assert simulation.in_flight == 0
-
