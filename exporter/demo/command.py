@@ -27,6 +27,11 @@ MAX_RATE = 1000.0
 """About 12,000 events/s and 17,000 notes in flight: more than one voxmon on 2 cores takes,
 and a generator asked for more only falls behind and grows."""
 MAX_ORGS = 100_000
+RATE_HELP = (
+    f"new notes per second, at most {MAX_RATE:g} (default: %(default)s;"
+    " about 17 in flight per note/s)"
+)
+ORGS_HELP = f"organisations, 1 to {MAX_ORGS} (default: %(default)s)"
 
 
 def add_parser(commands: Any) -> None:
@@ -52,13 +57,8 @@ def add_parser(commands: Any) -> None:
         help=f"port of the voxmon to send to; with --serve, the port its daemon listens on"
         f" (default: {_D.port})",
     )
-    rate = (
-        f"new notes per second, at most {MAX_RATE:g} (default: %(default)s;"
-        " about 17 in flight per note/s)"
-    )
-    demo.add_argument("--rate", type=_rate, default=DEFAULT_RATE, help=rate)
-    orgs = f"organisations, 1 to {MAX_ORGS} (default: %(default)s)"
-    demo.add_argument("--orgs", type=_orgs, default=DEFAULT_ORGS, help=orgs)
+    demo.add_argument("--rate", type=_rate, default=DEFAULT_RATE, help=RATE_HELP)
+    demo.add_argument("--orgs", type=_orgs, default=DEFAULT_ORGS, help=ORGS_HELP)
     demo.add_argument("--duration", type=_positive, help="seconds to run (default: until ^C)")
     demo.add_argument("--token", help="bearer token with the ingest scope (default: none)")
     demo.add_argument("--seed", type=int, help="random seed, for a reproducible run")
