@@ -1,5 +1,5 @@
 """Read-API benchmark: server-side p50/p99 (from the ``Server-Timing`` header) of
-``/v1/metrics/realtime`` with 1,000 orgs live, and of history, stages and orgs over 90 days
+``/v1/metrics/realtime`` with 1,000 orgs live, and of history, stages, summary and orgs over 90 days
 of daily snapshots for 1,000 orgs. Prints a table of figures.
 
 Goal (issue 4): realtime p99 <= 2 ms, each range query <= 100 ms, on a 2-core machine.
@@ -128,6 +128,15 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[tuple[str, list[float
                 client, "/v1/metrics/history", {**window, "org_id": "org-0500"}, n // 4)),
             (f"stages {args.days} d platform", await timings(client, "/v1/metrics/stages",
                                                              window, n // 4)),
+            (f"summary {args.days} d platform", await timings(
+                client, "/v1/metrics/summary", {"start": window["start"], "end": window["end"]},
+                n // 4)),
+            (f"summary {args.days} d one org", await timings(
+                client, "/v1/metrics/summary",
+                {"start": window["start"], "end": window["end"], "org_id": "org-0500"}, n // 4)),
+            (f"summary {args.days} d + edge hours", await timings(
+                client, "/v1/metrics/summary", {"start": (today - args.days * DAY + DAY / 2)
+                                                .isoformat(), "end": stamp}, n // 4)),
             (f"orgs {args.days} d (top 100)", await timings(client, "/v1/metrics/orgs",
                                                             window, n // 10)),
             (f"orgs {args.days} d (all {args.orgs})", await timings(

@@ -35,7 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format, settings.access_log)
     warn_unknown_environment(os.environ)
-    return _run(args, settings)
+    try:
+        return _run(args, settings)
+    except Exception as exc:  # a bug: logged in the chosen format (one JSON line), exit 1
+        name = type(exc).__name__
+        log.critical("voxmon %s crashed: %s: %s", args.command, name, exc, exc_info=True)
+        return 1
 
 
 def warn_unknown_environment(environ: Mapping[str, str]) -> None:
@@ -65,7 +70,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         daemon.serve(settings, SystemClock())
     except StartupError as exc:
-        print(f"voxmon: {exc.message}", file=sys.stderr)
+        if settings.log_format == "json":  # a log shipper reads this stream line by line
+            log.error("voxmon: %s", exc.message)
+        else:
+            print(f"voxmon: {exc.message}", file=sys.stderr)
         return 2
     return 0
 

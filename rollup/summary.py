@@ -59,8 +59,7 @@ def plan(start_ms: int, end_ms: int, coverage: Coverage) -> Plan:
     while day < last:
         if first <= day and day + DAY_MS <= last and _use_day(day, coverage):
             days.append(day)
-            if day in coverage.dirty_daily:
-                _add_gap(gaps, day, day + DAY_MS, LATE_EVENTS)
+            _day_gaps(day, coverage, gaps)
         else:
             for hour in range(max(day, first), min(day + DAY_MS, last), HOUR_MS):
                 _plan_hour(hour, coverage, hours, gaps)
@@ -75,6 +74,17 @@ def _use_day(day: int, coverage: Coverage) -> bool:
         return True
     day_hours = range(day, day + DAY_MS, HOUR_MS)
     return not all(hour in coverage.hourly for hour in day_hours)
+
+
+def _day_gaps(day: int, coverage: Coverage, gaps: list[Gap]) -> None:
+    """A used daily snapshot lacks late events when the day is dirty, or when one of its
+    hours is (ingest marks the hour; the day is marked once the hour is rolled up again)."""
+    if day in coverage.dirty_daily:
+        _add_gap(gaps, day, day + DAY_MS, LATE_EVENTS)
+        return
+    for hour in range(day, day + DAY_MS, HOUR_MS):
+        if hour in coverage.dirty_hourly:
+            _add_gap(gaps, hour, hour + HOUR_MS, LATE_EVENTS)
 
 
 def _plan_hour(hour: int, coverage: Coverage, hours: list[int], gaps: list[Gap]) -> None:

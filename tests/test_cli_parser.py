@@ -84,8 +84,8 @@ def test_cli_top_level_help_has_no_markup_and_names_every_command(tmp_path: Path
 
 def test_cli_demo_help_shows_the_defaults(tmp_path: Path) -> None:
     text = " ".join(voxmon(tmp_path, "demo", "--help").stdout.split())
-    for shown in ("--rate RATE new notes per second (default: 1.0;",
-                  "--orgs ORGS organisations (default: 5)",
+    for shown in ("--rate RATE new notes per second, at most 1000 (default: 1.0;",
+                  "--orgs ORGS organisations, 1 to 100000 (default: 5)",
                   "daemon listens on (default: 9473)",
                   "--host HOST host of the voxmon to send to (default: 127.0.0.1)",
                   "draft_generation 0.08)"):  # fmt: skip

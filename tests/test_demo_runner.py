@@ -96,3 +96,28 @@ def test_demo_serve_forwards_the_daemon_options() -> None:
     assert daemon_options(args) == [
         "--config", "v.toml", "--db", "d.db", "--port", "9999", "--log-format", "json",
     ]  # fmt: skip
+
+
+def test_demo_run_behind_schedule_still_stops_at_the_request() -> None:
+    """A generator that cannot keep up (every send takes longer than the gap to the next
+    note) never has time to wait; Ctrl-C or SIGTERM must still stop it at the next event,
+    not after the whole run (it once ignored SIGTERM and grew to gigabytes at --rate 1e9)."""
+    clock, sent, stop = FakeClock(T0), [], False
+    simulation = Simulation(DemoConfig(rate=5), random.Random(3))
+
+    def emit(event_type: str, **fields: Any) -> str:
+        nonlocal stop
+        sent.append((event_type, fields))
+        clock.advance(10.0)  # a slow machine: always behind
+        stop = True  # the signal arrives during the first send
+        return ""
+
+    def wait(seconds: float) -> bool:
+        clock.advance(seconds)
+        return stop
+
+    run(simulation, emit, clock, wait, 600.0)
+    received = {f["artifact_id"] for t, f in sent if t == "artifact_received"}
+    ended = {f["artifact_id"] for t, f in sent if t in ("artifact_completed", "artifact_failed")}
+    assert len(received) == 2 and ended == received  # the one sent, the one due at the stop
+    assert simulation.in_flight == 0

@@ -112,6 +112,11 @@ async def test_feed_metadata_as_sent(start_app: Any, clock: FakeClock) -> None:
         ({"limit": "1001"}, "limit", "from 1 to 1000, got 1001"),
         ({"before": "yesterday"}, "before", "'next' value"),
         ({"before": "1-99999999999999999999"}, "before", "'next' value"),
+        ({"before": "\u0663-\u0663"}, "before", "'next' value"),  # Arabic-Indic digits
+        ({"before": "1-2", "limit": "\u0663"}, "limit", "expected an integer"),
+        ({"limit": " 5"}, "limit", "expected an integer"),
+        ({"limit": "+5"}, "limit", "expected an integer"),
+        ({"limit": "1_0"}, "limit", "expected an integer"),
         ({"event_type": "note_exploded"}, "event_type", "artifact_received"),
         ({"org_id": "x" * 129}, "org_id", "1 to 128"),
         ({"artifact_id": ""}, "artifact_id", "1 to 128"),

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import signal
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,3 +117,38 @@ def test_logs_daemon_lines_are_json_and_say_where_it_listens(tmp_path: Path) -> 
     assert any(re.fullmatch(r"listening on http://127\.0\.0\.1:\d+", m) for m in messages)
     assert messages[-2:] == ["shutting down: draining the ingest queue", "voxmon stopped"]
     assert all(ISO_Z.fullmatch(line["ts"]) for line in lines)
+
+
+# voxmon's CLI with a fault injected into the daemon: it crashes once the logs are configured
+CRASHING = """
+import sys
+from exporter import cli, daemon
+def crash(*args, **kwargs):
+    raise RuntimeError("injected fault")
+daemon.serve = crash
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_logs_json_crash_traceback_is_one_json_line_and_exit_1(tmp_path: Path) -> None:
+    """A log shipper parses every line: a crash of ``serve`` under ``--log-format json``
+    once wrote Python's bare multi-line traceback."""
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING, "serve", "--log-format", "json", "--db", "v.db"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=DEADLINE_S, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    crash = lines[-1]
+    assert (crash["level"], crash["logger"]) == ("CRITICAL", "exporter.cli")
+    assert crash["message"] == "voxmon serve crashed: RuntimeError: injected fault"
+    assert crash["exc"].splitlines()[-1] == "RuntimeError: injected fault"
+
+
+def test_logs_json_start_up_refusal_is_a_json_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "v.db").mkdir()
+    done = voxmon(tmp_path, "serve", "--log-format", "json", "--db", "v.db")
+    assert done.returncode == 2
+    (line,) = [json.loads(line) for line in done.stderr.splitlines()]
+    assert (line["level"], line["logger"]) == ("ERROR", "exporter.cli")
+    assert line["message"] == "voxmon: cannot open database v.db: it is a directory"

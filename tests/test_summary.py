@@ -108,3 +108,18 @@ def test_summary_spans_group_consecutive_windows() -> None:
     assert spans((0, H, 2 * H, 5 * H, 6 * H, 9 * H), H) == [(0, 3 * H), (5 * H, 7 * H),
                                                           (9 * H, 10 * H)]  # fmt: skip
     assert spans((), D) == []
+
+
+def test_summary_plan_day_with_a_late_hour_not_yet_rerolled_says_so() -> None:
+    """Ingest marks only the hour dirty; the day is marked when the hourly job re-rolls it.
+    Until then the day's snapshot lacks the late events and the summary must say which hour
+    (it once answered the stale day with no gap)."""
+    cov = coverage(
+        daily=frozenset({ms(26), ms(27)}),
+        hourly=hours(ms(26), ms(28)),
+        dirty_hourly=frozenset({ms(27, 12)}),
+        history=ms(26),
+    )
+    found = plan(ms(26), ms(28), cov)
+    assert found.days == (ms(26), ms(27))
+    assert found.gaps == (Gap(ms(27, 12), ms(27, 13), "late_events"),)

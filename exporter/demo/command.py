@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -22,6 +23,15 @@ from exporter.demo.shape import DEFAULT_ORGS, DEFAULT_RATE
 from exporter.settings import Settings
 
 _D = Settings()
+MAX_RATE = 1000.0
+"""About 12,000 events/s and 17,000 notes in flight: more than one voxmon on 2 cores takes,
+and a generator asked for more only falls behind and grows."""
+MAX_ORGS = 100_000
+RATE_HELP = (
+    f"new notes per second, at most {MAX_RATE:g} (default: %(default)s;"
+    " about 17 in flight per note/s)"
+)
+ORGS_HELP = f"organisations, 1 to {MAX_ORGS} (default: %(default)s)"
 
 
 def add_parser(commands: Any) -> None:
@@ -34,7 +44,7 @@ def add_parser(commands: Any) -> None:
         " the notes in flight are finished first.",
     )
     where = demo.add_mutually_exclusive_group()
-    where.add_argument("--url", help="voxmon base URL (default: http://HOST:PORT)")
+    where.add_argument("--url", type=_url, help="voxmon base URL (default: http://HOST:PORT)")
     where.add_argument(
         "--serve",
         action="store_true",
@@ -47,10 +57,8 @@ def add_parser(commands: Any) -> None:
         help=f"port of the voxmon to send to; with --serve, the port its daemon listens on"
         f" (default: {_D.port})",
     )
-    rate = "new notes per second (default: %(default)s; about 17 in flight per note/s)"
-    demo.add_argument("--rate", type=_positive, default=DEFAULT_RATE, help=rate)
-    orgs = "organisations (default: %(default)s)"
-    demo.add_argument("--orgs", type=int, default=DEFAULT_ORGS, help=orgs)
+    demo.add_argument("--rate", type=_rate, default=DEFAULT_RATE, help=RATE_HELP)
+    demo.add_argument("--orgs", type=_orgs, default=DEFAULT_ORGS, help=ORGS_HELP)
     demo.add_argument("--duration", type=_positive, help="seconds to run (default: until ^C)")
     demo.add_argument("--token", help="bearer token with the ingest scope (default: none)")
     demo.add_argument("--seed", type=int, help="random seed, for a reproducible run")
@@ -71,6 +79,31 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def _rate(text: str) -> float:
+    value = _positive(text)
+    if value > MAX_RATE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RATE:g} notes/s, got {text}")
+    return value
+
+
+def _orgs(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_ORGS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_ORGS}, got {text}")
+    return value
+
+
+def _url(text: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 literal
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"an http:// or https:// URL, got {text!r}")
+    return text
 
 
 def _failure(text: str) -> tuple[str, float]:

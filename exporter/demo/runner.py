@@ -48,7 +48,7 @@ def run(
     next_report, stopped_at = every_s, None
     for item in simulation.emissions(duration_s):
         ahead = start_mono + item.at - clock.monotonic()
-        if ahead > 0 and wait(ahead):
+        if wait(max(0.0, ahead)):  # behind schedule too: a stop must not wait for the end
             stopped_at = clock.monotonic() - start_mono
             _send(emit, start_wall, chain([item], simulation.drain()), stopped_at)
             return stopped_at

@@ -18,7 +18,7 @@ from exporter.records import EventFilter, FeedPosition
 from exporter.timestamps import HOUR_MS, datetime_to_ms, format_rfc3339
 
 MAX_LIMIT = 1000
-_CURSOR = re.compile(r"(\d{1,18})-(\d{1,18})")  # fits SQLite's 64-bit INTEGER
+_CURSOR = re.compile(r"([0-9]{1,18})-([0-9]{1,18})")  # fits SQLite's 64-bit INTEGER
 
 
 class FeedEvent(StoredEvent, kw_only=True):

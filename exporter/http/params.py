@@ -3,6 +3,7 @@ and limits. Every problem is a 400 that names the parameter and the limit."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from exporter.errors import BadRequest
@@ -32,11 +33,13 @@ def parse_time(param: str, text: str) -> int:
         raise bad(param, f"expected RFC 3339 with offset or epoch ms ({exc})") from None
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
 def parse_int(param: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad(param, f"expected an integer from {low} to {high}") from None
+    if _INTEGER.fullmatch(text) is None:  # int() also takes " 5", "+5", "1_0" and "٣"
+        raise bad(param, f"expected an integer from {low} to {high}")
+    value = int(text)
     if not low <= value <= high:
         raise bad(param, f"must be from {low} to {high}, got {value}")
     return value
