@@ -6,6 +6,7 @@
   const REFRESH_MS = 10000;
   const TOKEN_KEY = "voxmon.token";
   const MINUTE = 60e3, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+  const FETCH_TIMEOUT_MS = 8000;  // a request that never answers must not freeze the page
   const SVG_NS = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
   const firstRejections = new Map();
@@ -62,7 +63,9 @@
     const headers = { Accept: asText ? "text/plain" : "application/json" };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
-    const response = await fetch(path, { headers, cache: "no-store", credentials: "omit" });
+    const response = await fetch(path, {
+      headers, cache: "no-store", credentials: "omit", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
     if (response.status === 401) throw new AuthNeeded(path);
     if (!response.ok) {
       let message = response.statusText;
@@ -271,7 +274,9 @@
     }
   }
   async function readiness() {
-    const response = await fetch("/readyz", { cache: "no-store" });
+    const response = await fetch("/readyz", {
+      cache: "no-store", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
     if (response.ok) return { ok: true };
     let message = response.statusText;
     try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
