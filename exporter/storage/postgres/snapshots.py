@@ -4,6 +4,7 @@ and retention deletes. Times are UTC epoch ms; windows are [start, end)."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
@@ -44,16 +45,15 @@ class PgSnapshots:
         bucket edges with the same ``power``, a duration under ``floor_ms`` in the floor's
         bucket), 0 ms in its own bucket. Count, sum, min and max are of the exact durations."""
         rows = self._conn.execute(
-            "SELECT org_id, event_type, CASE WHEN d > 0 THEN CASE"
-            " WHEN b > power(%(g)s::float8, r::float8) THEN r + 1"
-            " WHEN b <= power(%(g)s::float8, (r - 1)::float8) THEN r - 1 ELSE r END END,"
+            f"SELECT org_id, event_type, CASE WHEN d > 0 THEN CASE WHEN b > {_power('r')}"
+            f" THEN r + 1 WHEN b <= {_power('r - 1')} THEN r - 1 ELSE r END END,"
             " COUNT(*), SUM(d), MIN(d), MAX(d) FROM (SELECT org_id, event_type, d, b,"
             " ceil(ln(b) * %(inv)s::float8)::bigint AS r FROM (SELECT org_id, event_type,"
             " duration_ms AS d, GREATEST(duration_ms, %(floor)s::float8) AS b FROM events"
             " WHERE ts_ms >= %(start)s AND ts_ms < %(end)s AND duration_ms IS NOT NULL"
             " AND event_type = ANY(%(types)s)) AS bounded) AS ranked GROUP BY 1, 2, 3",
             {"g": gamma, "inv": 1.0 / math.log(gamma), "floor": floor_ms, "start": start_ms,
-             "end": end_ms, "types": list(LATENCY_TYPES)},
+             "end": end_ms, "types": list(LATENCY_TYPES), "top": _top_exponent(gamma)},
         ).fetchall()  # fmt: skip
         return [LatencyRow(*row) for row in rows]
 
@@ -200,3 +200,28 @@ class PgSnapshots:
             found.setdefault(str(scope), []).append(bytes(blob))
         return found
 
+
+def _power(exponent: str) -> str:
+    """``gamma ** exponent`` as Python computes it: infinity past the largest float, where
+    PostgreSQL's ``power`` would raise instead."""
+    return (
+        f"(CASE WHEN {exponent} > %(top)s THEN 'Infinity'::float8"
+        f" ELSE power(%(g)s::float8, ({exponent})::float8) END)"
+    )
+
+
+def _top_exponent(gamma: float) -> int:
+    """The largest integer ``i`` with a finite ``gamma ** i``."""
+    top = math.floor(math.log(sys.float_info.max) / math.log(gamma))
+    while math.isfinite(_pow(gamma, top + 1)):
+        top += 1
+    while not math.isfinite(_pow(gamma, top)):
+        top -= 1
+    return top
+
+
+def _pow(gamma: float, exponent: int) -> float:
+    try:
+        return float(gamma**exponent)
+    except OverflowError:
+        return math.inf
