@@ -23,8 +23,11 @@ from exporter.storage.postgres.connection import connect
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/"
 BACKENDS = ("sqlite", "postgres")
-both = pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
-"""Runs a test once per backend (the test, or ``start_app``, takes ``database_url``)."""
+both = pytest.mark.both_backends
+"""Runs a test (or every test of a module, as ``pytestmark``) once per backend where it
+takes ``database_url`` (directly or through ``start_app``); others run once, on SQLite."""
+sqlite_only = pytest.mark.sqlite_only
+"""In a ``both`` module: a test that reaches into the SQLite file (or its connection)."""
 
 _template: list[str] = []
 

@@ -17,7 +17,7 @@ from exporter.http import server as http_server
 from exporter.http.context import REGISTRY
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
-from tests.backends import drop_template, fresh_database
+from tests.backends import BACKENDS, drop_template, fresh_database
 from tests.tools import FakeClock
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
@@ -62,6 +62,15 @@ def clock() -> FakeClock:
 AppFactory = Callable[..., Any]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_backends`` that use ``database_url`` run on SQLite and PostgreSQL,
+    except those also marked ``sqlite_only`` (they reach into the SQLite file itself)."""
+    node = metafunc.definition
+    marked = node.get_closest_marker("both_backends") and not node.get_closest_marker("sqlite_only")
+    if marked and "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _postgres_template() -> Iterator[None]:
     """Drop the session's PostgreSQL template database (made on first use) at the end."""
@@ -85,8 +94,9 @@ async def start_app(
     tmp_path: Path, clock: FakeClock, database_url: str
 ) -> AsyncIterator[Callable[..., Any]]:
     """``await start_app(**settings_overrides)`` -> a ``TestClient`` for a real app on
-    loopback over a real SQLite file (or a fresh PostgreSQL database where ``database_url``
-    is parametrized with ``tests.backends.both``); its scheduler fires only with ``run_scheduler=True``.
+    loopback over a real SQLite file (or a fresh PostgreSQL database where
+    ``database_url`` is parametrized with ``tests.backends.both``); its scheduler fires
+    only with ``run_scheduler=True``.
     Call ``await client.close()`` to stop it early (a restart is a second ``start_app``
     with the same database)."""
     clients: list[TestClient[Any, Any]] = []

@@ -20,6 +20,7 @@ from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts, derived
 from rollup.windows import Retention
+from tests.backends import both, rows, store_for
 from tests.reference import (
     NOW,
     SUCCESS,
@@ -28,7 +29,6 @@ from tests.reference import (
     reference,
     system_events,
 )
-from tests.backends import both, rows, store_for
 from tests.tools import FakeClock
 
 

@@ -1,5 +1,6 @@
-"""Each backend's concurrency (SQLite and PostgreSQL): queries run on their own read pool, so they never wait
-behind a commit in progress or a rollup's long read (datasette's pattern)."""
+"""Each backend's concurrency (SQLite and PostgreSQL): queries run on their own read pool,
+so they never wait behind a commit in progress or a rollup's long read (datasette's
+pattern)."""
 
 from __future__ import annotations
 
