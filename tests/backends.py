@@ -98,4 +98,6 @@ def rows(database_url: str, tmp_path: Path, sql: str, *args: object) -> list[dic
         finally:
             conn.close()
     with psycopg.connect(location.target, row_factory=dict_row) as pg:
+        if not args:  # no parameters: a literal % (LIKE) stays as it is
+            return list(pg.execute(sql).fetchall())
         return list(pg.execute(sql.replace("?", "%s"), args).fetchall())
