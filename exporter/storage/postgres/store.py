@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from exporter.storage.postgres.artifacts import PgArtifacts
 from exporter.storage.postgres.connection import Connection, read_transaction, transaction
@@ -13,6 +14,8 @@ from exporter.storage.postgres.job_runs import PgJobRuns
 from exporter.storage.postgres.live_state import PgLiveState
 from exporter.storage.postgres.orgs import PgOrgs
 from exporter.storage.postgres.snapshots import PgSnapshots
+
+T = TypeVar("T")
 
 
 class PgStore:
@@ -37,6 +40,11 @@ class PgStore:
     def read_transaction(self) -> Iterator[None]:
         with read_transaction(self.connection):
             yield
+
+    def write(self, fn: Callable[[PgStore], T]) -> T:
+        """``fn(self)`` inside one write transaction."""
+        with self.transaction():
+            return fn(self)
 
     def close(self) -> None:
         self.connection.close()
