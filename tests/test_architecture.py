@@ -89,7 +89,7 @@ PLANTED: dict[str, tuple[str, ...]] = {
     ),
     "sql_fstring_in_http_handler": (
         "exporter/http/orgs.py",
-        "SQL outside exporter/storage/: exporter/http/orgs.py:5 'DELETE FROM'",
+        "SQL outside exporter/storage/: exporter/http/orgs.py:6 'DELETE FROM'",
     ),
     "unclassified_module": (
         "exporter/planted.py",

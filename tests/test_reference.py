@@ -71,4 +71,5 @@ def test_reference_each_documented_variable_is_accepted(
     empty = tmp_path / "voxmon.toml"
     empty.write_text("", encoding="utf-8")
     settings = Settings.load(empty, {entry.variable or "": value})
-    assert str(getattr(settings, entry.name)) == value
+    loaded = getattr(settings, entry.name)
+    assert (str(loaded).lower() if isinstance(loaded, bool) else str(loaded)) == value
