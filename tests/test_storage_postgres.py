@@ -24,7 +24,7 @@ from exporter.storage.postgres.schema import MIGRATIONS
 from exporter.storage.postgres.store import PgStore
 from tests.backends import both, fresh_database, rows
 from tests.conftest import make_event
-from tests.tools import free_port, http, serving, wait_listening
+from tests.tools import free_port, http, serving, voxmon, wait_listening
 
 D0 = 1_795_824_000_000  # 2026-11-28T00:00Z
 
@@ -160,3 +160,29 @@ async def test_cli_rollup_hourly_with_database_url(
     assert [(r["period_start_ms"] - D0, r["scope"]) for r in keys] == [
         (7 * hour, ""), (7 * hour, "org-a"), (8 * hour, ""), (8 * hour, "org-b"),
     ]  # fmt: skip
+
+
+def test_check_config_reaches_the_server_or_says_why_in_one_line(tmp_path: Path) -> None:
+    with fresh_database() as url:
+        done = voxmon(tmp_path, "check-config", "--database-url", url, "--port", str(free_port()))
+        assert (done.returncode, done.stderr) == (0, "")
+        assert f"database {url}, auth off" in done.stdout
+    gone = "postgresql://postgres@127.0.0.1:5432/voxmon_no_such_database"
+    done = voxmon(tmp_path, "check-config", "--database-url", gone, "--port", str(free_port()))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"voxmon: database {gone}: cannot connect to PostgreSQL:")
+    assert 'database "voxmon_no_such_database" does not exist' in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # no SQLite file, no lock
+
+
+def test_cli_cleanup_with_database_url_drops_expired_days(tmp_path: Path) -> None:
+    with fresh_database() as url:
+        store = PgStore(connect(url))
+        old = datetime.now(UTC).timestamp() * 1000 - 10 * DAY_MS
+        store.write(lambda s: s.events.insert(notes("c", int(old)), 0))
+        store.close()
+        done = voxmon(tmp_path, "cleanup", "--database-url", url)
+        assert done.returncode == 0, done.stderr
+        assert "cleanup deleted: events=1, artifacts=0" in done.stdout
+        assert rows(url, tmp_path, "SELECT count(*) AS n FROM events") == [{"n": 0}]
