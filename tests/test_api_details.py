@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.backends import both
 from tests.conftest import make_event
 from tests.queries_data import RANGE, get, loaded
 from tests.tools import FakeClock
-
-pytestmark = both
 
 
 def note(artifact: str, event_type: str, minutes_ago: int, clock: FakeClock, **kw: Any) -> Any:

@@ -24,10 +24,7 @@ from exporter.errors import ConfigError
 from exporter.http.status import DASHBOARDS
 from exporter.settings import Settings
 from exporter.tokens import Token
-from tests.backends import both
 from tests.conftest import T0, make_event
-
-pytestmark = both
 
 try:
     from playwright.async_api import async_playwright, expect
