@@ -25,7 +25,8 @@ from exporter.live.restore import restore
 from exporter.live.state import LiveState
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
-from exporter.storage.sqlite.backend import SqliteBackend
+from exporter.storage.base import Backend
+from exporter.storage.factory import open_backend
 from exporter.timestamps import datetime_to_ms
 from rollup.live_latency import LatencyWindows
 from rollup.metrics import JobRunsCollector
@@ -71,14 +72,12 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
     if not settings.auth_enabled:
         log.warning("authentication is off: no tokens configured (host %s)", settings.host)
     async with AsyncExitStack() as stack:
-        backend = await SqliteBackend.open(
-            settings.db_path, synchronous=settings.sqlite_synchronous
-        )
+        backend = await open_backend(settings.location, synchronous=settings.sqlite_synchronous)
         stack.push_async_callback(backend.close)
         app[ctx.BACKEND] = backend
         await restore(app[ctx.LIVE], backend.writes, datetime_to_ms(clock.now()))
         health = app[ctx.HEALTH] = await StorageHealth.start(
-            backend.writes, clock, app[ctx.METRICS]
+            backend.writes, backend.checks, clock, app[ctx.METRICS]
         )
         _background(stack, health.run(), "voxmon-storage-probe")
         writer = app[ctx.WRITER] = _writer(app, backend, health)
@@ -87,12 +86,12 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
         app[ctx.REPORTS] = ReportService(backend.reads)
         app[ctx.READINESS].started = True
         stack.callback(setattr, app[ctx.READINESS], "started", False)
-        log.info("database %s open, state restored", settings.db_path)
+        log.info("database %s open, state restored", settings.location.shown)
         yield
     log.info("voxmon stopped")
 
 
-def _writer(app: web.Application, backend: SqliteBackend, health: StorageHealth) -> IngestWriter:
+def _writer(app: web.Application, backend: Backend, health: StorageHealth) -> IngestWriter:
     settings, metrics = app[ctx.SETTINGS], app[ctx.METRICS]
     writer = IngestWriter.for_settings(
         backend.writes, app[ctx.LIVE], metrics, app[ctx.CLOCK], health, settings
@@ -103,7 +102,7 @@ def _writer(app: web.Application, backend: SqliteBackend, health: StorageHealth)
 
 
 async def _rollups(
-    app: web.Application, backend: SqliteBackend, stack: AsyncExitStack, run_scheduler: bool
+    app: web.Application, backend: Backend, stack: AsyncExitStack, run_scheduler: bool
 ) -> RollupService:
     job_runs = JobRunsCollector(JOB_NAMES)
     app[ctx.REGISTRY].register(job_runs)

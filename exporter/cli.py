@@ -87,7 +87,7 @@ def _check_config(settings: Settings) -> int:
         return 2
     print(
         f"configuration OK: listening on {settings.host}:{settings.port},"
-        f" database {settings.db_path}, auth {'on' if settings.auth_enabled else 'off'}"
+        f" database {settings.location.shown}, auth {'on' if settings.auth_enabled else 'off'}"
     )
     return 0
 

@@ -18,7 +18,7 @@ DESCRIPTION = (
     " (or --config), then VOXMON_* environment variables, then these options."
 )
 DEFAULTS = Settings()
-OVERRIDES = ("host", "port", "db_path", "log_level", "log_format", "access_log")
+OVERRIDES = ("host", "port", "db_path", "database_url", "log_level", "log_format", "access_log")
 """Options that override a setting of the same name."""
 
 
@@ -78,6 +78,14 @@ def _add_global(parser: argparse.ArgumentParser, default: Any) -> None:
         metavar="PATH",
         default=default,
         help=f"SQLite database file (setting db_path; default: {DEFAULTS.db_path})",
+    )
+    group.add_argument(
+        "--database-url",
+        dest="database_url",
+        metavar="URL",
+        default=default,
+        help="a path or sqlite:///path (SQLite) or postgresql://user@host/db (PostgreSQL);"
+        " setting database_url; default: empty, the SQLite file --db",
     )
     group.add_argument(
         "--log-level",

@@ -4,7 +4,6 @@ the database file, through the rollup guard, and recorded like the daemon's runs
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,34 +12,44 @@ from exporter import preflight
 from exporter.clock import SystemClock
 from exporter.settings import Settings
 from exporter.storage.base import Store
-from exporter.storage.sqlite.connection import connect
-from exporter.storage.sqlite.store import SqliteStore
+from exporter.storage.errors import is_storage_error
+from exporter.storage.factory import open_store
 from rollup import cleanup as cleanup_jobs
 from rollup import jobs
 from rollup.service import retention_of, run_recorded
 from rollup.windows import day_floor, hour_floor
 
 
-def on_database(settings: Settings, command: Callable[[SqliteStore], int]) -> int:
+def on_database(settings: Settings, command: Callable[[Store], int]) -> int:
     """Run ``command`` on the existing database; a database that is missing, unusable or
     fails during the run is one line and exit code 2, never a traceback."""
+    location = settings.location
     path = Path(settings.db_path)
-    if not path.exists():  # a mistyped --db must not create an empty database
+    if location.kind == "sqlite" and not path.exists():  # a typo must not create a database
         print(f"voxmon: database {path} does not exist; check --db (or VOXMON_DB_PATH)",
               file=sys.stderr)  # fmt: skip
         return 2
     try:
-        store = SqliteStore(connect(path, synchronous=settings.sqlite_synchronous, create=False))
-    except (sqlite3.Error, OSError) as exc:
-        print(f"voxmon: {preflight.describe_failure(settings.db_path, exc)}", file=sys.stderr)
-        return 2
+        store = open_store(location, synchronous=settings.sqlite_synchronous)
+    except Exception as exc:
+        return _failed(settings, exc)
     try:
         return command(store)
-    except (sqlite3.Error, OSError) as exc:
-        print(f"voxmon: {preflight.describe_failure(settings.db_path, exc)}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return _failed(settings, exc)
     finally:
         store.close()
+
+
+def _failed(settings: Settings, exc: Exception) -> int:
+    """One line for a storage failure, exit code 2; anything else is a bug and propagates."""
+    if not is_storage_error(exc):
+        raise exc
+    where = settings.location
+    what = preflight.describe_failure(where.target, exc) if where.kind == "sqlite" else exc
+    print(f"voxmon: {what if where.kind == 'sqlite' else f'database {where.shown}: {what}'}",
+          file=sys.stderr)  # fmt: skip
+    return 2
 
 
 def rollup(store: Store, args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 
 from aiohttp import web
 
@@ -20,13 +19,19 @@ from exporter.errors import StartupError
 from exporter.http import server
 from exporter.http.context import REGISTRY
 from exporter.settings import Settings
+from exporter.storage.errors import is_storage_error
 
 log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, clock: Clock) -> None:
     """Run until a signal. Raises ``StartupError`` for anything that stops it starting:
-    the database lock is taken before the database is opened or the port bound."""
+    the database lock is taken before the database is opened or the port bound. On
+    PostgreSQL the server is checked instead of a file (no file lock: one replica)."""
+    if settings.location.kind == "postgres":
+        preflight.check_server(settings)
+        asyncio.run(_serve(settings, clock, preflight.bind(settings.host, settings.port)))
+        return
     preflight.check_location(settings.db_path)
     holder = lock.Holder(
         pid=os.getpid(),
@@ -57,9 +62,14 @@ async def _serve(settings: Settings, clock: Clock, sockets: list[socket.socket])
     )
     try:
         await runner.setup()  # opens the database, restores state, starts writer and jobs
-    except (sqlite3.Error, OSError) as exc:
+    except Exception as exc:
         for sock in sockets:
             sock.close()
+        if not is_storage_error(exc):
+            raise
+        where = settings.location
+        if where.kind == "postgres":
+            raise StartupError(f"database {where.shown}: {exc}") from None
         raise StartupError(preflight.describe_failure(settings.db_path, exc)) from None
     server.install(runner, limits, clock, app[REGISTRY])
     try:

@@ -13,9 +13,8 @@ from typing import TypeVar
 from exporter.clock import Clock
 from exporter.errors import Unavailable
 from exporter.selfmetrics import SelfMetrics
-from exporter.storage.sqlite import health as storage
-from exporter.storage.sqlite.database import Database
-from exporter.storage.sqlite.store import SqliteStore
+from exporter.storage import errors as storage
+from exporter.storage.base import HealthChecks, Store, Writes
 from exporter.timestamps import datetime_to_ms
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,11 @@ class StorageHealth:
     """Healthy until a classified storage failure; healthy again after a probe commits.
     A removed or replaced database file is final: nothing is committed until a restart."""
 
-    def __init__(self, db: Database, clock: Clock, metrics: SelfMetrics) -> None:
+    def __init__(
+        self, db: Writes, checks: HealthChecks, clock: Clock, metrics: SelfMetrics
+    ) -> None:
         self._db = db
+        self._checks = checks
         self._clock = clock
         self._errors = metrics.storage_errors
         for kind in storage.KINDS:  # present from the start, so increase() sees the first
@@ -47,13 +49,14 @@ class StorageHealth:
         self.reason = ""
         self._since = 0.0
         self._failed = asyncio.Event()
-        self._opened = storage.opened_files(db.path)
 
     @classmethod
-    async def start(cls, db: Database, clock: Clock, metrics: SelfMetrics) -> StorageHealth:
-        """Record which file is open, create the heartbeat table, probe once."""
-        await db.run(lambda store: storage.create_heartbeat(store.connection))
-        health = cls(db, clock, metrics)
+    async def start(
+        cls, db: Writes, checks: HealthChecks, clock: Clock, metrics: SelfMetrics
+    ) -> StorageHealth:
+        """Create the heartbeat table, probe once."""
+        await db.run(checks.prepare)
+        health = cls(db, checks, clock, metrics)
         metrics.storage_healthy.set_function(lambda: float(health.healthy))
         await health.probe()
         return health
@@ -63,15 +66,11 @@ class StorageHealth:
         commit into a database file or log no longer at its path raises ``FileReplaced``
         instead of being acknowledged (after moving what is committed into the database
         file, in case the log alone was removed)."""
-        opened, path = self._opened, self._db.path
+        verify = self._checks.verify
 
-        def run(store: SqliteStore, *args: object) -> T:
+        def run(store: Store, *args: object) -> T:
             result = fn(store, *args)
-            try:
-                storage.verify_identity(path, opened)
-            except storage.FileReplaced:
-                storage.rescue(store.connection)
-                raise
+            verify(store)
             return result
 
         return run
@@ -115,13 +114,13 @@ class StorageHealth:
             return False
         now_ms = datetime_to_ms(self._clock.now())
         try:
-            await self._db.run(self.checked(_beat), now_ms)
+            await self._db.run(self.checked(self._checks.beat), now_ms)
         except Exception as exc:
             if self.record(exc, "other") not in _REOPEN:
                 return False
             try:
                 await self._reopen()
-                await self._db.run(self.checked(_beat), now_ms)
+                await self._db.run(self.checked(self._checks.beat), now_ms)
             except Exception as again:
                 self.record(again, "other")
                 return False
@@ -129,9 +128,7 @@ class StorageHealth:
         return True
 
     async def _reopen(self) -> None:
-        opened, path = self._opened, self._db.path
-        # never reopen onto another file at the same path
-        await self._db.run(lambda _store: storage.verify_identity(path, opened))
+        await self._db.run(lambda _store: self._checks.before_reopen())
         await self._db.reopen()
 
     def _recover(self) -> None:
@@ -152,7 +149,3 @@ class StorageHealth:
                 await asyncio.sleep(UNHEALTHY_PROBE_S)
             self._failed.clear()
             await self.probe()
-
-
-def _beat(store: SqliteStore, now_ms: int) -> None:
-    storage.beat(store.connection, now_ms)

@@ -17,6 +17,7 @@ from exporter import lock
 from exporter.clock import Clock
 from exporter.errors import StartupError
 from exporter.settings import Settings
+from exporter.storage.factory import server_problem
 from exporter.storage.sqlite import health as storage
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,19 @@ def problems(settings: Settings, clock: Clock) -> list[str]:
             return False
         return True
 
-    if run(lambda: check_location(db)) and run(lambda: lock.ensure_free(db)):
+    if settings.location.kind == "postgres":
+        run(lambda: check_server(settings))
+    elif run(lambda: check_location(db)) and run(lambda: lock.ensure_free(db)):
         run(lambda: check_database(db, clock))
     run(lambda: _release(bind(settings.host, settings.port)))
     return found
+
+
+def check_server(settings: Settings) -> None:
+    """``StartupError`` when the PostgreSQL server cannot be reached with the URL."""
+    problem = server_problem(settings.location)
+    if problem is not None:
+        raise StartupError(f"database {settings.location.shown}: {problem}")
 
 
 def _release(sockets: list[socket.socket]) -> None:

@@ -6,18 +6,18 @@ Every problem in every layer is collected and raised together as one ``ConfigErr
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from exporter.addresses import is_loopback, is_web_url
 from exporter.cron import cron_problem
 from exporter.errors import ConfigError
 from exporter.jobs import DEFAULT_CRONS
 from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
+from exporter.storage.location import Location, locate, url_problem
 from exporter.tokens import Token, parse_tokens
 
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
@@ -36,6 +36,9 @@ class Settings:
 
     db_path: str = "voxmon.db"
     """SQLite database file, created on first start; keep it on a local file system."""
+    database_url: str = ""
+    """Empty: the SQLite file `db_path`. A path or `sqlite:///path`: that SQLite file.
+    `postgresql://user@host:5432/db`: PostgreSQL (schema created on first start)."""
     host: str = "127.0.0.1"
     """Listen address; a non-loopback address needs `[[tokens]]` or `auth = "none"`."""
     port: int = 9473
@@ -106,6 +109,10 @@ class Settings:
         return self.auth != "none" and bool(self.tokens)
 
     @property
+    def location(self) -> Location:
+        return locate(self.database_url, self.db_path)
+
+    @property
     def max_duration_ms(self) -> int:
         return self.max_duration_days * DAY_MS
 
@@ -135,7 +142,8 @@ _SCALARS: dict[str, type] = {
     if f.name not in ("tokens", "crons")
 }
 _STRINGS = (
-    "db_path", "host", "auth", "log_level", "log_format", "sqlite_synchronous", "grafana_url"
+    "db_path", "database_url", "host", "auth", "log_level", "log_format", "sqlite_synchronous",
+    "grafana_url",
 )  # fmt: skip
 _TYPES: dict[str, type] = {**dict.fromkeys(_STRINGS, str), "access_log": bool}
 """Each scalar setting's type; every one not listed is an integer."""
@@ -245,6 +253,10 @@ def _build(values: dict[str, Any], problems: list[str]) -> Settings:
             problems.append(f"schedule.{job}: invalid cron expression {expr!r}: {problem}")
         else:
             crons[job] = expr
+    if url_issue := url_problem(values.get("database_url", "")):
+        problems.append(f"database_url: {url_issue}")
+    elif (where := locate(values.get("database_url", ""), "")).kind == "sqlite" and where.target:
+        values["db_path"] = where.target  # the file every SQLite path (lock, preflight) uses
     settings = Settings(**values, crons=crons)
     _check(settings, problems)
     return settings
@@ -273,28 +285,14 @@ def _check(s: Settings, problems: list[str]) -> None:
         problems.append(f"log_format: one of {LOG_FORMATS}, got {s.log_format!r}")
     if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
         problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
-    if s.grafana_url and not _is_web_url(s.grafana_url):
+    if s.grafana_url and not is_web_url(s.grafana_url):
         problems.append(f"grafana_url: an http:// or https:// URL, got {s.grafana_url!r}")
     if s.auth is not None and s.auth not in AUTH_MODES:
         problems.append(f"auth: one of {AUTH_MODES}, got {s.auth!r}")
     if s.auth == "tokens" and not s.tokens:
         problems.append('auth: "tokens" needs at least one [[tokens]] entry')
-    if not s.tokens and s.auth != "none" and not _is_loopback(s.host):
+    if not s.tokens and s.auth != "none" and not is_loopback(s.host):
         problems.append(
             f"host: {s.host} is not a loopback address and no tokens are configured;"
             ' add [[tokens]] or set auth = "none" explicitly'
         )
-
-
-def _is_web_url(text: str) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc) and text.isprintable()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

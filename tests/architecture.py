@@ -18,6 +18,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # No I/O, no clock, no threads: values in, values out.
     "pure": (
         "exporter/__init__.py",
+        "exporter/addresses.py",
         "exporter/artifacts.py",
         "exporter/catalog.py",
         "exporter/cron.py",
@@ -56,7 +57,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "rollup/windows.py",
     ),
     # All SQL, behind the interfaces in storage/base.py.
-    "storage": ("exporter/storage/**",),
+    "storage": ("exporter/storage/**",),  # sqlite/ and postgres/ alike
     # I/O around the core: the clock, settings file, ingest, live exposition, HTTP, jobs.
     "glue": (
         "exporter/clock.py",
@@ -123,6 +124,13 @@ FORBIDDEN_IN_PURE = (
 ROLLUP_IMPORTERS = frozenset({"wiring"})
 """Outside rollup/, only the composition roots import it (DESIGN §1)."""
 
+DRIVER_HOMES = {
+    "psycopg": "exporter/storage/postgres/**",
+    "psycopg_pool": "exporter/storage/postgres/**",
+}
+"""Database drivers only their backend's package imports (the SQLite backend's sqlite3 is
+also used by start-up checks and the file lock, so only PostgreSQL's is confined)."""
+
 TIME_READERS = frozenset({"exporter/clock.py", "client/voxmon_client/clock.py"})
 """The only modules that import ``time``: everything else is handed a clock or ``now``."""
 
@@ -177,6 +185,7 @@ def check(root: Path) -> list[str]:
         *cycles(tree),
         *impure(tree),
         *clock_readers(tree),
+        *drivers_outside_home(tree),
         *sql_outside_storage(tree),
         *too_long(tree),
         *cross_test_imports(root),
@@ -244,6 +253,13 @@ def clock_readers(tree: Tree) -> Iterator[str]:
     for module in sorted(tree.modules.values(), key=lambda m: m.path):
         if module.imports("time") and module.path not in TIME_READERS:
             yield f"reads the clock: {module.path} imports time (take a Clock or now instead)"
+
+
+def drivers_outside_home(tree: Tree) -> Iterator[str]:
+    for module in sorted(tree.modules.values(), key=lambda m: m.path):
+        for driver, home in DRIVER_HOMES.items():
+            if module.imports(driver) and not _matches(module.path, (home,)):
+                yield f"driver outside its backend: {module.path} imports {driver} (only {home})"
 
 
 def sql_outside_storage(tree: Tree) -> Iterator[str]:

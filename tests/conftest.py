@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from exporter.http import server as http_server
 from exporter.http.context import REGISTRY
 from exporter.settings import Settings
 from exporter.timestamps import datetime_to_ms
+from tests.backends import BACKENDS, drop_template, fresh_database
 from tests.tools import FakeClock
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
@@ -61,16 +62,47 @@ def clock() -> FakeClock:
 AppFactory = Callable[..., Any]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_backends`` that use ``database_url`` run on SQLite and PostgreSQL,
+    except those also marked ``sqlite_only`` (they reach into the SQLite file itself)."""
+    node = metafunc.definition
+    marked = node.get_closest_marker("both_backends") and not node.get_closest_marker("sqlite_only")
+    if marked and "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_template() -> Iterator[None]:
+    """Drop the session's PostgreSQL template database (made on first use) at the end."""
+    yield
+    drop_template()
+
+
 @pytest.fixture
-async def start_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``""`` (SQLite, the default) or, parametrized with ``tests.backends.both``, the URL of a
+    fresh PostgreSQL database of the test's own."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield ""
+        return
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def start_app(
+    tmp_path: Path, clock: FakeClock, database_url: str
+) -> AsyncIterator[Callable[..., Any]]:
     """``await start_app(**settings_overrides)`` -> a ``TestClient`` for a real app on
-    loopback over a real SQLite file; its scheduler fires only with ``run_scheduler=True``.
+    loopback over a real SQLite file (or a fresh PostgreSQL database where
+    ``database_url`` is parametrized with ``tests.backends.both``); its scheduler fires
+    only with ``run_scheduler=True``.
     Call ``await client.close()`` to stop it early (a restart is a second ``start_app``
     with the same database)."""
     clients: list[TestClient[Any, Any]] = []
 
     async def start(run_scheduler: bool = False, **overrides: Any) -> TestClient[Any, Any]:
-        settings = make_settings(tmp_path, **overrides)
+        settings = make_settings(tmp_path, **({"database_url": database_url} | overrides))
         app = create_app(
             settings, clock=clock, registry=CollectorRegistry(), run_scheduler=run_scheduler
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,17 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.backends import both, rows
 from tests.conftest import T, make_event
 from tests.scrape import domain_samples, samples, scrape
 from tests.tools import FakeClock, post, stored_durations
 
+pytestmark = both
 
-def stored_ids(tmp_path: Path) -> list[str]:
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        return [row[0] for row in conn.execute("SELECT event_id FROM events ORDER BY event_id")]
+
+def stored_ids(tmp_path: Path, database_url: str) -> list[str]:
+    found = rows(database_url, tmp_path, "SELECT event_id FROM events ORDER BY event_id")
+    return [row["event_id"] for row in found]
 
 
 def ten_with_three_bad() -> list[dict[str, Any]]:
@@ -29,7 +31,9 @@ def ten_with_three_bad() -> list[dict[str, Any]]:
     return batch
 
 
-async def test_ingest_batch_with_bad_items_stores_the_rest(start_app: Any, tmp_path: Path) -> None:
+async def test_ingest_batch_with_bad_items_stores_the_rest(
+    start_app: Any, tmp_path: Path, database_url: str
+) -> None:
     client = await start_app()
     status, body = await post(client, ten_with_three_bad())
     assert status == 200
@@ -40,7 +44,7 @@ async def test_ingest_batch_with_bad_items_stores_the_rest(start_app: Any, tmp_p
         (5, "b-5", "color"),
         (8, "b-8", "event_type"),
     ]
-    assert stored_ids(tmp_path) == [f"b-{i}" for i in (0, 1, 3, 4, 6, 7, 9)]
+    assert stored_ids(tmp_path, database_url) == [f"b-{i}" for i in (0, 1, 3, 4, 6, 7, 9)]
 
 
 async def test_ingest_all_invalid_is_400_with_the_same_shape(start_app: Any) -> None:
@@ -248,7 +252,7 @@ DAY_MS = 86_400_000
 
 
 async def test_ingest_duration_over_max_is_stored_without_it_and_warned(
-    start_app: Any, tmp_path: Path
+    start_app: Any, tmp_path: Path, database_url: str
 ) -> None:
     client = await start_app()
     event = make_event(event_id="long", event_type="artifact_completed", duration_ms=31 * DAY_MS)
@@ -261,7 +265,7 @@ async def test_ingest_duration_over_max_is_stored_without_it_and_warned(
     assert body["warnings"] == [
         {"index": 0, "event_id": "long", "errors": [{"field": "duration_ms", "message": message}]}
     ]
-    assert stored_durations(tmp_path) == {"long": (None, "over_max")}
+    assert stored_durations(tmp_path, database_url) == {"long": (None, "over_max")}
     text = await scrape(client)
     assert samples(text, "voxmon_ingest_warnings_total") == {
         ("voxmon_ingest_warnings_total", (("reason", "duration_over_max"),)): 1.0
@@ -308,7 +312,7 @@ async def test_ingest_unknown_metadata_keys_are_stored_and_shown_in_the_timeline
 
 
 async def test_ingest_count_too_large_for_storage_is_a_rejection_not_a_failed_commit(
-    start_app: Any, tmp_path: Path
+    start_app: Any, tmp_path: Path, database_url: str
 ) -> None:
     client = await start_app()
     status, body = await post(client, [
@@ -320,7 +324,7 @@ async def test_ingest_count_too_large_for_storage_is_a_rejection_not_a_failed_co
     assert [(r["event_id"], r["errors"][0]["field"]) for r in body["rejected"]] == [
         ("huge", "metadata.claim_count")
     ]
-    assert stored_ids(tmp_path) == ["ok"]
+    assert stored_ids(tmp_path, database_url) == ["ok"]
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,11 @@ PLANTED: dict[str, tuple[str, ...]] = {
         "exporter/ingest/writer.py",
         "reads the clock: exporter/ingest/writer.py imports time (take a Clock or now instead)",
     ),
+    "psycopg_in_storage_health": (
+        "exporter/health.py",
+        "driver outside its backend: exporter/health.py imports psycopg"
+        " (only exporter/storage/postgres/**)",
+    ),
     "test_imports_test": (
         "tests/test_schedule.py",
         "test module imports a test module: tests/test_schedule.py imports tests.test_daemon",
@@ -165,6 +170,8 @@ def plant(root: Path, name: str) -> None:
             after_future(root, module, "from rollup import jobs")
         case "clock_read_in_writer":
             after_future(root, module, "import time")
+        case "psycopg_in_storage_health":
+            after_future(root, module, "import psycopg")
         case "test_imports_test":
             after_future(root, module, "from tests.test_daemon import voxmon")
 

@@ -51,7 +51,7 @@ def options(help_text: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", help_text))
 
 
-GLOBAL = {"--help", "--config", "--db", "--log-level", "--log-format"}
+GLOBAL = {"--help", "--config", "--db", "--database-url", "--log-level", "--log-format"}
 
 
 @pytest.mark.parametrize(

@@ -19,14 +19,17 @@ from exporter.timestamps import datetime_to_ms
 from rollup import cleanup, jobs
 from rollup.codec import decode_parts
 from rollup.windows import Retention
+from tests.backends import both, store_for
 from tests.conftest import make_event
 from tests.tools import FakeClock, batch, daemon, free_port, open_store, wait_ready
+
+pytestmark = both
 
 HOUR = timedelta(hours=1)
 
 
-def stored_parts(db: Path, period: str, start: datetime) -> Any:
-    conn = open_store(db)
+def stored_parts(db: Path, period: str, start: datetime, database_url: str = "") -> Any:
+    conn = store_for(database_url, db.parent)
     try:
         start_ms = datetime_to_ms(start)
         rows = conn.snapshots.snapshot_rows(period, start_ms, start_ms + 1, "")
@@ -114,7 +117,7 @@ async def test_sigkill_while_a_rollup_is_stored_leaves_the_hour_repairable(
 
 
 async def test_late_event_at_the_retention_edge_reaches_its_hour_and_day(
-    start_app: Any, clock: FakeClock, tmp_path: Path
+    start_app: Any, clock: FakeClock, tmp_path: Path, database_url: str
 ) -> None:
     """An event 47 h 50 min old (accepted: inside the 48 h horizon) in the hour that
     straddles the horizon, after a cleanup ran: the next hourly run puts it in its hourly
@@ -134,13 +137,15 @@ async def test_late_event_at_the_retention_edge_reaches_its_hour_and_day(
     run = await (await client.post("/v1/rollups/rollup-hourly/run")).json()
     assert run["windows"].startswith("2026-11-29T10:00:00+00:00")
     db = tmp_path / "voxmon.db"
-    assert stored_parts(db, "hourly", late_at.replace(minute=0)).artifacts_received == 1
-    day = stored_parts(db, "daily", late_at.replace(hour=0, minute=0))
+    assert (
+        stored_parts(db, "hourly", late_at.replace(minute=0), database_url).artifacts_received == 1
+    )
+    day = stored_parts(db, "daily", late_at.replace(hour=0, minute=0), database_url)
     assert day.artifacts_received == 2  # with the first note, 50 h old, same day
 
 
 async def test_events_in_hours_a_cleanup_pruned_are_refused_not_forgotten(
-    start_app: Any, clock: FakeClock, tmp_path: Path
+    start_app: Any, clock: FakeClock, tmp_path: Path, database_url: str
 ) -> None:
     """A CLI cleanup run with a 1 h retention beside a daemon whose horizon is 48 h: an
     event for a pruned hour is refused naming ``timestamp``, never accepted into an hour
@@ -150,7 +155,7 @@ async def test_events_in_hours_a_cleanup_pruned_are_refused_not_forgotten(
     client = await start_app()
     old = make_event(timestamp="2026-11-28T07:10:00Z", artifact_id="a0")
     assert (await client.post("/v1/events", json=[old])).status == 200
-    conn = open_store(tmp_path / "voxmon.db")
+    conn = store_for(database_url, tmp_path)
     cleanup.cleanup_events(conn, jobs.direct_write(conn), now, Retention(events=HOUR))
     conn.close()
     fresh = make_event(timestamp="2026-11-28T09:30:00Z", artifact_id="a2")
@@ -170,7 +175,7 @@ async def test_events_in_hours_a_cleanup_pruned_are_refused_not_forgotten(
 
 
 async def test_cleanup_rolls_up_a_dirty_hour_before_pruning_its_events(
-    start_app: Any, clock: FakeClock, tmp_path: Path
+    start_app: Any, clock: FakeClock, tmp_path: Path, database_url: str
 ) -> None:
     """A late event accepted 47 h 50 min after its time (inside the 48 h horizon) marks its
     hour dirty at 04:45; the weekly cleanup-events fires at 05:00, before the 05:30 hourly
@@ -193,12 +198,12 @@ async def test_cleanup_rolls_up_a_dirty_hour_before_pruning_its_events(
     clock.set(hour + timedelta(hours=49, minutes=30))
     assert (await client.post("/v1/rollups/rollup-hourly/run")).status == 200
     db = tmp_path / "voxmon.db"
-    assert stored_parts(db, "hourly", hour).artifacts_received == 2
-    assert stored_parts(db, "daily", hour.replace(hour=0)).artifacts_received == 2
+    assert stored_parts(db, "hourly", hour, database_url).artifacts_received == 2
+    assert stored_parts(db, "daily", hour.replace(hour=0), database_url).artifacts_received == 2
 
 
 async def test_events_in_days_whose_hourly_rows_were_pruned_are_refused(
-    start_app: Any, clock: FakeClock, tmp_path: Path
+    start_app: Any, clock: FakeClock, tmp_path: Path, database_url: str
 ) -> None:
     """A CLI cleanup with a 1-day hourly retention beside a daemon with the 48 h horizon:
     an event 38 h old (its hour's raw events are still complete) lands in a day whose
@@ -209,7 +214,7 @@ async def test_events_in_days_whose_hourly_rows_were_pruned_are_refused(
     client = await start_app()
     old = make_event(timestamp="2026-11-26T20:10:00Z", artifact_id="a0")
     assert (await client.post("/v1/events", json=[old])).status == 200
-    conn = open_store(tmp_path / "voxmon.db")
+    conn = store_for(database_url, tmp_path)
     jobs.run_hourly(conn, jobs.direct_write(conn), now, Retention())
     cleanup.cleanup_snapshots(
         conn, jobs.direct_write(conn), now, Retention(hourly=timedelta(days=1))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 
+from tests.backends import both, rows
 from tests.scrape import domain_samples
 from tests.tools import batch, daemon, free_port, wait_ready
 
@@ -36,48 +37,51 @@ async def client_loop(base: str, client: int, acked: list[str], stop: asyncio.Ev
                 return
 
 
-def recount(db: Path) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
+def recount(
+    database_url: str, tmp_path: Path
+) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
     """Persisted totals vs the same numbers counted from the stored events."""
-    with sqlite3.connect(db) as conn:
-        persisted = {
-            tuple(msgspec.json.decode(key)): value
-            for key, value in conn.execute("SELECT key, value FROM live_counters")
-            if not key.startswith('["ai_cost') and "duration_sum" not in key
-        }
-        counted: dict[tuple[str, ...], float] = {}
-        for event_type, n in conn.execute("SELECT event_type, COUNT(*) FROM events GROUP BY 1"):
-            counted[("events_total", event_type)] = n
-        outcome = {"artifact_received": "received", "artifact_completed": "completed",
-                   "artifact_failed": "failed"}  # fmt: skip
-        rows = conn.execute(
-            "SELECT event_type, COALESCE(org_id, ''), COUNT(*) FROM events"
-            " WHERE event_type LIKE 'artifact_%' GROUP BY 1, 2"
-        )
-        for event_type, org, n in rows:
-            counted[("artifacts_total", org, outcome[event_type])] = n
-        rows = conn.execute(
-            "SELECT COALESCE(org_id, ''), COUNT(*) FROM events"
-            " WHERE event_type = 'transcription_completed' GROUP BY 1"
-        )
-        for org, n in rows:
-            counted[("stage_outcomes_total", "transcription", "success", org)] = n
-        (n,) = conn.execute(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'transcription_completed'"
-        ).fetchone()
-        counted[("stage_duration_count", "transcription")] = n
-        (n,) = conn.execute(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'artifact_completed'"
-        ).fetchone()
-        counted[("e2e_duration_count",)] = n
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row.values()) for row in rows(database_url, tmp_path, sql)]
+
+    persisted = {
+        tuple(msgspec.json.decode(key)): value
+        for key, value in query("SELECT key, value FROM live_counters")
+        if not key.startswith('["ai_cost') and "duration_sum" not in key
+    }
+    counted: dict[tuple[str, ...], float] = {}
+    for event_type, n in query("SELECT event_type, COUNT(*) FROM events GROUP BY 1"):
+        counted[("events_total", event_type)] = n
+    outcome = {"artifact_received": "received", "artifact_completed": "completed",
+               "artifact_failed": "failed"}  # fmt: skip
+    for event_type, org, n in query(
+        "SELECT event_type, COALESCE(org_id, ''), COUNT(*) FROM events"
+        " WHERE event_type LIKE 'artifact_%' GROUP BY 1, 2"
+    ):
+        counted[("artifacts_total", org, outcome[event_type])] = n
+    for org, n in query(
+        "SELECT COALESCE(org_id, ''), COUNT(*) FROM events"
+        " WHERE event_type = 'transcription_completed' GROUP BY 1"
+    ):
+        counted[("stage_outcomes_total", "transcription", "success", org)] = n
+    ((n,),) = query("SELECT COUNT(*) FROM events WHERE event_type = 'transcription_completed'")
+    counted[("stage_duration_count", "transcription")] = n
+    ((n,),) = query("SELECT COUNT(*) FROM events WHERE event_type = 'artifact_completed'")
+    counted[("e2e_duration_count",)] = n
     persisted = {k: v for k, v in persisted.items() if not k[0].endswith("_bucket")}
     return persisted, counted
 
 
-async def test_sigkill_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
+@both
+async def test_sigkill_mid_stream_loses_no_acknowledged_event(
+    tmp_path: Path, database_url: str
+) -> None:
     db, port = tmp_path / "voxmon.db", free_port()
+    url = ("--database-url", database_url) if database_url else ()
     base = f"http://127.0.0.1:{port}"
     acked: list[str] = []
-    with daemon(db, port) as process:
+    with daemon(db, port, *url) as process:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base)
         stop = asyncio.Event()
@@ -89,17 +93,18 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_event(tmp_path: Path) ->
         stop.set()
     assert len(acked) == len(set(acked)) >= 4000
 
-    with daemon(db, port):
+    with daemon(db, port, *url):
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base)
             async with session.get(f"{base}/metrics") as response:
                 samples = domain_samples(await response.text())
 
-    with sqlite3.connect(db) as conn:
-        stored = [row[0] for row in conn.execute("SELECT event_id FROM events")]
+    stored = [
+        row["event_id"] for row in rows(database_url, tmp_path, "SELECT event_id FROM events")
+    ]
     assert len(stored) == len(set(stored))
     assert set(acked) <= set(stored)
-    persisted, counted = recount(db)
+    persisted, counted = recount(database_url, tmp_path)
     assert persisted == counted
     served = {
         labels[0][1]: value
@@ -108,10 +113,11 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_event(tmp_path: Path) ->
     }
     assert served == {k[1]: v for k, v in counted.items() if k[0] == "events_total"}
     assert sum(served.values()) == len(stored)
-    with sqlite3.connect(db) as conn:
-        (cost,) = conn.execute("SELECT SUM(ai_cost_usd) FROM events").fetchone()
-        (kept,) = conn.execute(
-            "SELECT SUM(value) FROM live_counters WHERE key LIKE '[\"ai_cost_usd_total\"%'"
-        ).fetchone()
+    (cost,) = rows(database_url, tmp_path, "SELECT SUM(ai_cost_usd) AS s FROM events")[0].values()
+    (kept,) = rows(
+        database_url,
+        tmp_path,
+        "SELECT SUM(value) AS s FROM live_counters WHERE key LIKE '[\"ai_cost_usd_total\"%'",
+    )[0].values()
     assert kept == pytest.approx(cost, rel=1e-9)
     print(f"acknowledged {len(acked)}, stored {len(stored)}")

@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 
 from exporter.tokens import Token
+from tests.backends import both
 from tests.conftest import make_event
 from tests.tools import FakeClock
+
+pytestmark = both
 
 
 def note(n: int, clock: FakeClock, **overrides: Any) -> dict[str, Any]:

@@ -13,8 +13,11 @@ import pytest
 
 from exporter.live.windows import MinuteWindows
 from exporter.tokens import Token
+from tests.backends import both, sqlite_only
 from tests.conftest import make_event
 from tests.scrape import samples
+
+pytestmark = both
 
 DEEP = b"[" * 50_000 + b"]" * 50_000
 DEEP_METADATA = msgspec.json.encode(make_event()).replace(
@@ -221,6 +224,7 @@ async def test_blank_and_reserved_ids_are_rejected(start_app: Any, field: str, v
     assert body["rejected"][0]["errors"][0]["field"] == field
 
 
+@sqlite_only
 async def test_a_poisoning_client_never_fails_anyone_else(
     start_app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

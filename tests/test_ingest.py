@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from exporter.http import ingest
+from tests.backends import both
+
+pytestmark = both
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 from exporter.live.families import END_TO_END_BUCKETS_S, OLD_DURATION_BUCKETS_S, STAGE_BUCKETS_S
 from exporter.storage.sqlite.schema import MIGRATIONS
 from rollup.digest import LatencyDigest
+from tests.backends import both
 from tests.conftest import T0, make_event
 from tests.scrape import domain_samples, scrape
 from tests.tools import FakeClock
@@ -29,6 +30,7 @@ async def latency(client: Any) -> dict[str, Any]:
     return {"end_to_end": body["end_to_end_latency_1h"], **body["stage_latency_1h"]}
 
 
+@both
 async def test_window_latency_is_rebuilt_from_events_after_restart(
     start_app: Any, clock: FakeClock
 ) -> None:

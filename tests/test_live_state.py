@@ -14,9 +14,12 @@ from exporter.live.state import LiveState
 from exporter.live.tally import Tally
 from rollup import jobs
 from rollup.live_latency import LatencyWindows
+from tests.backends import both, sqlite_only
 from tests.conftest import T0, T0_MS, make_event
 from tests.scrape import samples, scrape
 from tests.tools import open_store
+
+pytestmark = both
 
 ORGS = ["org-1", "org-2", "org-3", "org-4", "org-5"]
 RECEIVED = ("counter", "artifacts_received")
@@ -47,6 +50,7 @@ def notes(org: str, count: int, cost: float = 0.25) -> list[dict[str, Any]]:
 # --- the cap over the live app ---------------------------------------------------------------
 
 
+@sqlite_only
 async def test_live_cap_puts_later_orgs_in_other_and_snapshots_keep_each(
     start_app: Any, tmp_path: Path
 ) -> None:
@@ -176,6 +180,7 @@ def org_index(key: tuple[str, ...]) -> list[int]:
 # --- O(1) SQL per new organisation ------------------------------------------------------------
 
 
+@sqlite_only
 async def test_live_new_org_commit_costs_the_same_however_many_orgs_exist(
     start_app: Any, tmp_path: Path
 ) -> None:

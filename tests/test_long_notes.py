@@ -11,9 +11,12 @@ from typing import Any
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts
+from tests.backends import both, sqlite_only
 from tests.conftest import T0, make_event
 from tests.scrape import domain_samples, scrape
 from tests.tools import FakeClock, open_store
+
+pytestmark = both
 
 HOUR_MS = 3_600_000
 TWO_DAYS_MS = 172_800_000
@@ -31,6 +34,7 @@ async def post(client: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
     return body
 
 
+@sqlite_only
 async def test_long_notes_count_in_end_to_end_snapshot_and_metrics(
     start_app: Any, clock: FakeClock, tmp_path: Path
 ) -> None:

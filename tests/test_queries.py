@@ -11,10 +11,13 @@ import pytest
 from exporter.http import artifacts
 from exporter.http.context import BACKEND
 from exporter.timestamps import format_rfc3339
+from tests.backends import both, sqlite_only
 from tests.conftest import make_event
 from tests.queries_data import DAY1, RANGE, at, get, loaded
 from tests.scrape import domain_samples, scrape
 from tests.tools import FakeClock
+
+pytestmark = both
 
 
 async def test_queries_history_platform_and_org(start_app: Any) -> None:
@@ -116,6 +119,7 @@ async def count_org_queries(start_app: Any, orgs: int) -> int:
     return len(statements)
 
 
+@sqlite_only
 async def test_queries_org_breakdown_query_count_is_constant(start_app: Any, tmp_path: Any) -> None:
     three = await count_org_queries(start_app, 3)
     (tmp_path / "voxmon.db").unlink()

@@ -8,7 +8,6 @@ jobs aggregate it; every part is then recomputed by plain loops over the raw row
 from __future__ import annotations
 
 import random
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from rollup import jobs
 from rollup.codec import decode_parts
 from rollup.parts import SnapshotParts, derived
 from rollup.windows import Retention
+from tests.backends import both, rows, store_for
 from tests.reference import (
     NOW,
     SUCCESS,
@@ -29,7 +29,7 @@ from tests.reference import (
     reference,
     system_events,
 )
-from tests.tools import FakeClock, open_store
+from tests.tools import FakeClock
 
 
 def stream(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -89,16 +89,17 @@ def assert_matches(parts: SnapshotParts, ref: dict[str, Any], where: str) -> Non
     )
 
 
-def check_all_snapshots(db: Path) -> tuple[int, int]:
+def check_all_snapshots(database_url: str, tmp_path: Path) -> tuple[int, int]:
     """Compare every hourly and daily snapshot with the reference; returns rows checked."""
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    events = conn.execute("SELECT * FROM events").fetchall()
+    events = rows(database_url, tmp_path, "SELECT * FROM events")
     checked = {"hourly": 0, "daily": 0}
     for period, size in (("hourly", 3_600_000), ("daily", 86_400_000)):
-        snaps = conn.execute(
-            "SELECT period_start_ms, scope, parts FROM snapshots WHERE period = ?", (period,)
-        ).fetchall()
+        snaps = rows(
+            database_url,
+            tmp_path,
+            "SELECT period_start_ms, scope, parts FROM snapshots WHERE period = ?",
+            period,
+        )
         windows = {s["period_start_ms"] for s in snaps}
         for start in windows:
             inside = [e for e in events if start <= e["ts_ms"] < start + size]
@@ -109,12 +110,12 @@ def check_all_snapshots(db: Path) -> tuple[int, int]:
                 mine = [e for e in inside if not scope or e["org_id"] == scope]
                 assert_matches(decode_parts(blob), reference(mine), f"{period} {start} {scope!r}")
                 checked[period] += 1
-    conn.close()
     return checked["hourly"], checked["daily"]
 
 
+@both
 async def test_rollup_snapshots_equal_brute_force_reference(
-    start_app: Any, clock: FakeClock, tmp_path: Path
+    start_app: Any, clock: FakeClock, tmp_path: Path, database_url: str
 ) -> None:
     clock.set(NOW)
     client = await start_app()
@@ -123,8 +124,7 @@ async def test_rollup_snapshots_equal_brute_force_reference(
     for i in range(0, len(on_time), 500):
         response = await client.post("/v1/events", json=on_time[i : i + 500])
         assert response.status == 200
-    db = tmp_path / "voxmon.db"
-    conn = open_store(db)
+    conn = store_for(database_url, tmp_path)
     write = jobs.direct_write(conn)
     retention = Retention()
     first = jobs.run_hourly(conn, write, NOW, retention)
@@ -135,7 +135,7 @@ async def test_rollup_snapshots_equal_brute_force_reference(
     # the days: 2026-11-27 closed; catch-up reaches back over hourly retention (7 days)
     daily = jobs.run_daily(conn, write, NOW, retention)
     assert [d.date().isoformat() for d in daily.windows][-1] == "2026-11-27"
-    hourly_rows, daily_rows = check_all_snapshots(db)
+    hourly_rows, daily_rows = check_all_snapshots(database_url, tmp_path)
     assert hourly_rows > 48 and daily_rows > 1
 
     response = await client.post("/v1/events", json=late)  # late and duplicate deliveries
@@ -144,5 +144,5 @@ async def test_rollup_snapshots_equal_brute_force_reference(
     again = jobs.run_hourly(conn, write, NOW, retention)
     assert 0 < len(again.windows) < 48  # only the hours the late events dirtied
     jobs.run_daily(conn, write, NOW, retention)
-    check_all_snapshots(db)
+    check_all_snapshots(database_url, tmp_path)
     conn.close()

@@ -261,7 +261,7 @@ def test_settings_env_unknown_or_structured_setting_ignored_and_named(
 
 def test_settings_environment_variables_name_every_scalar_setting() -> None:
     names = environment_variables()
-    assert names[:3] == ["VOXMON_DB_PATH", "VOXMON_HOST", "VOXMON_PORT"]
+    assert names[:4] == ["VOXMON_DB_PATH", "VOXMON_DATABASE_URL", "VOXMON_HOST", "VOXMON_PORT"]
     assert {"VOXMON_LOG_FORMAT", "VOXMON_ACCESS_LOG", "VOXMON_MAX_DURATION_DAYS"} <= set(names)
     assert "VOXMON_TOKENS" not in names and "VOXMON_CRONS" not in names
     structured = ("tokens", "crons")  # [[tokens]] and [schedule] exist in the file only

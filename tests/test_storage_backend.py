@@ -1,5 +1,6 @@
-"""The SQLite backend's concurrency: queries run on their own read pool, so they never wait
-behind a commit in progress or a rollup's long read (datasette's pattern)."""
+"""Each backend's concurrency (SQLite and PostgreSQL): queries run on their own read pool,
+so they never wait behind a commit in progress or a rollup's long read (datasette's
+pattern)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import threading
 from typing import Any
 
 from exporter.http.context import BACKEND
+from tests.backends import both
 from tests.conftest import make_event
+
+pytestmark = both
 
 
 async def test_backend_reads_never_wait_behind_writes_or_rollup_reads(start_app: Any) -> None:

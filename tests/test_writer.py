@@ -12,12 +12,16 @@ from typing import Any
 import pytest
 
 from exporter.http.context import WRITER
+from tests.backends import both, rows
 from tests.conftest import T, make_event
 from tests.scrape import domain_samples, samples, scrape
 from tests.tools import post, stored_durations
 
 
-async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Path) -> None:
+@both
+async def test_derived_duration_from_started_event(
+    start_app: Any, tmp_path: Path, database_url: str
+) -> None:
     client = await start_app()
     await post(client, [
         make_event(event_type="artifact_received", artifact_id="n1", timestamp=T(9, 0)),
@@ -28,16 +32,14 @@ async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Pat
         make_event(event_type="transcription_completed", artifact_id="n1", timestamp=T(9, 2, 45)),
         make_event(event_type="artifact_completed", artifact_id="n1", timestamp=T(9, 10)),
     ])  # fmt: skip
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        rows = dict(
-            conn.execute(
-                "SELECT event_type, duration_ms || ' ' || duration_source FROM events"
-                " WHERE duration_ms IS NOT NULL"
-            ).fetchall()
-        )
-    assert rows == {
-        "transcription_completed": "45000.0 started_event",
-        "artifact_completed": "600000.0 received_event",
+    found = rows(
+        database_url,
+        tmp_path,
+        "SELECT event_type, duration_ms, duration_source FROM events WHERE duration_ms IS NOT NULL",
+    )
+    assert {r["event_type"]: (r["duration_ms"], r["duration_source"]) for r in found} == {
+        "transcription_completed": (45000.0, "started_event"),
+        "artifact_completed": (600000.0, "received_event"),
     }
     samples = domain_samples(await scrape(client))
     assert samples[("voice_pipeline_end_to_end_duration_seconds_sum", ())] == 600.0
@@ -53,15 +55,17 @@ async def test_derived_duration_from_started_event(start_app: Any, tmp_path: Pat
     assert samples[key] == 1.0  # 45 s
 
 
-async def test_derived_duration_needs_a_start_at_or_before(start_app: Any, tmp_path: Path) -> None:
+@both
+async def test_derived_duration_needs_a_start_at_or_before(
+    start_app: Any, tmp_path: Path, database_url: str
+) -> None:
     client = await start_app()
     await post(client, [
         make_event(event_type="transcription_completed", artifact_id="n2", timestamp=T(9, 0)),
         make_event(event_type="transcription_started", artifact_id="n2", timestamp=T(9, 5)),
     ])  # fmt: skip
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        count = conn.execute("SELECT COUNT(*) FROM events WHERE duration_ms IS NOT NULL")
-        assert count.fetchone()[0] == 0
+    sql = "SELECT event_id FROM events WHERE duration_ms IS NOT NULL"
+    assert rows(database_url, tmp_path, sql) == []
 
 
 async def test_stalled_writer_fills_queue_then_503(start_app: Any, tmp_path: Path) -> None:
@@ -111,8 +115,9 @@ async def test_writer_survives_a_failing_commit(
     assert (status, body["accepted"]) == (200, 1)  # the failed commit stored nothing
 
 
+@both
 async def test_derived_duration_over_max_is_unset_and_counted(
-    start_app: Any, tmp_path: Path
+    start_app: Any, tmp_path: Path, database_url: str
 ) -> None:
     client = await start_app(max_duration_days=1)
     await post(client, [
@@ -124,7 +129,7 @@ async def test_derived_duration_over_max_is_unset_and_counted(
         make_event(event_id="t", event_type="transcription_completed", timestamp=T(9, 30)),
     ])  # fmt: skip
     assert (status, body["accepted"], body["warnings"]) == (200, 2, [])  # derived: no warning
-    assert stored_durations(tmp_path) == {
+    assert stored_durations(tmp_path, database_url) == {
         "r": (None, None),
         "s": (None, None),
         "c": (None, "over_max"),  # 30 h > 1 day

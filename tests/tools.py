@@ -257,11 +257,16 @@ async def post(client: Any, body: Any, **headers: str) -> tuple[int, dict[str, A
     return response.status, await response.json()
 
 
-def stored_durations(tmp_path: Path) -> dict[str, tuple[float | None, str | None]]:
-    """event_id -> (duration_ms, duration_source) as stored in ``tmp_path``'s database."""
-    with sqlite3.connect(tmp_path / "voxmon.db") as conn:
-        rows = conn.execute("SELECT event_id, duration_ms, duration_source FROM events")
-        return {event_id: (duration, source) for event_id, duration, source in rows}
+def stored_durations(
+    tmp_path: Path, database_url: str = ""
+) -> dict[str, tuple[float | None, str | None]]:
+    """event_id -> (duration_ms, duration_source) as stored in the test's database."""
+    from tests.backends import rows
+
+    found = rows(
+        database_url, tmp_path, "SELECT event_id, duration_ms, duration_source FROM events"
+    )
+    return {r["event_id"]: (r["duration_ms"], r["duration_source"]) for r in found}
 
 
 async def exchange(port: int, data: bytes, wait_s: float = 10.0) -> tuple[int | None, bytes]:

@@ -179,6 +179,38 @@ class Runner(Protocol):
     ) -> T: ...
 
 
+class Writes(Runner, Protocol):
+    """The write path's runner; ``reopen()`` replaces its connection after a failure a
+    fresh connection may not have (read-only file, I/O error, server gone)."""
+
+    async def reopen(self) -> None: ...
+
+
+class HealthChecks(Protocol):
+    """How a backend proves it can commit (the storage probe) and names its failures."""
+
+    def classify(self, exc: BaseException) -> str | None:
+        """The storage failure kind of ``exc`` (``exporter.storage.errors.KINDS``)."""
+        ...
+
+    def prepare(self, store: Store) -> None:
+        """Create what the heartbeat writes (on the write connection, at start)."""
+        ...
+
+    def beat(self, store: Store, now_ms: int) -> None:
+        """One real write transaction."""
+        ...
+
+    def verify(self, store: Store) -> None:
+        """After a commit: raise when it landed where no reader will look (SQLite: the file
+        was replaced), after rescuing what it can."""
+        ...
+
+    def before_reopen(self) -> None:
+        """Raise when a reopen would reach other storage than the one opened."""
+        ...
+
+
 class Reader(Protocol):
     """Runs read-only storage functions (a pool: calls may run concurrently)."""
 
@@ -193,13 +225,16 @@ class Backend(Protocol):
     connection; ``reads``: queries, never waiting behind either."""
 
     @property
-    def writes(self) -> Runner: ...
+    def writes(self) -> Writes: ...
 
     @property
     def rollup_reads(self) -> Runner: ...
 
     @property
     def reads(self) -> Reader: ...
+
+    @property
+    def checks(self) -> HealthChecks: ...
 
     def size_bytes(self) -> int: ...
     async def close(self) -> None: ...

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from exporter.storage.sqlite.database import Database
+from exporter.storage.sqlite.health import SqliteHealthChecks
 from exporter.storage.sqlite.pool import ReadPool
 
 READ_THREADS = 3
@@ -20,6 +21,7 @@ class SqliteBackend:
     writes: Database
     rollup_reads: Database
     reads: ReadPool
+    checks: SqliteHealthChecks
     _stack: AsyncExitStack
 
     @classmethod
@@ -33,7 +35,8 @@ class SqliteBackend:
             stack.push_async_callback(rollup_reads.close)
             reads = ReadPool(path, READ_THREADS)
             stack.push_async_callback(reads.close)
-            return cls(writes, rollup_reads, reads, stack.pop_all())
+            checks = SqliteHealthChecks(writes.path)
+            return cls(writes, rollup_reads, reads, checks, stack.pop_all())
         raise AssertionError("unreachable")
 
     def size_bytes(self) -> int:

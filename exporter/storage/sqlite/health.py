@@ -12,7 +12,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.storage.base import Store
 from exporter.storage.sqlite.connection import transaction
+from exporter.storage.sqlite.store import SqliteStore
 
 KINDS = (
     "disk_full",
@@ -192,3 +194,39 @@ def check_writable(conn: sqlite3.Connection) -> None:
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+
+
+class SqliteHealthChecks:
+    """Implements ``exporter.storage.base.HealthChecks`` for one database file: the
+    identity of the file and its log is taken when the checks are made (at open)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._opened = opened_files(path)
+
+    def classify(self, exc: BaseException) -> str | None:
+        return classify(exc)
+
+    def prepare(self, store: Store) -> None:
+        create_heartbeat(_connection(store))
+
+    def beat(self, store: Store, now_ms: int) -> None:
+        beat(_connection(store), now_ms)
+
+    def verify(self, store: Store) -> None:
+        """Raise ``FileReplaced`` when the file or its log is no longer the one opened,
+        after moving what is committed into the database file."""
+        try:
+            verify_identity(self.path, self._opened)
+        except FileReplaced:
+            rescue(_connection(store))
+            raise
+
+    def before_reopen(self) -> None:
+        """Never reopen onto another file at the same path."""
+        verify_identity(self.path, self._opened)
+
+
+def _connection(store: Store) -> sqlite3.Connection:
+    assert isinstance(store, SqliteStore)
+    return store.connection

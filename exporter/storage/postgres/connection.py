@@ -1,0 +1,53 @@
+"""Opening a PostgreSQL connection (autocommit, migrated) and its transactions. Write
+transactions take one transaction-scoped advisory lock, so writers are serialized as
+SQLite's ``BEGIN IMMEDIATE`` serializes them (a ``voxmon rollup`` beside the daemon never
+interleaves with its commits); reads run in REPEATABLE READ snapshots and never wait."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from exporter.storage.postgres.schema import migrate
+
+Connection = psycopg.Connection[TupleRow]
+WRITE_LOCK = 0x766F786D7772  # one writer at a time per database (phase 1: one replica)
+
+
+def connect(url: str, *, create: bool = True) -> Connection:
+    """Open the database at ``url``; with ``create`` (the daemon) create or migrate the
+    schema, without it (commands on an existing database) refuse an empty database."""
+    conn = psycopg.connect(url, autocommit=True, application_name="voxmon")
+    try:
+        if create:
+            migrate(conn)
+        else:
+            row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+            if not (row and row[0]):
+                raise psycopg.OperationalError("no voxmon schema in this database")
+            migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """BEGIN, take the write lock, COMMIT on exit; ROLLBACK on any exception."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        yield conn
+
+
+@contextmanager
+def read_transaction(conn: Connection) -> Iterator[Connection]:
+    """One consistent snapshot for the reads inside (REPEATABLE READ, read only)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")

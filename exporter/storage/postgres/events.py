@@ -1,0 +1,159 @@
+"""Event rows: insert (dedup by ``event_ids`` with ``ON CONFLICT DO NOTHING``), dedup
+lookups, start-time lookups for derived durations, retention (whole day partitions dropped,
+the partly expired day deleted in batches), a note's timeline and the recent-events feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from exporter.model import Event
+from exporter.records import EventFilter, FeedPosition
+from exporter.storage.postgres.connection import Connection
+from exporter.storage.postgres.horizons import PgHorizons
+from exporter.storage.postgres.partitions import Partitions
+from exporter.timestamps import HOUR_MS
+
+_COLUMNS = (
+    "event_id, event_type, ts_ms, received_ms, artifact_id, org_id, voice_note_id,"
+    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
+    " error_code, error_message, ai_cost_usd, confidence, claim_count, entity_count,"
+    " auto_resolved_count, disambiguation_count, draft_count, metadata"
+)
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['%s'] * 23)})"
+
+
+def _row(event: Event, received_ms: int) -> tuple[object, ...]:
+    meta = event.metadata
+    return (
+        event.event_id, event.event_type, event.ts_ms, received_ms, event.artifact_id,
+        event.org_id, event.voice_note_id, event.coach_user_id, event.stage,
+        event.duration_ms, event.duration_source, event.previous_status, event.new_status,
+        event.error_code, event.error_message,
+        None if meta is None else meta.ai_cost_usd,
+        None if meta is None else meta.confidence,
+        None if meta is None else meta.claim_count,
+        None if meta is None else meta.entity_count,
+        None if meta is None else meta.auto_resolved_count,
+        None if meta is None else meta.disambiguation_count,
+        None if meta is None else meta.draft_count,
+        event.metadata_json,
+    )  # fmt: skip
+
+
+class PgEvents:
+    """Event rows: insert, dedup lookups, start-time lookups, retention deletes."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._partitions = Partitions(conn)
+
+    def existing_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are already stored."""
+        if not event_ids:
+            return set()
+        rows = self._conn.execute(
+            "SELECT event_id FROM event_ids WHERE event_id = ANY(%s)", (list(event_ids),)
+        )
+        return {str(row[0]) for row in rows.fetchall()}
+
+    def latest_starts(
+        self, lookups: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], int]:
+        """For each ``(artifact_id, event_type, at_ms)``, the time of the artifact's latest such
+        event at or before ``at_ms``; one statement for the whole commit (absent = none)."""
+        if not lookups:
+            return {}
+        rows = self._conn.execute(
+            "SELECT w.n, MAX(e.ts_ms) FROM unnest(%s::text[], %s::text[], %s::bigint[])"
+            " WITH ORDINALITY AS w (artifact_id, event_type, at_ms, n) JOIN events AS e"
+            " ON e.artifact_id = w.artifact_id AND e.event_type = w.event_type"
+            " AND e.ts_ms <= w.at_ms GROUP BY w.n",
+            [list(column) for column in zip(*lookups, strict=True)],
+        ).fetchall()
+        return {lookups[int(n) - 1]: int(ts) for n, ts in rows if ts is not None}
+
+    def insert(self, events: Iterable[Event], received_ms: int) -> None:
+        """Insert new events and extend the history start to the hour of the oldest, in the
+        caller's transaction; an id stored meanwhile (another writer) is skipped."""
+        fresh = list(events)
+        if not fresh:
+            return
+        self._partitions.ensure({event.ts_ms for event in fresh})
+        new = self._conn.execute(
+            "INSERT INTO event_ids (event_id, ts_ms) SELECT * FROM unnest(%s::text[],"
+            " %s::bigint[]) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            ([e.event_id for e in fresh], [e.ts_ms for e in fresh]),
+        ).fetchall()
+        kept = {str(row[0]) for row in new}
+        with self._conn.cursor() as cursor:
+            cursor.executemany(_INSERT, [_row(e, received_ms) for e in fresh if e.event_id in kept])
+        oldest = min(event.ts_ms for event in fresh)
+        PgHorizons(self._conn).extend_history(oldest - oldest % HOUR_MS)
+
+    def count(self) -> int:
+        """Number of stored events."""
+        row = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def delete_before(self, cutoff_ms: int, limit: int) -> int:
+        """Delete events with event time strictly before ``cutoff_ms``: every day partition
+        wholly before it is dropped at once; otherwise at most ``limit`` rows of the partly
+        expired day go. Returns how many went (the caller loops until 0)."""
+        dropped = self._partitions.drop_before(cutoff_ms)
+        if dropped:
+            return dropped
+        return self._conn.execute(
+            "WITH gone AS (DELETE FROM events WHERE ts_ms < %s AND seq IN"
+            " (SELECT seq FROM events WHERE ts_ms < %s LIMIT %s) RETURNING event_id)"
+            " DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM gone)",
+            (cutoff_ms, cutoff_ms, limit),
+        ).rowcount
+
+    def count_before(self, cutoff_ms: int) -> int:
+        """Events with event time strictly before ``cutoff_ms`` (for dry runs)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM events WHERE ts_ms < %s", (cutoff_ms,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def timeline(self, artifact_id: str, limit: int) -> list[dict[str, Any]]:
+        """The note's stored events, ascending by event time then arrival."""
+        return self._dicts(
+            "SELECT event_id, event_type, ts_ms, org_id, voice_note_id, coach_user_id, stage,"
+            " duration_ms, duration_source, previous_status, new_status, error_code,"
+            " error_message, metadata FROM events WHERE artifact_id = %s"
+            " ORDER BY ts_ms, seq LIMIT %s",
+            (artifact_id, limit),
+        )
+
+    def recent(
+        self, filters: EventFilter, before: FeedPosition | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Events newest received first (``received_ms``, then ``seq``, descending), strictly
+        before ``before``, within ``filters``; each row carries its ``seq`` and
+        ``received_ms`` (the next page's position)."""
+        sql = _FEED + " WHERE received_ms >= %s AND ts_ms >= %s"
+        args: list[object] = [filters.since_ms, filters.since_ms]
+        for column in ("org_id", "event_type", "artifact_id"):
+            value = getattr(filters, column)
+            if value is not None:
+                sql += f" AND {column} = %s"
+                args.append(value)
+        if before is not None:
+            sql += " AND (received_ms, seq) < (%s, %s)"
+            args += [before.received_ms, before.seq]
+        return self._dicts(sql + " ORDER BY received_ms DESC, seq DESC LIMIT %s", (*args, limit))
+
+    def _dicts(self, sql: str, args: Sequence[object]) -> list[dict[str, Any]]:
+        with self._conn.cursor() as cursor:
+            cursor.execute(sql, args)
+            names = [d.name for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+_FEED = (
+    "SELECT seq, received_ms, event_id, event_type, ts_ms, artifact_id, org_id, voice_note_id,"
+    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
+    " error_code, error_message, metadata FROM events"
+)

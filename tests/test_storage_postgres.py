@@ -1,0 +1,188 @@
+"""The PostgreSQL backend itself: versioned migrations, day partitions created ahead and
+dropped by event retention, ``ON CONFLICT`` dedup, ``database_url`` selection, and
+``voxmon serve`` / ``voxmon rollup`` on a fresh database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from exporter.cli import main
+from exporter.errors import ConfigError
+from exporter.model import Event
+from exporter.settings import Settings
+from exporter.storage.location import Location
+from exporter.storage.postgres.connection import connect
+from exporter.storage.postgres.partitions import DAY_MS, Partitions
+from exporter.storage.postgres.schema import MIGRATIONS
+from exporter.storage.postgres.store import PgStore
+from tests.backends import both, fresh_database, rows
+from tests.conftest import make_event
+from tests.tools import free_port, http, serving, voxmon, wait_listening
+
+D0 = 1_795_824_000_000  # 2026-11-28T00:00Z
+
+
+@pytest.fixture
+def store() -> Iterator[PgStore]:
+    with fresh_database() as url:
+        conn = PgStore(connect(url))
+        yield conn
+        conn.close()
+
+
+def notes(prefix: str, *times: int) -> list[Event]:
+    return [Event(f"{prefix}-{i}", "artifact_received", ts, artifact_id=f"{prefix}{i}")
+            for i, ts in enumerate(times)]  # fmt: skip
+
+
+def test_postgres_migrations_are_versioned_and_applied_once(store: PgStore) -> None:
+    conn = store.connection
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
+    url = conn.info.dsn
+    connect(url).close()  # a second start applies nothing
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
+    with pytest.raises(RuntimeError, match="newer than this voxmon"):
+        connect(url)
+
+
+def test_postgres_events_land_in_day_partitions_created_ahead(store: PgStore) -> None:
+    store.write(lambda s: s.events.insert(notes("a", D0 + 5, D0 + DAY_MS + 7), 0))
+    names = list(Partitions(store.connection).existing().values())
+    assert names == ["events_20261128", "events_20261129", "events_20261130"]
+    per_partition = store.connection.execute(
+        "SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert per_partition == [("events_20261128", 1), ("events_20261129", 1)]
+
+
+def test_postgres_duplicate_ids_are_stored_once_on_conflict(store: PgStore) -> None:
+    store.write(lambda s: s.events.insert(notes("d", D0 + 1), 0))
+    store.write(lambda s: s.events.insert(notes("d", D0 + 2), 0))  # same id, another writer
+    assert store.connection.execute("SELECT event_id, ts_ms FROM events").fetchall() == [
+        ("d-0", D0 + 1)
+    ]
+    assert store.events.existing_ids(["d-0", "d-9"]) == {"d-0"}
+
+
+def test_postgres_event_retention_drops_whole_days_then_deletes_the_rest(
+    store: PgStore,
+) -> None:
+    day1, day2 = D0, D0 + DAY_MS
+    store.write(lambda s: s.events.insert(notes("r", day1, day1 + 9, day2 + 1, day2 + 50), 0))
+    cutoff = day2 + 10
+    assert store.events.count_before(cutoff) == 3
+    first = store.write(lambda s: s.events.delete_before(cutoff, 1000))
+    assert first == 2  # the whole first day, its partition dropped
+    assert "events_20261128" not in Partitions(store.connection).existing().values()
+    assert store.write(lambda s: s.events.delete_before(cutoff, 1000)) == 1  # day 2's row
+    assert store.write(lambda s: s.events.delete_before(cutoff, 1000)) == 0
+    assert store.connection.execute("SELECT event_id FROM events").fetchall() == [("r-3",)]
+    assert store.events.existing_ids(["r-0", "r-2", "r-3"]) == {"r-3"}  # ids freed with rows
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "target"),
+    [
+        ("", "sqlite", "voxmon.db"),
+        ("data/v.db", "sqlite", "data/v.db"),
+        ("sqlite:///data/v.db", "sqlite", "data/v.db"),
+        ("sqlite:////var/lib/v.db", "sqlite", "/var/lib/v.db"),
+        ("postgresql://u@db:5432/voxmon", "postgres", "postgresql://u@db:5432/voxmon"),
+        ("postgres://u@db/voxmon", "postgres", "postgres://u@db/voxmon"),
+    ],
+)
+def test_settings_database_url_selects_the_backend(url: str, kind: str, target: str) -> None:
+    settings = Settings.load(None, {"VOXMON_DATABASE_URL": url} if url else {})
+    assert settings.location == Location(kind, target)  # type: ignore[arg-type]
+    if kind == "sqlite":
+        assert settings.db_path == target
+
+
+def test_settings_database_url_refuses_other_schemes_and_hides_passwords() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(None, {}, {"database_url": "mysql://db/voxmon"})
+    assert caught.value.problems == [
+        "database_url: unsupported scheme 'mysql'; use a path, sqlite:///path or postgresql://..."
+    ]
+    shown = Location("postgres", "postgresql://u:s3cret@db:5432/v").shown
+    assert shown == "postgresql://u:***@db:5432/v"
+
+
+def test_serve_on_a_fresh_postgres_database_creates_the_schema_and_serves(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with fresh_database() as url:
+        with psycopg.connect(url, autocommit=True) as admin:  # truly empty: no template schema
+            admin.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        port, log = free_port(), tmp_path / "serve.log"
+        with serving(tmp_path / "unused.db", port, "--database-url", url, log=log) as process:
+            lines = wait_listening(process, log, port)
+            assert any("database postgresql://postgres@127.0.0.1:5432/" in ln for ln in lines)
+            event = make_event(event_id="s-1", timestamp=now.isoformat().replace("+00:00", "Z"))
+            status, _, body = http("POST", f"http://127.0.0.1:{port}/v1/events", [event] * 2)
+            assert (status, body) == (
+                200,
+                b'{"accepted":1,"duplicates":1,"rejected":[],"warnings":[]}',
+            )
+        found = rows(url, tmp_path, "SELECT event_id FROM events")
+        assert found == [{"event_id": "s-1"}]
+        assert not (tmp_path / "unused.db").exists()  # the SQLite path is not touched
+
+
+@both
+async def test_cli_rollup_hourly_with_database_url(
+    start_app: Any, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = await start_app()
+    await client.post("/v1/events", json=[
+        make_event(timestamp="2026-11-28T07:15:00Z", org_id="org-a"),
+        make_event(timestamp="2026-11-28T08:45:00Z", org_id="org-b"),
+    ])  # fmt: skip
+    where = (
+        ["--database-url", database_url] if database_url else ["--db", str(tmp_path / "voxmon.db")]
+    )
+    code = await asyncio.to_thread(main, ["rollup", "hourly", "--from", "2026-11-28T07:00:00Z",
+                                         "--to", "2026-11-28T09:00:00Z", *where])  # fmt: skip
+    assert code == 0
+    assert "hourly: 2 window(s)" in capsys.readouterr().out
+    keys = rows(database_url, tmp_path, "SELECT period_start_ms, scope FROM snapshots"
+                " ORDER BY period_start_ms, scope")  # fmt: skip
+    hour = 3_600_000
+    assert [(r["period_start_ms"] - D0, r["scope"]) for r in keys] == [
+        (7 * hour, ""), (7 * hour, "org-a"), (8 * hour, ""), (8 * hour, "org-b"),
+    ]  # fmt: skip
+
+
+def test_check_config_reaches_the_server_or_says_why_in_one_line(tmp_path: Path) -> None:
+    with fresh_database() as url:
+        done = voxmon(tmp_path, "check-config", "--database-url", url, "--port", str(free_port()))
+        assert (done.returncode, done.stderr) == (0, "")
+        assert f"database {url}, auth off" in done.stdout
+    gone = "postgresql://postgres@127.0.0.1:5432/voxmon_no_such_database"
+    done = voxmon(tmp_path, "check-config", "--database-url", gone, "--port", str(free_port()))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"voxmon: database {gone}: cannot connect to PostgreSQL:")
+    assert 'database "voxmon_no_such_database" does not exist' in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # no SQLite file, no lock
+
+
+def test_cli_cleanup_with_database_url_drops_expired_days(tmp_path: Path) -> None:
+    with fresh_database() as url:
+        store = PgStore(connect(url))
+        old = datetime.now(UTC).timestamp() * 1000 - 10 * DAY_MS
+        store.write(lambda s: s.events.insert(notes("c", int(old)), 0))
+        store.close()
+        done = voxmon(tmp_path, "cleanup", "--database-url", url)
+        assert done.returncode == 0, done.stderr
+        assert "cleanup deleted: events=1, artifacts=0" in done.stdout
+        assert rows(url, tmp_path, "SELECT count(*) AS n FROM events") == [{"n": 0}]
