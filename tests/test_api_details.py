@@ -156,3 +156,22 @@ async def test_api_details_put_org_refuses_a_blank_id_like_ingest(start_app: Any
     assert "not blank" in error["details"][0]["message"]
     listed = await (await client.get("/v1/orgs")).json()
     assert listed["orgs"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/v1/events", "before=1-1&before=2-2"),
+        ("/v1/metrics/history", "period=daily&period=hourly&start=0&end=86400000"),
+        ("/v1/artifacts", "state=failed&state=completed"),
+    ],
+)
+async def test_api_details_a_repeated_parameter_is_a_400_naming_it(
+    start_app: Any, path: str, query: str
+) -> None:
+    client = await start_app()
+    response = await client.get(f"{path}?{query}")
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["details"][0]["field"] == query.split("=")[0]
+    assert "more than once" in error["details"][0]["message"]

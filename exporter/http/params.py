@@ -18,10 +18,15 @@ def bad(param: str, message: str) -> BadRequest:
 
 
 def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
+    """400 for a parameter the endpoint does not take, or one given more than once (a
+    second value would otherwise be silently ignored)."""
     allowed = tuple(allowed)
+    values = getattr(query, "getall", None)  # a request's query is a multidict
     for name in sorted(query):
         if name not in allowed:
             raise bad(name, f"unknown parameter; allowed: {', '.join(allowed) or 'none'}")
+        if values is not None and len(values(name)) > 1:
+            raise bad(name, "given more than once; pass it once")
 
 
 def parse_time(param: str, text: str) -> int:
