@@ -7,20 +7,7 @@ from typing import Any
 
 from exporter.artifacts import ArtifactState
 from exporter.storage.postgres.connection import Connection
-
-_COLUMNS = (
-    "artifact_id, org_id, status, current_stage, last_event_type, last_event_ms,"
-    " first_event_ms, failed_stage, error_code, awaiting_disambiguation"
-)
-
-
-def _state(row: Sequence[Any]) -> ArtifactState:
-    (artifact_id, org_id, status, stage, last_type, last_ms, first_ms, failed_stage,
-     error_code, awaiting) = row  # fmt: skip
-    return ArtifactState(
-        artifact_id, org_id, status, stage, last_type, last_ms, first_ms, failed_stage,
-        error_code, bool(awaiting),
-    )  # fmt: skip
+from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
 
 
 class PgArtifacts:
@@ -34,9 +21,10 @@ class PgArtifacts:
         if not artifact_ids:
             return {}
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM artifacts WHERE artifact_id = ANY(%s)", (list(artifact_ids),)
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE artifact_id = ANY(%s)",
+            (list(artifact_ids),),
         )
-        return {str(row[0]): _state(row) for row in rows.fetchall()}
+        return {str(row[0]): artifact_state(row) for row in rows.fetchall()}
 
     def save_states(self, states: Iterable[ArtifactState]) -> None:
         rows = [
@@ -49,7 +37,7 @@ class PgArtifacts:
             return
         with self._conn.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO artifacts ({_COLUMNS}) VALUES"
+                f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES"
                 " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (artifact_id) DO UPDATE SET org_id = excluded.org_id,"
                 " status = excluded.status, current_stage = excluded.current_stage,"
@@ -62,8 +50,10 @@ class PgArtifacts:
             )
 
     def load_in_flight(self) -> list[ArtifactState]:
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM artifacts WHERE status = 'in_flight'")
-        return [_state(row) for row in rows.fetchall()]
+        rows = self._conn.execute(
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE status = 'in_flight'"
+        )
+        return [artifact_state(row) for row in rows.fetchall()]
 
     def list_states(
         self,
@@ -77,7 +67,7 @@ class PgArtifacts:
     ) -> list[ArtifactState]:
         """Notes with ``status`` ordered by id after the cursor ``after``; optionally only
         those idle since before ``idle_before_ms``, of ``org_id`` or at ``stage``."""
-        sql = f"SELECT {_COLUMNS} FROM artifacts WHERE status = %s AND artifact_id > %s"
+        sql = f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE status = %s AND artifact_id > %s"
         args: list[Any] = [status, after or ""]
         for column, value in (
             ("last_event_ms <", idle_before_ms),
@@ -88,7 +78,7 @@ class PgArtifacts:
                 sql += f" AND {column} %s"
                 args.append(value)
         rows = self._conn.execute(sql + " ORDER BY artifact_id LIMIT %s", (*args, limit))
-        return [_state(row) for row in rows.fetchall()]
+        return [artifact_state(row) for row in rows.fetchall()]
 
     def delete_before(self, cutoff_ms: int, limit: int) -> int:
         """Delete at most ``limit`` notes whose last event is strictly before ``cutoff_ms``."""

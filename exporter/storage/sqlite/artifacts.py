@@ -7,21 +7,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exporter.artifacts import ArtifactState
+from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
 
 _CHUNK = 500
-_COLUMNS = (
-    "artifact_id, org_id, status, current_stage, last_event_type, last_event_ms,"
-    " first_event_ms, failed_stage, error_code, awaiting_disambiguation"
-)
-
-
-def _state(row: Sequence[Any]) -> ArtifactState:
-    (artifact_id, org_id, status, stage, last_type, last_ms, first_ms, failed_stage,
-     error_code, awaiting) = row  # fmt: skip
-    return ArtifactState(
-        artifact_id, org_id, status, stage, last_type, last_ms, first_ms, failed_stage,
-        error_code, bool(awaiting),
-    )  # fmt: skip
 
 
 class SqliteArtifacts:
@@ -37,14 +25,14 @@ class SqliteArtifacts:
             chunk = artifact_ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM artifacts WHERE artifact_id IN ({marks})", chunk
+                f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE artifact_id IN ({marks})", chunk
             )
-            found.update((row[0], _state(row)) for row in rows)
+            found.update((row[0], artifact_state(row)) for row in rows)
         return found
 
     def save_states(self, states: Iterable[ArtifactState]) -> None:
         self._conn.executemany(
-            f"INSERT INTO artifacts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             # an upsert rewrites only changed index entries; REPLACE deletes and re-inserts all
             " ON CONFLICT (artifact_id) DO UPDATE SET org_id = excluded.org_id,"
             " status = excluded.status, current_stage = excluded.current_stage,"
@@ -61,8 +49,10 @@ class SqliteArtifacts:
         )  # fmt: skip
 
     def load_in_flight(self) -> list[ArtifactState]:
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM artifacts WHERE status = 'in_flight'")
-        return [_state(row) for row in rows]
+        rows = self._conn.execute(
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE status = 'in_flight'"
+        )
+        return [artifact_state(row) for row in rows]
 
     def list_states(
         self,
@@ -77,7 +67,7 @@ class SqliteArtifacts:
         """Notes with ``status`` ordered by id, after the cursor ``after``; with
         ``idle_before_ms`` only those whose last event is strictly before it (stuck); with
         ``org_id`` or ``stage`` only that organisation's or current stage's."""
-        sql = f"SELECT {_COLUMNS} FROM artifacts WHERE status = ? AND artifact_id > ?"
+        sql = f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE status = ? AND artifact_id > ?"
         args: list[Any] = [status, after or ""]
         for column, value in (
             ("last_event_ms <", idle_before_ms),
@@ -88,7 +78,7 @@ class SqliteArtifacts:
                 sql += f" AND {column} ?"
                 args.append(value)
         rows = self._conn.execute(sql + " ORDER BY artifact_id LIMIT ?", (*args, limit))
-        return [_state(row) for row in rows]
+        return [artifact_state(row) for row in rows]
 
     def delete_before(self, cutoff_ms: int, limit: int) -> int:
         """Delete at most ``limit`` notes whose last event is strictly before ``cutoff_ms``."""
