@@ -119,7 +119,7 @@ WINDOW_COUNTERS: tuple[str, ...] = (
     "stage_failures",
     "ai_cost_usd",
 )
-"""The 60-minute live counters kept per scope (DESIGN §4), in exposition order."""
+"""The 60-minute live counters kept per scope (how-it-works.md), in exposition order."""
 
 _WINDOW_COUNTER_OF_TYPE: dict[str, str] = {
     "artifact_received": "artifacts_received",
@@ -161,7 +161,7 @@ SNAPSHOT_COUNTER_OF_TYPE: dict[str, str] = {
     "rate_limit_hit": "rate_limit_hits",
 }
 """Snapshot count parts fed by one event type (besides the kind-based artifact and stage
-counts), DESIGN §6."""
+counts), how-it-works.md."""
 
 _ENTITY_SUMS = {
     "entity_count": "entity_count_sum",
@@ -176,7 +176,7 @@ SNAPSHOT_METADATA_SUMS: dict[str, dict[str, str]] = {
     "drafts_generated": {"draft_count": "draft_count_sum"},
 }
 """Event type -> metadata key -> snapshot part summing it. Confidence parts keep a count
-and a sum of the events carrying ``metadata.confidence`` (DESIGN §6)."""
+and a sum of the events carrying ``metadata.confidence`` (how-it-works.md)."""
 
 LATENCY_TYPES: tuple[str, ...] = tuple(
     t.name

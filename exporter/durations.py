@@ -1,4 +1,4 @@
-"""Durations derived from earlier events (DESIGN §2, precedence steps 3 and 4).
+"""Durations derived from earlier events (docs/event-contract.md, precedence steps 3 and 4).
 
 Given events without a duration, list which earlier start time each needs; given the
 start times found (in the batch or in storage), fill the durations in and flag them.

@@ -51,7 +51,7 @@ MAX_METADATA_DEPTH = 32
 
 
 class Metadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
-    """The known per-event measurements (DESIGN §2). Metadata may carry other keys too:
+    """The known per-event measurements (docs/event-contract.md). Metadata may carry other keys too:
     ``validation.py`` bounds them and they are stored as sent, not decoded here."""
 
     claim_count: Count | None = None

@@ -226,8 +226,8 @@ _Duration = tuple[float | None, str | None, FieldError | None]
 
 
 def _duration(wire: WireEvent, ts_ms: int, max_ms: int) -> _Duration:
-    """Precedence rule, first two steps (DESIGN §2); the event-based steps need storage.
-    Returns (duration, source, warning); over ``max_ms`` the duration is dropped."""
+    """Precedence rule, first two steps (docs/event-contract.md); the event-based steps
+    need storage. Returns (duration, source, warning); over ``max_ms`` the duration is dropped."""
     end_ms = ts_ms
     if wire.stage_completed_at is not None:
         end_ms = _time(wire.stage_completed_at, "stage_completed_at")

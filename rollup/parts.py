@@ -1,5 +1,5 @@
 """Snapshot parts: the additive numbers a snapshot stores, their merge, and the fields
-derived from them on read (DESIGN §6). Nothing here averages an average."""
+derived from them on read (how-it-works.md). Nothing here averages an average."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ _ADDITIVE = tuple(
 
 
 def derived(parts: SnapshotParts) -> dict[str, float]:
-    """The read-side fields of DESIGN §6, computed from parts (safe division)."""
+    """The read-side fields of how-it-works.md, computed from parts (safe division)."""
     out: dict[str, float] = {}
     for stage, sp in parts.stages.items():
         out.update(latency_fields(f"{stage}_latency", sp.latency))

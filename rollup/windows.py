@@ -13,7 +13,7 @@ DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long each kind of data is kept (DESIGN §7 defaults): raw events (and their
+    """How long each kind of data is kept (docs/configuration.md defaults): raw events (and their
     bookkeeping), hourly snapshots and daily snapshots."""
 
     events: timedelta = timedelta(hours=48)

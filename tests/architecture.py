@@ -122,7 +122,7 @@ FORBIDDEN_IN_PURE = (
 """Modules a pure module may not reach, directly or through any chain of imports."""
 
 ROLLUP_IMPORTERS = frozenset({"wiring"})
-"""Outside rollup/, only the composition roots import it (DESIGN §1)."""
+"""Outside rollup/, only the composition roots import it (docs/layout.md)."""
 
 DRIVER_HOMES = {
     "psycopg": "exporter/storage/postgres/**",

@@ -1,4 +1,5 @@
-"""The event catalog against the DESIGN §3 table, written out here on purpose."""
+"""The event catalog against the catalog table of docs/event-contract.md, written out here
+on purpose."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from exporter.catalog import (
     window_counters_for,
 )
 
-# DESIGN §3, row by row: event_type -> (stage, kind).
+# the catalog in event-contract.md, row by row: event_type -> (stage, kind).
 EXPECTED: dict[str, tuple[str | None, str]] = {
     "artifact_received": ("ingestion", "artifact_start"),
     "artifact_status_changed": (None, "info"),

@@ -1,4 +1,5 @@
-"""Derived durations (DESIGN §2 precedence steps 3 and 4): lookups, batch starts, filling."""
+"""Derived durations (docs/event-contract.md, precedence steps 3 and 4): lookups, batch
+starts, filling."""
 
 from __future__ import annotations
 

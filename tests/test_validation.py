@@ -1,5 +1,6 @@
-"""Per-item validation: every DESIGN §2 field rule, the time horizon, duration precedence
-and batch isolation. Each rejection must name the field path and a machine reason."""
+"""Per-item validation: every field rule of docs/event-contract.md, the time horizon,
+duration precedence and batch isolation. Each rejection must name the field path and a
+machine reason."""
 
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ def test_validate_item_accepts_metadata_at_the_limit(metadata: dict[str, Any]) -
     assert event.metadata == Metadata(**metadata)
 
 
-# (overrides, field path, reason) — one row per DESIGN §2 rule.
+# (overrides, field path, reason) — one row per docs/event-contract.md rule.
 REJECTIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"event_id": ""}, "event_id", "invalid_value"),
     ({"event_id": "x" * 129}, "event_id", "invalid_value"),
