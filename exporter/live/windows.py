@@ -6,6 +6,7 @@ window read sums at most 60 of them, so reads never scan events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -59,14 +60,16 @@ class MinuteWindows:
             self.add(scope, minute_ms, counter, value)
 
     def totals(self, scope: str, now_ms: int) -> dict[str, float]:
-        """Each window counter summed over the window holding ``now_ms`` (0 for unseen)."""
+        """Each window counter summed over the window holding ``now_ms`` (0 for unseen).
+        Sums are exact (``math.fsum``), so they do not depend on the order the buckets were
+        filled in: a restored replica and one that applied the same commits live agree."""
         bounds = window_bounds(now_ms)
-        sums = [0.0] * len(WINDOW_COUNTERS)
+        parts: list[list[float]] = [[] for _ in WINDOW_COUNTERS]
         for key, value in self._scopes.get(scope, {}).items():
             index = key % MINUTE_MS
             if bounds.start_ms <= key - index < bounds.end_ms:
-                sums[index] += value
-        return dict(zip(WINDOW_COUNTERS, sums, strict=True))
+                parts[index].append(value)
+        return dict(zip(WINDOW_COUNTERS, map(math.fsum, parts), strict=True))
 
     def scopes(self) -> Iterable[str]:
         return self._scopes.keys()
