@@ -25,6 +25,7 @@ ALERTS = [
     "VoicePipelineCircuitBreakerOpen",
     "VoicePipelineInactive",
     "VoxmonDown",
+    "VoxmonReplicaDown",
     "VoxmonRollupFailing",
     "VoxmonRollupStale",
     "VoxmonStorageUnhealthy",
@@ -39,6 +40,7 @@ RECORDS = [
     "voice_pipeline:end_to_end_duration_seconds:p95_rate30m",
     "stage:voice_pipeline_stage_latency_window_seconds:p95",
     "voice_pipeline:end_to_end_latency_window_seconds:p95",
+    "voice_pipeline:circuit_breaker_open:latest",
 ]
 
 

@@ -386,6 +386,7 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
         "VoicePipelineCircuitBreakerOpen": 60,
         "VoicePipelineInactive": 300,
         "VoxmonDown": 120,
+        "VoxmonReplicaDown": 300,
         "VoxmonRollupFailing": 0,
         "VoxmonRollupStale": 300,
         "VoxmonStorageUnhealthy": 0,
@@ -396,7 +397,7 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
 
 def test_every_recording_rule_returns_data(fed: Stack) -> None:
     records = [rule["name"] for rule in fed.rules()["voice-pipeline-recording"]["rules"]]
-    assert len(records) == 8
+    assert len(records) == 9
     assert settle(lambda: without_data(fed, records), fed.deadline) == {}
 
 

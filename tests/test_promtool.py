@@ -35,13 +35,14 @@ def test_prometheus_config_passes_promtool_check_config() -> None:
 def test_alert_rules_pass_promtool_check_rules() -> None:
     result = run("check", "rules", "alert_rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 23 rules found" in result.stdout
+    assert "SUCCESS: 25 rules found" in result.stdout
 
 
 def test_alert_rule_unit_tests_pass_promtool_test_rules() -> None:
     assert [path.name for path in UNIT_TESTS] == [
         "pipeline_alerts.yml",
         "recording_rules.yml",
+        "two_replicas.yml",
         "voxmon_alerts.yml",
     ]
     result = run("test", "rules", *(str(path.relative_to(ROOT)) for path in UNIT_TESTS))
