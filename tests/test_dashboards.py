@@ -23,6 +23,7 @@ from tests.dashboards import (
     targets,
     variable,
 )
+from tests.rules import replica_problems
 
 PROVISIONING = ROOT / "grafana" / "provisioning"
 
@@ -85,11 +86,47 @@ def test_dashboard_query_counts() -> None:
         for name, d in DASHBOARDS.items()
     }
     assert counts == {
-        "voxmon-daemon-health.json": (17, 0),
+        "voxmon-daemon-health.json": (22, 0),
         "voxmon-organisations.json": (8, 5),
         "voxmon-overview.json": (23, 6),
         "voxmon-stages.json": (10, 3),
     }
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dashboard_queries_hold_with_several_replicas(name: str) -> None:
+    """Shared-state gauges under a max over instances, per-replica counters summed
+    (tests/rules.py classifies every metric), so no panel doubles with two replicas."""
+    problems = {
+        f"{panel['title']} / {target['refId']}": replica_problems(target["expr"])
+        for panel, target in targets(DASHBOARDS[name], PROMETHEUS)
+    }
+    assert {where: found for where, found in problems.items() if found} == {}
+
+
+def test_replicas_row_names_the_leader_and_shows_each_replica() -> None:
+    dashboard = DASHBOARDS["voxmon-daemon-health.json"]
+    (row,) = [p for p in panels(dashboard) if p["type"] == "row" and p["title"] == "Replicas"]
+    below = sorted(
+        (p for p in panels(dashboard) if p["gridPos"]["y"] == row["gridPos"]["y"] + 1),
+        key=lambda p: p["gridPos"]["x"],
+    )
+    found = [(p["title"], [(t["expr"], t["legendFormat"]) for t in p["targets"]]) for p in below]
+    assert found == [
+        ("Job leader", [("voxmon_instance_info and on (instance, job) (voxmon_leader == 1)",
+                         "{{instance_id}}")]),
+        ("Accepted events by replica", [(
+            'sum by (instance) (rate(voxmon_ingest_events_total{result="accepted"}'
+            "[$__rate_interval]))", "{{instance}}")]),
+        ("Storage healthy by replica", [("min by (instance) (voxmon_storage_healthy)",
+                                         "{{instance}}")]),
+        ("Job leader by replica", [("max by (instance) (voxmon_leader)", "{{instance}}")]),
+    ]  # fmt: skip
+    assert sum(p["gridPos"]["w"] for p in below) == 24
+    assert (below[0]["targets"][0]["instant"], below[0]["options"]["textMode"]) == (True, "name")
+    (up,) = [p for p in panels(dashboard) if p["title"] == "Replicas up"]
+    assert [t["expr"] for t in up["targets"]] == ['sum(up{job="voxmon"})',
+                                                  'sum(1 - up{job="voxmon"})']  # fmt: skip
 
 
 def test_history_panels_read_the_history_api_over_their_own_range() -> None:

@@ -7,6 +7,11 @@ The Prometheus binary then scrapes it every second with a copy of ``alert_rules.
 Prometheus's HTTP API. Counters are created by a warm-up batch and moved by later batches,
 so every rate sees an increase. Each wait polls with a deadline; both processes are always
 stopped.
+
+A second stack runs two replicas on one fresh PostgreSQL database, both scraped under the
+job ``voxmon``: the events are counted once over the replicas, the shared gauges are not
+doubled by the dashboards and the rules, one replica leads, and one replica down is
+VoxmonReplicaDown, not VoxmonDown.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.backends import fresh_database
 from tests.dashboards import (
     DASHBOARDS,
     HISTORY_PATH,
@@ -201,16 +207,19 @@ def baseline_history(now: datetime) -> list[dict[str, Any]]:
     return events
 
 
-def rules_copy(target: Path) -> Path:
-    """alert_rules.yml with HIGH_FAILURE's ``for:`` set to SHORT_FOR (never the shipped file)."""
-    current, replaced, lines = None, 0, []
+def rules_copy(target: Path, alerts: tuple[str, ...] = (HIGH_FAILURE,)) -> Path:
+    """alert_rules.yml with the ``for:`` of ``alerts`` set to SHORT_FOR (never the shipped
+    file)."""
+    current, replaced, lines = None, [], []
     for line in (ROOT / "alert_rules.yml").read_text(encoding="utf-8").splitlines(keepends=True):
         if match := re.match(r"\s+- (?:alert|record): (\S+)", line):
             current = match[1]
-        if current == HIGH_FAILURE and re.match(r"\s+for: ", line):
-            line, replaced = re.sub(r"for: \S+", f"for: {SHORT_FOR}", line), replaced + 1
+        if current in alerts and re.match(r"\s+for: ", line):
+            line = re.sub(r"for: \S+", f"for: {SHORT_FOR}", line)
+            replaced.append(current)
         lines.append(line)
-    assert replaced == 2, "expected the warning and the critical rule"
+    assert set(replaced) == set(alerts), replaced
+    assert replaced.count(HIGH_FAILURE) in (0, 2), "expected the warning and the critical rule"
     target.write_text("".join(lines), encoding="utf-8")
     return target
 
@@ -305,7 +314,7 @@ def fed(stack: Stack) -> Stack:
     stack.post_now(
         traffic("warm", now, completed=2, failures=failures, in_flight=1, disambiguating=1)
     )
-    accepted = accepted_events(stack)
+    accepted = accepted_events(stack.voxmon)
     poll(lambda: stack.value("sum(voice_pipeline_events_total)") == accepted,
          "Prometheus to scrape the warm-up batch", stack.deadline)  # fmt: skip
     stack.post_now(traffic("steady", now, completed=30,
@@ -334,9 +343,9 @@ def target_health(stack: Stack) -> str | None:
     return str(voxmon[0]["health"]) if voxmon else None
 
 
-def accepted_events(stack: Stack) -> float:
-    """Accepted events so far, from voxmon's own exposition."""
-    with urllib.request.urlopen(f"{stack.voxmon}/metrics", timeout=10) as response:
+def accepted_events(voxmon: str) -> float:
+    """Accepted events so far, from the exposition of the voxmon at ``voxmon``."""
+    with urllib.request.urlopen(f"{voxmon}/metrics", timeout=10) as response:
         text = response.read().decode()
     lines = [line for line in text.splitlines() if line.startswith("voice_pipeline_events_total{")]
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
@@ -386,6 +395,7 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
         "VoicePipelineCircuitBreakerOpen": 60,
         "VoicePipelineInactive": 300,
         "VoxmonDown": 120,
+        "VoxmonReplicaDown": 300,
         "VoxmonRollupFailing": 0,
         "VoxmonRollupStale": 300,
         "VoxmonStorageUnhealthy": 0,
@@ -396,7 +406,7 @@ def test_prometheus_scrapes_voxmon_and_loads_the_rules(fed: Stack) -> None:
 
 def test_every_recording_rule_returns_data(fed: Stack) -> None:
     records = [rule["name"] for rule in fed.rules()["voice-pipeline-recording"]["rules"]]
-    assert len(records) == 8
+    assert len(records) == 9
     assert settle(lambda: without_data(fed, records), fed.deadline) == {}
 
 
@@ -408,7 +418,7 @@ def test_every_dashboard_expression_returns_data(fed: Stack) -> None:
             for _, target in targets(d, PROMETHEUS)
         }
     )
-    assert len(exprs) == 54  # 56 queries, 2 repeated across dashboards
+    assert len(exprs) == 58  # 63 queries, 5 repeated
     assert settle(lambda: without_data(fed, exprs), fed.deadline) == {}
     org = variable(DASHBOARDS["voxmon-organisations.json"], "org")
     metric = re.fullmatch(r"label_values\((\w+), org_id\)", org["definition"])
@@ -580,7 +590,7 @@ def test_recorded_p95_and_window_p95_of_a_known_distribution(fed: Stack) -> None
     than 0.3 % (rate extrapolates each bucket to at most its zero point)."""
     durations = fed.transcriptions_s
     assert len(durations) > KNOWN
-    poll(lambda: fed.value("sum(voice_pipeline_events_total)") == accepted_events(fed),
+    poll(lambda: fed.value("sum(voice_pipeline_events_total)") == accepted_events(fed.voxmon),
          "Prometheus to scrape every accepted event", fed.deadline)  # fmt: skip
     seen = time.time()
     poll(lambda: recorded_after(fed, seen), "a recording evaluation after it", fed.deadline)
@@ -595,3 +605,181 @@ def test_recorded_p95_and_window_p95_of_a_known_distribution(fed: Stack) -> None
     assert 18 < truth < 25  # the lognormal's p95 (8 s * e^(1.645 * 0.6) = 21.5 s)
     assert abs(recorded - truth) / truth < 0.05
     assert abs(window - truth) / truth < 0.01
+
+
+QUEUE_DEPTH = "VoicePipelineQueueDepthHigh"
+REPLICA_DOWN = "VoxmonReplicaDown"
+IN_FLIGHT = {"a": 30, "b": 25}
+"""Notes each replica receives that stay in flight (plus one awaiting disambiguation): over
+VoicePipelineQueueDepthHigh's 50 together, under it alone."""
+
+
+@dataclass
+class Replicas:
+    stack: Stack
+    """Queries Prometheus; its ``voxmon`` is replica a."""
+    urls: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]]
+    accepted: int = 0
+    """Unique events accepted over both replicas."""
+    received: int = 0
+    """Notes received (``artifact_received``) over both replicas."""
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    """Replicas a and b of voxmon on one fresh PostgreSQL database, scraped every second as
+    two targets of the job ``voxmon``, with QUEUE_DEPTH's and REPLICA_DOWN's ``for:``
+    shortened."""
+    binary = prometheus_binary()
+    tmp = tmp_path_factory.mktemp("prometheus-replicas")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
+    ports, pport = {"a": free_port(), "b": free_port()}, free_port()
+    targets = ", ".join(f"'127.0.0.1:{port}'" for port in ports.values())
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{rules_copy(tmp / 'alert_rules.yml', (QUEUE_DEPTH, REPLICA_DOWN))}]\n"
+        "scrape_configs:\n"
+        "  - job_name: voxmon\n"
+        f"    static_configs: [{{targets: [{targets}]}}]\n",
+        encoding="utf-8",
+    )
+    prometheus = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                  f"--web.listen-address=127.0.0.1:{pport}"]  # fmt: skip
+    with fresh_database() as url, ExitStack() as stop:
+        deadline = time.monotonic() + WAIT_S
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        processes = {
+            name: stop.enter_context(running(
+                [sys.executable, "-m", "exporter", "serve", "--database-url", url,
+                 "--port", str(port)],
+                tmp / f"voxmon-{name}.log", {**env, "PYTHONPATH": str(ROOT)},
+            ))
+            for name, port in ports.items()
+        }  # fmt: skip
+        stop.enter_context(running(prometheus, tmp / "prometheus.log", env))
+        stack = Stack(urls["a"], f"http://127.0.0.1:{pport}", deadline)
+        for name, base in urls.items():
+            poll(lambda b=base: http("GET", f"{b}/readyz")[0] == 200,
+                 f"replica {name} /readyz (logs in {tmp})", deadline)  # fmt: skip
+        poll(lambda: stack.value('count(up{job="voxmon"} == 1)') == 2,
+             f"both replicas up in Prometheus (logs in {tmp})", deadline)  # fmt: skip
+        yield Replicas(stack, urls, processes)
+
+
+def post_to(replicas: Replicas, name: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    status, body = http("POST", f"{replicas.urls[name]}/v1/events", events)
+    assert status == 200, body
+    result: dict[str, Any] = body
+    return result
+
+
+@pytest.fixture(scope="module")
+def spread(replicas: Replicas) -> Replicas:
+    """Each replica gets its own notes (IN_FLIGHT of them left in flight); replica a's batch
+    is then posted to b again (duplicates across replicas); Prometheus has scraped it all."""
+    now = datetime.now(UTC)
+    batches = {
+        name: traffic(name, now, completed=4, failures={"transcription": "acme"},
+                      in_flight=count, disambiguating=1)
+        for name, count in IN_FLIGHT.items()
+    }  # fmt: skip
+    for name, batch in batches.items():
+        replicas.accepted += int(post_to(replicas, name, batch)["accepted"])
+    assert post_to(replicas, "b", batches["a"])["accepted"] == 0
+    replicas.received = sum(
+        e["event_type"] == "artifact_received" for batch in batches.values() for e in batch
+    )
+    stack = replicas.stack
+    poll(lambda: stack.value("sum(voice_pipeline_events_total)") == replicas.accepted,
+         "Prometheus to scrape both replicas' counters", stack.deadline)  # fmt: skip
+    return replicas
+
+
+def budget(replicas: Replicas) -> Stack:
+    """Prometheus, with a deadline of the test's own (a test that times out does not take
+    the next one's time)."""
+    replicas.stack.deadline = time.monotonic() + WAIT_S
+    return replicas.stack
+
+
+def panel_value(stack: Stack, dashboard: str, title: str) -> float | None:
+    """The value of a single-query panel's expression, through Prometheus."""
+    ((_, target),) = [
+        (p, t) for p, t in targets(DASHBOARDS[dashboard], PROMETHEUS) if p["title"] == title
+    ]
+    return stack.value(promql(target["expr"]))
+
+
+def test_replicas_each_scraped_and_one_holds_the_job_lock(replicas: Replicas) -> None:
+    stack = replicas.stack
+    assert stack.value('count(up{job="voxmon"} == 1)') == 2
+    assert stack.value("sum(voxmon_leader)") == 1
+    ids = {s["metric"]["instance_id"] for s in stack.query("voxmon_instance_info")}
+    assert len(ids) == 2
+    ((_, leader),) = [
+        (p, t)
+        for p, t in targets(DASHBOARDS["voxmon-daemon-health.json"], PROMETHEUS)
+        if p["title"] == "Job leader"
+    ]
+    (found,) = stack.query(leader["expr"])
+    assert found["metric"]["instance_id"] in ids
+
+
+def test_replicas_count_each_event_once_and_share_the_gauges(spread: Replicas) -> None:
+    stack = budget(spread)
+    assert sum(accepted_events(url) for url in spread.urls.values()) == spread.accepted
+    in_flight = sum(IN_FLIGHT.values()) + len(IN_FLIGHT)  # and one awaiting disambiguation
+    # Both replicas export the shared gauges: a sum would double them, the panels do not.
+    expected = {"In flight": in_flight, "Notes received (60 min)": spread.received}
+
+    def wrong() -> dict[str, str]:
+        found = {title: panel_value(stack, "voxmon-overview.json", title) for title in expected}
+        return {title: str(value) for title, value in found.items() if value != expected[title]}
+
+    assert settle(wrong, stack.deadline) == {}
+    assert stack.value("sum(voice_pipeline_inflight_artifacts)") == 2 * in_flight
+    assert stack.value("count(voice_pipeline_stuck_artifacts)") == 2
+
+
+def queue_depth_alerts(stack: Stack) -> list[dict[str, Any]]:
+    alerts = get(f"{stack.prometheus}/api/v1/alerts")["data"]["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == QUEUE_DEPTH]
+
+
+def test_replicas_shared_gauge_alert_fires_once(spread: Replicas) -> None:
+    """57 notes in flight over both replicas (31 + 26: neither alone is over 50): one
+    VoicePipelineQueueDepthHigh, with 57 and no instance label."""
+    stack = budget(spread)
+    (alert,) = poll(lambda: queue_depth_alerts(stack), f"{QUEUE_DEPTH} to be active",
+                    stack.deadline)  # fmt: skip
+    assert "instance" not in alert["labels"]
+    assert float(alert["value"]) == sum(IN_FLIGHT.values()) + len(IN_FLIGHT)
+    assert len(queue_depth_alerts(stack)) == 1
+
+
+def down_alerts(stack: Stack) -> dict[str, list[dict[str, str]]] | None:
+    """Active VoxmonReplicaDown and VoxmonDown alerts' labels, once VoxmonReplicaDown is
+    active."""
+    alerts = get(f"{stack.prometheus}/api/v1/alerts")["data"]["alerts"]
+    found: dict[str, list[dict[str, str]]] = {REPLICA_DOWN: [], "VoxmonDown": []}
+    for alert in alerts:
+        if alert["labels"]["alertname"] in found:
+            found[alert["labels"]["alertname"]].append(alert["labels"])
+    return found if found[REPLICA_DOWN] else None
+
+
+def test_replicas_one_down_is_replica_down_not_voxmon_down(replicas: Replicas) -> None:
+    """Runs last: replica b stops; the dashboard counts it down, VoxmonReplicaDown names it,
+    and VoxmonDown stays silent while a serves."""
+    stack = budget(replicas)
+    replicas.processes["b"].terminate()
+    replicas.processes["b"].wait(timeout=10)
+    found = poll(lambda: down_alerts(stack), f"{REPLICA_DOWN} to be active", stack.deadline)
+    b_target = replicas.urls["b"].removeprefix("http://")
+    assert [labels["instance"] for labels in found[REPLICA_DOWN]] == [b_target]
+    assert found["VoxmonDown"] == []
+    up = [t for p, t in targets(DASHBOARDS["voxmon-daemon-health.json"], PROMETHEUS)
+          if p["title"] == "Replicas up"]  # fmt: skip
+    assert [stack.value(t["expr"]) for t in up] == [1, 1]

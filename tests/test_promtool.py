@@ -8,7 +8,18 @@ import subprocess
 
 import pytest
 
-from tests.rules import ALERTS, DOCS, RECORDS, ROOT, RULES, RUNBOOK_BASE, UNIT_TESTS, promtool
+from tests.rules import (
+    ALERTS,
+    DOCS,
+    RECORDS,
+    ROOT,
+    RULES,
+    RUNBOOK_BASE,
+    UNIT_TESTS,
+    expressions,
+    promtool,
+    replica_problems,
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,13 +46,14 @@ def test_prometheus_config_passes_promtool_check_config() -> None:
 def test_alert_rules_pass_promtool_check_rules() -> None:
     result = run("check", "rules", "alert_rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 23 rules found" in result.stdout
+    assert "SUCCESS: 25 rules found" in result.stdout
 
 
 def test_alert_rule_unit_tests_pass_promtool_test_rules() -> None:
     assert [path.name for path in UNIT_TESTS] == [
         "pipeline_alerts.yml",
         "recording_rules.yml",
+        "two_replicas.yml",
         "voxmon_alerts.yml",
     ]
     result = run("test", "rules", *(str(path.relative_to(ROOT)) for path in UNIT_TESTS))
@@ -98,3 +110,41 @@ def unit_test_cases() -> dict[str, set[str]]:
 
 def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
     assert unit_test_cases() == {alert: {"fires", "silent"} for alert in ALERTS}
+
+
+def test_rules_hold_with_several_replicas() -> None:
+    """Shared-state gauges under a max over instances, per-replica counters summed over
+    instances (tests/rules.py classifies every metric the rules read)."""
+    exprs = expressions(RULES.read_text(encoding="utf-8"))
+    assert len(exprs) == len(RECORDS) + len(ALERTS) + 1  # HighFailureRate twice
+    assert {expr: replica_problems(expr) for expr in exprs if replica_problems(expr)} == {}
+
+
+@pytest.mark.parametrize(
+    ("expr", "problems"),
+    [
+        ("max without (instance) (voice_pipeline_stuck_artifacts) > 0", []),
+        ("sum(max by (stage) (voice_pipeline_inflight_artifacts))", []),
+        ("voice_pipeline_stuck_artifacts > 0",
+         ["voice_pipeline_stuck_artifacts: shared state under nothing, not a max over instances"]),
+        ("sum without (stage) (voice_pipeline_inflight_artifacts)",
+         ["voice_pipeline_inflight_artifacts: shared state under sum without (stage), not a max"
+          " over instances"]),
+        ("max by (instance) (voxmon_database_size_bytes)",
+         ["voxmon_database_size_bytes: shared state under max by (instance), not a max over"
+          " instances"]),
+        ('max without (instance) (increase(voxmon_rollup_runs_total{result="failure"}[90m]))', []),
+        ("histogram_quantile(0.95, sum by (le) (rate(voxmon_commit_duration_seconds_bucket[5m])))",
+         []),
+        ("sum by (instance) (rate(voxmon_ingest_events_total[5m]))", []),
+        ("sum without (result) (rate(voxmon_ingest_events_total[15m]))",
+         ["voxmon_ingest_events_total: counter under sum without (result), not summed over"
+          " instances"]),
+        ("max by (stage) (rate(voice_pipeline_stage_outcomes_total[5m]))",
+         ["voice_pipeline_stage_outcomes_total: counter under max by (stage), not summed over"
+          " instances"]),
+        ("max(voxmon_something_new)", ["voxmon_something_new: not classified in tests/rules.py"]),
+    ],
+)  # fmt: skip
+def test_replica_problems_finds_wrong_aggregations(expr: str, problems: list[str]) -> None:
+    assert replica_problems(expr) == problems
