@@ -179,11 +179,12 @@ def job_status(replica: Replica, name: str) -> dict[str, Any]:
 
 
 def ran_since(replica: Replica, name: str, since: datetime) -> bool:
-    """Whether ``replica`` ran job ``name`` last, at or after ``since``."""
-    status = job_status(replica, name)
-    last = status["last_run"]
-    when = last and datetime.fromisoformat(last["last_run"].replace("Z", "+00:00"))
-    return status["instance"] == replica.instance_id and bool(when) and when >= since
+    """Whether ``replica`` logged a scheduled run of job ``name`` started at ``since`` or later."""
+    return any(
+        (line.job, line.trigger, line.instance) == (name, "schedule", replica.instance_id)
+        and line.started >= since
+        for line in job_lines(dict.fromkeys(replica.logs, 0))
+    )
 
 
 # ---- job log lines -------------------------------------------------------------------------
