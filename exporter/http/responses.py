@@ -192,6 +192,9 @@ class JobRun(msgspec.Struct, kw_only=True):
     rows_written: int
     windows: str
     trigger: Annotated[str, msgspec.Meta(description="schedule, api or cli")]
+    instance: Annotated[
+        str, msgspec.Meta(description="instance_id of the replica that ran it (cli@host: the CLI)")
+    ]
 
 
 class SkippedRange(msgspec.Struct):

@@ -69,4 +69,5 @@ def job_run_body(run: JobRun) -> JobRunBody:
         rows_written=run.rows_written,
         windows=run.windows,
         trigger=run.trigger,
+        instance=run.instance,
     )
