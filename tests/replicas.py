@@ -171,11 +171,11 @@ def one_leader(replicas: Sequence[Replica]) -> Replica:
 
 
 def job_status(replica: Replica, name: str) -> dict[str, Any]:
-    """Job ``name`` in ``GET /v1/rollups`` (the shared job runs, whichever replica answers),
-    with ``instance``: the replica that ran its last run."""
+    """Job ``name`` in ``GET /v1/rollups`` (the shared job runs, whichever replica answers);
+    ``last_run.instance`` is the replica that ran its last run."""
     jobs = get_json(replica, "/v1/rollups")["jobs"]
     found: dict[str, Any] = next(j for j in jobs if j["job"] == name)
-    return {**found, "instance": found.get("instance", (found["last_run"] or {}).get("instance"))}
+    return found
 
 
 def ran_since(replica: Replica, name: str, since: datetime) -> bool:

@@ -297,4 +297,4 @@ def test_killed_leader_next_hourly_job_runs_once_on_another_replica(tmp_path: Pa
     assert {line.log for line in lines} <= set(successor.logs)
     assert set(fires.values()) == {1} and len(fires) >= 2  # the catch-up, then each fire
     assert (before or 0) + len(lines) == after
-    assert status["instance"] == successor.instance_id
+    assert status["last_run"]["instance"] == successor.instance_id
