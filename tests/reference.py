@@ -1,5 +1,6 @@
 """A randomized pipeline stream and the brute-force recomputation of every snapshot part
-from the raw event rows: the reference the rollups and the range summary are checked against."""
+from the raw event rows: the reference the rollups and the range summary are checked against,
+and the comparison of every stored snapshot with it (on either backend)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import random
 import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from rollup.codec import decode_parts
+from rollup.parts import SnapshotParts, derived
+from tests.backends import rows
 
 
 def iso(when: datetime) -> str:
@@ -124,6 +132,26 @@ def system_events(rng: random.Random, start: datetime, hours: int) -> list[dict[
     return out
 
 
+def recent_batches(now: datetime, notes: int, seed: int) -> list[list[dict[str, Any]]]:
+    """Batches of 100 events before ``now`` (real time, within event retention), two of
+    them delivered twice inside the batch and 5 % delivered again in another batch:
+    ``notes`` voice notes over the closed hours of the last day, a fifth of them within the
+    last hour (the live window), and 60 system events."""
+    rng = random.Random(seed)
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=25)
+    latest = now - timedelta(minutes=10)  # a note lasts minutes: none ends in the future
+    events: list[dict[str, Any]] = []
+    for n in range(notes):
+        earliest = now - timedelta(minutes=55) if n % 5 == 0 else first
+        events += note_events(rng, n, earliest + (latest - earliest) * rng.random())
+    events += system_events(rng, first, 24)  # up to the current hour: closed hours only
+    rng.shuffle(events)
+    events += rng.sample(events, len(events) // 20)
+    rng.shuffle(events)
+    batches = [events[i : i + 100] for i in range(0, len(events), 100)]
+    return [batch + rng.sample(batch, min(2, len(batch))) for batch in batches]
+
+
 SUCCESS = {s: success for s, _, success, _ in STAGE_FLOW}
 
 
@@ -187,3 +215,65 @@ def reference(rows: list[sqlite3.Row]) -> dict[str, Any]:
 def exact_quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q * len(ordered))) - 1] if ordered else 0.0
+
+
+def assert_matches(parts: SnapshotParts, ref: dict[str, Any], where: str) -> None:
+    counts, lats = ref["counts"], ref["latencies"]
+    got: dict[str, Any] = {
+        name: getattr(parts, name) for name in counts if "." not in name and hasattr(parts, name)
+    }
+    for stage, sp in parts.stages.items():
+        got |= {f"{stage}.started": sp.started, f"{stage}.succeeded": sp.succeeded,
+                f"{stage}.failed": sp.failed, f"{stage}.ai_cost_usd": sp.ai_cost_usd}  # fmt: skip
+    got["cost.ingestion"] = parts.stage_ai_cost_usd["ingestion"]
+    got["cost.confirmation"] = parts.stage_ai_cost_usd["confirmation"]
+    assert set(got) == set(counts), where
+    for name, value in counts.items():
+        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-9), f"{where} {name}"
+    fields = derived(parts)
+    digests = {**{s: sp.latency for s, sp in parts.stages.items()}, "end_to_end": parts.end_to_end}
+    for name, values in lats.items():
+        digest = digests[name]
+        assert digest.count == len(values), f"{where} {name} count"
+        assert digest.sum == pytest.approx(sum(values), rel=1e-9), f"{where} {name} sum"
+        prefix = f"{name}_latency"
+        avg = sum(values) / len(values) if values else 0.0
+        assert fields[f"{prefix}_avg_ms"] == pytest.approx(avg, rel=1e-9), f"{where} {name}"
+        for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            exact = exact_quantile(values, q)
+            assert fields[f"{prefix}_{label}_ms"] == pytest.approx(exact, rel=0.01, abs=1e-9), (
+                f"{where} {name} {label}"
+            )
+    done, failed = counts["artifacts_completed"], counts["artifacts_failed"]
+    assert fields["failure_rate"] == (failed / (done + failed) if done + failed else 0.0)
+    entities = counts["entity_count_sum"]
+    auto = counts["auto_resolved_sum"]
+    assert fields["auto_resolution_rate"] == (auto / entities if entities else 0.0)
+    received = counts["artifacts_received"]
+    assert fields["avg_cost_per_artifact_usd"] == pytest.approx(
+        counts["ai_cost_usd"] / received if received else 0.0, rel=1e-9
+    )
+
+
+def check_all_snapshots(database_url: str, tmp_path: Path) -> tuple[int, int]:
+    """Compare every hourly and daily snapshot with the reference; returns rows checked."""
+    events = rows(database_url, tmp_path, "SELECT * FROM events")
+    checked = {"hourly": 0, "daily": 0}
+    for period, size in (("hourly", 3_600_000), ("daily", 86_400_000)):
+        snaps = rows(
+            database_url,
+            tmp_path,
+            "SELECT period_start_ms, scope, parts FROM snapshots WHERE period = ?",
+            period,
+        )
+        windows = {s["period_start_ms"] for s in snaps}
+        for start in windows:
+            inside = [e for e in events if start <= e["ts_ms"] < start + size]
+            scopes = {s["scope"]: s["parts"] for s in snaps if s["period_start_ms"] == start}
+            expected_scopes = {""} | {e["org_id"] for e in inside if e["org_id"]}
+            assert set(scopes) == expected_scopes, (period, start)
+            for scope, blob in scopes.items():
+                mine = [e for e in inside if not scope or e["org_id"] == scope]
+                assert_matches(decode_parts(blob), reference(mine), f"{period} {start} {scope!r}")
+                checked[period] += 1
+    return checked["hourly"], checked["daily"]

@@ -12,23 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from exporter.catalog import EVENT_TYPES
 from exporter.timestamps import datetime_to_ms, parse_timestamp
 from rollup import jobs
-from rollup.codec import decode_parts
-from rollup.parts import SnapshotParts, derived
 from rollup.windows import Retention
-from tests.backends import both, rows, store_for
-from tests.reference import (
-    NOW,
-    SUCCESS,
-    exact_quantile,
-    note_events,
-    reference,
-    system_events,
-)
+from tests.backends import both, store_for
+from tests.reference import NOW, SUCCESS, check_all_snapshots, note_events, system_events
 from tests.tools import FakeClock
 
 
@@ -46,71 +35,7 @@ def stream(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return events[:split], events[split:]
 
 
-# ---- the brute-force reference -------------------------------------------------------------
-
 SUCCESS["entity_resolution_alt"] = "entity_needs_disambiguation"
-
-
-def assert_matches(parts: SnapshotParts, ref: dict[str, Any], where: str) -> None:
-    counts, lats = ref["counts"], ref["latencies"]
-    got: dict[str, Any] = {
-        name: getattr(parts, name) for name in counts if "." not in name and hasattr(parts, name)
-    }
-    for stage, sp in parts.stages.items():
-        got |= {f"{stage}.started": sp.started, f"{stage}.succeeded": sp.succeeded,
-                f"{stage}.failed": sp.failed, f"{stage}.ai_cost_usd": sp.ai_cost_usd}  # fmt: skip
-    got["cost.ingestion"] = parts.stage_ai_cost_usd["ingestion"]
-    got["cost.confirmation"] = parts.stage_ai_cost_usd["confirmation"]
-    assert set(got) == set(counts), where
-    for name, value in counts.items():
-        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-9), f"{where} {name}"
-    fields = derived(parts)
-    digests = {**{s: sp.latency for s, sp in parts.stages.items()}, "end_to_end": parts.end_to_end}
-    for name, values in lats.items():
-        digest = digests[name]
-        assert digest.count == len(values), f"{where} {name} count"
-        assert digest.sum == pytest.approx(sum(values), rel=1e-9), f"{where} {name} sum"
-        prefix = f"{name}_latency"
-        avg = sum(values) / len(values) if values else 0.0
-        assert fields[f"{prefix}_avg_ms"] == pytest.approx(avg, rel=1e-9), f"{where} {name}"
-        for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-            exact = exact_quantile(values, q)
-            assert fields[f"{prefix}_{label}_ms"] == pytest.approx(exact, rel=0.01, abs=1e-9), (
-                f"{where} {name} {label}"
-            )
-    done, failed = counts["artifacts_completed"], counts["artifacts_failed"]
-    assert fields["failure_rate"] == (failed / (done + failed) if done + failed else 0.0)
-    entities = counts["entity_count_sum"]
-    auto = counts["auto_resolved_sum"]
-    assert fields["auto_resolution_rate"] == (auto / entities if entities else 0.0)
-    received = counts["artifacts_received"]
-    assert fields["avg_cost_per_artifact_usd"] == pytest.approx(
-        counts["ai_cost_usd"] / received if received else 0.0, rel=1e-9
-    )
-
-
-def check_all_snapshots(database_url: str, tmp_path: Path) -> tuple[int, int]:
-    """Compare every hourly and daily snapshot with the reference; returns rows checked."""
-    events = rows(database_url, tmp_path, "SELECT * FROM events")
-    checked = {"hourly": 0, "daily": 0}
-    for period, size in (("hourly", 3_600_000), ("daily", 86_400_000)):
-        snaps = rows(
-            database_url,
-            tmp_path,
-            "SELECT period_start_ms, scope, parts FROM snapshots WHERE period = ?",
-            period,
-        )
-        windows = {s["period_start_ms"] for s in snaps}
-        for start in windows:
-            inside = [e for e in events if start <= e["ts_ms"] < start + size]
-            scopes = {s["scope"]: s["parts"] for s in snaps if s["period_start_ms"] == start}
-            expected_scopes = {""} | {e["org_id"] for e in inside if e["org_id"]}
-            assert set(scopes) == expected_scopes, (period, start)
-            for scope, blob in scopes.items():
-                mine = [e for e in inside if not scope or e["org_id"] == scope]
-                assert_matches(decode_parts(blob), reference(mine), f"{period} {start} {scope!r}")
-                checked[period] += 1
-    return checked["hourly"], checked["daily"]
 
 
 @both
