@@ -689,7 +689,9 @@ def spread(replicas: Replicas) -> Replicas:
         replicas.accepted += int(post_to(replicas, name, batch)["accepted"])
     assert post_to(replicas, "b", batches["a"])["accepted"] == 0
     replicas.received = sum(
-        e["event_type"] == "artifact_received" for batch in batches.values() for e in batch
+        e["event_type"] == "artifact_received" and "timestamp" in e  # the invalid item is not
+        for batch in batches.values()
+        for e in batch
     )
     stack = replicas.stack
     poll(lambda: stack.value("sum(voice_pipeline_events_total)") == replicas.accepted,
