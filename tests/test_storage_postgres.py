@@ -19,6 +19,7 @@ from exporter.model import Event
 from exporter.settings import Settings
 from exporter.storage.location import Location
 from exporter.storage.postgres.connection import connect
+from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
 from exporter.storage.postgres.schema import MIGRATIONS
 from exporter.storage.postgres.store import PgStore
@@ -189,3 +190,22 @@ def test_cli_cleanup_with_database_url_drops_expired_days(tmp_path: Path) -> Non
         assert done.returncode == 0, done.stderr
         assert "cleanup deleted: events=1, artifacts=0" in done.stdout
         assert rows(url, tmp_path, "SELECT count(*) AS n FROM events") == [{"n": 0}]
+
+
+async def test_a_connection_the_server_ended_is_replaced_on_its_next_use() -> None:
+    """The rollup jobs' connection has no health probe: after the server ended its backend
+    (a restart, pg_terminate_backend) the use that finds it gone fails, the next reconnects
+    (every job failed until voxmon was restarted)."""
+    with fresh_database() as url:
+        db = await PgDatabase.open(url, "r1")
+        try:
+            pid = await db.run(lambda s: s.connection.info.backend_pid)
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(psycopg.OperationalError):
+                await db.run(lambda s: s.connection.execute("SELECT 1"))
+            again = await db.run(lambda s: s.connection.execute("SELECT 1").fetchone())
+            assert again == (1,)
+            assert await db.run(lambda s: s.connection.info.backend_pid) != pid
+        finally:
+            await db.close()

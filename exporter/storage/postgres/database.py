@@ -45,19 +45,27 @@ class PgDatabase:
     ) -> T:
         """Run ``fn(store, *args)`` on the database thread and return its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(self._store, *args, **kwargs))
+        return await loop.run_in_executor(self._executor, lambda: fn(self._live(), *args, **kwargs))
 
     def call(
         self, fn: Callable[Concatenate[PgStore, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run ``fn(store, *args)`` on the database thread and block until it returns (from
         other worker threads only: a rollup job queues its writes behind ingest commits)."""
-        return self._executor.submit(lambda: fn(self._store, *args, **kwargs)).result()
+        return self._executor.submit(lambda: fn(self._live(), *args, **kwargs)).result()
 
     async def reopen(self) -> None:
         """Replace the connection with a fresh one (after the server went away); the old
         one is kept if the new one cannot be opened."""
-        await self.run(lambda _store: self._swap())
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._swap)
+
+    def _live(self) -> PgStore:
+        """The store, on a fresh connection when the server closed the last one (a
+        terminated backend, a restarted server): the rollup jobs' connection has no health
+        probe to reopen it, and without this every later job failed until a restart."""
+        if self._store.connection.closed:
+            self._swap()
+        return self._store
 
     def _swap(self) -> None:
         fresh = PgStore(connect(self.url, create=False), self.instance)
