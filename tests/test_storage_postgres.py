@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from exporter.errors import ConfigError
 from exporter.model import Event
 from exporter.settings import Settings
 from exporter.storage.location import Location
+from exporter.storage.postgres import connection
 from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
@@ -209,3 +211,20 @@ async def test_a_connection_the_server_ended_is_replaced_on_its_next_use() -> No
             assert await db.run(lambda s: s.connection.info.backend_pid) != pid
         finally:
             await db.close()
+
+
+def test_a_writer_stalled_inside_its_transaction_releases_the_write_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica paused mid-commit (SIGSTOP, a frozen VM) must not hold the write lock, and
+    with it every replica's ingest, for as long as it stays paused."""
+    monkeypatch.setattr(connection, "IDLE_IN_TRANSACTION_S", 1)
+    with fresh_database() as url, closing(connect(url)) as stalled, closing(connect(url)) as other:
+        stalled.execute("BEGIN")  # a commit's start: the write lock taken, then nothing
+        stalled.execute("SELECT pg_advisory_xact_lock(%s)", (connection.WRITE_LOCK,))
+        other.execute("SET lock_timeout = '30s'")  # without the timeout: LockNotAvailable
+        with connection.transaction(other):
+            row = other.execute("SELECT 1").fetchone()
+        assert row == (1,)
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            stalled.execute("SELECT 1")

@@ -15,6 +15,11 @@ from exporter.storage.postgres.schema import migrate
 
 Connection = psycopg.Connection[TupleRow]
 WRITE_LOCK = 0x766F786D7772  # one writer at a time per database (phase 1: one replica)
+IDLE_IN_TRANSACTION_S = 60
+"""The server ends a session left idle inside a transaction this long. A write transaction
+holds the write lock every replica's commits wait for: a replica paused, frozen or cut off
+mid-commit would otherwise stop ingest on all of them until it came back (or, for a vanished
+host, until the server's TCP keepalive gave up, hours later)."""
 
 
 def connect(url: str, *, create: bool = True) -> Connection:
@@ -22,6 +27,7 @@ def connect(url: str, *, create: bool = True) -> Connection:
     schema, without it (commands on an existing database) refuse an empty database."""
     conn = psycopg.connect(url, autocommit=True, application_name="voxmon")
     try:
+        conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
         if create:
             migrate(conn)
         else:
