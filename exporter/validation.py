@@ -134,7 +134,13 @@ def _known_type(name: str) -> EventType:
 _IDS = ("event_id", "artifact_id", "org_id", "voice_note_id", "coach_user_id")
 
 
+_TEXT = (*_IDS, "stage", "previous_status", "new_status", "error_code", "error_message")
+
+
 def _check_ids(wire: WireEvent, event_type: EventType) -> None:
+    for name in _TEXT:  # PostgreSQL text cannot hold U+0000: refused on every backend alike
+        if (value := getattr(wire, name)) is not None and "\x00" in value:
+            raise ItemInvalid("invalid_value", name, f"{name} must not contain U+0000 (NUL)")
     if _blank(wire):
         name = next(n for n in _IDS if (v := getattr(wire, n)) is not None and v.isspace())
         raise ItemInvalid("invalid_value", name, f"{name} must not be blank")

@@ -224,6 +224,23 @@ async def test_blank_and_reserved_ids_are_rejected(start_app: Any, field: str, v
     assert body["rejected"][0]["errors"][0]["field"] == field
 
 
+@pytest.mark.parametrize("field", ["org_id", "event_id", "error_message", "stage"])
+async def test_a_nul_character_is_refused_per_item_on_every_backend(
+    start_app: Any, field: str
+) -> None:
+    """PostgreSQL text cannot hold U+0000: refusing the item (not failing the commit) keeps
+    the rest of the batch, and SQLite answers the same."""
+    client = await start_app()
+    bad = make_event(**{field: "a\u0000b"})
+    response = await client.post("/v1/events", json=[make_event(), bad])
+    assert response.status == 200
+    body = await response.json()
+    assert body["accepted"] == 1
+    assert body["rejected"][0]["index"] == 1
+    assert body["rejected"][0]["errors"][0]["field"] == field
+    assert "U+0000" in body["rejected"][0]["errors"][0]["message"]
+
+
 @sqlite_only
 async def test_a_poisoning_client_never_fails_anyone_else(
     start_app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

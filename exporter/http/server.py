@@ -129,7 +129,8 @@ class _Handler(RequestHandler):
         """Write the answer within the send timeout, else abort the connection (True: the
         client is gone, so aiohttp stops serving it)."""
         server = self._manager
-        assert isinstance(server, _Server)
+        if not isinstance(server, _Server):  # the client hung up: aiohttp dropped the manager
+            return await super().finish_response(request, resp, start_time)
         try:
             async with asyncio.timeout(server.voxmon_send_timeout_s):
                 return await super().finish_response(request, resp, start_time)
