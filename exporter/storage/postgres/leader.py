@@ -97,7 +97,10 @@ class PgLeadership:
                     "SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)
                 ).fetchone()
                 self.leading = bool(row and row[0])
-        except (psycopg.Error, StartupError) as exc:
+        except StartupError as exc:  # another live process took this name meanwhile
+            log.error("cannot take back this replica's name: %s", exc)
+            self._disconnect()
+        except psycopg.Error as exc:
             if self.leading or self._conn is not None:
                 log.warning("job lock connection lost: %s", exc)
             self._disconnect()
