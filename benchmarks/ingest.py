@@ -217,17 +217,30 @@ class Daemon:
     """``voxmon serve`` in a subprocess on loopback with default settings; stopped (SIGTERM,
     which drains the ingest queue) on exit from the ``with`` block, killed if it hangs."""
 
-    def __init__(self, workdir: Path, db: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        db: Path | str,
+        *,
+        name: str = "daemon",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``db``: the SQLite file, or a ``postgresql://`` URL (``--database-url``); ``env``:
+        ``VOXMON_*`` settings; ``name``: the log file's (one daemon per name in ``workdir``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log_path = workdir / "daemon.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--host",
+        self._log_path = workdir / f"{name}.log"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
+        environ.update(env or {})
+        environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), environ.get("PYTHONPATH")])
+        )
+        storage = "--database-url" if str(db).startswith("postgresql://") else "--db"
+        command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
                    "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]  # fmt: skip
         with self._log_path.open("wb") as log:
             # cwd = the temporary directory, so no ./voxmon.toml is picked up
-            self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)
+            self._proc = subprocess.Popen(command, cwd=workdir, env=environ, stdout=log, stderr=log)
 
     def __enter__(self) -> Daemon:
         try:
@@ -431,11 +444,17 @@ async def commit_totals(base: str) -> dict[str, float]:
     """The daemon's own group-commit histogram sums and count, from ``/metrics``."""
     async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
         text = await response.text()
-    values = dict(line.split(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    try:
-        return {name: float(values[name]) for name in COMMIT_SERIES}
-    except KeyError as exc:
-        raise BenchError(f"/metrics has no {exc}") from None
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, value = line.rsplit(" ", 1)
+            name = sample.split("{", 1)[0]  # labelled samples of one family add up
+            if name in COMMIT_SERIES:
+                totals[name] = totals.get(name, 0.0) + float(value)
+    missing = [name for name in COMMIT_SERIES if name not in totals]
+    if missing:
+        raise BenchError(f"/metrics has no {missing[0]!r}")
+    return totals
 
 
 def verify_stored(db: Path, expected: int) -> None:
@@ -498,9 +517,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://user@host:port/db: instead of SQLite, batch-1000 ingest through 1, 2"
+        " and 3 voxmon replicas against raw COPY and executemany on that server, in throwaway"
+        " databases voxmon_bench_<pid>_<figure> (URL's database is only used to create them)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the daemon is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    if args.database_url:
+        from benchmarks.replicas import run_postgres
+
+        return run_postgres(args.database_url, quick=args.quick, as_json=args.json)
     info = machine()
     results: list[Result] = []
     try:
