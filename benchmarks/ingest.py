@@ -524,13 +524,22 @@ def main(argv: list[str] | None = None) -> int:
         " and 3 voxmon replicas against raw COPY and executemany on that server, in throwaway"
         " databases voxmon_bench_<pid>_<figure> (URL's database is only used to create them)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="with --database-url: rounds of all five figures, interleaved; each figure's best"
+        " round is reported (default 3, 1 with --quick)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the daemon is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.database_url:
         from benchmarks.replicas import run_postgres
 
-        return run_postgres(args.database_url, quick=args.quick, as_json=args.json)
+        return run_postgres(
+            args.database_url, quick=args.quick, rounds=args.rounds, as_json=args.json
+        )
     info = machine()
     results: list[Result] = []
     try:

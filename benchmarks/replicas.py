@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from functools import partial
 from itertools import cycle
 from pathlib import Path
 
@@ -123,7 +124,7 @@ async def replica_load(
         sum(a[n] - b[n] for a, b in zip(after, before, strict=True)) for n in COMMIT_SERIES
     )
     return Figure(
-        name=f"voxmon, {len(daemons)} replica{'s' if len(daemons) > 1 else ''}",
+        name=replica_name(len(daemons)),
         events=len(timed) * BATCH,
         events_per_s=len(timed) * BATCH / elapsed,
         client_cpu_pct=100 * cpu / elapsed,
@@ -135,6 +136,10 @@ async def replica_load(
         events_per_commit=total / max(count, 1),
         commit_ms=1000 * seconds / max(count, 1),
     )
+
+
+def replica_name(replicas: int) -> str:
+    return f"voxmon, {replicas} replica{'s' if replicas > 1 else ''}"
 
 
 def replica_figure(
@@ -223,35 +228,56 @@ def raw_figure(server: Server, name: str, batches: list[list[Event]]) -> Figure:
 # --- the run -------------------------------------------------------------------------------
 
 
-def run_postgres(url: str, *, quick: bool, as_json: bool) -> int:
-    """Every figure in one run; prints the tables (and JSON); 1 on errors, else 0."""
+def run_postgres(url: str, *, quick: bool, rounds: int | None, as_json: bool) -> int:
+    """Every figure, ``rounds`` times interleaved; prints each figure's best round (and
+    JSON of every round); 1 on errors, else 0."""
     events, clients = (QUICK_EVENTS, QUICK_CLIENTS) if quick else (FULL_EVENTS, FULL_CLIENTS)
+    rounds = rounds or (1 if quick else 3)
+    load = [os.getloadavg()[0]]
+    runs: dict[str, list[Figure]] = {}
     try:
         server = Server(url)
         bodies = encode_batches(make_events(events + BATCH * clients, "ingest-pg"), BATCH)
         warmup, timed = bodies[:clients], bodies[clients:]
-        figures = []
-        with tempfile.TemporaryDirectory(prefix="voxmon-bench-") as tmp:
-            for replicas in REPLICAS:
-                print(f"{replicas} replica(s): {events:,} events ...", file=sys.stderr)
-                figures.append(replica_figure(server, Path(tmp), replicas, warmup, timed, clients))
         batches = validated(timed)
-        for name in RAW:
-            print(f"{name}: {events:,} events ...", file=sys.stderr)
-            figures.append(raw_figure(server, name, batches))
+        with tempfile.TemporaryDirectory(prefix="voxmon-bench-") as tmp:
+            for number in range(1, rounds + 1):
+                for name, measure in plan(server, Path(tmp), warmup, timed, batches, clients):
+                    print(
+                        f"round {number}/{rounds}, {name}: {events:,} events ...", file=sys.stderr
+                    )
+                    runs.setdefault(name, []).append(measure())
     except (BenchError, aiohttp.ClientError, TimeoutError, psycopg.Error, ValueError) as exc:
         print(f"ingest benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print_report(server, clients, figures)
+    load.append(os.getloadavg()[0])
+    print_report(server, clients, runs, load)
     if as_json:
         report = {"machine": machine(), "postgresql": server.version, "clients": clients}
-        print(json.dumps({**report, "figures": [asdict(f) for f in figures]}))
+        rates = {name: [asdict(f) for f in figures] for name, figures in runs.items()}
+        print(json.dumps({**report, "load_average": load, "rounds": rates}))
     return 0
 
 
-def print_report(server: Server, clients: int, figures: list[Figure]) -> None:
+def plan(
+    server: Server, workdir: Path, warmup: list[bytes], timed: list[bytes],
+    batches: list[list[Event]], clients: int,
+) -> list[tuple[str, Callable[[], Figure]]]:  # fmt: skip
+    """One round: each figure's name and how to measure it."""
+    replicas = [
+        (replica_name(n), partial(replica_figure, server, workdir, n, warmup, timed, clients))
+        for n in REPLICAS
+    ]
+    raw = [(name, partial(raw_figure, server, name, batches)) for name in RAW]
+    return [*replicas, *raw]
+
+
+def print_report(
+    server: Server, clients: int, runs: dict[str, list[Figure]], load: list[float]
+) -> None:
     info = machine()
     cores = len(os.sched_getaffinity(0))
+    rounds = len(next(iter(runs.values())))
     print(f"machine: {info['nproc']} CPUs (nproc), {info['platform']}, Python {info['python']},"
           f" PostgreSQL {server.version} (synchronous_commit={server.synchronous_commit}),"
           f" aiohttp {info['aiohttp']}")  # fmt: skip
@@ -259,7 +285,21 @@ def print_report(server: Server, clients: int, figures: list[Figure]) -> None:
           " the replicas; 200 only after COMMIT; one fresh database per figure")  # fmt: skip
     print(f"raw: one connection, the same rows into voxmon's schema (events + event_ids),"
           f" one transaction per {BATCH} rows")  # fmt: skip
-    print(f"client, replicas and PostgreSQL share the {cores} CPUs (CPU % = of one core)\n")
+    print(f"client, replicas and PostgreSQL share the {cores} CPUs (CPU % = of one core);"
+          f" load average {load[0]:.1f} at start, {load[-1]:.1f} at end")  # fmt: skip
+    print(f"each figure's best of {rounds} interleaved round(s): other load on the machine"
+          " slows a round, never speeds it\n")  # fmt: skip
+    best = [max(figures, key=lambda f: f.events_per_s) for figures in runs.values()]
+    print_tables(best)
+    if rounds > 1:
+        print(
+            f"\n{'events/s per round':<20} " + " / ".join(f"round {i + 1}" for i in range(rounds))
+        )
+        for name, figures in runs.items():
+            print(f"{name:<20} " + " / ".join(f"{f.events_per_s:,.0f}" for f in figures))
+
+
+def print_tables(figures: list[Figure]) -> None:
     copy, many = (next(f.events_per_s for f in figures if f.name == name) for name in RAW)
     print(f"{'figure':<20} {'events/s':>9} {'/ COPY':>7} {'/ executemany':>13}"
           f" {'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
