@@ -18,6 +18,7 @@ from exporter.http import context as ctx
 from exporter.http import middleware
 from exporter.http.auth import Authenticator
 from exporter.http.routes import add_routes
+from exporter.ingest.follow import Follower
 from exporter.ingest.writer import IngestWriter
 from exporter.jobs import JOB_NAMES
 from exporter.live.collector import LiveOrgsCollector, PipelineCollector
@@ -72,7 +73,9 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
     if not settings.auth_enabled:
         log.warning("authentication is off: no tokens configured (host %s)", settings.host)
     async with AsyncExitStack() as stack:
-        backend = await open_backend(settings.location, synchronous=settings.sqlite_synchronous)
+        backend = await open_backend(
+            settings.location, synchronous=settings.sqlite_synchronous, instance=settings.instance
+        )
         stack.push_async_callback(backend.close)
         app[ctx.BACKEND] = backend
         await restore(app[ctx.LIVE], backend.writes, datetime_to_ms(clock.now()))
@@ -80,8 +83,12 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
             backend.writes, backend.checks, clock, app[ctx.METRICS]
         )
         _background(stack, health.run(), "voxmon-storage-probe")
-        writer = app[ctx.WRITER] = _writer(app, backend, health)
+        shared = asyncio.Lock() if backend.shared else None
+        writer = app[ctx.WRITER] = _writer(app, backend, health, shared)
         stack.push_async_callback(_drain, writer, asyncio.create_task(writer.run()))
+        if shared is not None:
+            follower = Follower(app[ctx.LIVE], backend.reads, clock, shared)
+            _background(stack, follower.run(), "voxmon-journal-follower")
         app[ctx.ROLLUPS] = await _rollups(app, backend, stack, run_scheduler)
         app[ctx.REPORTS] = ReportService(backend.reads)
         app[ctx.READINESS].started = True
@@ -91,13 +98,16 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
     log.info("voxmon stopped")
 
 
-def _writer(app: web.Application, backend: Backend, health: StorageHealth) -> IngestWriter:
+def _writer(
+    app: web.Application, backend: Backend, health: StorageHealth, shared: asyncio.Lock | None
+) -> IngestWriter:
     settings, metrics = app[ctx.SETTINGS], app[ctx.METRICS]
     writer = IngestWriter.for_settings(
-        backend.writes, app[ctx.LIVE], metrics, app[ctx.CLOCK], health, settings
+        backend.writes, app[ctx.LIVE], metrics, app[ctx.CLOCK], health, settings, shared
     )
     metrics.queue_depth.set_function(lambda: writer.queued_events)
-    metrics.database_bytes.set_function(backend.size_bytes)
+    metrics.leader.set_function(lambda: float(backend.leadership.leading))
+    metrics.instance_info.labels(settings.instance).set(1)
     return writer
 
 

@@ -18,7 +18,10 @@ DESCRIPTION = (
     " (or --config), then VOXMON_* environment variables, then these options."
 )
 DEFAULTS = Settings()
-OVERRIDES = ("host", "port", "db_path", "database_url", "log_level", "log_format", "access_log")
+OVERRIDES = (
+    "host", "port", "db_path", "database_url", "log_level", "log_format", "access_log",
+    "instance_id",
+)  # fmt: skip
 """Options that override a setting of the same name."""
 
 
@@ -36,6 +39,12 @@ def parser() -> argparse.ArgumentParser:
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = subs.add_parser("serve", help="run the daemon", description="Run the daemon.")
     _add_listen(serve, "listen address", "listen port")
+    serve.add_argument(
+        "--instance-id",
+        metavar="ID",
+        help="this replica's name on a shared PostgreSQL database (setting instance_id;"
+        " default: <hostname>:<port>)",
+    )
     serve.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,

@@ -72,9 +72,10 @@ class OrgTotals:
 
 @dataclass(frozen=True, slots=True)
 class JobRun:
-    """The last run of one job. Times are UTC epoch ms. ``trigger`` says who ran it
-    (``schedule``, ``api`` or ``cli``); ``successes``/``failures``/``seconds_total`` count
-    every recorded run of the job (monotonic, for Prometheus)."""
+    """The last run of one job. Times are UTC epoch ms. ``trigger`` says how it was run
+    (``schedule``, ``api`` or ``cli``) and ``instance`` which replica (its instance_id) ran
+    it; ``successes``/``failures``/``seconds_total`` count every recorded run of the job
+    (monotonic, for Prometheus)."""
 
     job: str
     last_run_ms: int
@@ -88,6 +89,7 @@ class JobRun:
     successes: int = 0
     failures: int = 0
     seconds_total: float = 0.0
+    instance: str = ""
 
 
 _DAY_MS = 86_400_000

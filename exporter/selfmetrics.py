@@ -60,8 +60,17 @@ class SelfMetrics:
         buckets=_COMMIT_BUCKETS,
     )  # fmt: skip
     database_bytes: Gauge = declare(
-        Gauge, "voxmon_database_size_bytes", "SQLite database file plus WAL."
-    )
+        Gauge, "voxmon_database_size_bytes",
+        "Database size: the SQLite file plus WAL, or the PostgreSQL database.",
+    )  # fmt: skip
+    leader: Gauge = declare(
+        Gauge, "voxmon_leader", "1 on the replica that runs the scheduled jobs (the only"
+        " daemon on SQLite), else 0.",
+    )  # fmt: skip
+    instance_info: Gauge = declare(
+        Gauge, "voxmon_instance_info", "Always 1; instance_id names this replica.",
+        ("instance_id",),
+    )  # fmt: skip
     internal_errors: Counter = declare(
         Counter, "voxmon_http_internal_errors", "Requests that ended in an unhandled error"
         " (500); any increase is a voxmon bug.",

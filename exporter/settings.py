@@ -6,7 +6,7 @@ Every problem in every layer is collected and raised together as one ``ConfigErr
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,9 @@ from exporter.cron import cron_problem
 from exporter.errors import ConfigError
 from exporter.jobs import DEFAULT_CRONS
 from exporter.model import DAY_MS, DEFAULT_MAX_DURATION_DAYS, WIRE_MAX_DURATION_DAYS
+from exporter.settings_file import read_file
 from exporter.storage.location import Location, locate, url_problem
-from exporter.tokens import Token, parse_tokens
+from exporter.tokens import Token
 
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 AUTH_MODES = ("tokens", "none")
@@ -43,6 +44,10 @@ class Settings:
     """Listen address; a non-loopback address needs `[[tokens]]` or `auth = "none"`."""
     port: int = 9473
     """Listen port (1..65535)."""
+    instance_id: str = ""
+    """This replica's name among those sharing one PostgreSQL database (its counters are
+    kept under it, its job runs recorded with it; one live replica per name). Empty:
+    `<hostname>:<port>`. On SQLite it only names the daemon in job runs."""
     auth: str | None = None
     """`"tokens"` (refuse to start without `[[tokens]]`) or `"none"` (no authentication, also
     on a public address). Unset: on when tokens are configured, else off and loopback only."""
@@ -109,6 +114,10 @@ class Settings:
         return self.auth != "none" and bool(self.tokens)
 
     @property
+    def instance(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
     def location(self) -> Location:
         return locate(self.database_url, self.db_path)
 
@@ -127,7 +136,7 @@ class Settings:
         ``path=None`` reads ``voxmon.toml`` only if it exists in the working directory."""
         problems: list[str] = []
         values: dict[str, Any] = {}
-        values.update(_from_file(path, problems))
+        values.update(read_file(path, problems, _SCALARS, _TYPES))
         values.update(_from_env(environ or {}, problems))
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         settings = _build(values, problems)
@@ -143,50 +152,10 @@ _SCALARS: dict[str, type] = {
 }
 _STRINGS = (
     "db_path", "database_url", "host", "auth", "log_level", "log_format", "sqlite_synchronous",
-    "grafana_url",
+    "grafana_url", "instance_id",
 )  # fmt: skip
 _TYPES: dict[str, type] = {**dict.fromkeys(_STRINGS, str), "access_log": bool}
 """Each scalar setting's type; every one not listed is an integer."""
-
-
-def _from_file(path: str | Path | None, problems: list[str]) -> dict[str, Any]:
-    if path is None:
-        if not Path("voxmon.toml").exists():
-            return {}
-        path = "voxmon.toml"
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except OSError as exc:
-        problems.append(f"{path}: cannot read: {exc.strerror}")
-        return {}
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML: {exc}")
-        return {}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "tokens":
-            values["tokens"] = parse_tokens(value, problems)
-        elif key == "schedule":
-            if isinstance(value, dict):
-                values["crons"] = value
-            else:
-                problems.append("schedule: expected a table [schedule] of job = cron")
-        elif key in _SCALARS:
-            if problem := _file_type_problem(key, value):
-                problems.append(problem)
-            else:
-                values[key] = value
-        else:
-            problems.append(f"{key}: unknown setting in {path}")
-    return values
-
-
-def _file_type_problem(key: str, value: Any) -> str | None:
-    kind, wanted = _TYPES.get(key, int), {int: "an integer", str: "a string", bool: "true or false"}
-    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
-        return None
-    return f"{key}: expected {wanted[kind]}, got {value!r}"
 
 
 def _from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
@@ -285,6 +254,12 @@ def _check(s: Settings, problems: list[str]) -> None:
         problems.append(f"log_format: one of {LOG_FORMATS}, got {s.log_format!r}")
     if s.sqlite_synchronous.upper() not in SYNCHRONOUS:
         problems.append(f"sqlite_synchronous: one of {SYNCHRONOUS}")
+    if (
+        len(s.instance_id) > 128
+        or s.instance_id != s.instance_id.strip()
+        or not (s.instance_id.isprintable())
+    ):
+        problems.append(f"instance_id: at most 128 printable characters, got {s.instance_id!r}")
     if s.grafana_url and not is_web_url(s.grafana_url):
         problems.append(f"grafana_url: an http:// or https:// URL, got {s.grafana_url!r}")
     if s.auth is not None and s.auth not in AUTH_MODES:

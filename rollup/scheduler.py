@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from exporter.clock import Clock
 from exporter.records import JobRun
+from exporter.storage.base import Leadership
 from exporter.timestamps import datetime_to_ms
 from rollup.jobs import JobOutcome
 from rollup.schedule import CronSchedule
@@ -25,8 +26,13 @@ RETRY_MAX = timedelta(minutes=15)
 if that comes first, so a full disk or a locked file does not leave the data stale for an
 hour or a week."""
 
+LEADER_POLL = timedelta(seconds=5)
+"""How often a replica that does not lead tries to take the job lock."""
+
 Record = Callable[[JobRun], Awaitable[JobRun]]
 """Stores a run and returns the stored record (with the job's run counts)."""
+LoadRuns = Callable[[], Awaitable[Mapping[str, JobRun]]]
+"""Reads every job's last recorded run (whoever ran it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +48,10 @@ class Job:
 
 
 class Scheduler:
-    """Runs jobs at their cron fire times. At start, a job whose last recorded run is
-    older than its latest fire time (the daemon was down), or that asks to run at start, is
-    due immediately."""
+    """Runs jobs at their cron fire times, while this replica leads (``leadership``: always
+    on SQLite; on PostgreSQL the replica holding the job lock). At start, and whenever it
+    becomes the leader, a job whose last recorded run is older than its latest fire time
+    (no replica ran it), or that asks to run at start, is due immediately."""
 
     def __init__(
         self,
@@ -52,10 +59,18 @@ class Scheduler:
         clock: Clock,
         record: Record,
         last_runs: Mapping[str, JobRun],
+        *,
+        instance: str = "",
+        leadership: Leadership | None = None,
+        load_runs: LoadRuns | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self._clock = clock
         self._record = record
+        self.instance = instance
+        self._leadership = leadership
+        self._load_runs = load_runs
+        self._leading = leadership is None
         self.last_runs: dict[str, JobRun] = dict(last_runs)
         self._failures: dict[str, int] = {}
         now = clock.now()
@@ -70,13 +85,33 @@ class Scheduler:
 
     async def tick(self, now: datetime) -> datetime:
         """Run, in declaration order, every job whose fire time is at or before ``now``;
-        returns the earliest next fire time. A failed job is retried sooner (``RETRY_*``)."""
+        returns the earliest next fire time. A failed job is retried sooner (``RETRY_*``).
+        A replica that does not lead runs nothing and looks again after ``LEADER_POLL``."""
+        if not await self._lead(now):
+            self.ticked.set()
+            return now + LEADER_POLL
         for job in self.jobs:
             if self.next_fire[job.name] <= now:
                 run = await self.run_job(job, now)
                 self.next_fire[job.name] = self._after(job, run, now)
         self.ticked.set()
         return min(self.next_fire.values())
+
+    async def _lead(self, now: datetime) -> bool:
+        """Whether this replica leads now; on becoming the leader, reload who ran what and
+        make every job whose fire no replica ran (or that runs at start) due now."""
+        if self._leadership is None:
+            return True
+        leading = await self._leadership.hold()
+        if leading and not self._leading:
+            log.info("leader: instance %s holds the job lock", self.instance)
+            if self._load_runs is not None:
+                self.last_runs = dict(await self._load_runs())
+            self.next_fire = {job.name: self._first_fire(job, now) for job in self.jobs}
+        elif self._leading and not leading:
+            log.warning("leader: instance %s lost the job lock", self.instance)
+        self._leading = leading
+        return leading
 
     def _after(self, job: Job, run: JobRun, now: datetime) -> datetime:
         following = job.schedule.next_fire(now)
@@ -98,7 +133,8 @@ class Scheduler:
         except Exception as exc:  # a job failure must never stop the loop
             log.exception("job %s failed", job.name)
             error = f"{type(exc).__name__}: {exc}"
-        run = job_run(job.name, now, outcome, error, self._clock.monotonic() - started, trigger)
+        elapsed = self._clock.monotonic() - started
+        run = job_run(job.name, now, outcome, error, elapsed, trigger, self.instance)
         try:
             run = await self._record(run)
         except Exception:
@@ -121,6 +157,7 @@ def job_run(
     error: str | None,
     elapsed_s: float,
     trigger: str,
+    instance: str = "",
 ) -> JobRun:
     """The record of one run, logged as one line (the scheduler and the CLI share it)."""
     now_ms = datetime_to_ms(now)
@@ -135,10 +172,12 @@ def job_run(
         rows_written=outcome.rows,
         windows=outcome.describe(),
         trigger=trigger,
+        instance=instance,
     )
     log.info(
-        "job=%s trigger=%s result=%s windows=%s rows=%d deleted=%s skipped=%d duration=%.3fs",
-        name, trigger, result, run.windows, outcome.rows, outcome.deleted or "-",
+        "job=%s trigger=%s instance=%s result=%s windows=%s rows=%d deleted=%s skipped=%d"
+        " duration=%.3fs",
+        name, trigger, instance or "-", result, run.windows, outcome.rows, outcome.deleted or "-",
         sum(skip.count for skip in outcome.skipped), elapsed_s,
     )  # fmt: skip
     for skip in outcome.skipped:

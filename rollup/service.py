@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -39,6 +40,8 @@ RUNS: dict[str, JobFn] = {
 }
 """The code each job of ``exporter.jobs.JOB_DEFS`` runs (a test checks they match)."""
 BASELINE_SPAN = timedelta(days=7)
+CLI_INSTANCE = f"cli@{socket.gethostname()}"
+"""What a run by ``voxmon rollup`` / ``voxmon cleanup`` records as the instance that ran it."""
 
 
 def retention_of(settings: Settings) -> Retention:
@@ -74,7 +77,15 @@ class RollupService:
         last_runs = await self._backend.rollup_reads.run(lambda s: s.job_runs.load_runs())
         self._job_runs.update(last_runs)
         specs = [self._job(job) for job in JOB_DEFS]
-        self._scheduler = Scheduler(specs, self._clock, self._record, last_runs)
+        self._scheduler = Scheduler(
+            specs,
+            self._clock,
+            self._record,
+            last_runs,
+            instance=self._settings.instance,
+            leadership=self._backend.leadership,
+            load_runs=lambda: self._backend.reads.run(lambda s: s.job_runs.load_runs()),
+        )
         if run_scheduler:
             self._task = asyncio.create_task(self._scheduler.run(), name="voxmon-scheduler")
 
@@ -164,14 +175,20 @@ class RollupService:
         return allowed, skipped
 
     async def refresh_metrics(self) -> None:
-        """Job runs recorded by anyone (the CLI too), for the next scrape; while storage
-        cannot be read, the last known runs are served (``/metrics`` must keep working)."""
+        """What every replica shares, for the next scrape: job runs recorded by anyone (the
+        CLI too), snapshot rows and the database size (read-pool queries, never waiting
+        behind a rollup); while storage cannot be read, the last values are served
+        (``/metrics`` must keep working)."""
         try:
-            runs = await self._backend.rollup_reads.run(lambda s: s.job_runs.load_runs())
+            runs, counts = await self._backend.reads.run(_shared_figures)
+            size = await self._backend.measure_size()
         except Exception as exc:
-            log.warning("job runs not refreshed for /metrics: %s", exc)
+            log.warning("shared figures not refreshed for /metrics: %s", exc)
             return
         self._job_runs.update(runs)
+        for period, n in counts.items():
+            self._metrics.snapshot_rows.labels(period).set(n)
+        self._metrics.database_bytes.set(size)
 
     async def refresh_baseline(self) -> None:
         """Latency baseline gauges from the last 7 days of hourly platform snapshots."""
@@ -181,6 +198,11 @@ class RollupService:
             lambda s: s.snapshots.snapshot_rows("hourly", start, end, "")
         )
         self._live.latency_baseline_s = latency_baseline(decode_parts(r.parts) for r in rows)
+
+
+def _shared_figures(store: Store) -> tuple[dict[str, JobRun], dict[str, int]]:
+    with store.read_transaction():
+        return store.job_runs.load_runs(), store.snapshots.count_snapshots()
 
 
 def _record_in_transaction(store: Store, run: JobRun) -> JobRun:
@@ -199,9 +221,10 @@ def run_recorded(
         outcome = run()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        failed = job_run(name, now, jobs.JobOutcome(), error, clock.monotonic() - started, "cli")
+        elapsed = clock.monotonic() - started
+        failed = job_run(name, now, jobs.JobOutcome(), error, elapsed, "cli", CLI_INSTANCE)
         _record_in_transaction(store, failed)
         raise
-    done = job_run(name, now, outcome, None, clock.monotonic() - started, "cli")
+    done = job_run(name, now, outcome, None, clock.monotonic() - started, "cli", CLI_INSTANCE)
     _record_in_transaction(store, done)
     return outcome

@@ -57,7 +57,7 @@ GLOBAL = {"--help", "--config", "--db", "--database-url", "--log-level", "--log-
 @pytest.mark.parametrize(
     ("command", "own"),
     [
-        (["serve"], {"--host", "--port", "--access-log", "--no-access-log"}),
+        (["serve"], {"--host", "--port", "--instance-id", "--access-log", "--no-access-log"}),
         (["check-config"], {"--host", "--port"}),
         (["rollup", "hourly"], {"--at", "--from", "--to"}),
         (["cleanup"], {"--dry-run"}),

@@ -86,7 +86,7 @@ async def test_scheduler_failing_job_is_counted_and_next_job_runs(
     assert runs["bad"].last_success_ms is None
     assert {r.trigger for r in rec.records} == {"schedule"}
     assert "job bad failed" in caplog.text and "disk on fire" in caplog.text
-    assert "job=good trigger=schedule result=success" in caplog.text
+    assert "job=good trigger=schedule instance=- result=success" in caplog.text
 
 
 async def test_scheduler_missed_fire_is_due_at_start() -> None:

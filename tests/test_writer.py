@@ -94,7 +94,7 @@ async def test_writer_survives_a_failing_commit(
     """An unexpected error inside one commit answers that request 500 (JSON, counted: it is
     a voxmon bug, not a storage outage) and the next request commits normally (the writer
     task keeps running)."""
-    from exporter.ingest import writer
+    from exporter.ingest import commit as writer
 
     client = await start_app()
     real = writer.tally

@@ -14,7 +14,7 @@ from exporter.http.context import CLOCK, METRICS, SETTINGS, WRITER, json_respons
 from exporter.http.request import read_body
 from exporter.http.responses import FieldProblem, IngestResult, ItemErrors
 from exporter.ingest.body import decompress, split_items
-from exporter.ingest.writer import CommitResult
+from exporter.ingest.commit import CommitResult
 from exporter.model import Event, FieldError, ItemWarning, Rejection
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings

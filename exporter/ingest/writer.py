@@ -2,61 +2,38 @@
 
 Many concurrent requests share one transaction; each is acknowledged only after that
 transaction commits. Dedup, derived durations, events, counters and window buckets are
-written together, then the same tally is applied to the live state.
+written together, then the same tally is applied to the live state. On shared storage the
+transaction also reads the other replicas' journalled changes since the last one applied
+and journals its own (``exporter.live.journal``), applied here in commit order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from exporter import durations
-from exporter.artifacts import ArtifactState, fold
 from exporter.clock import Clock
 from exporter.errors import CommitFailed, Unavailable
 from exporter.health import StorageHealth
-from exporter.live.orgs import OrgRegistry
+from exporter.ingest.commit import CommitResult, commit
 from exporter.live.state import LiveState
-from exporter.live.tally import Tally, tally
 from exporter.live.windows import window_bounds
 from exporter.model import Event
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
-from exporter.storage.base import Runner, Store
-from exporter.timestamps import HOUR_MS, datetime_to_ms
+from exporter.storage.base import Runner
+from exporter.timestamps import datetime_to_ms
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    """Outcome of one request's events: newly stored, already-known (duplicates), and the
-    positions of events refused because retention already pruned what their snapshots
-    are computed from (event time before ``events_from_ms``, ``Horizons.accept_from_ms``
-    read in the commit's own transaction)."""
-
-    accepted: int
-    duplicates: int
-    pruned: tuple[int, ...] = ()
-    events_from_ms: int = 0
 
 
 @dataclass(slots=True)
 class _Job:
     events: Sequence[Event]
     future: asyncio.Future[CommitResult] = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    results: list[CommitResult]
-    tally: Tally
-    artifacts: list[ArtifactState]
-    discarded: Counter[str]
-    """Derived durations left unset as over the maximum, by the source they would have had."""
 
 
 class IngestWriter:
@@ -75,6 +52,7 @@ class IngestWriter:
         retry_after_s: int,
         event_retention_ms: int,
         max_duration_ms: int,
+        shared: asyncio.Lock | None = None,
     ) -> None:
         self._db = db
         self._live = live
@@ -90,6 +68,9 @@ class IngestWriter:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._pruned_before = 0
+        self._shared = shared
+        """Held from a commit's start until its outcome is applied, on storage replicas
+        share (``exporter.ingest.follow`` takes it too); None: nothing is shared."""
         self.queued_events = 0
 
     @classmethod
@@ -101,6 +82,7 @@ class IngestWriter:
         clock: Clock,
         health: StorageHealth,
         settings: Settings,
+        shared: asyncio.Lock | None = None,
     ) -> IngestWriter:
         return cls(
             db,
@@ -113,6 +95,7 @@ class IngestWriter:
             retry_after_s=settings.retry_after_s,
             event_retention_ms=settings.event_retention_hours * 3_600_000,
             max_duration_ms=settings.max_duration_ms,
+            shared=shared,
         )
 
     async def submit(self, events: Sequence[Event]) -> CommitResult:
@@ -164,19 +147,27 @@ class IngestWriter:
         if not self._health.healthy:  # queued before storage failed: fail fast, like new work
             self._finish(jobs, size, error=self._health.refusal())
             return
+        if self._shared is None:
+            await self._commit_and_apply(jobs, size)
+            return
+        async with self._shared:
+            await self._commit_and_apply(jobs, size)
+
+    async def _commit_and_apply(self, jobs: list[_Job], size: int) -> None:
         now_ms = datetime_to_ms(self._clock.now())
         window_start = window_bounds(now_ms).start_ms
         prune_before = window_start if window_start > self._pruned_before else None
         started = self._clock.monotonic()
         try:
             outcome = await self._db.run(
-                self._health.checked(_commit),
+                self._health.checked(commit),
                 [job.events for job in jobs],
                 now_ms,
                 window_start,
                 self._live.orgs,
                 prune_before,
                 self._max_duration_ms,
+                None if self._shared is None else self._live.applied_id,
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
             kind = self._health.record(exc)  # storage failures: 503 until a probe commits
@@ -184,7 +175,7 @@ class IngestWriter:
                 log.warning("commit of %d requests failed (%s); retrying them one by one",
                             len(jobs), exc)  # fmt: skip
                 for job in jobs:
-                    await self._commit_jobs([job])
+                    await self._commit_and_apply([job], len(job.events))
                 return
             log.error("commit of %d events failed: %s", size, exc, exc_info=kind is None)
             self._finish(jobs, size, error=self._health.refusal() if kind else self._failed(exc))
@@ -192,8 +183,11 @@ class IngestWriter:
         if prune_before is not None:
             self._pruned_before = prune_before
             self._live.inflight.prune(now_ms - self._event_retention_ms)
-        self._live.apply(outcome.tally, now_ms)
-        self._live.inflight.apply(outcome.artifacts)
+        for entry_id, entry in outcome.pending:
+            self._live.apply_entry(entry_id, entry, now_ms)
+        if self._live.take(outcome.entry_id):
+            self._live.apply(outcome.tally, now_ms)
+            self._live.inflight.apply(outcome.artifacts)
         for source, n in outcome.discarded.items():
             self._metrics.durations_discarded.labels(source).inc(n)
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
@@ -224,71 +218,3 @@ class IngestWriter:
                 job.future.set_result(results[index])
             else:
                 job.future.set_exception(error or RuntimeError("commit failed"))
-
-
-def _commit(
-    store: Store,
-    batches: list[Sequence[Event]],
-    now_ms: int,
-    window_start_ms: int,
-    orgs: OrgRegistry,
-    prune_before_ms: int | None,
-    max_duration_ms: int,
-) -> _Outcome:
-    """One transaction for several requests (runs on the database thread)."""
-    with store.transaction():
-        events_from = store.horizons.load().accept_from_ms
-        ids = [event.event_id for batch in batches for event in batch]
-        seen = store.events.existing_ids(ids)
-        results: list[CommitResult] = []
-        fresh: list[Event] = []
-        for batch in batches:
-            before, pruned = len(fresh), []
-            for position, event in enumerate(batch):
-                if event.ts_ms < events_from:  # its hour can't be rolled up: refuse, never forget
-                    pruned.append(position)
-                elif event.event_id not in seen:
-                    seen.add(event.event_id)
-                    fresh.append(event)
-            accepted = len(fresh) - before
-            duplicates = len(batch) - accepted - len(pruned)
-            results.append(CommitResult(accepted, duplicates, tuple(pruned), events_from))
-        fresh, discarded = _derive_durations(store, fresh, max_duration_ms)
-        counted = tally(fresh, window_start_ms, orgs)
-        store.events.insert(fresh, now_ms)
-        counted.orgs_added = store.live.save_tally(counted)
-        if prune_before_ms is not None:
-            store.live.prune_minutes(prune_before_ms)
-        store.snapshots.mark_dirty("hourly", _late_hours(fresh, now_ms))
-        states = _advance_artifacts(store, fresh)
-    return _Outcome(results, counted, states, discarded)
-
-
-def _advance_artifacts(store: Store, events: list[Event]) -> list[ArtifactState]:
-    """Fold the events into the artifact read model (same transaction)."""
-    touched = sorted({e.artifact_id for e in events if e.artifact_id})
-    if not touched:
-        return []
-    changed = fold(store.artifacts.load_states(touched), events)
-    store.artifacts.save_states(changed.values())
-    return list(changed.values())
-
-
-def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:
-    """Starts of already-closed hours these events fall in. The rollup re-aggregates them
-    (a mark for an hour not yet aggregated is harmless: it is aggregated anyway)."""
-    current = now_ms - now_ms % HOUR_MS
-    return {e.ts_ms - e.ts_ms % HOUR_MS for e in events if e.ts_ms < current}
-
-
-def _derive_durations(
-    store: Store, events: list[Event], max_duration_ms: int
-) -> tuple[list[Event], Counter[str]]:
-    lookups = [lookup for event in events if (lookup := durations.lookup_for(event))]
-    if not lookups:
-        return events, Counter()
-    found = durations.starts_in_batch(events, lookups)
-    for lookup, stored in store.events.latest_starts(lookups).items():
-        if stored > found.get(lookup, stored - 1):
-            found[lookup] = stored
-    return durations.apply_starts(events, found, max_duration_ms)

@@ -6,8 +6,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from exporter.artifacts import IN_FLIGHT, ArtifactState
+from exporter.artifacts import IN_FLIGHT
+
+
+class NoteState(Protocol):
+    """What the index reads of a note's state (``ArtifactState``, or a journal entry's
+    ``InflightChange`` from another replica)."""
+
+    @property
+    def artifact_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def current_stage(self) -> str | None: ...
+    @property
+    def last_event_ms(self) -> int: ...
+    @property
+    def awaiting_disambiguation(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +41,7 @@ class InflightIndex:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
 
-    def apply(self, states: Iterable[ArtifactState]) -> None:
+    def apply(self, states: Iterable[NoteState]) -> None:
         for state in states:
             if state.status == IN_FLIGHT:
                 self._entries[state.artifact_id] = _Entry(

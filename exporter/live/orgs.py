@@ -56,6 +56,11 @@ class OrgRegistry:
         self.register(first, 0)
         self.seen = max(seen, len(self._positions))
 
+    def copy(self) -> OrgRegistry:
+        twin = OrgRegistry(self.max_live_orgs, self.max_org_series)
+        twin.seen, twin._positions = self.seen, dict(self._positions)
+        return twin
+
     def register(self, orgs: Iterable[str], added: int) -> None:
         """Remember organisations a commit saw first, in arrival order, while there is room;
         ``added`` is how many of them storage had not seen before."""

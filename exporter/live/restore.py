@@ -1,24 +1,28 @@
-"""Loading the persisted live state at start: counters, maxima, the current window's
-minute buckets, the capped organisation order, the notes in flight, and the window's
-latency digests rebuilt from the stored events of the last 60 minutes."""
+"""Loading the persisted live state at start (and when a replica fell behind the shared
+journal): this replica's counters and maxima, the current window's minute buckets, the
+capped organisation order, the notes in flight, the window's latency digests rebuilt from
+the stored events of the last 60 minutes, and the journal id all of it includes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from exporter.live.inflight import InflightIndex
 from exporter.live.state import LiveState
 from exporter.live.windows import window_bounds
-from exporter.storage.base import Runner, Store
+from exporter.storage.base import Reader, Store
 
 
-async def restore(live: LiveState, runner: Runner, now_ms: int) -> None:
+async def restore(live: LiveState, runner: Reader, now_ms: int) -> None:
     """Read the state in one hop to the database thread, then apply it here."""
     since_ms, capacity = window_bounds(now_ms).start_ms, live.orgs.capacity
-    counters, maxima, minutes, (orgs, seen), in_flight, latencies = await runner.run(
+    counters, maxima, minutes, (orgs, seen), in_flight, latencies, head = await runner.run(
         _read, since_ms, capacity, live.latency.bucketing
     )
     live.load(counters, maxima, minutes, orgs, seen, latencies)
+    live.inflight = InflightIndex()
     live.inflight.apply(in_flight)
+    live.applied_id = head
 
 
 def _read(
@@ -32,4 +36,5 @@ def _read(
             store.live.load_orgs(capacity),
             store.artifacts.load_in_flight(),
             store.live.load_latency(since_ms, *bucketing),
+            store.live.journal_head(),
         )

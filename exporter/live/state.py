@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from exporter.live.families import ORG_POSITIONS, Key
 from exporter.live.inflight import InflightIndex
+from exporter.live.journal import Entry
 from exporter.live.latency import LatencyWindow, MinuteLatency
 from exporter.live.orgs import OrgRegistry
 from exporter.live.tally import Tally
@@ -37,6 +38,26 @@ class LiveState:
         self.latency_baseline_s: dict[str, float] = {}
         """Per-stage p95 over the last 7 days of hourly snapshots (set by the rollup
         wiring; a stage is absent until it has 6 hours of baseline)."""
+        self.applied_id = 0
+        """The last shared-journal entry applied (``journal.py``); 0 on storage that keeps
+        no journal (SQLite: one daemon per file)."""
+
+    def take(self, entry_id: int | None) -> bool:
+        """Whether the change journalled as ``entry_id`` (None: not journalled) is still to
+        apply here, marking it applied: a change reaches a replica both from its own commit
+        and from the journal, and only the first counts."""
+        if entry_id is None:
+            return True
+        if entry_id <= self.applied_id:
+            return False
+        self.applied_id = entry_id
+        return True
+
+    def apply_entry(self, entry_id: int, entry: Entry, now_ms: int) -> None:
+        """Apply another replica's journalled commit (its counters stay its own)."""
+        if self.take(entry_id):
+            self.apply(entry.tally(), now_ms)
+            self.inflight.apply(entry.inflight)
 
     def apply(self, tally: Tally, now_ms: int) -> None:
         """Add one committed tally; called after its transaction commits."""

@@ -9,12 +9,15 @@ from exporter.storage.base import Backend, Store
 from exporter.storage.location import Location
 
 
-async def open_backend(location: Location, *, synchronous: str = "FULL") -> Backend:
-    """Open (creating and migrating the schema if needed) the backend at ``location``."""
+async def open_backend(
+    location: Location, *, synchronous: str = "FULL", instance: str = ""
+) -> Backend:
+    """Open (creating and migrating the schema if needed) the backend at ``location``;
+    ``instance`` names this replica on shared storage."""
     if location.kind == "postgres":
         from exporter.storage.postgres.backend import PgBackend
 
-        return await PgBackend.open(location.target)
+        return await PgBackend.open(location.target, instance)
     from exporter.storage.sqlite.backend import SqliteBackend
 
     return await SqliteBackend.open(location.target, synchronous=synchronous)

@@ -15,7 +15,7 @@ ARTIFACT_COLUMNS = (
 )
 JOB_RUN_COLUMNS = (
     "job, last_run_ms, last_result, last_error, last_success_ms, duration_s, rows_written,"
-    " windows, trigger, successes, failures, seconds_total"
+    " windows, trigger, successes, failures, seconds_total, instance"
 )
 JOB_RUN_UPSERT = (
     " ON CONFLICT (job) DO UPDATE SET last_run_ms = excluded.last_run_ms,"
@@ -25,7 +25,8 @@ JOB_RUN_UPSERT = (
     " windows = excluded.windows, trigger = excluded.trigger,"
     " successes = job_runs.successes + excluded.successes,"
     " failures = job_runs.failures + excluded.failures,"
-    " seconds_total = job_runs.seconds_total + excluded.seconds_total"
+    " seconds_total = job_runs.seconds_total + excluded.seconds_total,"
+    " instance = excluded.instance"
 )
 """After ``INSERT INTO job_runs (JOB_RUN_COLUMNS) VALUES (…)``: ``last_success_ms``
 survives failed runs and the counts add up."""
@@ -46,4 +47,4 @@ def job_run_values(run: JobRun) -> tuple[Any, ...]:
     success = run.last_result == "success"
     return (run.job, run.last_run_ms, run.last_result, run.last_error, run.last_success_ms,
             run.duration_s, run.rows_written, run.windows, run.trigger, int(success),
-            int(not success), run.duration_s)  # fmt: skip
+            int(not success), run.duration_s, run.instance)  # fmt: skip

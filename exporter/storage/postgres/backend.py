@@ -1,5 +1,6 @@
 """The PostgreSQL backend at run time: the writer's connection, the rollup jobs' read
-connection and the read pool for queries, opened and closed together."""
+connection, the read pool for queries and the job-lock connection, opened and closed
+together. Replicas share it: ``shared`` turns on the change journal."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 
 from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.health import PgHealthChecks
+from exporter.storage.postgres.leader import PgLeadership
 from exporter.storage.postgres.pool import PgReadPool
 from exporter.storage.postgres.store import PgStore
 
@@ -23,25 +25,30 @@ class PgBackend:
     rollup_reads: PgDatabase
     reads: PgReadPool
     checks: PgHealthChecks
+    leadership: PgLeadership
     _stack: AsyncExitStack
+    shared: bool = True
 
     @classmethod
-    async def open(cls, url: str) -> PgBackend:
-        """Connect (creating or migrating the schema); a failure at any step closes what
-        was already open."""
+    async def open(cls, url: str, instance: str = "") -> PgBackend:
+        """Connect (creating or migrating the schema) as replica ``instance``; a failure at
+        any step closes what was already open."""
         async with AsyncExitStack() as stack:
-            writes = await PgDatabase.open(url)
+            writes = await PgDatabase.open(url, instance)
             stack.push_async_callback(writes.close)
-            rollup_reads = await PgDatabase.open(url)
+            leadership = await PgLeadership.open(url, instance)
+            stack.push_async_callback(leadership.close)
+            rollup_reads = await PgDatabase.open(url, instance)
             stack.push_async_callback(rollup_reads.close)
-            reads = PgReadPool(url, READ_CONNECTIONS)
+            reads = PgReadPool(url, READ_CONNECTIONS, instance)
             stack.push_async_callback(reads.close)
-            return cls(writes, rollup_reads, reads, PgHealthChecks(), stack.pop_all())
+            checks = PgHealthChecks()
+            return cls(writes, rollup_reads, reads, checks, leadership, stack.pop_all())
         raise AssertionError("unreachable")
 
-    def size_bytes(self) -> int:
+    async def measure_size(self) -> int:
         """The database's size on the server (a catalog lookup on a read connection)."""
-        return self.reads.call(_size)
+        return await self.reads.run(_size)
 
     async def close(self) -> None:
         await self._stack.aclose()

@@ -22,13 +22,15 @@ P = ParamSpec("P")
 class PgDatabase:
     """One connection owned by one worker thread; ``run(fn)`` executes ``fn(store, ...)``."""
 
-    def __init__(self, store: PgStore, executor: ThreadPoolExecutor, url: str) -> None:
+    def __init__(
+        self, store: PgStore, executor: ThreadPoolExecutor, url: str, instance: str
+    ) -> None:
         self._store = store
         self._executor = executor
-        self.url = url
+        self.url, self.instance = url, instance
 
     @classmethod
-    async def open(cls, url: str) -> PgDatabase:
+    async def open(cls, url: str, instance: str = "") -> PgDatabase:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxmon-pg")
         loop = asyncio.get_running_loop()
         try:
@@ -36,7 +38,7 @@ class PgDatabase:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(PgStore(conn), executor, url)
+        return cls(PgStore(conn, instance), executor, url, instance)
 
     async def run(
         self, fn: Callable[Concatenate[PgStore, P], T], *args: P.args, **kwargs: P.kwargs
@@ -58,7 +60,7 @@ class PgDatabase:
         await self.run(lambda _store: self._swap())
 
     def _swap(self) -> None:
-        fresh = PgStore(connect(self.url, create=False))
+        fresh = PgStore(connect(self.url, create=False), self.instance)
         with suppress(psycopg.Error):
             self._store.close()
         self._store = fresh

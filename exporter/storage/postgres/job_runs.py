@@ -19,7 +19,7 @@ class PgJobRuns:
         """Store a run and count it; ``last_success_ms`` survives failed runs."""
         self._conn.execute(
             f"INSERT INTO job_runs ({JOB_RUN_COLUMNS}) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             + JOB_RUN_UPSERT,
             job_run_values(run),
         )  # fmt: skip

@@ -24,31 +24,34 @@ def _key(key: Key) -> str:
 
 
 class PgLiveState:
-    """The persisted live state: counters, maxima, window minutes, first-seen organisations."""
+    """The persisted live state: counters and maxima per replica (``instance``), and what
+    replicas share: window minutes, first-seen organisations and the change journal."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, instance: str) -> None:
         self._conn = conn
+        self._instance = instance
 
     def save_tally(self, tally: Tally) -> int:
         """Add a tally to the persisted state (inside the caller's transaction); returns how
         many of its ``new_orgs`` were first seen."""
         for sql, rows in (
             (
-                "INSERT INTO live_counters (key, value) SELECT * FROM unnest(%s::text[],"
-                " %s::float8[]) ON CONFLICT (key) DO UPDATE"
+                "INSERT INTO live_counters (instance, key, value) SELECT %s, * FROM"
+                " unnest(%s::text[], %s::float8[]) ON CONFLICT (instance, key) DO UPDATE"
                 " SET value = live_counters.value + excluded.value",
                 tally.counters.items(),
             ),
             (
-                "INSERT INTO live_maxima (key, value) SELECT * FROM unnest(%s::text[],"
-                " %s::float8[]) ON CONFLICT (key) DO UPDATE"
+                "INSERT INTO live_maxima (instance, key, value) SELECT %s, * FROM"
+                " unnest(%s::text[], %s::float8[]) ON CONFLICT (instance, key) DO UPDATE"
                 " SET value = GREATEST(live_maxima.value, excluded.value)",
                 tally.maxima.items(),
             ),
         ):
             pairs = list(rows)
             if pairs:
-                self._conn.execute(sql, ([_key(k) for k, _ in pairs], [v for _, v in pairs]))
+                keys, values = [_key(k) for k, _ in pairs], [v for _, v in pairs]
+                self._conn.execute(sql, (self._instance, keys, values))
         minutes = list(tally.minutes.items())
         if minutes:
             self._conn.execute(
@@ -73,10 +76,12 @@ class PgLiveState:
         ).rowcount
 
     def load_counters(self, table: str) -> dict[Key, float]:
-        """All rows of ``live_counters`` or ``live_maxima``."""
+        """This replica's rows of ``live_counters`` or ``live_maxima``."""
         if table not in ("live_counters", "live_maxima"):
             raise ValueError(table)
-        rows = self._conn.execute(f"SELECT key, value FROM {table}").fetchall()
+        rows = self._conn.execute(
+            f"SELECT key, value FROM {table} WHERE instance = %s", (self._instance,)
+        ).fetchall()
         return {tuple(_decode_key.decode(str(key))): float(value) for key, value in rows}
 
     def load_minutes(self, since_ms: int) -> dict[tuple[str, int, str], float]:
@@ -110,3 +115,40 @@ class PgLiveState:
         return self._conn.execute(
             "DELETE FROM window_minutes WHERE minute_ms < %s", (before_ms,)
         ).rowcount
+
+    def journal(self, body: bytes, at_ms: int) -> int | None:
+        """Append one commit's shared changes (``exporter.live.journal``); returns its id."""
+        row = self._conn.execute(
+            "INSERT INTO live_journal (instance, at_ms, body) VALUES (%s, %s, %s) RETURNING id",
+            (self._instance, at_ms, body),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def journal_since(self, after_id: int) -> tuple[int, list[tuple[int, bytes]]]:
+        """The id through which the journal was pruned, and the other replicas' entries
+        after ``after_id`` in id (commit) order."""
+        pruned = self._conn.execute("SELECT pruned_through FROM live_journal_horizon").fetchone()
+        rows = self._conn.execute(
+            "SELECT id, body FROM live_journal WHERE id > %s AND instance <> %s ORDER BY id",
+            (after_id, self._instance),
+        ).fetchall()
+        return int(pruned[0]) if pruned else 0, [(int(i), bytes(b)) for i, b in rows]
+
+    def journal_head(self) -> int:
+        """The newest entry's id (0: none): what a restored state already holds."""
+        row = self._conn.execute(
+            "SELECT GREATEST((SELECT max(id) FROM live_journal),"
+            " (SELECT pruned_through FROM live_journal_horizon))"
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def prune_journal(self, before_ms: int) -> None:
+        """Delete entries older than ``before_ms``, raising the pruned-through id (a replica
+        behind it reloads its state from the tables instead)."""
+        self._conn.execute(
+            "WITH gone AS (DELETE FROM live_journal WHERE at_ms < %s RETURNING id)"
+            " UPDATE live_journal_horizon SET pruned_through ="
+            " GREATEST(pruned_through, (SELECT max(id) FROM gone))"
+            " WHERE EXISTS (SELECT 1 FROM gone)",
+            (before_ms,),
+        )

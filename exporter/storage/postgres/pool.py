@@ -20,7 +20,8 @@ P = ParamSpec("P")
 class PgReadPool:
     """``size`` threads sharing a pool of at most ``size`` connections."""
 
-    def __init__(self, url: str, size: int) -> None:
+    def __init__(self, url: str, size: int, instance: str = "") -> None:
+        self._instance = instance
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -43,7 +44,7 @@ class PgReadPool:
     ) -> T:
         """``fn(store, *args)`` on this thread with a pooled connection."""
         with self._pool.connection() as conn:
-            return fn(PgStore(conn), *args, **kwargs)
+            return fn(PgStore(conn, self._instance), *args, **kwargs)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

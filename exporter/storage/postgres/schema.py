@@ -11,6 +11,30 @@ from psycopg.rows import TupleRow
 
 MIGRATE_LOCK = 0x766F786D6F6E  # "voxmon": one migration at a time per database
 
+_REPLICAS = """
+    ALTER TABLE live_counters ADD COLUMN instance TEXT COLLATE "C" NOT NULL DEFAULT '';
+    ALTER TABLE live_counters DROP CONSTRAINT live_counters_pkey;
+    ALTER TABLE live_counters ADD PRIMARY KEY (instance, key);
+    ALTER TABLE live_maxima ADD COLUMN instance TEXT COLLATE "C" NOT NULL DEFAULT '';
+    ALTER TABLE live_maxima DROP CONSTRAINT live_maxima_pkey;
+    ALTER TABLE live_maxima ADD PRIMARY KEY (instance, key);
+    ALTER TABLE job_runs ADD COLUMN instance TEXT COLLATE "C" NOT NULL DEFAULT '';
+    CREATE TABLE live_journal (
+        id BIGSERIAL PRIMARY KEY,
+        instance TEXT COLLATE "C" NOT NULL,
+        at_ms BIGINT NOT NULL,
+        body BYTEA NOT NULL
+    );
+    CREATE INDEX live_journal_by_time ON live_journal (at_ms);
+    CREATE TABLE live_journal_horizon (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pruned_through BIGINT NOT NULL
+    );
+    INSERT INTO live_journal_horizon VALUES (1, 0);
+"""
+"""Replicas (docs/scale-out.md): counters and maxima per instance (rows written before are
+instance ''), who ran each job, and the shared change journal (``exporter.live.journal``)."""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE SEQUENCE events_seq;
@@ -125,6 +149,7 @@ MIGRATIONS: tuple[str, ...] = (
         beat_ms BIGINT NOT NULL
     );
     """,
+    _REPLICAS,
 )
 
 

@@ -21,10 +21,10 @@ T = TypeVar("T")
 class PgStore:
     """Implements ``exporter.storage.base.Store`` on one connection (used on one thread)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, instance: str = "") -> None:
         self.connection = conn
         self.events = PgEvents(conn)
-        self.live = PgLiveState(conn)
+        self.live = PgLiveState(conn, instance)
         self.snapshots = PgSnapshots(conn)
         self.job_runs = PgJobRuns(conn)
         self.artifacts = PgArtifacts(conn)

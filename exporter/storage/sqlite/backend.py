@@ -4,7 +4,7 @@ connection and the read pool for queries, opened and closed together."""
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.storage.sqlite.database import Database
 from exporter.storage.sqlite.health import SqliteHealthChecks
@@ -12,6 +12,15 @@ from exporter.storage.sqlite.pool import ReadPool
 
 READ_THREADS = 3
 """Query threads: a few concurrent reads on 2 cores; more only add contention."""
+
+
+class SoleLeader:
+    """The only daemon on a file runs every job."""
+
+    leading = True
+
+    async def hold(self) -> bool:
+        return True
 
 
 @dataclass(slots=True)
@@ -23,6 +32,9 @@ class SqliteBackend:
     reads: ReadPool
     checks: SqliteHealthChecks
     _stack: AsyncExitStack
+    leadership: SoleLeader = field(default_factory=lambda: SoleLeader())
+    shared: bool = False
+    """One daemon per file (the file lock): it leads, and shares nothing."""
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "FULL") -> SqliteBackend:
@@ -39,7 +51,7 @@ class SqliteBackend:
             return cls(writes, rollup_reads, reads, checks, stack.pop_all())
         raise AssertionError("unreachable")
 
-    def size_bytes(self) -> int:
+    async def measure_size(self) -> int:
         return self.writes.size_bytes()
 
     async def close(self) -> None:

@@ -19,7 +19,7 @@ class SqliteJobRuns:
         """Store a run and count it; ``last_success_ms`` survives failed runs. Returns the
         stored record with the updated counts."""
         self._conn.execute(
-            f"INSERT INTO job_runs ({JOB_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO job_runs ({JOB_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})"
             + JOB_RUN_UPSERT,
             job_run_values(run),
         )  # fmt: skip

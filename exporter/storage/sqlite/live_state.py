@@ -108,3 +108,16 @@ class SqliteLiveState:
         return self._conn.execute(
             "DELETE FROM window_minutes WHERE minute_ms < ?", (before_ms,)
         ).rowcount
+
+    def journal(self, body: bytes, at_ms: int) -> int | None:
+        """No journal: one daemon per SQLite file, nothing to share (``None``)."""
+        return None
+
+    def journal_since(self, after_id: int) -> tuple[int, list[tuple[int, bytes]]]:
+        return 0, []
+
+    def journal_head(self) -> int:
+        return 0
+
+    def prune_journal(self, before_ms: int) -> None:
+        return None

@@ -200,6 +200,7 @@ MIGRATIONS: tuple[str, ...] = (
     _ORG_ORDER,
     _FEED,
     _RETIRE_OLD_HISTOGRAMS,
+    "ALTER TABLE job_runs ADD COLUMN instance TEXT NOT NULL DEFAULT '';",
 )
 
 
