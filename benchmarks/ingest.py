@@ -23,7 +23,11 @@ validates them, outside the timing) are inserted into a fresh file opened with
 ``exporter.storage.sqlite.database.connect`` (same schema and pragmas) by
 ``exporter.storage.events.insert``, one transaction per batch.
 
-Run: ``.venv/bin/python benchmarks/ingest.py [--quick] [--json]``.
+``--database-url postgresql://user@host:port/db`` measures PostgreSQL instead: batch-1000
+ingest through 1, 2 and 3 replicas on one database against raw COPY and executemany of the
+same rows, as ratios from one run (``benchmarks/replicas.py``).
+
+Run: ``.venv/bin/python benchmarks/ingest.py [--quick] [--json] [--database-url URL [--rounds N]]``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -223,24 +227,22 @@ class Daemon:
         db: Path | str,
         *,
         name: str = "daemon",
-        env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
-        """``db``: the SQLite file, or a ``postgresql://`` URL (``--database-url``); ``env``:
-        ``VOXMON_*`` settings; ``name``: the log file's (one daemon per name in ``workdir``)."""
+        """``db``: the SQLite file, or a ``postgresql://`` URL (``--database-url``); ``args``:
+        more ``serve`` flags; ``name``: the log file's (one daemon per name in ``workdir``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = workdir / f"{name}.log"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
-        environ.update(env or {})
-        environ["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), environ.get("PYTHONPATH")])
-        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         storage = "--database-url" if str(db).startswith("postgresql://") else "--db"
         command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
-                   "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]  # fmt: skip
+                   "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING",
+                   *args]  # fmt: skip
         with self._log_path.open("wb") as log:
             # cwd = the temporary directory, so no ./voxmon.toml is picked up
-            self._proc = subprocess.Popen(command, cwd=workdir, env=environ, stdout=log, stderr=log)
+            self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)
 
     def __enter__(self) -> Daemon:
         try:

@@ -4,9 +4,9 @@ inserting the same rows into the same schema with COPY and with executemany. One
 machine; the figure is events/s and its ratio to each raw rate.
 
 Each figure gets a fresh database on the server (``benchmarks/databases.py``). Replicas are
-real subprocesses on their own ports with their own instance ids (``VOXMON_INSTANCE_ID``,
-i.e. ``--instance-id``); N concurrent client connections (aiohttp) take the next batch as
-soon as their previous answer arrives and send it to the next replica in round-robin order.
+real subprocesses on their own ports with their own ``--instance-id``; N concurrent client
+connections (aiohttp) take the next batch as soon as their previous answer arrives and send
+it to the next replica in round-robin order.
 After a short untimed warm-up spread over every replica, the timed batches are posted; every
 answer must accept all 1,000 events, and after the replicas stop the database must hold
 exactly the events acknowledged. The raw figures insert the very same rows (validated as the
@@ -160,7 +160,7 @@ def replica_figure(
 
 def replica(workdir: Path, db_url: str, name: str) -> Daemon:
     """One replica: its own port, log file and instance id (``--instance-id``)."""
-    return Daemon(workdir, db_url, name=name, env={"VOXMON_INSTANCE_ID": f"bench-{name}"})
+    return Daemon(workdir, db_url, name=name, args=("--instance-id", f"bench-{name}"))
 
 
 def verify_stored(db_url: str, expected: int) -> None:
