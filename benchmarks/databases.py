@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL databases for the benchmarks' ``--database-url`` runs.
+"""Throwaway PostgreSQL databases for the benchmarks' ``--database-url`` runs, and what the
+benchmarks read about the server processes serving them (CPU, lock waits).
 
 The URL names a server and a database the script may connect to (``postgres`` will do); the
 script connects there only to CREATE and DROP its own databases, ``voxmon_bench_<pid>_<figure>``,
@@ -9,6 +10,7 @@ ends. Nothing else on the server is touched.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,3 +83,36 @@ def backend_pids(url: str) -> list[int]:
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
     return [int(row[0]) for row in rows]
+
+
+class LockWaits:
+    """Samples, every ``interval_s`` on a connection of its own, how many connections to the
+    database at ``url`` wait for a lock (voxmon's writers queue on its write lock); ``mean``
+    is the average over the samples taken between enter and exit."""
+
+    def __init__(self, url: str, interval_s: float = 0.02) -> None:
+        self._url, self._interval_s = url, interval_s
+        self._stop = threading.Event()
+        self._samples: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="lock-waits", daemon=True)
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return sum(self._samples) / max(len(self._samples), 1)
+
+    def _run(self) -> None:
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            while not self._stop.wait(self._interval_s):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).fetchone()
+                self._samples.append(int(row[0]) if row else 0)

@@ -36,7 +36,13 @@ from pathlib import Path
 import aiohttp
 import psycopg
 
-from benchmarks.databases import Server, backend_cpu_seconds, backend_pids, cpu_delta
+from benchmarks.databases import (
+    LockWaits,
+    Server,
+    backend_cpu_seconds,
+    backend_pids,
+    cpu_delta,
+)
 from benchmarks.ingest import (
     COMMIT_SERIES,
     BenchError,
@@ -77,6 +83,7 @@ class Figure:
     commits: int | None = None  # group commits, all replicas
     events_per_commit: float | None = None
     commit_ms: float | None = None  # mean duration of one group commit
+    lock_waiters: float | None = None  # mean connections waiting for a lock (write lock)
 
 
 # --- voxmon replicas -----------------------------------------------------------------------
@@ -115,7 +122,8 @@ async def replica_load(
     pg_cpu, cpu = backend_cpu_seconds(pids), time.process_time()
     voxmon_cpu = sum(d.cpu_seconds() for d in daemons)
     started = time.perf_counter()
-    latencies = await post_spread(urls, timed, clients)
+    with LockWaits(db_url) as waits:
+        latencies = await post_spread(urls, timed, clients)
     elapsed = time.perf_counter() - started
     cpu, voxmon_cpu = time.process_time() - cpu, sum(d.cpu_seconds() for d in daemons) - voxmon_cpu
     pg = cpu_delta(pg_cpu, backend_cpu_seconds(pids)) if pids and pg_cpu else None
@@ -135,6 +143,7 @@ async def replica_load(
         commits=int(count),
         events_per_commit=total / max(count, 1),
         commit_ms=1000 * seconds / max(count, 1),
+        lock_waiters=waits.mean,
     )
 
 
@@ -288,7 +297,9 @@ def print_report(
     print(f"client, replicas and PostgreSQL share the {cores} CPUs (CPU % = of one core);"
           f" load average {load[0]:.1f} at start, {load[-1]:.1f} at end")  # fmt: skip
     print(f"each figure's best of {rounds} interleaved round(s): other load on the machine"
-          " slows a round, never speeds it\n")  # fmt: skip
+          " slows a round, never speeds it")  # fmt: skip
+    print("lock wait: mean connections waiting for a lock (replicas' commits queue on voxmon's"
+          " write lock)\n")  # fmt: skip
     best = [max(figures, key=lambda f: f.events_per_s) for figures in runs.values()]
     print_tables(best)
     if rounds > 1:
@@ -307,12 +318,13 @@ def print_tables(figures: list[Figure]) -> None:
         rate = f.events_per_s
         print(f"{f.name:<20} {rate:>9,.0f} {rate / copy:>7.2f} {rate / many:>13.2f}"
               f" {_num(f.p50_ms, 7, 1)} {_num(f.p99_ms, 7, 1)}")  # fmt: skip
-    print(f"\n{'figure':<20} {'commits':>7} {'ev/commit':>9} {'commit ms':>9} {'voxmon CPU':>10}"
-          f" {'PostgreSQL CPU':>14} {'client CPU':>10}")  # fmt: skip
+    print(f"\n{'figure':<20} {'commits':>7} {'ev/commit':>9} {'commit ms':>9} {'lock wait':>9}"
+          f" {'voxmon CPU':>10} {'PostgreSQL CPU':>14} {'client CPU':>10}")  # fmt: skip
     for f in figures:
         print(f"{f.name:<20} {_num(f.commits, 7, 0)} {_num(f.events_per_commit, 9, 1)}"
-              f" {_num(f.commit_ms, 9, 2)} {_pct(f.voxmon_cpu_pct, 10)}"
-              f" {_pct(f.postgres_cpu_pct, 14)} {_pct(f.client_cpu_pct, 10)}")  # fmt: skip
+              f" {_num(f.commit_ms, 9, 2)} {_num(f.lock_waiters, 9, 2)}"
+              f" {_pct(f.voxmon_cpu_pct, 10)} {_pct(f.postgres_cpu_pct, 14)}"
+              f" {_pct(f.client_cpu_pct, 10)}")  # fmt: skip
 
 
 def _num(value: float | None, width: int, digits: int) -> str:
