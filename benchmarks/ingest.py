@@ -23,7 +23,11 @@ validates them, outside the timing) are inserted into a fresh file opened with
 ``exporter.storage.sqlite.database.connect`` (same schema and pragmas) by
 ``exporter.storage.events.insert``, one transaction per batch.
 
-Run: ``.venv/bin/python benchmarks/ingest.py [--quick] [--json]``.
+``--database-url postgresql://user@host:port/db`` measures PostgreSQL instead: batch-1000
+ingest through 1, 2 and 3 replicas on one database against raw COPY and executemany of the
+same rows, as ratios from one run (``benchmarks/replicas.py``).
+
+Run: ``.venv/bin/python benchmarks/ingest.py [--quick] [--json] [--database-url URL [--rounds N]]``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -217,14 +221,25 @@ class Daemon:
     """``voxmon serve`` in a subprocess on loopback with default settings; stopped (SIGTERM,
     which drains the ingest queue) on exit from the ``with`` block, killed if it hangs."""
 
-    def __init__(self, workdir: Path, db: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        db: Path | str,
+        *,
+        name: str = "daemon",
+        args: Sequence[str] = (),
+    ) -> None:
+        """``db``: the SQLite file, or a ``postgresql://`` URL (``--database-url``); ``args``:
+        more ``serve`` flags; ``name``: the log file's (one daemon per name in ``workdir``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log_path = workdir / "daemon.log"
+        self._log_path = workdir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "exporter", "serve", "--db", str(db), "--host",
-                   "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]  # fmt: skip
+        storage = "--database-url" if str(db).startswith("postgresql://") else "--db"
+        command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
+                   "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING",
+                   *args]  # fmt: skip
         with self._log_path.open("wb") as log:
             # cwd = the temporary directory, so no ./voxmon.toml is picked up
             self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)
@@ -431,11 +446,17 @@ async def commit_totals(base: str) -> dict[str, float]:
     """The daemon's own group-commit histogram sums and count, from ``/metrics``."""
     async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
         text = await response.text()
-    values = dict(line.split(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    try:
-        return {name: float(values[name]) for name in COMMIT_SERIES}
-    except KeyError as exc:
-        raise BenchError(f"/metrics has no {exc}") from None
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, value = line.rsplit(" ", 1)
+            name = sample.split("{", 1)[0]  # labelled samples of one family add up
+            if name in COMMIT_SERIES:
+                totals[name] = totals.get(name, 0.0) + float(value)
+    missing = [name for name in COMMIT_SERIES if name not in totals]
+    if missing:
+        raise BenchError(f"/metrics has no {missing[0]!r}")
+    return totals
 
 
 def verify_stored(db: Path, expected: int) -> None:
@@ -498,9 +519,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://user@host:port/db: instead of SQLite, batch-1000 ingest through 1, 2"
+        " and 3 voxmon replicas against raw COPY and executemany on that server, in throwaway"
+        " databases voxmon_bench_<pid>_<figure> (URL's database is only used to create them)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="with --database-url: rounds of all five figures, interleaved; each figure's best"
+        " round is reported (default 3, 1 with --quick)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the daemon is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    if args.database_url:
+        from benchmarks.replicas import run_postgres
+
+        return run_postgres(
+            args.database_url, quick=args.quick, rounds=args.rounds, as_json=args.json
+        )
     info = machine()
     results: list[Result] = []
     try:
