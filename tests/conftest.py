@@ -62,6 +62,16 @@ def clock() -> FakeClock:
 AppFactory = Callable[..., Any]
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures the multi-replica tests checked (tests/test_replicas.py)."""
+    from tests.replicas import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("replica figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``both_backends`` that use ``database_url`` run on SQLite and PostgreSQL,
     except those also marked ``sqlite_only`` (they reach into the SQLite file itself)."""

@@ -24,6 +24,17 @@ from typing import Any
 from tests.scrape import Sample, samples
 from tests.tools import DEADLINE_S, free_port, http, wait_listening, wait_ready_port
 
+FIGURES: list[str] = []
+"""What the replica tests checked, printed at the end of the run (conftest's terminal
+summary), so a CI log shows the figures without ``-s``."""
+
+
+def report(line: str) -> None:
+    """Print ``line`` now (seen with ``-s``) and keep it for the run's summary."""
+    print(line)
+    FIGURES.append(line)
+
+
 JOBS = ("rollup-hourly", "rollup-daily", "cleanup-snapshots", "cleanup-events")
 
 

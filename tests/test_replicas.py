@@ -36,6 +36,7 @@ from tests.replicas import (
     ran_since,
     replay,
     replica_set,
+    report,
     schedule,
     scrape,
     spread,
@@ -90,7 +91,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
                  lambda n=name: ran_since(successor, n, killed[0]))  # fmt: skip
         first_pass = len(deliveries.answers)
         replay(cluster, batches, deliveries)
-        print(
+        report(
             f"\n{len(batches)} batches ({late} held back until the replay),"
             f" {sum(map(len, batches))} events posted, {len(unique)} unique; leader"
             f" {victim.instance_id} SIGKILLed and restarted, then leader"
@@ -111,7 +112,7 @@ def test_replicas_store_every_acknowledged_event_once(ingested: Ingested) -> Non
         sizes = {(a["accepted"] + a["duplicates"], len(a["rejected"])) for a in answers}
         assert sizes == {(len(ingested.batches[index]), 0)}
     accepted, duplicates = deliveries.total("accepted"), deliveries.total("duplicates")
-    print(
+    report(
         f"stored {len(copies)} unique events in {sum(copies.values())} rows, at most"
         f" {max(copies.values())} per event_id; answers: {accepted} accepted,"
         f" {duplicates} duplicates"
@@ -131,9 +132,9 @@ def test_replica_counters_sum_to_the_unique_events(ingested: Ingested) -> None:
             for (name, labels), number in scrape(replica).items()
             if name == "voice_pipeline_events_total"
         }
-        print(f"{replica.instance_id} voice_pipeline_events_total {sum(mine.values()):.0f}")
+        report(f"{replica.instance_id} voice_pipeline_events_total {sum(mine.values()):.0f}")
         summed.update(mine)
-    print(
+    report(
         f"voice_pipeline_events_total summed over the replicas {sum(summed.values()):.0f},"
         f" unique events {len(ingested.unique)}, {len(expected)} event types"
     )
@@ -171,7 +172,7 @@ def test_realtime_is_the_same_from_every_replica(ingested: Ingested) -> None:
         if start <= parse_timestamp(e["timestamp"]) < end
     )
     got = [platform[f"artifacts_{k}_1h"] for k in ("received", "completed", "failed")]
-    print(
+    report(
         f"realtime identical from {len(replicas)} replicas in {len(seen[0])} scopes; platform"
         f" artifacts received, completed, failed in the hour: {got}"
     )
@@ -220,7 +221,7 @@ def test_rollups_through_the_leader_equal_the_reference_once_per_window(
     events = list(ingested.unique.values())
     hours, days = (closed_windows(events, size, now_ms) for size in (3_600_000, 86_400_000))
     runs = [line for line in job_lines(ingested.after_ingest) if line.job.startswith("rollup-")]
-    print(
+    report(
         f"snapshots equal to the reference: {hourly_rows} hourly and {daily_rows} daily rows;"
         f" {len(hours)} closed hours and {len(days)} closed days hold events; runs since"
         f" ingest (job, trigger, instance, windows): "
@@ -288,7 +289,7 @@ def test_killed_leader_next_hourly_job_runs_once_on_another_replica(tmp_path: Pa
         lines = scheduled_hourly(survivors, killed)
         after, status = hourly_runs(survivors[0]), job_status(survivors[0], "rollup-hourly")
     fires = Counter(minute(line.started) for line in lines)
-    print(
+    report(
         f"leader {leader.instance_id} SIGKILLed at {killed:%H:%M:%S}, successor"
         f" {successor.instance_id}; voxmon_rollup_runs_total hourly {before} -> {after};"
         f" scheduled hourly runs since: {[(f'{x.started:%H:%M:%S}', x.instance) for x in lines]}"
