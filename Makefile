@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/orgs.py
 	$(BIN)/python benchmarks/hostile.py
 	$(BIN)/python benchmarks/concurrency.py
+	$(BIN)/python benchmarks/inflight.py
 
 # voxmon and the demo traffic generator together (voxmon demo --serve). A daemon already on
 # this database or port stops it before anything starts; if its daemon exits, the demo stops
