@@ -98,6 +98,38 @@ def test_artifacts_inflight_index_counts() -> None:
     assert index.by_stage() == {"ingestion": 1}
     index.prune(T + 600_001)
     assert index.by_stage() == {}
+    assert index.awaiting_disambiguation() == 0 and len(index) == 0
+
+
+def test_artifacts_inflight_index_keeps_counts_exact_through_every_transition() -> None:
+    """The packed entries and the counts kept beside them agree with a recount at each
+    step: a note moving stage, losing its awaiting flag, leaving and coming back; times
+    before 1970 (negative ms) and the exact stuck boundary."""
+    index = InflightIndex()
+    reference: dict[str, tuple[str, int, bool]] = {}
+
+    def put(note: str, stage: str | None, last_ms: int, awaiting: bool, status: str) -> None:
+        index.apply([ArtifactState(note, None, status, stage, "x", last_ms, last_ms,
+                                   awaiting_disambiguation=awaiting)])  # fmt: skip
+        if status == IN_FLIGHT:
+            reference[note] = (stage or "", last_ms, awaiting)
+        else:
+            reference.pop(note, None)
+        counts: dict[str, int] = {}
+        for name, _, _ in reference.values():
+            counts[name] = counts.get(name, 0) + 1
+        assert index.by_stage() == counts
+        assert index.awaiting_disambiguation() == sum(a for _, _, a in reference.values())
+        for before in (-86_400_001, -86_400_000, 0, 5, 6, 10**13):
+            assert index.stuck(before) == sum(ms < before for _, ms, _ in reference.values())
+
+    put("a", "transcription", 5, True, IN_FLIGHT)
+    put("b", None, -86_400_000, False, IN_FLIGHT)  # 1969-12-31, no stage yet
+    put("a", "entity_resolution", 6, False, IN_FLIGHT)
+    put("a", "entity_resolution", 6, False, COMPLETED)
+    put("a", "drafts", 10**13 - 1, True, IN_FLIGHT)
+    put("b", None, -86_400_000, False, FAILED)
+    assert len(index) == 1
 
 
 def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
@@ -114,3 +146,21 @@ def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
     assert outcome.deleted == {"events": 0, "artifacts": 1}
     assert [r[0] for r in conn.connection.execute("SELECT artifact_id FROM artifacts")] == ["edge"]
     conn.close()
+
+
+def test_artifacts_inflight_index_restore_equals_one_by_one() -> None:
+    """The bulk path of a restore (an empty index) keeps the same counts as notes added one
+    at a time, a note listed twice counted once."""
+    rows = [(f"n{k}", ("transcription", None, "drafts")[k % 3], 1_000 + k, k % 4 == 0)
+            for k in range(40)] + [("n1", "drafts", 7, True)]  # fmt: skip
+    bulk, single = InflightIndex(), InflightIndex()
+    bulk.load(rows)
+    for row in rows:
+        single.put(*row)
+    assert len(bulk) == len(single) == 40
+    assert bulk.by_stage() == single.by_stage() == {"transcription": 14, "": 12, "drafts": 14}
+    assert bulk.awaiting_disambiguation() == single.awaiting_disambiguation() == 11
+    assert [bulk.stuck(t) for t in (8, 1_020, 2_000)] == [
+        single.stuck(t) for t in (8, 1_020, 2_000)
+    ]
+    assert bulk.stuck(8) == 1

@@ -20,8 +20,7 @@ async def restore(live: LiveState, runner: Reader, now_ms: int) -> None:
         _read, since_ms, capacity, live.latency.bucketing
     )
     live.load(counters, maxima, minutes, orgs, seen, latencies)
-    live.inflight = InflightIndex()
-    live.inflight.apply(in_flight)
+    live.inflight = in_flight
     live.applied_id = head
 
 
@@ -34,7 +33,14 @@ def _read(
             store.live.load_counters("live_maxima"),
             store.live.load_minutes(since_ms),
             store.live.load_orgs(capacity),
-            store.artifacts.load_in_flight(),
+            _in_flight(store),
             store.live.load_latency(since_ms, *bucketing),
             store.live.journal_head(),
         )
+
+
+def _in_flight(store: Store) -> InflightIndex:
+    """The index built where the rows are read, streamed: no list of a million states."""
+    index = InflightIndex()
+    index.load(store.artifacts.in_flight())
+    return index

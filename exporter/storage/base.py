@@ -4,7 +4,7 @@ implements them in its own package. Times are UTC epoch ms; windows are ``[start
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -107,7 +107,7 @@ class Artifacts(Protocol):
 
     def load_states(self, artifact_ids: Sequence[str]) -> dict[str, ArtifactState]: ...
     def save_states(self, states: Iterable[ArtifactState]) -> None: ...
-    def load_in_flight(self) -> list[ArtifactState]: ...
+    def in_flight(self) -> Iterator[tuple[str, str | None, int, bool]]: ...
     def list_states(
         self,
         status: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from exporter.artifacts import ArtifactState
@@ -49,11 +49,18 @@ class PgArtifacts:
                 rows,
             )
 
-    def load_in_flight(self) -> list[ArtifactState]:
-        rows = self._conn.execute(
-            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE status = 'in_flight'"
-        )
-        return [artifact_state(row) for row in rows.fetchall()]
+    def in_flight(self) -> Iterator[tuple[str, str | None, int, bool]]:
+        """Every note in flight as ``(artifact_id, current_stage, last_event_ms,
+        awaiting_disambiguation)``, streamed through a server-side cursor (inside the
+        caller's transaction; a restore holds no list)."""
+        with self._conn.cursor(name="voxmon_in_flight") as cursor:
+            cursor.itersize = 20_000
+            cursor.execute(
+                "SELECT artifact_id, current_stage, last_event_ms, awaiting_disambiguation"
+                " FROM artifacts WHERE status = 'in_flight'"
+            )
+            for artifact_id, stage, last_ms, awaiting in cursor:
+                yield str(artifact_id), stage, int(last_ms), bool(awaiting)
 
     def list_states(
         self,

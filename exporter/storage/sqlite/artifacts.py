@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from exporter.artifacts import ArtifactState
@@ -48,11 +48,15 @@ class SqliteArtifacts:
             ],
         )  # fmt: skip
 
-    def load_in_flight(self) -> list[ArtifactState]:
+    def in_flight(self) -> Iterator[tuple[str, str | None, int, bool]]:
+        """Every note in flight as ``(artifact_id, current_stage, last_event_ms,
+        awaiting_disambiguation)``, streamed from the table (a restore holds no list)."""
         rows = self._conn.execute(
-            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE status = 'in_flight'"
+            "SELECT artifact_id, current_stage, last_event_ms, awaiting_disambiguation"
+            " FROM artifacts WHERE status = 'in_flight'"
         )
-        return [artifact_state(row) for row in rows]
+        for artifact_id, stage, last_ms, awaiting in rows:
+            yield artifact_id, stage, last_ms, bool(awaiting)
 
     def list_states(
         self,
