@@ -150,6 +150,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     _REPLICAS,
+    """
+    CREATE TABLE inflight_minutes (
+        minute_ms BIGINT NOT NULL,
+        stage TEXT COLLATE "C" NOT NULL,
+        awaiting BOOLEAN NOT NULL,
+        notes BIGINT NOT NULL,
+        PRIMARY KEY (minute_ms, stage, awaiting)
+    );
+    INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)
+    SELECT last_event_ms - ((last_event_ms % 60000) + 60000) % 60000,
+           COALESCE(current_stage, ''), awaiting_disambiguation, COUNT(*)
+    FROM artifacts WHERE status = 'in_flight' GROUP BY 1, 2, 3;
+    """,
 )
 
 
