@@ -93,9 +93,14 @@ def ingest_goals(found: dict[str, Any] | None, label: str) -> Iterator[Goal]:
                    " x", ".2f")  # fmt: skip
 
 
+def best_rate(found: dict[str, Any] | None, name: str) -> float | None:
+    """The best round's events/s of one figure of ``benchmarks/ingest.py --database-url``."""
+    rounds = (found or {}).get("rounds", {}).get(name, [])
+    return max((float(r["events_per_s"]) for r in rounds), default=None)
+
+
 def postgres_ingest_goals(found: dict[str, Any] | None) -> Iterator[Goal]:
-    one = pick(found, "replicas", "1", "events_per_s")
-    copy = pick(found, "raw", "copy_rows_per_s")
+    one, copy = best_rate(found, "voxmon, 1 replica"), best_rate(found, "raw COPY")
     ratio = None if one is None or not copy else one / copy
     yield at_least("PostgreSQL ingest, batch 1000 / raw COPY", ratio, 0.8, " x", ".2f")
     yield at_least("PostgreSQL ingest, batch 1000", one, 28_000, " ev/s", ",.0f")
