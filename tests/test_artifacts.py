@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from exporter.artifacts import (
@@ -244,5 +245,60 @@ def test_artifacts_inflight_table_follows_retention_and_the_migration(
     store.write(lambda c: c.artifacts.add_inflight({}))  # nothing to apply: no statement fails
     migration = (sqlite_schema if not database_url else postgres_schema).MIGRATIONS[-1]
     script(database_url, tmp_path, "DROP TABLE inflight_minutes;\n" + migration)
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+    store.close()
+
+
+OLDER_ENTRY = msgspec.msgpack.encode([[], [], [], 0, [["b", "in_flight", "ingestion", T, False]]])
+"""A journal entry as voxmon versions before the in-flight table wrote them: per-note
+in-flight changes, and no change to the table."""
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_artifacts_inflight_table_heals_after_an_older_replica_commits(
+    start_app: Any, database_url: str, tmp_path: Path
+) -> None:
+    """During a rolling upgrade a replica of the previous version stores notes without
+    changing the table; the next commit of a replica of this version that reads its
+    journal entry recounts the table in its own transaction."""
+    client = await start_app()
+    assert (
+        await client.post("/v1/events", json=[_wire("a", "artifact_received", 60)])
+    ).status == 200
+    older = store_for(database_url, tmp_path)
+
+    def older_commit(c: Any) -> None:
+        c.artifacts.save_states([ArtifactState("b", None, IN_FLIGHT, "ingestion", "x", T, T)])
+        c.live.journal(OLDER_ENTRY, T)
+
+    older.write(older_commit)
+    older.close()
+    assert _table(database_url, tmp_path) != _recount(database_url, tmp_path)
+    assert (
+        await client.post("/v1/events", json=[_wire("c", "artifact_received", 30)])
+    ).status == 200
+    assert sum(_table(database_url, tmp_path).values()) == 3
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+
+
+@both
+def test_artifacts_retention_drops_counts_of_minutes_it_emptied(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Counts of whole minutes before the retention cutoff are dropped once retention has
+    deleted every note before it, even counts no note matches (a note deleted by a
+    previous version's `voxmon cleanup`, which left the table as it was)."""
+    store = store_for(database_url, tmp_path)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    cutoff = datetime_to_ms(now - timedelta(hours=48))
+    edge = cutoff - cutoff % 60_000
+    stale = {(edge - 60_000, "ingestion", False): 2, (edge, "ingestion", False): 1}
+    store.write(lambda c: c.artifacts.add_inflight(stale))
+    store.write(
+        lambda c: c.artifacts.save_states(
+            [ArtifactState("edge", None, IN_FLIGHT, "ingestion", "x", cutoff, cutoff)]
+        )
+    )
+    cleanup.cleanup_events(store, jobs.direct_write(store), now, Retention())
     assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
     store.close()

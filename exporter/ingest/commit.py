@@ -74,6 +74,8 @@ def commit(
             store.live.prune_journal(now_ms - JOURNAL_KEEP_MS)
         store.snapshots.mark_dirty("hourly", _late_hours(fresh, now_ms))
         _advance_artifacts(store, fresh)
+        if any(entry.inflight for _, entry in pending):  # an earlier version's commit
+            store.artifacts.rebuild_inflight()  # did not change the in-flight table
         entry_id = None
         if journal_after is not None and fresh:
             entry_id = store.live.journal(journal.encode(counted), now_ms)
