@@ -302,3 +302,29 @@ def test_artifacts_retention_drops_counts_of_minutes_it_emptied(
     cleanup.cleanup_events(store, jobs.direct_write(store), now, Retention())
     assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
     store.close()
+
+
+async def test_artifacts_follower_asks_for_a_recount_after_an_older_entry() -> None:
+    """An earlier version's entry applied by the journal follower (not read by a commit)
+    makes the next commit recount the in-flight table; entries of this version do not."""
+    import asyncio
+
+    from exporter.ingest.follow import Follower
+    from exporter.live import journal
+    from exporter.live.state import LiveState
+    from exporter.live.tally import Tally
+    from rollup.live_latency import LatencyWindows
+
+    class Reads:
+        def __init__(self, *bodies: bytes) -> None:
+            self.bodies = bodies
+
+        async def run(self, fn: object, after: int) -> tuple[int, list[Any]]:
+            return 0, [(after + 1 + i, journal.decode(b)) for i, b in enumerate(self.bodies)]
+
+    live = LiveState(100, 100, LatencyWindows())
+    current = journal.encode(Tally())
+    follower = Follower(live, Reads(current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
+    assert await follower.catch_up() == 1 and not live.recount_inflight
+    follower = Follower(live, Reads(OLDER_ENTRY, current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
+    assert await follower.catch_up() == 2 and live.recount_inflight
