@@ -328,3 +328,19 @@ async def test_artifacts_follower_asks_for_a_recount_after_an_older_entry() -> N
     assert await follower.catch_up() == 1 and not live.recount_inflight
     follower = Follower(live, Reads(OLDER_ENTRY, current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
     assert await follower.catch_up() == 2 and live.recount_inflight
+
+
+def test_artifacts_stuck_edge_reads_one_minute_of_the_last_event_index(tmp_path: Path) -> None:
+    """The notes of the cutoff's own minute are counted through the last-event index: by
+    the status index SQLite would read every note in flight on every scrape (2 s with 1M)."""
+    store = open_store(tmp_path / "voxmon.db")
+    run: list[str] = []
+    store.connection.set_trace_callback(run.append)
+    store.artifacts.inflight_figures(T)
+    store.connection.set_trace_callback(None)
+    (edge,) = [sql for sql in run if "FROM artifacts" in sql]
+    plan = store.connection.execute("EXPLAIN QUERY PLAN " + edge).fetchall()
+    assert [row[3] for row in plan] == [
+        "SEARCH artifacts USING INDEX artifacts_by_last_event (last_event_ms>? AND last_event_ms<?)"
+    ]
+    store.close()

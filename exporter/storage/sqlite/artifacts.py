@@ -80,7 +80,7 @@ class SqliteArtifacts:
             by_stage[stage], awaiting, stuck = notes, awaiting + waiting, stuck + idle
         (edge,) = self._conn.execute(
             "SELECT COUNT(*) FROM artifacts WHERE last_event_ms >= ? AND last_event_ms < ?"
-            " AND status = 'in_flight'",
+            " AND +status = 'in_flight'",  # +: by the last-event index, not every note's status
             (boundary, stuck_before_ms),
         ).fetchone()
         return InflightFigures(by_stage, awaiting, stuck + edge)
