@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from exporter.artifacts import (
@@ -245,4 +246,101 @@ def test_artifacts_inflight_table_follows_retention_and_the_migration(
     migration = (sqlite_schema if not database_url else postgres_schema).MIGRATIONS[-1]
     script(database_url, tmp_path, "DROP TABLE inflight_minutes;\n" + migration)
     assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+    store.close()
+
+
+OLDER_ENTRY = msgspec.msgpack.encode([[], [], [], 0, [["b", "in_flight", "ingestion", T, False]]])
+"""A journal entry as voxmon versions before the in-flight table wrote them: per-note
+in-flight changes, and no change to the table."""
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_artifacts_inflight_table_heals_after_an_older_replica_commits(
+    start_app: Any, database_url: str, tmp_path: Path
+) -> None:
+    """During a rolling upgrade a replica of the previous version stores notes without
+    changing the table; the next commit of a replica of this version that reads its
+    journal entry recounts the table in its own transaction."""
+    client = await start_app()
+    assert (
+        await client.post("/v1/events", json=[_wire("a", "artifact_received", 60)])
+    ).status == 200
+    older = store_for(database_url, tmp_path)
+
+    def older_commit(c: Any) -> None:
+        c.artifacts.save_states([ArtifactState("b", None, IN_FLIGHT, "ingestion", "x", T, T)])
+        c.live.journal(OLDER_ENTRY, T)
+
+    older.write(older_commit)
+    older.close()
+    assert _table(database_url, tmp_path) != _recount(database_url, tmp_path)
+    assert (
+        await client.post("/v1/events", json=[_wire("c", "artifact_received", 30)])
+    ).status == 200
+    assert sum(_table(database_url, tmp_path).values()) == 3
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+
+
+@both
+def test_artifacts_retention_drops_counts_of_minutes_it_emptied(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Counts of whole minutes before the retention cutoff are dropped once retention has
+    deleted every note before it, even counts no note matches (a note deleted by a
+    previous version's `voxmon cleanup`, which left the table as it was)."""
+    store = store_for(database_url, tmp_path)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    cutoff = datetime_to_ms(now - timedelta(hours=48))
+    edge = cutoff - cutoff % 60_000
+    stale = {(edge - 60_000, "ingestion", False): 2, (edge, "ingestion", False): 1}
+    store.write(lambda c: c.artifacts.add_inflight(stale))
+    store.write(
+        lambda c: c.artifacts.save_states(
+            [ArtifactState("edge", None, IN_FLIGHT, "ingestion", "x", cutoff, cutoff)]
+        )
+    )
+    cleanup.cleanup_events(store, jobs.direct_write(store), now, Retention())
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+    store.close()
+
+
+async def test_artifacts_follower_asks_for_a_recount_after_an_older_entry() -> None:
+    """An earlier version's entry applied by the journal follower (not read by a commit)
+    makes the next commit recount the in-flight table; entries of this version do not."""
+    import asyncio
+
+    from exporter.ingest.follow import Follower
+    from exporter.live import journal
+    from exporter.live.state import LiveState
+    from exporter.live.tally import Tally
+    from rollup.live_latency import LatencyWindows
+
+    class Reads:
+        def __init__(self, *bodies: bytes) -> None:
+            self.bodies = bodies
+
+        async def run(self, fn: object, after: int) -> tuple[int, list[Any]]:
+            return 0, [(after + 1 + i, journal.decode(b)) for i, b in enumerate(self.bodies)]
+
+    live = LiveState(100, 100, LatencyWindows())
+    current = journal.encode(Tally())
+    follower = Follower(live, Reads(current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
+    assert await follower.catch_up() == 1 and not live.recount_inflight
+    follower = Follower(live, Reads(OLDER_ENTRY, current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
+    assert await follower.catch_up() == 2 and live.recount_inflight
+
+
+def test_artifacts_stuck_edge_reads_one_minute_of_the_last_event_index(tmp_path: Path) -> None:
+    """The notes of the cutoff's own minute are counted through the last-event index: by
+    the status index SQLite would read every note in flight on every scrape (2 s with 1M)."""
+    store = open_store(tmp_path / "voxmon.db")
+    run: list[str] = []
+    store.connection.set_trace_callback(run.append)
+    store.artifacts.inflight_figures(T)
+    store.connection.set_trace_callback(None)
+    (edge,) = [sql for sql in run if "FROM artifacts" in sql]
+    plan = store.connection.execute("EXPLAIN QUERY PLAN " + edge).fetchall()
+    assert [row[3] for row in plan] == [
+        "SEARCH artifacts USING INDEX artifacts_by_last_event (last_event_ms>? AND last_event_ms<?)"
+    ]
     store.close()

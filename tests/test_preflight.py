@@ -187,3 +187,35 @@ def test_preflight_problems_lists_every_refusal_and_leaves_nothing(tmp_path: Pat
     assert preflight.problems(make_settings(fresh, port=free_port()), FakeClock(T0)) == []
     assert list(fresh.iterdir()) == []
     shutil.rmtree(fresh)
+
+
+async def test_preflight_damage_found_while_a_probe_commits_stays_final() -> None:
+    """The integrity check finds damage while a storage probe's write is under way: the
+    probe's commit, landing after, does not mark storage healthy again."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from exporter.health import StorageHealth
+    from exporter.selfmetrics import SelfMetrics
+
+    gate = asyncio.Event()
+
+    class Writes:
+        async def run(self, fn: object, *args: object) -> None:
+            await gate.wait()
+
+    class Damaged:
+        beat = verify = None
+
+        def integrity(self) -> str:
+            return "Page 7: btreeInitPage() returns error code 11"
+
+    metrics = SelfMetrics.register(CollectorRegistry())
+    health = StorageHealth(Writes(), Damaged(), FakeClock(T0), metrics)  # type: ignore[arg-type]
+    probing = asyncio.create_task(health.probe())
+    await asyncio.sleep(0)  # the probe waits for its write
+    await health.check_integrity("voxmon.db")
+    gate.set()
+    await probing
+    assert (health.healthy, health.kind) == (False, "corrupt")

@@ -56,10 +56,13 @@ def commit(
     prune_before_ms: int | None,
     max_duration_ms: int,
     journal_after: int | None,
+    recount_inflight: bool = False,
 ) -> Outcome:
     """One transaction for several requests (runs on the database thread). With
     ``journal_after`` (shared storage) it reads the journal past that id first, so this
-    commit's organisations are labelled in the first-seen order every replica shares."""
+    commit's organisations are labelled in the first-seen order every replica shares. It
+    recounts the in-flight table when asked or when it reads an entry of an earlier version
+    (which stored notes without changing the table)."""
     with store.transaction():
         pending = _pending(store, journal_after)
         events_from = store.horizons.load().accept_from_ms
@@ -74,6 +77,8 @@ def commit(
             store.live.prune_journal(now_ms - JOURNAL_KEEP_MS)
         store.snapshots.mark_dirty("hourly", _late_hours(fresh, now_ms))
         _advance_artifacts(store, fresh)
+        if recount_inflight or any(entry.inflight for _, entry in pending):
+            store.artifacts.rebuild_inflight()
         entry_id = None
         if journal_after is not None and fresh:
             entry_id = store.live.journal(journal.encode(counted), now_ms)

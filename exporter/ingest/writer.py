@@ -165,6 +165,7 @@ class IngestWriter:
                 prune_before,
                 self._max_duration_ms,
                 None if self._shared is None else self._live.applied_id,
+                self._live.recount_inflight,
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
             kind = self._health.record(exc)  # storage failures: 503 until a probe commits
@@ -179,6 +180,7 @@ class IngestWriter:
             return
         if prune_before is not None:
             self._pruned_before = prune_before
+        self._live.recount_inflight = False  # the follower shares the lock: none set since
         for entry_id, entry in outcome.pending:
             self._live.apply_entry(entry_id, entry, now_ms)
         if self._live.take(outcome.entry_id):

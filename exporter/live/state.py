@@ -43,6 +43,9 @@ class LiveState:
         self.applied_id = 0
         """The last shared-journal entry applied (``journal.py``); 0 on storage that keeps
         no journal (SQLite: one daemon per file)."""
+        self.recount_inflight = False
+        """Set when the follower applied an entry of an earlier version (a commit that left
+        the in-flight table as it was): the next commit here recounts the table."""
 
     def take(self, entry_id: int | None) -> bool:
         """Whether the change journalled as ``entry_id`` (None: not journalled) is still to

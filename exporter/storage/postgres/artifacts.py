@@ -8,6 +8,7 @@ from typing import Any
 from exporter.artifacts import MINUTE_MS, ArtifactState, InflightKey, removed_inflight
 from exporter.records import InflightFigures
 from exporter.storage.postgres.connection import Connection
+from exporter.storage.postgres.schema import INFLIGHT_REBUILD
 from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
 
 
@@ -125,7 +126,18 @@ class PgArtifacts:
             (cutoff_ms, limit),
         ).fetchall()
         self.add_inflight(removed_inflight(rows))
+        if len(rows) < limit:  # none left before the cutoff: its whole minutes count none
+            self._conn.execute(
+                "DELETE FROM inflight_minutes WHERE minute_ms < %s",
+                (cutoff_ms - cutoff_ms % MINUTE_MS,),
+            )
         return len(rows)
+
+    def rebuild_inflight(self) -> None:
+        """Count the in-flight table afresh from the rows (after a writer that did not keep
+        it: a replica of an earlier version beside this one during a rolling upgrade)."""
+        self._conn.execute("DELETE FROM inflight_minutes")
+        self._conn.execute(INFLIGHT_REBUILD)
 
     def count_before(self, cutoff_ms: int) -> int:
         """Notes whose last event is strictly before ``cutoff_ms`` (for dry runs)."""

@@ -9,6 +9,7 @@ from typing import Any
 from exporter.artifacts import MINUTE_MS, ArtifactState, InflightKey, removed_inflight
 from exporter.records import InflightFigures
 from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
+from exporter.storage.sqlite.schema import INFLIGHT_REBUILD
 
 _CHUNK = 500
 
@@ -79,7 +80,7 @@ class SqliteArtifacts:
             by_stage[stage], awaiting, stuck = notes, awaiting + waiting, stuck + idle
         (edge,) = self._conn.execute(
             "SELECT COUNT(*) FROM artifacts WHERE last_event_ms >= ? AND last_event_ms < ?"
-            " AND status = 'in_flight'",
+            " AND +status = 'in_flight'",  # +: by the last-event index, not every note's status
             (boundary, stuck_before_ms),
         ).fetchone()
         return InflightFigures(by_stage, awaiting, stuck + edge)
@@ -119,7 +120,18 @@ class SqliteArtifacts:
             (cutoff_ms, limit),
         ).fetchall()
         self.add_inflight(removed_inflight(rows))
+        if len(rows) < limit:  # none left before the cutoff: its whole minutes count none
+            self._conn.execute(
+                "DELETE FROM inflight_minutes WHERE minute_ms < ?",
+                (cutoff_ms - cutoff_ms % MINUTE_MS,),
+            )
         return len(rows)
+
+    def rebuild_inflight(self) -> None:
+        """Count the in-flight table afresh from the rows (after a writer that did not keep
+        it: a replica of an earlier version beside this one during a rolling upgrade)."""
+        self._conn.execute("DELETE FROM inflight_minutes")
+        self._conn.execute(INFLIGHT_REBUILD)
 
     def count_before(self, cutoff_ms: int) -> int:
         """Notes whose last event is strictly before ``cutoff_ms`` (for dry runs)."""
