@@ -219,6 +219,21 @@ async def test_live_new_org_commit_costs_the_same_however_many_orgs_exist(
     assert plans and not [plan for plan in plans if "SCAN" in plan]
 
 
+@sqlite_only
+def test_live_restore_reads_the_window_by_time(tmp_path: Path) -> None:
+    """The restore's latency read finds the window's events by time: by event type it read
+    every stored hour's latency-bearing events, so start-up grew with retention."""
+    store = open_store(tmp_path / "voxmon.db")
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)
+    assert store.live.load_latency(T0_MS, 1.02, 0.001) == []
+    store.connection.set_trace_callback(None)
+    (sql,) = [s for s in statements if "duration_ms" in s]
+    plan = " ".join(row[3] for row in store.connection.execute(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "USING INDEX events_by_time (ts_ms>?)" in plan, plan
+    store.close()
+
+
 # --- LiveState on its own ------------------------------------------------------------------------
 
 

@@ -82,7 +82,8 @@ class SqliteLiveState:
         """Durations of latency-bearing events at or after ``since_ms`` (the window start,
         future minutes included), bucketed in SQL per minute and event type exactly as the
         digest buckets them in Python (the query of ``SqliteSnapshots.latency_rows``, grouped
-        by minute instead of organisation)."""
+        by minute instead of organisation). ``+event_type``: found by time, not by type
+        (by type it read every stored hour's latency-bearing events)."""
         marks = ",".join("?" * len(LATENCY_TYPES))
         rows = self._conn.execute(
             "SELECT m, event_type, CASE WHEN d > 0 THEN CASE"
@@ -91,7 +92,7 @@ class SqliteLiveState:
             " CAST(ceil(ln(b) * ?) AS INTEGER) AS r FROM (SELECT ts_ms - ts_ms % ? AS m,"
             " event_type, duration_ms AS d, MAX(duration_ms, ?) AS b FROM events"
             " WHERE ts_ms >= ? AND duration_ms IS NOT NULL"
-            f" AND event_type IN ({marks}))) GROUP BY 1, 2, 3",
+            f" AND +event_type IN ({marks}))) GROUP BY 1, 2, 3",
             (gamma, gamma, 1.0 / math.log(gamma), MINUTE_MS, floor_ms, since_ms, *LATENCY_TYPES),
         )
         return [MinuteLatency(minute, LatencyRow(None, *rest)) for minute, *rest in rows]
