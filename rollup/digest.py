@@ -11,6 +11,7 @@ from operator import add
 
 import msgspec
 
+from rollup import packed
 from rollup.buckets import ALPHA as ALPHA
 from rollup.buckets import EDGE, INV_LN_GAMMA, digest_index
 from rollup.buckets import FLOOR_INDEX as FLOOR_INDEX
@@ -117,15 +118,34 @@ class LatencyDigest:
                 return _clamp(bucket_value(self.offset + k), self.min, self.max)
         return self.max  # unreachable for a consistent digest
 
-    def to_bytes(self) -> bytes:
-        """Compact msgpack form for SQLite; ``from_bytes`` restores an equal digest."""
-        return _encode(
-            (self.count, self.sum, self.min, self.max, self.zero_count, self.offset, self.counts)
+    def quantiles(self, qs: Iterable[float]) -> list[float]:
+        """``quantile`` of each q."""
+        return [self.quantile(q) for q in qs]
+
+    def packed(self) -> packed.PackedDigest:
+        """The stored form (``rollup.packed``): counts packed as little-endian bytes."""
+        width, data = packed.pack_counts(self.counts)
+        return packed.PackedDigest(
+            self.count, self.sum, self.min, self.max, self.zero_count, self.offset, width, data
         )
 
     @classmethod
+    def from_packed(cls, stored: packed.PackedDigest) -> LatencyDigest:
+        """The digest of a stored form; ValueError when it is inconsistent."""
+        counts = tuple(stored.array().tolist())
+        return cls(stored.count, stored.sum, stored.min, stored.max, stored.zero_count,
+                   stored.offset, counts)  # fmt: skip
+
+    def to_bytes(self) -> bytes:
+        """The stored form as msgpack; ``from_bytes`` restores an equal digest."""
+        return packed.encode(self.packed())
+
+    @classmethod
     def from_bytes(cls, data: bytes) -> LatencyDigest:
-        """Inverse of ``to_bytes``; ValueError on malformed or inconsistent data."""
+        """Inverse of ``to_bytes``, and of the list-of-ints form stored before it; ValueError
+        on malformed or inconsistent data."""
+        if data[:1] != packed.LEGACY_MARK:
+            return cls.from_packed(packed.decode(data))
         count, total, low, high, zero, offset, counts = _decode(data)
         return cls(count, total, low, high, zero, offset, tuple(counts))
 
@@ -141,7 +161,6 @@ class LatencyDigest:
         }
 
 
-_encode = msgspec.msgpack.encode
 _decode = msgspec.msgpack.Decoder(tuple[int, float, float, float, int, int, list[int]]).decode
 
 

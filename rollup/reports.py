@@ -9,21 +9,20 @@ from typing import Any
 from exporter.records import OrgTotals, RangeSummary, SnapshotRow
 from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.timestamps import HOUR_MS, format_rfc3339
-from rollup.codec import decode_parts
-from rollup.digest import LatencyDigest, merge_all
-from rollup.parts import SnapshotParts, derived, latency_fields, ratio
+from rollup import packed
+from rollup.codec import decode_stored, merge_stored
+from rollup.digest import LatencyDigest
+from rollup.packed import PackedDigest
+from rollup.parts import ADDITIVE, derived, latency_fields, ratio
 from rollup.summary import Plan
 
 PERIOD_MS = {"hourly": HOUR_MS, "daily": 24 * HOUR_MS}
 
 
-def parts_json(parts: SnapshotParts) -> dict[str, Any]:
-    """Additive parts as JSON; digests summarised as count, sum, min and max (ms)."""
-    out: dict[str, Any] = {
-        name: getattr(parts, name)
-        for name in SnapshotParts.__struct_fields__
-        if name not in ("stages", "end_to_end", "stage_ai_cost_usd")
-    }
+def parts_json(parts: Any) -> dict[str, Any]:
+    """Additive parts (``SnapshotParts`` or stored) as JSON; digests summarised as count,
+    sum, min and max (ms)."""
+    out: dict[str, Any] = {name: getattr(parts, name) for name in ADDITIVE}
     out["stages"] = {
         stage: {
             "started": sp.started,
@@ -39,7 +38,7 @@ def parts_json(parts: SnapshotParts) -> dict[str, Any]:
     return out
 
 
-def _digest_json(digest: LatencyDigest) -> dict[str, float]:
+def _digest_json(digest: LatencyDigest | PackedDigest) -> dict[str, float]:
     return {"count": digest.count, "sum_ms": digest.sum, "min_ms": digest.min,
             "max_ms": digest.max}  # fmt: skip
 
@@ -48,7 +47,7 @@ def history(rows: Iterable[SnapshotRow]) -> list[HistoryRow]:
     """One entry per snapshot, ascending, with parts and derived fields."""
     out = []
     for row in rows:
-        parts = decode_parts(row.parts)
+        parts = _checked(decode_stored(row.parts))
         out.append(HistoryRow(
             period_start=format_rfc3339(row.period_start_ms),
             period_end=format_rfc3339(row.period_start_ms + PERIOD_MS[row.period]),
@@ -60,7 +59,7 @@ def history(rows: Iterable[SnapshotRow]) -> list[HistoryRow]:
 
 def summary(plan: Plan, rows: Iterable[SnapshotRow]) -> RangeSummary:
     """The planned snapshots merged into one row (digests merged, never averaged)."""
-    merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
+    merged = _merged(rows)
     return RangeSummary(
         plan.start_ms, plan.end_ms, parts_json(merged), derived(merged),
         len(plan.days), len(plan.hours), plan.gaps,
@@ -70,14 +69,14 @@ def summary(plan: Plan, rows: Iterable[SnapshotRow]) -> RangeSummary:
 def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:
     """Per processing stage over the whole range: attempts (started events), successes,
     failures, failure rate and latency from the merged digests."""
-    merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
+    merged = _merged(rows)
     return [
         StageReport(
             stage=stage,
             attempts=sp.started,
             successes=sp.succeeded,
             failures=sp.failed,
-            failure_rate=sp.failure_rate,
+            failure_rate=ratio(sp.failed, sp.succeeded + sp.failed),
             ai_cost_usd=sp.ai_cost_usd,
             **latency_fields("latency", sp.latency),
         )
@@ -91,9 +90,9 @@ def orgs(
     names: Mapping[str, str],
 ) -> list[OrgReport]:
     """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
+    merged = packed.merge_groups([_digests(digests.get(t.org_id, ())) for t in totals])
     out = []
-    for t in totals:
-        e2e = merge_all(LatencyDigest.from_bytes(blob) for blob in digests.get(t.org_id, ()))
+    for t, e2e in zip(totals, merged, strict=True):
         out.append(OrgReport(
             org_id=t.org_id,
             name=names.get(t.org_id),
@@ -106,3 +105,23 @@ def orgs(
             end_to_end_p95_ms=e2e.quantile(0.95),
         ))  # fmt: skip
     return out
+
+
+def _merged(rows: Iterable[SnapshotRow]) -> Any:
+    """The rows' stored parts merged into one, digests in their packed form."""
+    return merge_stored([[decode_stored(row.parts) for row in rows]])[0]
+
+
+def _checked(parts: Any) -> Any:
+    """Stored parts whose digests were each checked (ValueError naming the problem)."""
+    packed.check(parts.end_to_end)
+    for sp in parts.stages.values():
+        packed.check(sp.latency)
+    return parts
+
+
+def _digests(blobs: Sequence[bytes]) -> list[PackedDigest]:
+    """Stored end-to-end digests in their packed form, rows from before it converted."""
+    if all(blob[:1] != packed.LEGACY_MARK for blob in blobs):
+        return packed.decode_many(blobs)
+    return [LatencyDigest.from_bytes(blob).packed() for blob in blobs]
