@@ -144,10 +144,7 @@ class LatencyDigest:
     def from_bytes(cls, data: bytes) -> LatencyDigest:
         """Inverse of ``to_bytes``, and of the list-of-ints form stored before it; ValueError
         on malformed or inconsistent data."""
-        if data[:1] != packed.LEGACY_MARK:
-            return cls.from_packed(packed.decode(data))
-        count, total, low, high, zero, offset, counts = _decode(data)
-        return cls(count, total, low, high, zero, offset, tuple(counts))
+        return cls.from_packed(packed.decode_any(data))
 
     def to_dict(self) -> dict[str, object]:
         """Raw parts for JSON: bucket indexes become string keys."""
@@ -161,7 +158,6 @@ class LatencyDigest:
         }
 
 
-_decode = msgspec.msgpack.Decoder(tuple[int, float, float, float, int, int, list[int]]).decode
 
 
 def _inconsistency(d: LatencyDigest) -> str:

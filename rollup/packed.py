@@ -24,14 +24,14 @@ class PackedDigest(msgspec.Struct, array_like=True, frozen=True):
     trimmed of zeros at both ends. Decoding does not check the invariants: ``problem`` does,
     and every reader (``check``, ``merge_groups``) calls it or its batch form."""
 
-    count: int = 0
-    sum: float = 0.0
-    min: float = 0.0
-    max: float = 0.0
-    zero_count: int = 0
-    offset: int = 0
-    width: int = 1
-    counts: bytes = b""
+    count: int
+    sum: float
+    min: float
+    max: float
+    zero_count: int
+    offset: int
+    width: int
+    counts: bytes
 
     def array(self) -> Counts:
         """The bucket counts as a read-only numpy view; ValueError on a bad width or length."""
@@ -74,7 +74,10 @@ class PackedDigest(msgspec.Struct, array_like=True, frozen=True):
         return self.min if value < self.min else self.max if value > self.max else value
 
 
-EMPTY = PackedDigest()
+EMPTY = PackedDigest(0, 0.0, 0.0, 0.0, 0, 0, 1, b"")
+MAX_SPAN = 1 << 17
+"""More buckets than any finite duration spans (about 71,000 from the smallest subnormal to
+the largest float): a merge refuses wider digests instead of allocating for them."""
 
 
 def pack_counts(counts: Sequence[int]) -> tuple[int, bytes]:
@@ -130,53 +133,62 @@ def _merge(group: Sequence[PackedDigest]) -> PackedDigest:
     present = [d for d in group if d != EMPTY]
     if len(present) <= 1:
         return check(present[0]) if present else EMPTY
-    count, total, low, high, zero, _, _, data = zip(*map(astuple, present), strict=True)
+    count, total, low, high, zero, offset, width, data = zip(*map(astuple, present), strict=True)
     lows, highs = np.array(low, np.float64), np.array(high, np.float64)
     valid = min(count) > 0 and min(zero) >= 0 and bool(np.all((lows >= 0) & (lows <= highs)))
-    banded = [d for d, counts in zip(present, data, strict=True) if counts]
-    if not valid or any(not d.counts and (d.offset or d.count != d.zero_count) for d in present):
+    if not valid or not all(data) and any(_bare_problem(d) for d in present):
         _raise_first(present)
-    offset, width, packed = 0, 1, b""
-    if banded:
-        offset, counts = _add_counts(banded)
-        width, packed = _narrowest(counts)
+    merged_offset, merged_width, merged = 0, 1, b""
+    if any(data):
+        banded = [d for d in present if d.counts] if not all(data) else present
+        merged_offset, counts = _add_counts(banded)
+        merged_width, merged = _narrowest(counts)
     if sum(count) >= 1 << 64:
         raise ValueError("inconsistent latency digest: merged count past 2**64")
-    return PackedDigest(sum(count), sum(total), min(low), max(high), sum(zero), offset, width,
-                        packed)  # fmt: skip
+    return PackedDigest(sum(count), sum(total), min(low), max(high), sum(zero), merged_offset,
+                        merged_width, merged)  # fmt: skip
+
+
+def _bare_problem(d: PackedDigest) -> bool:
+    """A digest without buckets whose count or offset says otherwise."""
+    return not d.counts and bool(d.offset or d.count != d.zero_count)
 
 
 def _add_counts(ds: list[PackedDigest]) -> tuple[int, Counts]:
     """(offset, summed counts as uint64) of digests with buckets, each checked for width,
     trimmed ends and its own count."""
-    widths = {d.width for d in ds}
-    if not widths <= WIDTHS.keys() or any(len(d.counts) % d.width for d in ds):
+    _, _, _, _, zero, offset, width, data = zip(*map(astuple, ds), strict=True)
+    widths = set(width)
+    if not widths <= WIDTHS.keys():
         _raise_first(ds)
-    lengths = [len(d.counts) // d.width for d in ds]
-    low = min(d.offset for d in ds)
-    span = max(d.offset + n for d, n in zip(ds, lengths, strict=True)) - low
+    sizes = np.fromiter(map(len, data), np.int64, len(data))
+    lengths, rest = np.divmod(sizes, np.array(width, np.int64))
+    starts = np.array(offset, np.int64)
+    low = int(starts.min())
+    span = int((starts + lengths).max()) - low
+    if rest.any() or span > MAX_SPAN:
+        _raise_first(ds)
     total = np.zeros(span, np.uint64)
-    for width in sorted(widths):
-        rows = [(d, n) for d, n in zip(ds, lengths, strict=True) if d.width == width]
-        matrix = _matrix(rows, low, span, width)
+    for w in sorted(widths):
+        rows = list(range(len(ds))) if len(widths) == 1 else [i for i in range(len(ds)) if width[i] == w]
+        matrix = _matrix([data[i] for i in rows], (starts[rows] - low).tolist(), span, w)
+        first = starts[rows] - low
         index = np.arange(len(rows))
-        ends = matrix[index, [d.offset - low for d, _ in rows]].all() and matrix[
-            index, [d.offset - low + n - 1 for d, n in rows]
-        ].all()
-        sums = [_total(row) for row in matrix] if width == 8 else matrix.sum(axis=1).tolist()
-        if not ends or sums != [d.count - d.zero_count for d, _ in rows]:
-            _raise_first([d for d, _ in rows])
+        ends = matrix[index, first].all() and matrix[index, first + lengths[rows] - 1].all()
+        sums = [_total(row) for row in matrix] if w == 8 else matrix.sum(axis=1).tolist()
+        if not ends or sums != [ds[i].count - zero[i] for i in rows]:
+            _raise_first([ds[i] for i in rows])
         total += matrix.sum(axis=0, dtype=np.uint64)
     return low, total
 
 
-def _matrix(rows: list[tuple[PackedDigest, int]], low: int, span: int, width: int) -> Counts:
-    """One row per digest, its counts placed at its offset: zero padding joined as bytes."""
+def _matrix(data: list[bytes], befores: list[int], span: int, width: int) -> Counts:
+    """One row per digest, its counts placed ``before`` buckets in: zero padding joined."""
     pieces: list[bytes] = []
-    for d, n in rows:
-        before = (d.offset - low) * width
-        pieces += (bytes(before), d.counts, bytes(span * width - before - n * width))
-    return np.frombuffer(b"".join(pieces), WIDTHS[width]).reshape(len(rows), span)
+    size = span * width
+    for counts, before in zip(data, befores, strict=True):
+        pieces += (bytes(before * width), counts, bytes(size - before * width - len(counts)))
+    return np.frombuffer(b"".join(pieces), WIDTHS[width]).reshape(len(data), span)
 
 
 def _total(counts: Counts) -> int:
@@ -204,6 +216,10 @@ a list of ints (the packed form is an array of 8, ``\\x98``)."""
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(PackedDigest).decode
 _decode_list = msgspec.msgpack.Decoder(list[PackedDigest]).decode
+_decode_raws = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+_decode_legacy = msgspec.msgpack.Decoder(
+    tuple[int, float, float, float, int, int, list[int]]
+).decode
 
 
 def encode(d: PackedDigest) -> bytes:
@@ -218,11 +234,30 @@ def decode(data: bytes) -> PackedDigest:
         raise ValueError(f"malformed latency digest: {exc}") from exc
 
 
-def decode_many(blobs: Sequence[bytes]) -> list[PackedDigest]:
-    """Many stored digests of the packed form in one decoder call, unchecked (the merge
-    checks them); ValueError when one is malformed."""
-    head = b"\xdd" + len(blobs).to_bytes(4, "big")
+def decode_run(count: int, data: bytes) -> list[PackedDigest]:
+    """``count`` stored digests concatenated (as ``Snapshots.end_to_end_digests`` reads
+    them) in one decoder call, unchecked (the merge checks them); rows stored before the
+    packed form converted one by one. ValueError when one is malformed."""
+    head = b"\xdd" + count.to_bytes(4, "big")
     try:
-        return _decode_list(head + b"".join(blobs))
+        return _decode_list(head + data)
+    except msgspec.DecodeError:
+        pass
+    try:
+        raws = _decode_raws(head + data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"malformed latency digests: {exc}") from exc
+    return [decode_any(bytes(raw)) for raw in raws]
+
+
+def decode_any(data: bytes) -> PackedDigest:
+    """One stored digest in either form, checked; ValueError when malformed or
+    inconsistent."""
+    if data[:1] != LEGACY_MARK:
+        return decode(data)
+    try:
+        count, total, low, high, zero, offset, counts = _decode_legacy(data)
     except msgspec.DecodeError as exc:
         raise ValueError(f"malformed latency digest: {exc}") from exc
+    width, packed = pack_counts(counts)
+    return check(PackedDigest(count, total, low, high, zero, offset, width, packed))

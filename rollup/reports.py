@@ -86,11 +86,12 @@ def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:
 
 def orgs(
     totals: Sequence[OrgTotals],
-    digests: Mapping[str, Sequence[bytes]],
+    digests: Mapping[str, tuple[int, bytes]],
     names: Mapping[str, str],
 ) -> list[OrgReport]:
     """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
-    merged = packed.merge_groups([_digests(digests.get(t.org_id, ())) for t in totals])
+    runs = [digests.get(t.org_id, (0, b"")) for t in totals]
+    merged = packed.merge_groups([packed.decode_run(count, data) for count, data in runs])
     out = []
     for t, e2e in zip(totals, merged, strict=True):
         out.append(OrgReport(
@@ -118,10 +119,3 @@ def _checked(parts: Any) -> Any:
     for sp in parts.stages.values():
         packed.check(sp.latency)
     return parts
-
-
-def _digests(blobs: Sequence[bytes]) -> list[PackedDigest]:
-    """Stored end-to-end digests in their packed form, rows from before it converted."""
-    if all(blob[:1] != packed.LEGACY_MARK for blob in blobs):
-        return packed.decode_many(blobs)
-    return [LatencyDigest.from_bytes(blob).packed() for blob in blobs]
