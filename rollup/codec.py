@@ -5,13 +5,13 @@ two-byte mark. Rows stored before the mark (digests as lists of ints) still deco
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
-from msgspec.structs import astuple
 
 from exporter.catalog import PROCESSING_STAGES, STAGES
-from rollup import packed
+from rollup import merger, packed
 from rollup.digest import LatencyDigest
 from rollup.packed import PackedDigest
 from rollup.parts import ADDITIVE, SnapshotParts, StageParts
@@ -20,8 +20,8 @@ MARK = b"\xc1\x02"
 """0xc1 is the one byte msgpack never writes, so no row from before the mark starts so."""
 
 
-class StoredStage(msgspec.Struct, array_like=True, frozen=True):
-    """``StageParts`` as stored."""
+class StoredStage(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """``StageParts`` as stored (holds no containers: untracked by the cycle collector)."""
 
     started: int = 0
     succeeded: int = 0
@@ -52,10 +52,11 @@ _DEFAULTS: dict[str, Any] = {
     "end_to_end": lambda: packed.EMPTY,
     "stage_ai_cost_usd": lambda: dict.fromkeys(STAGES, 0.0),
 }
-StoredParts: Any = msgspec.defstruct("StoredParts", _stored_fields(), frozen=True)
-_ADDITIVE_AT = [(name, StoredParts.__struct_fields__.index(name)) for name in ADDITIVE]
+StoredParts: Any = msgspec.defstruct("StoredParts", _stored_fields(), frozen=True, gc=False)
 """``SnapshotParts`` as stored, field for field (names kept, so fields can be added later),
+untracked by the cycle collector (its dicts hold only numbers and stored stages: no cycle),
 built from its declaration so the two cannot drift; readers use ``getattr``."""
+_ADDITIVE_GET = [(name, attrgetter(name)) for name in ADDITIVE]
 _decode_stored = msgspec.msgpack.Decoder(StoredParts).decode
 
 
@@ -128,7 +129,7 @@ def merge_stored(groups: Sequence[Sequence[Any]]) -> list[Any]:
     for items in groups:
         digests += [[p.stages[stage].latency for p in items] for stage in PROCESSING_STAGES]
         digests.append([p.end_to_end for p in items])
-    merged = iter(packed.merge_groups(digests))
+    merged = iter(merger.merge_groups(digests))
     return [_merge_scalars(items, merged) for items in groups]
 
 
@@ -136,8 +137,7 @@ def _merge_scalars(items: Sequence[Any], merged: Any) -> Any:
     digests = [next(merged) for _ in range(len(PROCESSING_STAGES) + 1)]
     if not items:
         return StoredParts()
-    columns = list(zip(*map(astuple, items), strict=True))
-    values: dict[str, Any] = {name: sum(columns[i]) for name, i in _ADDITIVE_AT}
+    values: dict[str, Any] = {name: sum(map(get, items)) for name, get in _ADDITIVE_GET}
     stages = [p.stages for p in items]
     values["stages"] = {
         stage: _merge_stage([s[stage] for s in stages], digest)
@@ -150,5 +150,7 @@ def _merge_scalars(items: Sequence[Any], merged: Any) -> Any:
 
 
 def _merge_stage(items: list[StoredStage], digest: PackedDigest) -> StoredStage:
-    started, succeeded, failed, _, cost = zip(*map(astuple, items), strict=True)
-    return StoredStage(sum(started), sum(succeeded), sum(failed), digest, sum(cost))
+    return StoredStage(
+        sum([s.started for s in items]), sum([s.succeeded for s in items]),
+        sum([s.failed for s in items]), digest, sum([s.ai_cost_usd for s in items]),
+    )  # fmt: skip

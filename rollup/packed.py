@@ -1,7 +1,7 @@
 """The stored form of a latency digest: its parts with the dense bucket counts packed as one
-little-endian uint8/16/32/64 byte string (the narrowest that holds the largest count), and
-the batch operations that read it without one Python object per bucket: validation, merging
-many digests at once and quantiles (numpy). ``rollup.digest`` converts to and from it."""
+little-endian uint8/16/32/64 byte string (the narrowest that holds the largest count), read
+without one Python object per bucket: validation and quantiles (numpy). ``rollup.merger``
+merges many at once; ``rollup.digest`` converts to and from it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import msgspec
-from msgspec.structs import astuple
 import numpy as np
 import numpy.typing as npt
 
@@ -19,10 +18,12 @@ WIDTHS = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtyp
 Counts = npt.NDArray[np.unsignedinteger]
 
 
-class PackedDigest(msgspec.Struct, array_like=True, frozen=True):
+class PackedDigest(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """Digest parts as stored: ``counts`` holds bucket ``offset + k`` at ``k * width`` bytes,
     trimmed of zeros at both ends. Decoding does not check the invariants: ``problem`` does,
-    and every reader (``check``, ``merge_groups``) calls it or its batch form."""
+    and every reader calls it (``check``) or its batch form (``rollup.merger``). Not
+    tracked by the cycle collector (``gc=False``: it holds no containers), so decoding
+    thousands of rows does not trigger collections."""
 
     count: int
     sum: float
@@ -85,7 +86,7 @@ def pack_counts(counts: Sequence[int]) -> tuple[int, bytes]:
     if not counts:
         return 1, b""
     top = max(counts)
-    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+    width = narrowest(top)
     if min(counts) < 0 or top >= 1 << 64:
         raise ValueError("inconsistent latency digest: bucket counts must be in [0, 2**64)")
     return width, np.array(counts, dtype=WIDTHS[width]).tobytes()
@@ -97,7 +98,7 @@ def problem(d: PackedDigest) -> str:
         counts = d.array()
     except ValueError as exc:
         return str(exc).removeprefix("inconsistent latency digest: ")
-    if d.zero_count < 0 or d.count != d.zero_count + _total(counts):
+    if d.zero_count < 0 or d.count != d.zero_count + total(counts):
         return f"count {d.count} != zero_count {d.zero_count} + bucket counts"
     if len(counts) and not (counts[0] and counts[-1]):
         return "bucket counts must have no zeros at either end"
@@ -122,92 +123,16 @@ def check(d: PackedDigest) -> PackedDigest:
     return d
 
 
-def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]:
-    """The exact merge of each group (as ``LatencyDigest.merge_all``), every digest checked;
-    ValueError naming the first inconsistent one. Numpy adds the counts of a group as rows of
-    one matrix, so the Python work is per digest, not per bucket."""
-    return [_merge(group) for group in groups]
-
-
-def _merge(group: Sequence[PackedDigest]) -> PackedDigest:
-    present = [d for d in group if d != EMPTY]
-    if len(present) <= 1:
-        return check(present[0]) if present else EMPTY
-    count, total, low, high, zero, offset, width, data = zip(*map(astuple, present), strict=True)
-    lows, highs = np.array(low, np.float64), np.array(high, np.float64)
-    valid = min(count) > 0 and min(zero) >= 0 and bool(np.all((lows >= 0) & (lows <= highs)))
-    if not valid or not all(data) and any(_bare_problem(d) for d in present):
-        _raise_first(present)
-    merged_offset, merged_width, merged = 0, 1, b""
-    if any(data):
-        banded = [d for d in present if d.counts] if not all(data) else present
-        merged_offset, counts = _add_counts(banded)
-        merged_width, merged = _narrowest(counts)
-    if sum(count) >= 1 << 64:
-        raise ValueError("inconsistent latency digest: merged count past 2**64")
-    return PackedDigest(sum(count), sum(total), min(low), max(high), sum(zero), merged_offset,
-                        merged_width, merged)  # fmt: skip
-
-
-def _bare_problem(d: PackedDigest) -> bool:
-    """A digest without buckets whose count or offset says otherwise."""
-    return not d.counts and bool(d.offset or d.count != d.zero_count)
-
-
-def _add_counts(ds: list[PackedDigest]) -> tuple[int, Counts]:
-    """(offset, summed counts as uint64) of digests with buckets, each checked for width,
-    trimmed ends and its own count."""
-    _, _, _, _, zero, offset, width, data = zip(*map(astuple, ds), strict=True)
-    widths = set(width)
-    if not widths <= WIDTHS.keys():
-        _raise_first(ds)
-    sizes = np.fromiter(map(len, data), np.int64, len(data))
-    lengths, rest = np.divmod(sizes, np.array(width, np.int64))
-    starts = np.array(offset, np.int64)
-    low = int(starts.min())
-    span = int((starts + lengths).max()) - low
-    if rest.any() or span > MAX_SPAN:
-        _raise_first(ds)
-    total = np.zeros(span, np.uint64)
-    for w in sorted(widths):
-        rows = list(range(len(ds))) if len(widths) == 1 else [i for i in range(len(ds)) if width[i] == w]
-        matrix = _matrix([data[i] for i in rows], (starts[rows] - low).tolist(), span, w)
-        first = starts[rows] - low
-        index = np.arange(len(rows))
-        ends = matrix[index, first].all() and matrix[index, first + lengths[rows] - 1].all()
-        sums = [_total(row) for row in matrix] if w == 8 else matrix.sum(axis=1).tolist()
-        if not ends or sums != [ds[i].count - zero[i] for i in rows]:
-            _raise_first([ds[i] for i in rows])
-        total += matrix.sum(axis=0, dtype=np.uint64)
-    return low, total
-
-
-def _matrix(data: list[bytes], befores: list[int], span: int, width: int) -> Counts:
-    """One row per digest, its counts placed ``before`` buckets in: zero padding joined."""
-    pieces: list[bytes] = []
-    size = span * width
-    for counts, before in zip(data, befores, strict=True):
-        pieces += (bytes(before * width), counts, bytes(size - before * width - len(counts)))
-    return np.frombuffer(b"".join(pieces), WIDTHS[width]).reshape(len(data), span)
-
-
-def _total(counts: Counts) -> int:
-    """The exact sum: uint64 addition could wrap only for 8-byte counts."""
+def total(counts: Counts) -> int:
+    """The exact sum of counts: uint64 addition could wrap only for 8-byte counts."""
     if counts.dtype.itemsize == 8:
         return sum(counts.tolist())
     return int(counts.sum(dtype=np.uint64))
 
 
-def _narrowest(counts: Counts) -> tuple[int, bytes]:
-    top = int(counts.max()) if len(counts) else 0
-    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
-    return width, counts.astype(WIDTHS[width]).tobytes()
-
-
-def _raise_first(ds: Iterable[PackedDigest]) -> None:
-    for d in ds:
-        check(d)
-    raise ValueError("inconsistent latency digest: bucket counts do not add up")
+def narrowest(top: int) -> int:
+    """The width of counts whose largest is ``top``."""
+    return 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
 
 
 LEGACY_MARK = b"\x97"

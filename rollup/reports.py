@@ -9,7 +9,7 @@ from typing import Any
 from exporter.records import OrgTotals, RangeSummary, SnapshotRow
 from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.timestamps import HOUR_MS, format_rfc3339
-from rollup import packed
+from rollup import merger, packed
 from rollup.codec import decode_stored, merge_stored
 from rollup.digest import LatencyDigest
 from rollup.packed import PackedDigest
@@ -91,7 +91,7 @@ def orgs(
 ) -> list[OrgReport]:
     """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
     runs = [digests.get(t.org_id, (0, b"")) for t in totals]
-    merged = packed.merge_groups([packed.decode_run(count, data) for count, data in runs])
+    merged = merger.merge_groups([packed.decode_run(count, data) for count, data in runs])
     out = []
     for t, e2e in zip(totals, merged, strict=True):
         out.append(OrgReport(

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollup import packed
+from rollup import merger, packed
 from rollup.digest import LatencyDigest
 from rollup.packed import EMPTY, PackedDigest
 
@@ -62,7 +62,7 @@ def test_packed_merge_equals_merge_of_the_digests(chunks: list[list[float]], see
     rng = random.Random(seed)
     digests += [big({rng.randrange(-345, 900): rng.choice([1, 300, 70_000, 1 << 33])})
                 for _ in range(rng.randrange(3))]  # fmt: skip
-    (merged,) = packed.merge_groups([[d.packed() for d in digests]])
+    (merged,) = merger.merge_groups([[d.packed() for d in digests]])
     assert merged == LatencyDigest.merge_all(digests).packed()  # sum too: same order
     assert LatencyDigest.from_packed(merged) == LatencyDigest.merge_all(digests)
 
@@ -70,7 +70,7 @@ def test_packed_merge_equals_merge_of_the_digests(chunks: list[list[float]], see
 def test_packed_merge_of_many_groups_at_once() -> None:
     a, b = LatencyDigest.of([1.0, 2.0, 0.0]), LatencyDigest.of([5000.0])
     groups = [[], [EMPTY, EMPTY], [a.packed()], [a.packed(), EMPTY, b.packed()]]
-    assert packed.merge_groups(groups) == [EMPTY, EMPTY, a.packed(), a.merge(b).packed()]
+    assert merger.merge_groups(groups) == [EMPTY, EMPTY, a.packed(), a.merge(b).packed()]
 
 
 @settings(max_examples=200, deadline=None)
@@ -106,7 +106,7 @@ def test_packed_inconsistent_digests_are_refused_with_the_reason(
     with pytest.raises(ValueError, match=pattern):
         packed.check(bad)
     with pytest.raises(ValueError, match=pattern):
-        packed.merge_groups([[GOOD], [GOOD, bad, GOOD]])
+        merger.merge_groups([[GOOD], [GOOD, bad, GOOD]])
     with pytest.raises(ValueError, match=pattern):
         LatencyDigest.from_bytes(packed.encode(bad))
 
@@ -125,6 +125,6 @@ def test_packed_malformed_bytes_are_refused(data: bytes) -> None:
 def test_packed_merge_refuses_counts_past_the_widest_width() -> None:
     huge = big({1: (1 << 64) - 1}).packed()
     with pytest.raises(ValueError, match="past 2\\*\\*64"):
-        packed.merge_groups([[huge, huge]])
+        merger.merge_groups([[huge, huge]])
     with pytest.raises(ValueError, match="bucket counts must be in"):
         packed.pack_counts([1 << 64])
