@@ -76,7 +76,9 @@ def build_snapshots(target: str, orgs: int, days: int, today: datetime) -> int:
     templates = [synthetic_parts(rng, 50 + i) for i in range(20)]
     postgres = target.startswith("postgresql://")
     store: Any = (
-        PgStore(pg.connect(target)) if postgres else SqliteStore(connect(Path(target), synchronous="OFF"))
+        PgStore(pg.connect(target))
+        if postgres
+        else SqliteStore(connect(Path(target), synchronous="OFF"))
     )
     written = 0
     try:
@@ -186,8 +188,9 @@ def main() -> int:
     for name, values in results:
         print(f"{name:<32}{len(values):>6}{pct(values, 0.5):>10.3f}{pct(values, 0.99):>10.3f}")
     if args.json:
-        print(json.dumps({name: {"n": len(values), "p50_ms": pct(values, 0.5),
-                                 "p99_ms": pct(values, 0.99)} for name, values in results}))  # fmt: skip
+        figures = {name: {"n": len(values), "p50_ms": pct(values, 0.5),
+                          "p99_ms": pct(values, 0.99)} for name, values in results}  # fmt: skip
+        print(json.dumps(figures))
     return 0
 
 

@@ -6,8 +6,11 @@ every digest are checked on the way (``rollup.packed.problem`` names the first b
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, narrowest, total
 
@@ -32,7 +35,7 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
     _check_scalars(flat, count, lows, highs, zero, data)
     band = _Bands(flat, offset, width, data, bounds)
     out = []
-    for g, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for g, (a, b) in enumerate(pairwise(bounds)):
         if a == b:
             out.append(EMPTY)
             continue
@@ -53,8 +56,8 @@ def _check_scalars(
     buckets, offset 0 and count = zero count."""
     low, high = np.array(lows, np.float64), np.array(highs, np.float64)
     valid = min(count) > 0 and min(zero) >= 0 and bool(np.all((low >= 0) & (low <= high)))
-    if not valid or not all(data) and any(not d.counts and (d.offset or d.count != d.zero_count)
-                                          for d in flat):  # fmt: skip
+    if not valid or (not all(data) and any(not d.counts and (d.offset or d.count != d.zero_count)
+                                          for d in flat)):  # fmt: skip
         _raise_first(flat)
 
 
@@ -87,7 +90,8 @@ class _Bands:
                 self._add(chunk, gids[chunk], starts[chunk] - self.low, lengths[chunk], data, w)
 
     def _add(
-        self, rows: Counts, gids: Counts, firsts: Counts, lengths: Counts,
+        self, rows: npt.NDArray[Any], gids: npt.NDArray[Any], firsts: npt.NDArray[Any],
+        lengths: npt.NDArray[Any],
         data: Sequence[bytes], width: int,
     ) -> None:  # fmt: skip
         matrix = _matrix([data[i] for i in rows.tolist()], firsts.tolist(), self.span, width)
@@ -100,12 +104,12 @@ class _Bands:
         # one sum per group's rows: faster than np.add.reduceat with a wider dtype
         cuts = [*np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]]).tolist(), len(rows)]
         owner = gids.tolist()
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in pairwise(cuts):
             self.sums[owner[a]] += matrix[a:b].sum(axis=0, dtype=np.uint64)
 
     def result(self, g: int) -> tuple[int, int, bytes]:
         """(offset, width, counts) of group ``g``'s merged buckets, trimmed of zeros."""
-        found = np.flatnonzero(self.sums[g]) if self.span else ()
+        found = np.flatnonzero(self.sums[g])
         if not len(found):
             return 0, 1, b""
         first, last = int(found[0]), int(found[-1]) + 1

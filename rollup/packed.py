@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -14,8 +15,10 @@ import numpy.typing as npt
 
 from rollup.buckets import bucket_value
 
-WIDTHS = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
-Counts = npt.NDArray[np.unsignedinteger]
+WIDTHS: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8"),
+}  # fmt: skip
+Counts = npt.NDArray[Any]
 
 
 class PackedDigest(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -39,8 +42,7 @@ class PackedDigest(msgspec.Struct, array_like=True, frozen=True, gc=False):
         dtype = WIDTHS.get(self.width)
         if dtype is None or len(self.counts) % self.width:
             raise ValueError(
-                f"inconsistent latency digest: {len(self.counts)} count bytes"
-                f" at width {self.width}"
+                f"inconsistent latency digest: {len(self.counts)} count bytes at width {self.width}"
             )
         return np.frombuffer(self.counts, dtype)
 

@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 import pytest
-from msgspec.structs import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from exporter.catalog import PROCESSING_STAGES, STAGES
 from rollup import codec

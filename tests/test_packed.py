@@ -8,10 +8,10 @@ import random
 from pathlib import Path
 
 import msgspec
-from msgspec.structs import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from rollup import merger, packed
 from rollup.digest import LatencyDigest
