@@ -5,6 +5,7 @@ every digest are checked on the way (``rollup.packed.problem`` names the first b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rollup.buckets import bucket_value
 from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, narrowest, total
 
 CHUNK_CELLS = 1 << 22
@@ -29,9 +31,7 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
         bounds.append(len(flat))
     if not flat:
         return [EMPTY] * len(groups)
-    count, sums, lows, highs, zero, offset, width, data = (
-        [getattr(d, name) for d in flat] for name in PackedDigest.__struct_fields__
-    )
+    count, sums, lows, highs, zero, offset, width, data = _columns(flat)
     _check_scalars(flat, count, lows, highs, zero, data)
     band = _Bands(flat, offset, width, data, bounds)
     out = []
@@ -46,6 +46,37 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
         out.append(PackedDigest(n, sum(sums[a:b]), min(lows[a:b]), max(highs[a:b]),
                                 sum(zero[a:b]), first, width_g, counts))  # fmt: skip
     return out
+
+
+def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[list[float]]:
+    """``d.quantiles(qs)`` of each digest, every one checked as by ``merge_groups``, in one
+    batch: a cumulative sum over the matrix of all their counts."""
+    flat = [d for d in digests if d != EMPTY]
+    if not flat:
+        return [[0.0] * len(qs) for _ in digests]
+    count, _, lows, highs, zero, offset, width, data = _columns(flat)
+    _check_scalars(flat, count, lows, highs, zero, data)
+    band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+    seen = np.cumsum(band.sums, axis=1)
+    columns = []
+    for q in qs:
+        ranks = [max(1, math.ceil(q * n)) - z for n, z in zip(count, zero, strict=True)]
+        found = (seen < np.array([max(r, 0) for r in ranks], np.uint64)[:, None]).sum(axis=1)
+        columns.append([
+            0.0 if r <= 0 else _clamp(bucket_value(band.low + k), low, high)
+            for r, k, low, high in zip(ranks, found.tolist(), lows, highs, strict=True)
+        ])  # fmt: skip
+    rows = iter(zip(*columns, strict=True))
+    return [list(next(rows)) if d != EMPTY else [0.0] * len(qs) for d in digests]
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return low if value < low else high if value > high else value
+
+
+def _columns(flat: list[PackedDigest]) -> Iterable[list[Any]]:
+    """The fields of the digests as lists (no tuple per digest for the collector to walk)."""
+    return ([getattr(d, name) for d in flat] for name in PackedDigest.__struct_fields__)
 
 
 def _check_scalars(

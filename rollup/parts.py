@@ -3,7 +3,7 @@ derived from them on read (how-it-works.md). Nothing here averages an average.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import msgspec
@@ -122,15 +122,16 @@ ADDITIVE = tuple(
 )
 
 
-def derived(parts: Any) -> dict[str, float]:
+def derived(parts: Any, quantiles: Quantiles | None = None) -> dict[str, float]:
     """The read-side fields of how-it-works.md, computed from parts (safe division): of a
     ``SnapshotParts`` or its stored form (``rollup.codec``), whose digests have the same
-    ``count``, ``sum`` and ``quantiles``."""
+    ``count``, ``sum`` and ``quantiles``; ``quantiles`` gives a digest's p50, p95 and p99
+    when they were computed already (for many rows in one batch)."""
     out: dict[str, float] = {}
     for stage, sp in parts.stages.items():
-        out.update(latency_fields(f"{stage}_latency", sp.latency))
+        out.update(latency_fields(f"{stage}_latency", sp.latency, quantiles))
         out[f"{stage}_failure_rate"] = ratio(sp.failed, sp.succeeded + sp.failed)
-    out.update(latency_fields("end_to_end_latency", parts.end_to_end))
+    out.update(latency_fields("end_to_end_latency", parts.end_to_end, quantiles))
     out["failure_rate"] = ratio(
         parts.artifacts_failed, parts.artifacts_completed + parts.artifacts_failed
     )
@@ -154,10 +155,16 @@ class Digest(Protocol):
     def quantiles(self, qs: Iterable[float]) -> list[float]: ...
 
 
-def latency_fields(prefix: str, digest: Digest) -> dict[str, float]:
+Quantiles = Callable[[Any], list[float]]
+"""A digest -> its ``QUANTILES`` values, in order."""
+
+
+def latency_fields(
+    prefix: str, digest: Digest, quantiles: Quantiles | None = None
+) -> dict[str, float]:
     """``<prefix>_avg_ms`` and ``<prefix>_p50/p95/p99_ms`` of one digest."""
     out = {f"{prefix}_avg_ms": ratio(digest.sum, digest.count)}
-    values = digest.quantiles(q for _, q in QUANTILES)
+    values = quantiles(digest) if quantiles else digest.quantiles(q for _, q in QUANTILES)
     for (name, _), value in zip(QUANTILES, values, strict=True):
         out[f"{prefix}_{name}_ms"] = value
     return out

@@ -128,3 +128,14 @@ def test_packed_merge_refuses_counts_past_the_widest_width() -> None:
         merger.merge_groups([[huge, huge]])
     with pytest.raises(ValueError, match="bucket counts must be in"):
         packed.pack_counts([1 << 64])
+
+
+def test_packed_quantiles_of_many_equal_each_digest_quantiles() -> None:
+    rng = random.Random(3)
+    digests = [LatencyDigest.of(rng.lognormvariate(5, 2) for _ in range(n)) for n in range(40)]
+    digests += [big({-345: 5, 2000: 1 << 40}, zero=3), LatencyDigest.of([0.0, 0.0])]
+    qs = [0.0, 0.5, 0.95, 0.99, 1.0]
+    got = merger.quantiles_of([d.packed() for d in digests], qs)
+    assert got == [[d.quantile(q) for q in qs] for d in digests]
+    with pytest.raises(ValueError, match="inconsistent latency digest: count 5"):
+        merger.quantiles_of([GOOD, replace(GOOD, count=5)], qs)
