@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from rollup.buckets import bucket_value
 from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, narrowest, total
 
+_FIELDS = [attrgetter(name) for name in PackedDigest.__struct_fields__]
 CHUNK_CELLS = 1 << 22
 """Matrix cells added at once: bounds the scratch memory (4 MB of uint8 counts)."""
 
@@ -76,7 +78,7 @@ def _clamp(value: float, low: float, high: float) -> float:
 
 def _columns(flat: list[PackedDigest]) -> Iterable[list[Any]]:
     """The fields of the digests as lists (no tuple per digest for the collector to walk)."""
-    return ([getattr(d, name) for d in flat] for name in PackedDigest.__struct_fields__)
+    return (list(map(get, flat)) for get in _FIELDS)
 
 
 def _check_scalars(
