@@ -1,20 +1,156 @@
-"""Snapshot parts to and from the compact bytes stored in ``snapshots.parts`` (msgpack)."""
+"""Snapshot parts to and from the compact bytes stored in ``snapshots.parts``: a msgpack map
+of the parts by name whose digests are in their packed form (``rollup.packed``), after a
+two-byte mark. Rows stored before the mark (digests as lists of ints) still decode."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
+
 import msgspec
 
-from rollup.parts import SnapshotParts
+from exporter.catalog import PROCESSING_STAGES, STAGES
+from rollup import merger, packed
+from rollup.digest import LatencyDigest
+from rollup.packed import PackedDigest
+from rollup.parts import ADDITIVE, SnapshotParts, StageParts
+
+MARK = b"\xc1\x02"
+"""0xc1 is the one byte msgpack never writes, so no row from before the mark starts so."""
+
+
+class StoredStage(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """``StageParts`` as stored (holds no containers: untracked by the cycle collector)."""
+
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    latency: PackedDigest = packed.EMPTY
+    ai_cost_usd: float = 0.0
+
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(SnapshotParts).decode
+_legacy = msgspec.msgpack.Decoder(SnapshotParts).decode
+
+
+def _stored_fields() -> list[tuple[str, Any, Any]]:
+    out: list[tuple[str, Any, Any]] = []
+    for name in SnapshotParts.__struct_fields__:
+        kind: Any = SnapshotParts.__annotations__[name]
+        if name == "stages":
+            kind = dict[str, StoredStage]
+        elif name == "end_to_end":
+            kind = PackedDigest
+        out.append((name, kind, msgspec.field(default_factory=_DEFAULTS[name])))
+    return out
+
+
+_DEFAULTS: dict[str, Any] = {
+    **{name: type(getattr(SnapshotParts(), name)) for name in ADDITIVE},
+    "stages": lambda: {stage: StoredStage() for stage in PROCESSING_STAGES},
+    "end_to_end": lambda: packed.EMPTY,
+    "stage_ai_cost_usd": lambda: dict.fromkeys(STAGES, 0.0),
+}
+StoredParts: Any = msgspec.defstruct("StoredParts", _stored_fields(), frozen=True, gc=False)
+"""``SnapshotParts`` as stored, field for field (names kept, so fields can be added later),
+untracked by the cycle collector (its dicts hold only numbers and stored stages: no cycle),
+built from its declaration so the two cannot drift; readers use ``getattr``."""
+_ADDITIVE_GET = [(name, attrgetter(name)) for name in ADDITIVE]
+_decode_stored = msgspec.msgpack.Decoder(StoredParts).decode
 
 
 def encode_parts(parts: SnapshotParts) -> bytes:
     """Serialise every part; digests keep their exact buckets."""
-    return _encode(parts)
+    return encode_stored(stored(parts))
+
+
+def encode_stored(parts: Any) -> bytes:
+    """Bytes of a ``StoredParts``."""
+    return MARK + _encode(parts)
 
 
 def decode_parts(data: bytes) -> SnapshotParts:
-    """Inverse of ``encode_parts``."""
-    return _decode(data)
+    """Inverse of ``encode_parts`` (also for rows stored before the mark); ValueError when
+    malformed or a digest is inconsistent."""
+    if data[:2] != MARK:
+        return _legacy_parts(data)
+    return unstored(decode_stored(data))
+
+
+def decode_stored(data: bytes) -> Any:
+    """A row's ``StoredParts`` without building per-bucket objects (digests unchecked until
+    read: ``packed.check``, ``packed.merge_groups``); ValueError when malformed."""
+    if data[:2] != MARK:
+        return stored(_legacy_parts(data))
+    try:
+        return _decode_stored(memoryview(data)[2:])
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"malformed snapshot parts: {exc}") from exc
+
+
+def _legacy_parts(data: bytes) -> SnapshotParts:
+    try:
+        return _legacy(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"malformed snapshot parts: {exc}") from exc
+
+
+def stored(parts: SnapshotParts) -> Any:
+    """The ``StoredParts`` of ``parts``."""
+    values: dict[str, Any] = {name: getattr(parts, name) for name in ADDITIVE}
+    values["stages"] = {
+        stage: StoredStage(sp.started, sp.succeeded, sp.failed, sp.latency.packed(),
+                           sp.ai_cost_usd)
+        for stage, sp in parts.stages.items()
+    }  # fmt: skip
+    values["end_to_end"] = parts.end_to_end.packed()
+    values["stage_ai_cost_usd"] = dict(parts.stage_ai_cost_usd)
+    return StoredParts(**values)
+
+
+def unstored(parts: Any) -> SnapshotParts:
+    """The ``SnapshotParts`` of a ``StoredParts``, every digest checked."""
+    values: dict[str, Any] = {name: getattr(parts, name) for name in ADDITIVE}
+    values["stages"] = {
+        stage: StageParts(sp.started, sp.succeeded, sp.failed,
+                          LatencyDigest.from_packed(sp.latency), sp.ai_cost_usd)
+        for stage, sp in parts.stages.items()
+    }  # fmt: skip
+    values["end_to_end"] = LatencyDigest.from_packed(parts.end_to_end)
+    values["stage_ai_cost_usd"] = dict(parts.stage_ai_cost_usd)
+    return SnapshotParts(**values)
+
+
+def merge_stored(groups: Sequence[Sequence[Any]]) -> list[Any]:
+    """Each group of ``StoredParts`` merged into one (as ``SnapshotParts.merge_all``), the
+    digests of all groups in one batch; ValueError when a digest is inconsistent."""
+    digests: list[list[PackedDigest]] = []
+    for items in groups:
+        digests += [[p.stages[stage].latency for p in items] for stage in PROCESSING_STAGES]
+        digests.append([p.end_to_end for p in items])
+    merged = iter(merger.merge_groups(digests))
+    return [_merge_scalars(items, merged) for items in groups]
+
+
+def _merge_scalars(items: Sequence[Any], merged: Any) -> Any:
+    digests = [next(merged) for _ in range(len(PROCESSING_STAGES) + 1)]
+    if not items:
+        return StoredParts()
+    values: dict[str, Any] = {name: sum(map(get, items)) for name, get in _ADDITIVE_GET}
+    stages = [p.stages for p in items]
+    values["stages"] = {
+        stage: _merge_stage([s[stage] for s in stages], digest)
+        for stage, digest in zip(PROCESSING_STAGES, digests, strict=False)
+    }
+    values["end_to_end"] = digests[-1]
+    costs = [p.stage_ai_cost_usd for p in items]
+    values["stage_ai_cost_usd"] = {stage: sum(c[stage] for c in costs) for stage in STAGES}
+    return StoredParts(**values)
+
+
+def _merge_stage(items: list[StoredStage], digest: PackedDigest) -> StoredStage:
+    return StoredStage(
+        sum([s.started for s in items]), sum([s.succeeded for s in items]),
+        sum([s.failed for s in items]), digest, sum([s.ai_cost_usd for s in items]),
+    )  # fmt: skip

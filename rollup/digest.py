@@ -9,8 +9,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from operator import add
 
-import msgspec
-
 from rollup.buckets import ALPHA as ALPHA
 from rollup.buckets import EDGE, INV_LN_GAMMA, digest_index
 from rollup.buckets import FLOOR_INDEX as FLOOR_INDEX
@@ -18,6 +16,7 @@ from rollup.buckets import GAMMA as GAMMA
 from rollup.buckets import MIN_MS as MIN_MS
 from rollup.buckets import bucket_index as bucket_index
 from rollup.buckets import bucket_value as bucket_value
+from rollup.packed import PackedDigest, decode_any, encode, pack_counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +116,33 @@ class LatencyDigest:
                 return _clamp(bucket_value(self.offset + k), self.min, self.max)
         return self.max  # unreachable for a consistent digest
 
-    def to_bytes(self) -> bytes:
-        """Compact msgpack form for SQLite; ``from_bytes`` restores an equal digest."""
-        return _encode(
-            (self.count, self.sum, self.min, self.max, self.zero_count, self.offset, self.counts)
+    def quantiles(self, qs: Iterable[float]) -> list[float]:
+        """``quantile`` of each q."""
+        return [self.quantile(q) for q in qs]
+
+    def packed(self) -> PackedDigest:
+        """The stored form (``rollup.packed``): counts packed as little-endian bytes."""
+        width, data = pack_counts(self.counts)
+        return PackedDigest(
+            self.count, self.sum, self.min, self.max, self.zero_count, self.offset, width, data
         )
 
     @classmethod
+    def from_packed(cls, stored: PackedDigest) -> LatencyDigest:
+        """The digest of a stored form; ValueError when it is inconsistent."""
+        counts = tuple(stored.array().tolist())
+        return cls(stored.count, stored.sum, stored.min, stored.max, stored.zero_count,
+                   stored.offset, counts)  # fmt: skip
+
+    def to_bytes(self) -> bytes:
+        """The stored form as msgpack; ``from_bytes`` restores an equal digest."""
+        return encode(self.packed())
+
+    @classmethod
     def from_bytes(cls, data: bytes) -> LatencyDigest:
-        """Inverse of ``to_bytes``; ValueError on malformed or inconsistent data."""
-        count, total, low, high, zero, offset, counts = _decode(data)
-        return cls(count, total, low, high, zero, offset, tuple(counts))
+        """Inverse of ``to_bytes``, and of the list-of-ints form stored before it; ValueError
+        on malformed or inconsistent data."""
+        return cls.from_packed(decode_any(data))
 
     def to_dict(self) -> dict[str, object]:
         """Raw parts for JSON: bucket indexes become string keys."""
@@ -139,10 +154,6 @@ class LatencyDigest:
             "zero_count": self.zero_count,
             "buckets": {str(k): n for k, n in self.buckets.items()},
         }
-
-
-_encode = msgspec.msgpack.encode
-_decode = msgspec.msgpack.Decoder(tuple[int, float, float, float, int, int, list[int]]).decode
 
 
 def _inconsistency(d: LatencyDigest) -> str:

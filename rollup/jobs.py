@@ -15,8 +15,9 @@ from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
 from rollup import guard
 from rollup.aggregate import build_parts
-from rollup.codec import decode_parts, encode_parts
+from rollup.codec import decode_stored, encode_parts, encode_stored, merge_stored
 from rollup.digest import GAMMA, MIN_MS
+from rollup.packed import encode
 from rollup.parts import SnapshotParts
 from rollup.windows import Retention, closed_days, closed_hours, day_floor
 
@@ -125,11 +126,7 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
         generation = store.snapshots.dirty_generation("daily", start)
         hourly = store.snapshots.snapshot_rows("hourly", start, end)
     _check_hours_complete(day, hourly, found)
-    by_scope: dict[str, list[SnapshotParts]] = {"": []}
-    for row in hourly:
-        by_scope.setdefault(row.scope, []).append(decode_parts(row.parts))
-    merged = {scope: SnapshotParts.merge_all(parts) for scope, parts in by_scope.items()}
-    rows = [_row("daily", day, scope, p) for scope, p in sorted(merged.items())]
+    rows = _daily_rows(day, hourly)
 
     def save(c: Store) -> None:
         guard.check("daily", day, now, c.horizons.load())
@@ -138,6 +135,22 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
 
     write(save)
     return len(rows)
+
+
+def _daily_rows(day: datetime, hourly: list[SnapshotRow]) -> list[SnapshotRow]:
+    """The hourly rows merged per scope in their stored form (no per-bucket objects); the
+    platform row even for a quiet day."""
+    by_scope: dict[str, list[Any]] = {"": []}
+    for row in hourly:
+        by_scope.setdefault(row.scope, []).append(decode_stored(row.parts))
+    scopes = sorted(by_scope)
+    merged = merge_stored([by_scope[scope] for scope in scopes])
+    start = datetime_to_ms(day)
+    return [
+        SnapshotRow("daily", start, scope, p.artifacts_received, p.artifacts_completed,
+                    p.artifacts_failed, p.ai_cost_usd, encode_stored(p), encode(p.end_to_end))
+        for scope, p in zip(scopes, merged, strict=True)
+    ]  # fmt: skip
 
 
 def _stale_hours(store: Store, day: datetime, now: datetime) -> list[datetime]:

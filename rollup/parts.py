@@ -3,8 +3,8 @@ derived from them on read (how-it-works.md). Nothing here averages an average.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -99,7 +99,7 @@ class SnapshotParts(msgspec.Struct, frozen=True):
         items = list(parts)
         if not items:
             return cls()
-        values: dict[str, Any] = {name: sum(getattr(p, name) for p in items) for name in _ADDITIVE}
+        values: dict[str, Any] = {name: sum(getattr(p, name) for p in items) for name in ADDITIVE}
         values["stages"] = {
             stage: StageParts.merge_all([p.stages[stage] for p in items])
             for stage in PROCESSING_STAGES
@@ -115,20 +115,23 @@ class SnapshotParts(msgspec.Struct, frozen=True):
         return self == SnapshotParts()
 
 
-_ADDITIVE = tuple(
+ADDITIVE = tuple(
     name
     for name in SnapshotParts.__struct_fields__
     if name not in ("stages", "end_to_end", "stage_ai_cost_usd")
 )
 
 
-def derived(parts: SnapshotParts) -> dict[str, float]:
-    """The read-side fields of how-it-works.md, computed from parts (safe division)."""
+def derived(parts: Any, quantiles: Quantiles | None = None) -> dict[str, float]:
+    """The read-side fields of how-it-works.md, computed from parts (safe division): of a
+    ``SnapshotParts`` or its stored form (``rollup.codec``), whose digests have the same
+    ``count``, ``sum`` and ``quantiles``; ``quantiles`` gives a digest's p50, p95 and p99
+    when they were computed already (for many rows in one batch)."""
     out: dict[str, float] = {}
     for stage, sp in parts.stages.items():
-        out.update(latency_fields(f"{stage}_latency", sp.latency))
-        out[f"{stage}_failure_rate"] = sp.failure_rate
-    out.update(latency_fields("end_to_end_latency", parts.end_to_end))
+        out.update(latency_fields(f"{stage}_latency", sp.latency, quantiles))
+        out[f"{stage}_failure_rate"] = ratio(sp.failed, sp.succeeded + sp.failed)
+    out.update(latency_fields("end_to_end_latency", parts.end_to_end, quantiles))
     out["failure_rate"] = ratio(
         parts.artifacts_failed, parts.artifacts_completed + parts.artifacts_failed
     )
@@ -142,11 +145,28 @@ def derived(parts: SnapshotParts) -> dict[str, float]:
     return out
 
 
-def latency_fields(prefix: str, digest: LatencyDigest) -> dict[str, float]:
+class Digest(Protocol):
+    """What the read side needs of a digest: ``LatencyDigest`` and ``PackedDigest`` alike."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def sum(self) -> float: ...
+    def quantiles(self, qs: Iterable[float]) -> list[float]: ...
+
+
+Quantiles = Callable[[Any], list[float]]
+"""A digest -> its ``QUANTILES`` values, in order."""
+
+
+def latency_fields(
+    prefix: str, digest: Digest, quantiles: Quantiles | None = None
+) -> dict[str, float]:
     """``<prefix>_avg_ms`` and ``<prefix>_p50/p95/p99_ms`` of one digest."""
     out = {f"{prefix}_avg_ms": ratio(digest.sum, digest.count)}
-    for name, q in QUANTILES:
-        out[f"{prefix}_{name}_ms"] = digest.quantile(q)
+    values = quantiles(digest) if quantiles else digest.quantiles(q for _, q in QUANTILES)
+    for (name, _), value in zip(QUANTILES, values, strict=True):
+        out[f"{prefix}_{name}_ms"] = value
     return out
 
 

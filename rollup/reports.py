@@ -9,21 +9,20 @@ from typing import Any
 from exporter.records import OrgTotals, RangeSummary, SnapshotRow
 from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.timestamps import HOUR_MS, format_rfc3339
-from rollup.codec import decode_parts
-from rollup.digest import LatencyDigest, merge_all
-from rollup.parts import SnapshotParts, derived, latency_fields, ratio
+from rollup import merger, packed
+from rollup.codec import decode_stored, merge_stored
+from rollup.digest import LatencyDigest
+from rollup.packed import PackedDigest
+from rollup.parts import ADDITIVE, QUANTILES, derived, latency_fields, ratio
 from rollup.summary import Plan
 
 PERIOD_MS = {"hourly": HOUR_MS, "daily": 24 * HOUR_MS}
 
 
-def parts_json(parts: SnapshotParts) -> dict[str, Any]:
-    """Additive parts as JSON; digests summarised as count, sum, min and max (ms)."""
-    out: dict[str, Any] = {
-        name: getattr(parts, name)
-        for name in SnapshotParts.__struct_fields__
-        if name not in ("stages", "end_to_end", "stage_ai_cost_usd")
-    }
+def parts_json(parts: Any) -> dict[str, Any]:
+    """Additive parts (``SnapshotParts`` or stored) as JSON; digests summarised as count,
+    sum, min and max (ms)."""
+    out: dict[str, Any] = {name: getattr(parts, name) for name in ADDITIVE}
     out["stages"] = {
         stage: {
             "started": sp.started,
@@ -39,28 +38,31 @@ def parts_json(parts: SnapshotParts) -> dict[str, Any]:
     return out
 
 
-def _digest_json(digest: LatencyDigest) -> dict[str, float]:
+def _digest_json(digest: LatencyDigest | PackedDigest) -> dict[str, float]:
     return {"count": digest.count, "sum_ms": digest.sum, "min_ms": digest.min,
             "max_ms": digest.max}  # fmt: skip
 
 
 def history(rows: Iterable[SnapshotRow]) -> list[HistoryRow]:
     """One entry per snapshot, ascending, with parts and derived fields."""
-    out = []
-    for row in rows:
-        parts = decode_parts(row.parts)
-        out.append(HistoryRow(
+    found = [(row, decode_stored(row.parts)) for row in rows]
+    digests = [d for _, parts in found for d in _digests_of(parts)]
+    values = merger.quantiles_of(digests, [q for _, q in QUANTILES])  # each digest checked
+    known = dict(zip(digests, values, strict=True))
+    return [
+        HistoryRow(
             period_start=format_rfc3339(row.period_start_ms),
             period_end=format_rfc3339(row.period_start_ms + PERIOD_MS[row.period]),
             parts=parts_json(parts),
-            derived=derived(parts),
-        ))  # fmt: skip
-    return out
+            derived=derived(parts, known.__getitem__),
+        )
+        for row, parts in found
+    ]
 
 
 def summary(plan: Plan, rows: Iterable[SnapshotRow]) -> RangeSummary:
     """The planned snapshots merged into one row (digests merged, never averaged)."""
-    merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
+    merged = _merged(rows)
     return RangeSummary(
         plan.start_ms, plan.end_ms, parts_json(merged), derived(merged),
         len(plan.days), len(plan.hours), plan.gaps,
@@ -70,14 +72,14 @@ def summary(plan: Plan, rows: Iterable[SnapshotRow]) -> RangeSummary:
 def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:
     """Per processing stage over the whole range: attempts (started events), successes,
     failures, failure rate and latency from the merged digests."""
-    merged = SnapshotParts.merge_all(decode_parts(row.parts) for row in rows)
+    merged = _merged(rows)
     return [
         StageReport(
             stage=stage,
             attempts=sp.started,
             successes=sp.succeeded,
             failures=sp.failed,
-            failure_rate=sp.failure_rate,
+            failure_rate=ratio(sp.failed, sp.succeeded + sp.failed),
             ai_cost_usd=sp.ai_cost_usd,
             **latency_fields("latency", sp.latency),
         )
@@ -87,13 +89,14 @@ def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:
 
 def orgs(
     totals: Sequence[OrgTotals],
-    digests: Mapping[str, Sequence[bytes]],
+    digests: Mapping[str, tuple[int, bytes]],
     names: Mapping[str, str],
 ) -> list[OrgReport]:
     """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
+    runs = [digests.get(t.org_id, (0, b"")) for t in totals]
+    merged = merger.merge_groups([packed.decode_run(count, data) for count, data in runs])
     out = []
-    for t in totals:
-        e2e = merge_all(LatencyDigest.from_bytes(blob) for blob in digests.get(t.org_id, ()))
+    for t, e2e in zip(totals, merged, strict=True):
         out.append(OrgReport(
             org_id=t.org_id,
             name=names.get(t.org_id),
@@ -106,3 +109,12 @@ def orgs(
             end_to_end_p95_ms=e2e.quantile(0.95),
         ))  # fmt: skip
     return out
+
+
+def _merged(rows: Iterable[SnapshotRow]) -> Any:
+    """The rows' stored parts merged into one, digests in their packed form."""
+    return merge_stored([[decode_stored(row.parts) for row in rows]])[0]
+
+
+def _digests_of(parts: Any) -> list[PackedDigest]:
+    return [*(sp.latency for sp in parts.stages.values()), parts.end_to_end]

@@ -50,6 +50,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "rollup/digest.py",
         "rollup/guard.py",
         "rollup/live_latency.py",
+        "rollup/merger.py",
+        "rollup/packed.py",
         "rollup/parts.py",
         "rollup/reports.py",
         "rollup/schedule.py",

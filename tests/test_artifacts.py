@@ -243,7 +243,8 @@ def test_artifacts_inflight_table_follows_retention_and_the_migration(
         }
     )
     store.write(lambda c: c.artifacts.add_inflight({}))  # nothing to apply: no statement fails
-    migration = (sqlite_schema if not database_url else postgres_schema).MIGRATIONS[-1]
+    migrations = (sqlite_schema if not database_url else postgres_schema).MIGRATIONS
+    (migration,) = [m for m in migrations if "CREATE TABLE inflight_minutes" in m]
     script(database_url, tmp_path, "DROP TABLE inflight_minutes;\n" + migration)
     assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
     store.close()

@@ -49,6 +49,8 @@ def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
                                     "voxmon, 3 replicas", "raw COPY", "raw executemany"]),
         ("rollup.py", ["--sizes", "2000", "--day-events", "2000"],
          ["2,000 events       201", "4,824 hourly       201"]),
+        ("queries.py", ["--orgs", "20", "--days", "5", "--requests", "20", "--json"],
+         ["orgs 5 d (all 20)", '"orgs 5 d (all 20)": {"n": 2, "p50_ms": ']),
     ],
 )  # fmt: skip
 def test_benchmarks_run_on_postgres(script: str, args: list[str], expect: list[str]) -> None:

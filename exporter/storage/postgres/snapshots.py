@@ -180,18 +180,18 @@ class PgSnapshots:
 
     def end_to_end_digests(
         self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
-    ) -> dict[str, list[bytes]]:
-        """The stored end-to-end digests of the given orgs over the range, in one query."""
+    ) -> dict[str, tuple[int, bytes]]:
+        """Per org, how many end-to-end digests it stored over the range and their bytes
+        concatenated in start order (each is self-delimiting msgpack), in one query: one
+        row per org, not per snapshot."""
         rows = self._conn.execute(
-            "SELECT scope, end_to_end FROM snapshots WHERE period = %s AND scope = ANY(%s)"
+            "SELECT scope, COUNT(*), string_agg(end_to_end, ''::bytea ORDER BY period_start_ms)"
+            " FROM snapshots WHERE period = %s AND scope = ANY(%s)"
             " AND period_start_ms >= %s AND period_start_ms < %s AND end_to_end IS NOT NULL"
-            " ORDER BY period_start_ms",
+            " GROUP BY scope",
             (period, list(org_ids), start_ms, end_ms),
         ).fetchall()
-        found: dict[str, list[bytes]] = {}
-        for scope, blob in rows:
-            found.setdefault(str(scope), []).append(bytes(blob))
-        return found
+        return {str(scope): (int(count), bytes(blob)) for scope, count, blob in rows}
 
 
 def bucketed_durations(group: str, where: str) -> str:

@@ -188,15 +188,16 @@ class SqliteSnapshots:
 
     def end_to_end_digests(
         self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
-    ) -> dict[str, list[bytes]]:
-        """The stored end-to-end digests of the given orgs over the range, in one query."""
+    ) -> dict[str, tuple[int, bytes]]:
+        """Per org, how many end-to-end digests it stored over the range and their bytes
+        concatenated in start order (each is self-delimiting msgpack), in one query: one
+        row per org, not per snapshot, read from the index that holds the digests."""
         rows = self._conn.execute(
-            "SELECT scope, end_to_end FROM snapshots INDEXED BY snapshots_by_scope"
+            "SELECT scope, COUNT(*), CAST(group_concat(end_to_end, x'') AS BLOB)"
+            " FROM snapshots INDEXED BY snapshots_end_to_end"
             " WHERE period = ? AND scope IN (SELECT value FROM json_each(?))"
-            " AND period_start_ms >= ? AND period_start_ms < ? AND end_to_end IS NOT NULL",
+            " AND period_start_ms >= ? AND period_start_ms < ? AND end_to_end IS NOT NULL"
+            " GROUP BY scope",
             (period, json.dumps(list(org_ids)), start_ms, end_ms),
         )
-        found: dict[str, list[bytes]] = {}
-        for scope, blob in rows:
-            found.setdefault(scope, []).append(blob)
-        return found
+        return {scope: (count, blob) for scope, count, blob in rows}

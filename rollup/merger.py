@@ -1,0 +1,166 @@
+"""Exact merges of many groups of packed digests in one batch (the daily job's scopes, the
+org breakdown's orgs): numpy adds every digest's counts as a row of a few large matrices,
+so the Python work is a few operations per digest, none per bucket, and the invariants of
+every digest are checked on the way (``rollup.packed.problem`` names the first bad one)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rollup.buckets import bucket_value
+from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, narrowest, total
+
+_FIELDS = [attrgetter(name) for name in PackedDigest.__struct_fields__]
+CHUNK_CELLS = 1 << 22
+"""Matrix cells added at once: bounds the scratch memory (4 MB of uint8 counts)."""
+
+
+def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]:
+    """The exact merge of each group (as ``LatencyDigest.merge_all``: counts, zero counts
+    and sums add in order, min of mins, max of maxes); ValueError naming the first
+    inconsistent digest of any group."""
+    flat: list[PackedDigest] = []
+    bounds = [0]
+    for group in groups:
+        flat += [d for d in group if d != EMPTY]
+        bounds.append(len(flat))
+    if not flat:
+        return [EMPTY] * len(groups)
+    count, sums, lows, highs, zero, offset, width, data = _columns(flat)
+    _check_scalars(flat, count, lows, highs, zero, data)
+    band = _Bands(flat, offset, width, data, bounds)
+    out = []
+    for g, (a, b) in enumerate(pairwise(bounds)):
+        if a == b:
+            out.append(EMPTY)
+            continue
+        n = sum(count[a:b])
+        if n >= 1 << 64:
+            raise ValueError("inconsistent latency digest: merged count past 2**64")
+        first, width_g, counts = band.result(g)
+        out.append(PackedDigest(n, sum(sums[a:b]), min(lows[a:b]), max(highs[a:b]),
+                                sum(zero[a:b]), first, width_g, counts))  # fmt: skip
+    return out
+
+
+def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[list[float]]:
+    """``d.quantiles(qs)`` of each digest, every one checked as by ``merge_groups``, in one
+    batch: a cumulative sum over the matrix of all their counts."""
+    flat = [d for d in digests if d != EMPTY]
+    if not flat:
+        return [[0.0] * len(qs) for _ in digests]
+    count, _, lows, highs, zero, offset, width, data = _columns(flat)
+    _check_scalars(flat, count, lows, highs, zero, data)
+    band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+    seen = np.cumsum(band.sums, axis=1)
+    columns = []
+    for q in qs:
+        ranks = [max(1, math.ceil(q * n)) - z for n, z in zip(count, zero, strict=True)]
+        found = (seen < np.array([max(r, 0) for r in ranks], np.uint64)[:, None]).sum(axis=1)
+        columns.append([
+            0.0 if r <= 0 else _clamp(bucket_value(band.low + k), low, high)
+            for r, k, low, high in zip(ranks, found.tolist(), lows, highs, strict=True)
+        ])  # fmt: skip
+    rows = iter(zip(*columns, strict=True))
+    return [list(next(rows)) if d != EMPTY else [0.0] * len(qs) for d in digests]
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return low if value < low else high if value > high else value
+
+
+def _columns(flat: list[PackedDigest]) -> Iterable[list[Any]]:
+    """The fields of the digests as lists (no tuple per digest for the collector to walk)."""
+    return (list(map(get, flat)) for get in _FIELDS)
+
+
+def _check_scalars(
+    flat: list[PackedDigest], count: Sequence[int], lows: Sequence[float],
+    highs: Sequence[float], zero: Sequence[int], data: Sequence[bytes],
+) -> None:  # fmt: skip
+    """Count > 0, zero count >= 0, 0 <= min <= max (NaN fails) and, for a digest without
+    buckets, offset 0 and count = zero count."""
+    low, high = np.array(lows, np.float64), np.array(highs, np.float64)
+    valid = min(count) > 0 and min(zero) >= 0 and bool(np.all((low >= 0) & (low <= high)))
+    if not valid or (not all(data) and any(not d.counts and (d.offset or d.count != d.zero_count)
+                                          for d in flat)):  # fmt: skip
+        _raise_first(flat)
+
+
+class _Bands:
+    """The summed bucket counts of every group, one uint64 row per group over the span of
+    all the digests' buckets (``low`` is the row's first bucket)."""
+
+    def __init__(
+        self, flat: list[PackedDigest], offset: Sequence[int], width: Sequence[int],
+        data: Sequence[bytes], bounds: list[int],
+    ) -> None:  # fmt: skip
+        self._flat = flat
+        if not set(width) <= WIDTHS.keys():
+            _raise_first(flat)
+        widths = np.array(width, np.int64)
+        lengths, rest = np.divmod(np.fromiter(map(len, data), np.int64, len(data)), widths)
+        starts = np.array(offset, np.int64)
+        banded = lengths > 0
+        self.low = int(starts[banded].min()) if banded.any() else 0
+        self.span = int((starts + lengths)[banded].max()) - self.low if banded.any() else 0
+        if rest.any() or self.span > MAX_SPAN:
+            _raise_first(flat)
+        gids = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        self.sums = np.zeros((len(bounds) - 1, self.span), np.uint64)
+        for w in sorted(set(width)):
+            rows = np.flatnonzero(banded & (widths == w))
+            step = max(1, CHUNK_CELLS // max(1, self.span))
+            for at in range(0, len(rows), step):
+                chunk = rows[at : at + step]
+                self._add(chunk, gids[chunk], starts[chunk] - self.low, lengths[chunk], data, w)
+
+    def _add(
+        self, rows: npt.NDArray[Any], gids: npt.NDArray[Any], firsts: npt.NDArray[Any],
+        lengths: npt.NDArray[Any],
+        data: Sequence[bytes], width: int,
+    ) -> None:  # fmt: skip
+        matrix = _matrix([data[i] for i in rows.tolist()], firsts.tolist(), self.span, width)
+        index = np.arange(len(rows))
+        ends = matrix[index, firsts].all() and matrix[index, firsts + lengths - 1].all()
+        own = [self._flat[i].count - self._flat[i].zero_count for i in rows.tolist()]
+        got = [total(row) for row in matrix] if width == 8 else matrix.sum(axis=1).tolist()
+        if not ends or got != own:
+            _raise_first(self._flat[i] for i in rows.tolist())
+        # one sum per group's rows: faster than np.add.reduceat with a wider dtype
+        cuts = [*np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]]).tolist(), len(rows)]
+        owner = gids.tolist()
+        for a, b in pairwise(cuts):
+            self.sums[owner[a]] += matrix[a:b].sum(axis=0, dtype=np.uint64)
+
+    def result(self, g: int) -> tuple[int, int, bytes]:
+        """(offset, width, counts) of group ``g``'s merged buckets, trimmed of zeros."""
+        found = np.flatnonzero(self.sums[g])
+        if not len(found):
+            return 0, 1, b""
+        first, last = int(found[0]), int(found[-1]) + 1
+        counts = self.sums[g, first:last]
+        width = narrowest(int(counts.max()))
+        return self.low + first, width, counts.astype(WIDTHS[width]).tobytes()
+
+
+def _matrix(data: list[bytes], befores: list[int], span: int, width: int) -> Counts:
+    """One row per digest, its counts placed ``before`` buckets in: zero padding joined."""
+    pieces: list[bytes] = []
+    size = span * width
+    for counts, before in zip(data, befores, strict=True):
+        pieces += (bytes(before * width), counts, bytes(size - before * width - len(counts)))
+    return np.frombuffer(b"".join(pieces), WIDTHS[width]).reshape(len(data), span)
+
+
+def _raise_first(ds: Iterable[PackedDigest]) -> None:
+    for d in ds:
+        check(d)
+    raise ValueError("inconsistent latency digest: bucket counts do not add up")

@@ -1,0 +1,141 @@
+"""Packed digests (the stored form): round trips, rows stored before it, batch merges equal to
+``LatencyDigest.merge_all``, quantiles equal to ``LatencyDigest.quantile``, and malformed
+bytes refused with the reason."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from msgspec.structs import replace
+
+from rollup import merger, packed
+from rollup.digest import LatencyDigest
+from rollup.packed import EMPTY, PackedDigest
+
+GOLDEN = Path(__file__).parent / "golden"
+LEGACY_VALUES = [0.0, 0.0004, 12.5, 12.6, 480.0, 480.0, 3_600_000.0]
+"""The durations of ``golden/legacy_digest.msgpack``, written by voxmon before the packed
+form (a msgpack array of 7 with the counts as a list of ints)."""
+
+latencies = st.lists(st.floats(0, 1e7), max_size=200)
+
+
+def big(counts: dict[int, int], zero: int = 0) -> LatencyDigest:
+    """A digest with given (possibly huge) bucket counts, for the wider widths."""
+    total = sum(counts.values()) + zero
+    return LatencyDigest.from_buckets(count=total, sum=float(total), min=0.5, max=9.0,
+                                      zero_count=zero, buckets=counts)  # fmt: skip
+
+
+def test_packed_width_is_the_narrowest_that_holds_the_largest_count() -> None:
+    assert [big({3: n}).packed().width for n in (255, 256, 65_536, 1 << 32)] == [1, 2, 4, 8]
+    assert big({3: 1, 5: 300}).packed().counts == b"\x01\x00\x00\x00\x2c\x01"
+
+
+@given(values=latencies)
+def test_packed_round_trip(values: list[float]) -> None:
+    digest = LatencyDigest.of(values)
+    assert LatencyDigest.from_packed(digest.packed()) == digest
+    assert LatencyDigest.from_bytes(digest.to_bytes()) == digest
+    assert packed.decode(digest.to_bytes()) == digest.packed()
+
+
+def test_packed_legacy_digest_bytes_still_decode() -> None:
+    data = (GOLDEN / "legacy_digest.msgpack").read_bytes()
+    assert data[:1] == packed.LEGACY_MARK
+    expected = LatencyDigest.of(LEGACY_VALUES)
+    assert LatencyDigest.from_bytes(data) == expected
+    assert packed.decode_any(data) == expected.packed()
+    new = expected.to_bytes()
+    assert packed.decode_run(3, new + data + new) == [expected.packed()] * 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunks=st.lists(latencies, max_size=24), seed=st.integers(0, 2**32))
+def test_packed_merge_equals_merge_of_the_digests(chunks: list[list[float]], seed: int) -> None:
+    digests = [LatencyDigest.of(chunk) for chunk in chunks]
+    rng = random.Random(seed)
+    digests += [big({rng.randrange(-345, 900): rng.choice([1, 300, 70_000, 1 << 33])})
+                for _ in range(rng.randrange(3))]  # fmt: skip
+    (merged,) = merger.merge_groups([[d.packed() for d in digests]])
+    assert merged == LatencyDigest.merge_all(digests).packed()  # sum too: same order
+    assert LatencyDigest.from_packed(merged) == LatencyDigest.merge_all(digests)
+
+
+def test_packed_merge_of_many_groups_at_once() -> None:
+    a, b = LatencyDigest.of([1.0, 2.0, 0.0]), LatencyDigest.of([5000.0])
+    groups = [[], [EMPTY, EMPTY], [a.packed()], [a.packed(), EMPTY, b.packed()]]
+    assert merger.merge_groups(groups) == [EMPTY, EMPTY, a.packed(), a.merge(b).packed()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=latencies, qs=st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_packed_quantiles_equal_the_digest_quantiles(values: list[float], qs: list[float]) -> None:
+    digest = LatencyDigest.of(values)
+    assert digest.packed().quantiles(qs) == [digest.quantile(q) for q in qs]
+    assert digest.packed().avg == digest.avg
+
+
+GOOD = LatencyDigest.of([1.0, 2.0, 2.0, 40.0]).packed()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (replace(GOOD, width=3), "at width 3"),
+        (replace(GOOD, width=8), "186 count bytes at width 8"),
+        (replace(GOOD, count=5), "count 5 != zero_count 0"),
+        (replace(GOOD, counts=GOOD.counts + b"\x00"), "no zeros at either end"),
+        (replace(GOOD, counts=b"\x00" + GOOD.counts[1:]), "count 4 != zero_count"),
+        (replace(GOOD, min=50.0), "need 0 <= min <= max"),
+        (replace(GOOD, zero_count=-1, count=3), "count 3 != zero_count -1"),
+        (replace(EMPTY, offset=7), "offset without buckets"),
+        (replace(EMPTY, sum=1.0), "an empty digest has sum, min and max 0"),
+    ],
+)
+def test_packed_inconsistent_digests_are_refused_with_the_reason(
+    bad: PackedDigest, reason: str
+) -> None:
+    """By every reader: one digest, a batch merge (among good ones), the stored bytes."""
+    pattern = f"inconsistent latency digest: .*{reason}"
+    with pytest.raises(ValueError, match=pattern):
+        packed.check(bad)
+    with pytest.raises(ValueError, match=pattern):
+        merger.merge_groups([[GOOD], [GOOD, bad, GOOD]])
+    with pytest.raises(ValueError, match=pattern):
+        LatencyDigest.from_bytes(packed.encode(bad))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x98\x01", packed.encode(GOOD)[:-1], msgspec.msgpack.encode([1, 2, 3])],
+)
+def test_packed_malformed_bytes_are_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match="malformed latency digest"):
+        packed.decode(data)
+    with pytest.raises(ValueError, match="malformed latency digest"):
+        packed.decode_run(2, packed.encode(GOOD) + data)
+
+
+def test_packed_merge_refuses_counts_past_the_widest_width() -> None:
+    huge = big({1: (1 << 64) - 1}).packed()
+    with pytest.raises(ValueError, match="past 2\\*\\*64"):
+        merger.merge_groups([[huge, huge]])
+    with pytest.raises(ValueError, match="bucket counts must be in"):
+        packed.pack_counts([1 << 64])
+
+
+def test_packed_quantiles_of_many_equal_each_digest_quantiles() -> None:
+    rng = random.Random(3)
+    digests = [LatencyDigest.of(rng.lognormvariate(5, 2) for _ in range(n)) for n in range(40)]
+    digests += [big({-345: 5, 2000: 1 << 40}, zero=3), LatencyDigest.of([0.0, 0.0])]
+    qs = [0.0, 0.5, 0.95, 0.99, 1.0]
+    got = merger.quantiles_of([d.packed() for d in digests], qs)
+    assert got == [[d.quantile(q) for q in qs] for d in digests]
+    with pytest.raises(ValueError, match="inconsistent latency digest: count 5"):
+        merger.quantiles_of([GOOD, replace(GOOD, count=5)], qs)
