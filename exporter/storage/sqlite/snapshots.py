@@ -40,7 +40,8 @@ class SqliteSnapshots:
         into Python and both paths agree on every value. The buckets of one (org, type) come
         back as two JSON arrays (indices, counts) in one row: Python handles a row per
         (org, type), not one per occupied bucket. Count, sum, min and max are of the exact
-        durations."""
+        durations. The hour is found by its time (``+event_type`` keeps the planner off
+        the index by type, which would visit that type's events of every stored hour)."""
         marks = ",".join("?" * len(LATENCY_TYPES))
         rows = self._conn.execute(
             "SELECT org_id, event_type, SUM(n), SUM(s), MIN(lo), MAX(hi),"
@@ -52,7 +53,7 @@ class SqliteSnapshots:
             " event_type, d, b, CAST(ceil(ln(b) * ?) AS INTEGER) AS r FROM (SELECT org_id,"
             " event_type, duration_ms AS d, MAX(duration_ms, ?) AS b FROM events"
             " WHERE ts_ms >= ? AND ts_ms < ? AND duration_ms IS NOT NULL"
-            f" AND event_type IN ({marks}))) GROUP BY 1, 2, 3) GROUP BY 1, 2",
+            f" AND +event_type IN ({marks}))) GROUP BY 1, 2, 3) GROUP BY 1, 2",
             (gamma, gamma, 1.0 / math.log(gamma), floor_ms, start_ms, end_ms, *LATENCY_TYPES),
         )
         return [
