@@ -4,6 +4,7 @@ horizons. Part of the model; no backend is imported here. Times are UTC epoch ms
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,22 @@ class LatencyRow:
     sum_ms: float
     min_ms: float
     max_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyGroup:
+    """Durations of one (org, type) in a window, bucketed in SQL as ``rollup.digest`` buckets
+    them: count, sum, min and max of the exact durations, how many were 0 ms, and the count
+    of every other occupied bucket (index -> count)."""
+
+    org_id: str | None
+    event_type: str
+    count: int
+    sum_ms: float
+    min_ms: float
+    max_ms: float
+    zero_count: int
+    buckets: Mapping[int, int]
 
 
 @dataclass(frozen=True, slots=True)

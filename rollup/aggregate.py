@@ -7,7 +7,7 @@ platform is built from the same rows, so it is exactly the sum of its orgs plus 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from exporter.catalog import (
     SNAPSHOT_METADATA_SUMS,
     Kind,
 )
-from exporter.records import GroupRow, LatencyRow
+from exporter.records import GroupRow, LatencyGroup
 from rollup.digest import LatencyDigest
 from rollup.parts import SnapshotParts, StageParts
 
@@ -48,11 +48,11 @@ class _Scope:
         default_factory=lambda: {s: defaultdict(int) for s in PROCESSING_STAGES}
     )
     stage_costs: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    latency: dict[str, list[LatencyRow]] = field(default_factory=lambda: defaultdict(list))
+    latency: dict[str, list[LatencyGroup]] = field(default_factory=lambda: defaultdict(list))
 
 
 def build_parts(
-    groups: Iterable[GroupRow], latencies: Iterable[LatencyRow]
+    groups: Iterable[GroupRow], latencies: Iterable[LatencyGroup]
 ) -> dict[str, SnapshotParts]:
     """Parts per scope for one window: ``""`` (always present) and each org with events."""
     scopes: dict[str, _Scope] = defaultdict(_Scope)
@@ -113,22 +113,24 @@ def _freeze(acc: _Scope) -> SnapshotParts:
     )
 
 
-def _digest(rows: Iterable[LatencyRow]) -> LatencyDigest:
-    """Digest from SQL-bucketed durations (merged across the rows of one scope/target)."""
-    buckets: dict[int, int] = defaultdict(int)
-    zero = count = 0
-    total = 0.0
-    low, high = float("inf"), float("-inf")
-    for row in rows:
-        if row.bucket is None:
-            zero += row.count
-        else:
-            buckets[row.bucket] += row.count
-        count += row.count
-        total += row.sum_ms
-        low, high = min(low, row.min_ms), max(high, row.max_ms)
-    if not count:
+def _digest(groups: Sequence[LatencyGroup]) -> LatencyDigest:
+    """Digest of one scope and target from its SQL-bucketed groups (an org's: usually one;
+    the platform's: one per org), buckets added exactly."""
+    if not groups:
         return LatencyDigest.empty()
     return LatencyDigest.from_buckets(
-        count=count, sum=total, min=low, max=high, zero_count=zero, buckets=dict(buckets)
+        count=sum(g.count for g in groups),
+        sum=sum(g.sum_ms for g in groups),
+        min=min(g.min_ms for g in groups),
+        max=max(g.max_ms for g in groups),
+        zero_count=sum(g.zero_count for g in groups),
+        buckets=groups[0].buckets if len(groups) == 1 else _added(groups),
     )
+
+
+def _added(groups: Iterable[LatencyGroup]) -> dict[int, int]:
+    buckets: dict[int, int] = defaultdict(int)
+    for group in groups:
+        for index, count in group.buckets.items():
+            buckets[index] += count
+    return buckets

@@ -93,7 +93,7 @@ def rollup_hour(store: Store, write: Write[Any], hour: datetime, now: datetime) 
         guard.check("hourly", hour, now, store.horizons.load())
         generation = store.snapshots.dirty_generation("hourly", start)
         groups = store.snapshots.group_rows(start, end)
-        latencies = store.snapshots.latency_rows(start, end, GAMMA, MIN_MS)
+        latencies = store.snapshots.latency_groups(start, end, GAMMA, MIN_MS)
     parts = build_parts(groups, latencies)
     rows = [_row("hourly", hour, scope, p) for scope, p in sorted(parts.items())]
     day = datetime_to_ms(hour.replace(hour=0))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from exporter.catalog import LATENCY_TYPES
-from exporter.records import LatencyRow
+from exporter.records import LatencyGroup
 from exporter.storage.postgres.connection import Connection
 from exporter.storage.postgres.connection import connect as pg_connect
 from exporter.storage.postgres.partitions import Partitions
@@ -41,7 +41,7 @@ def sql_buckets(durations: list[float]) -> tuple[int, dict[int, int]]:
         " VALUES (?, ?, 0, 0, ?)",
         [(f"e{next(_ids)}", LATENCY_TYPES[0], d) for d in durations],
     )
-    found = tally(SqliteSnapshots(conn).latency_rows(0, 1, GAMMA, MIN_MS))
+    found = tally(SqliteSnapshots(conn).latency_groups(0, 1, GAMMA, MIN_MS))
     conn.close()
     return found
 
@@ -55,19 +55,15 @@ def pg_buckets(conn: Connection, durations: list[float]) -> tuple[int, dict[int,
             " VALUES (%s, %s, 0, 0, %s)",
             [(f"e{next(_ids)}", LATENCY_TYPES[0], d) for d in durations],
         )
-    found = tally(PgSnapshots(conn).latency_rows(0, 1, GAMMA, MIN_MS))
+    found = tally(PgSnapshots(conn).latency_groups(0, 1, GAMMA, MIN_MS))
     conn.execute("TRUNCATE events")
     return found
 
 
-def tally(rows: list[LatencyRow]) -> tuple[int, dict[int, int]]:
-    zero, buckets = 0, {}
-    for row in rows:
-        if row.bucket is None:
-            zero += row.count
-        else:
-            buckets[row.bucket] = row.count
-    return zero, buckets
+def tally(groups: list[LatencyGroup]) -> tuple[int, dict[int, int]]:
+    """(zero count, bucket -> count) of the one (org, type) group the examples make."""
+    assert len(groups) == 1
+    return groups[0].zero_count, dict(groups[0].buckets)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from exporter.records import (
     Horizons,
     InflightFigures,
     JobRun,
-    LatencyRow,
+    LatencyGroup,
     OrgEntry,
     OrgTotals,
     SnapshotRow,
@@ -69,9 +69,9 @@ class Snapshots(Protocol):
     """Snapshot rows, the hourly aggregation queries, dirty windows, snapshot retention."""
 
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]: ...
-    def latency_rows(
+    def latency_groups(
         self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
-    ) -> list[LatencyRow]: ...
+    ) -> list[LatencyGroup]: ...
     def replace_snapshots(
         self, period: str, period_start_ms: int, rows: Sequence[SnapshotRow]
     ) -> None: ...
