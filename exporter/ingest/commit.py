@@ -153,11 +153,12 @@ def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:
 def _derive_durations(
     store: Store, events: list[Event], max_duration_ms: int
 ) -> tuple[list[Event], Counter[str]]:
-    lookups = [lookup for event in events if (lookup := durations.lookup_for(event))]
+    per_event = [durations.lookup_for(event) for event in events]
+    lookups = [lookup for lookup in per_event if lookup]
     if not lookups:
         return events, Counter()
     found = durations.starts_in_batch(events, lookups)
     for lookup, stored in store.events.latest_starts(lookups).items():
         if stored > found.get(lookup, stored - 1):
             found[lookup] = stored
-    return durations.apply_starts(events, found, max_duration_ms)
+    return durations.apply_starts(events, found, max_duration_ms, per_event)
