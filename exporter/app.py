@@ -50,7 +50,7 @@ def create_app(
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
     live = LiveState(settings.max_org_series, settings.max_live_orgs, LatencyWindows())
-    registry.register(PipelineCollector(live, clock, settings.stuck_after_s * 1000))
+    registry.register(PipelineCollector(live, clock))
     registry.register(LiveOrgsCollector(live))
     app = web.Application(
         middlewares=[middleware.errors, middleware.auth],
@@ -83,6 +83,8 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
             backend.writes, backend.checks, clock, app[ctx.METRICS]
         )
         _background(stack, health.run(), "voxmon-storage-probe")
+        _background(stack, health.check_integrity(settings.location.shown), "voxmon-integrity")
+        stack.callback(backend.checks.stop_integrity)  # runs first: the check's thread returns
         shared = asyncio.Lock() if backend.shared else None
         writer = app[ctx.WRITER] = _writer(app, backend, health, shared)
         stack.push_async_callback(_drain, writer, asyncio.create_task(writer.run()))

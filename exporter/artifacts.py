@@ -7,6 +7,7 @@ transaction, so the state never disagrees with the stored events.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -121,3 +122,42 @@ def _awaiting(draft: _Draft, event: Event) -> bool:
 
 
 _RESOLUTION_ORDER = STAGE_ORDER[EVENT_TYPES[DISAMBIGUATION_TYPE].stage or ""]
+
+MINUTE_MS = 60_000
+InflightKey = tuple[int, str, bool]
+"""A note in flight as the in-flight table counts it: the minute (start, epoch ms, floored)
+of its last event, its current stage ('' before its first stage) and whether it awaits
+disambiguation."""
+
+
+def inflight_key(state: ArtifactState) -> InflightKey | None:
+    """Where ``state`` counts in the in-flight table; None when the note is not in flight."""
+    if state.status != IN_FLIGHT:
+        return None
+    ms = state.last_event_ms
+    return ms - ms % MINUTE_MS, state.current_stage or "", state.awaiting_disambiguation
+
+
+def removed_inflight(rows: Iterable[tuple[str, str | None, int, object]]) -> dict[InflightKey, int]:
+    """The change to the in-flight table when notes are deleted, from their stored
+    ``(status, current_stage, last_event_ms, awaiting_disambiguation)``."""
+    delta: Counter[InflightKey] = Counter()
+    for status, stage, ms, awaiting in rows:
+        if status == IN_FLIGHT:
+            delta[ms - ms % MINUTE_MS, stage or "", bool(awaiting)] -= 1
+    return dict(delta)
+
+
+def inflight_delta(
+    before: Mapping[str, ArtifactState], after: Mapping[str, ArtifactState]
+) -> dict[InflightKey, int]:
+    """How the in-flight counts change when the notes in ``after`` replace their states in
+    ``before`` (absent: new notes); keys whose changes cancel out are left out."""
+    delta: Counter[InflightKey] = Counter()
+    for artifact_id, state in after.items():
+        old = before.get(artifact_id)
+        if old is not None and (key := inflight_key(old)) is not None:
+            delta[key] -= 1
+        if (key := inflight_key(state)) is not None:
+            delta[key] += 1
+    return {key: n for key, n in delta.items() if n}

@@ -41,7 +41,7 @@ def serve(settings: Settings, clock: Clock) -> None:
     )
     held = lock.DatabaseLock.acquire(settings.db_path, holder)
     try:
-        preflight.check_database(settings.db_path, clock)
+        preflight.check_database(settings.db_path, clock, full=False)  # full: after start
         sockets = preflight.bind(settings.host, settings.port)
         asyncio.run(_serve(settings, clock, sockets))
     finally:

@@ -26,14 +26,18 @@ UNHEALTHY_PROBE_S = 2
 HEALTHY_PROBE_S = 10
 """Seconds between probes while it can, so a failing disk is noticed without traffic."""
 REPLACED_RETRY_AFTER_S = 60
-"""``Retry-After`` once the database file is gone: only a restart helps."""
+"""``Retry-After`` once the database file is gone or found corrupt: only an operator helps."""
+_FINAL = frozenset({"replaced", "corrupt"})
+"""Failures no probe clears: the file was replaced, or the integrity check found damage."""
+CORRUPT_ADVICE = "restore it from a backup, or move it aside to start with an empty one"
 _REOPEN = frozenset({"read_only", "io_error", "cannot_open"})
 """Failures after which a fresh connection may succeed where the old one cannot."""
 
 
 class StorageHealth:
     """Healthy until a classified storage failure; healthy again after a probe commits.
-    A removed or replaced database file is final: nothing is committed until a restart."""
+    A removed or replaced database file, or damage found by the integrity check after
+    start, is final: nothing is committed until a restart."""
 
     def __init__(
         self, db: Writes, checks: HealthChecks, clock: Clock, metrics: SelfMetrics
@@ -87,7 +91,7 @@ class StorageHealth:
         if kind is None:
             return None
         self._errors.labels(kind).inc()
-        if self.kind == "replaced":
+        if self.kind in _FINAL:
             return kind
         if self.healthy:
             self._since = self._clock.monotonic()
@@ -104,13 +108,13 @@ class StorageHealth:
 
     def refusal(self) -> Unavailable:
         """The 503 ingest answers while storage is unhealthy."""
-        wait = REPLACED_RETRY_AFTER_S if self.kind == "replaced" else UNHEALTHY_PROBE_S
+        wait = REPLACED_RETRY_AFTER_S if self.kind in _FINAL else UNHEALTHY_PROBE_S
         return Unavailable(self.reason, wait)
 
     async def probe(self) -> bool:
         """One real write transaction (the heartbeat row); after a read-only or I/O
         failure, again on a fresh connection. Marks storage healthy when it commits."""
-        if self.kind == "replaced":
+        if self.kind in _FINAL:
             return False
         now_ms = datetime_to_ms(self._clock.now())
         try:
@@ -132,11 +136,33 @@ class StorageHealth:
         await self._db.reopen()
 
     def _recover(self) -> None:
-        if self.healthy:
+        if self.healthy or self.kind in _FINAL:  # found while the probe's write ran: stays
             return
         down = self._clock.monotonic() - self._since
         log.warning("storage recovered after %.1f s (%s); ingest resumes", down, self.kind)
         self.healthy, self.kind, self.reason = True, "", ""
+
+    async def check_integrity(self, where: str) -> None:
+        """The full integrity check, once, after start (it reads the whole file, so it does
+        not hold up start-up). Damage is final: logged once, readiness and ingest 503."""
+        started = self._clock.monotonic()
+        try:
+            problem = await asyncio.to_thread(self._checks.integrity)
+        except Exception as exc:  # the file is unreadable as a database: damage too
+            if storage.classify(exc) != "corrupt":
+                log.warning("integrity check of %s failed: %s", where, exc)
+                return
+            problem = str(exc)
+        if problem is None:
+            return  # stopped by shutdown, or nothing to check (PostgreSQL)
+        took = self._clock.monotonic() - started
+        if not problem:
+            log.info("integrity check of %s: ok (%.1f s)", where, took)
+            return
+        self._errors.labels("corrupt").inc()
+        self.healthy, self.kind = False, "corrupt"
+        self.reason = f"database {where} is corrupt (quick_check: {problem}); {CORRUPT_ADVICE}"
+        log.error("%s; ingest answers 503 until then", self.reason)
 
     async def run(self) -> None:
         """Probe forever: every ``HEALTHY_PROBE_S`` while healthy, and from the moment a

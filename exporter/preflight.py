@@ -16,6 +16,7 @@ from pathlib import Path
 from exporter import lock
 from exporter.clock import Clock
 from exporter.errors import StartupError
+from exporter.health import CORRUPT_ADVICE
 from exporter.settings import Settings
 from exporter.storage.factory import server_problem
 from exporter.storage.sqlite import health as storage
@@ -26,7 +27,7 @@ QUICK_CHECK_BUDGET_S = 5.0
 """Longest ``PRAGMA quick_check`` at start; a bigger file is checked no further."""
 
 _ADVICE = {
-    "corrupt": "restore it from a backup, or move it aside to start with an empty one",
+    "corrupt": CORRUPT_ADVICE,
     "read_only": "make the file, its directory and the file system writable for voxmon",
     "cannot_open": "make the file, its directory and the file system writable for voxmon",
     "busy": "another process holds its write lock; stop it or retry",
@@ -58,9 +59,10 @@ def check_location(db_path: str) -> None:
         ) from None
 
 
-def check_database(db_path: str, clock: Clock) -> None:
-    """An existing database opens, passes ``PRAGMA quick_check`` (bounded by
-    ``QUICK_CHECK_BUDGET_S``) and takes a write lock. A missing one is fine: ``serve``
+def check_database(db_path: str, clock: Clock, full: bool = True) -> None:
+    """An existing database opens, its schema reads, it passes ``PRAGMA quick_check``
+    (bounded by ``QUICK_CHECK_BUDGET_S``; ``full=False``: not here, ``serve`` runs the
+    whole check after start) and takes a write lock. A missing one is fine: ``serve``
     creates it. Changes nothing."""
     path = Path(db_path)
     if not path.exists():
@@ -68,7 +70,10 @@ def check_database(db_path: str, clock: Clock) -> None:
     try:
         conn = storage.open_existing(path)
         try:
-            _inspect(conn, db_path, clock)
+            storage.read_schema(conn)
+            if full:
+                _inspect(conn, db_path, clock)
+            storage.check_writable(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -87,7 +92,6 @@ def _inspect(conn: sqlite3.Connection, db_path: str, clock: Clock) -> None:
         raise StartupError(
             f"database {db_path} is corrupt (quick_check: {problem}); {_ADVICE['corrupt']}"
         )
-    storage.check_writable(conn)
 
 
 def describe_failure(db_path: str, exc: BaseException) -> str:

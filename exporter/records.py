@@ -181,6 +181,17 @@ class FeedPosition:
 
 
 @dataclass(frozen=True, slots=True)
+class InflightFigures:
+    """What the in-flight gauges show, read from the in-flight table in one transaction:
+    notes in flight per current stage ('' before the first stage), those awaiting
+    disambiguation, and those with no event since the stuck cutoff (strictly before)."""
+
+    by_stage: dict[str, int]
+    awaiting: int = 0
+    stuck: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class OrgEntry:
     """An organisation voxmon has seen or has a name for (``name`` None: unnamed)."""
 

@@ -16,7 +16,7 @@ from exporter.clock import Clock
 from exporter.errors import Conflict, NotFound
 from exporter.jobs import JOB_DEFS, JOB_NAMES, ROLLUP_HOURLY, JobDef
 from exporter.live.state import LiveState
-from exporter.records import JobRun, Range, Skip
+from exporter.records import InflightFigures, JobRun, Range, Skip
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
 from exporter.storage.base import Backend, Store
@@ -176,15 +176,17 @@ class RollupService:
 
     async def refresh_metrics(self) -> None:
         """What every replica shares, for the next scrape: job runs recorded by anyone (the
-        CLI too), snapshot rows and the database size (read-pool queries, never waiting
-        behind a rollup); while storage cannot be read, the last values are served
-        (``/metrics`` must keep working)."""
+        CLI too), snapshot rows, the in-flight gauges and the database size (read-pool
+        queries, never waiting behind a rollup); while storage cannot be read, the last
+        values are served (``/metrics`` must keep working)."""
+        stuck_before = datetime_to_ms(self._clock.now()) - self._settings.stuck_after_s * 1000
         try:
-            runs, counts = await self._backend.reads.run(_shared_figures)
+            runs, counts, inflight = await self._backend.reads.run(_shared_figures, stuck_before)
             size = await self._backend.measure_size()
         except Exception as exc:
             log.warning("shared figures not refreshed for /metrics: %s", exc)
             return
+        self._live.inflight = inflight
         self._job_runs.update(runs)
         for period, n in counts.items():
             self._metrics.snapshot_rows.labels(period).set(n)
@@ -200,9 +202,15 @@ class RollupService:
         self._live.latency_baseline_s = latency_baseline(decode_parts(r.parts) for r in rows)
 
 
-def _shared_figures(store: Store) -> tuple[dict[str, JobRun], dict[str, int]]:
+def _shared_figures(
+    store: Store, stuck_before_ms: int
+) -> tuple[dict[str, JobRun], dict[str, int], InflightFigures]:
     with store.read_transaction():
-        return store.job_runs.load_runs(), store.snapshots.count_snapshots()
+        return (
+            store.job_runs.load_runs(),
+            store.snapshots.count_snapshots(),
+            store.artifacts.inflight_figures(stuck_before_ms),
+        )
 
 
 def _record_in_transaction(store: Store, run: JobRun) -> JobRun:

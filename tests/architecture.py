@@ -35,7 +35,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "exporter/validation.py",
         "exporter/live/__init__.py",
         "exporter/live/families.py",
-        "exporter/live/inflight.py",
         "exporter/live/journal.py",
         "exporter/live/latency.py",
         "exporter/live/orgs.py",

@@ -101,3 +101,17 @@ def rows(database_url: str, tmp_path: Path, sql: str, *args: object) -> list[dic
         if not args:  # no parameters: a literal % (LIKE) stays as it is
             return list(pg.execute(sql).fetchall())
         return list(pg.execute(sql.replace("?", "%s"), args).fetchall())
+
+
+def script(database_url: str, tmp_path: Path, sql: str) -> None:
+    """Run statements that return nothing (DDL, a migration's text) and commit them."""
+    location = locate(database_url, str(tmp_path / "voxmon.db"))
+    if location.kind == "sqlite":
+        conn = sqlite3.connect(location.target, isolation_level=None)
+        try:
+            conn.executescript(sql)
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(location.target) as pg:
+        pg.execute(sql.encode())

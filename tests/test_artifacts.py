@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
-from exporter.artifacts import COMPLETED, FAILED, IN_FLIGHT, ArtifactState, fold
-from exporter.live.inflight import InflightIndex
+from exporter.artifacts import (
+    COMPLETED,
+    FAILED,
+    IN_FLIGHT,
+    ArtifactState,
+    InflightKey,
+    fold,
+    inflight_delta,
+)
 from exporter.model import Event
+from exporter.storage.postgres import schema as postgres_schema
+from exporter.storage.sqlite import schema as sqlite_schema
 from exporter.timestamps import datetime_to_ms
 from rollup import cleanup, jobs
 from rollup.windows import Retention
-from tests.tools import open_store
+from tests.backends import both, rows, script, store_for
+from tests.conftest import T0, make_event
+from tests.scrape import domain_samples, scrape
+from tests.tools import FakeClock, open_store
 
 T = datetime_to_ms(datetime(2026, 11, 28, 10, tzinfo=UTC))
 
@@ -86,50 +101,35 @@ def test_artifacts_fold_orders_by_event_time_and_keeps_first_seen() -> None:
     assert state.last_event_type == "transcription_started"
 
 
-def test_artifacts_inflight_index_counts() -> None:
-    index = InflightIndex()
-    index.apply([final(ev("transcription_started", 0))])
-    index.apply([ArtifactState("n2", None, IN_FLIGHT, "ingestion", "artifact_received",
-                               T + 600_000, T, awaiting_disambiguation=True)])  # fmt: skip
-    assert index.by_stage() == {"transcription": 1, "ingestion": 1}
-    assert index.stuck(T + 1) == 1
-    assert index.awaiting_disambiguation() == 1
-    index.apply([final(ev("transcription_started", 0), ev("artifact_completed", 1))])
-    assert index.by_stage() == {"ingestion": 1}
-    index.prune(T + 600_001)
-    assert index.by_stage() == {}
-    assert index.awaiting_disambiguation() == 0 and len(index) == 0
-
-
-def test_artifacts_inflight_index_keeps_counts_exact_through_every_transition() -> None:
-    """The packed entries and the counts kept beside them agree with a recount at each
-    step: a note moving stage, losing its awaiting flag, leaving and coming back; times
-    before 1970 (negative ms) and the exact stuck boundary."""
-    index = InflightIndex()
-    reference: dict[str, tuple[str, int, bool]] = {}
+def test_artifacts_inflight_delta_keeps_counts_exact_through_every_transition() -> None:
+    """Summed commit by commit, the in-flight changes equal a recount of the notes in flight
+    by (last-event minute, stage, awaiting) at each step: a note moving stage and minute,
+    losing its awaiting flag, leaving and coming back; times before 1970 floor to their
+    minute (-1 ms is in the minute starting at -60,000 ms)."""
+    table: Counter[InflightKey] = Counter()
+    states: dict[str, ArtifactState] = {}
 
     def put(note: str, stage: str | None, last_ms: int, awaiting: bool, status: str) -> None:
-        index.apply([ArtifactState(note, None, status, stage, "x", last_ms, last_ms,
-                                   awaiting_disambiguation=awaiting)])  # fmt: skip
-        if status == IN_FLIGHT:
-            reference[note] = (stage or "", last_ms, awaiting)
-        else:
-            reference.pop(note, None)
-        counts: dict[str, int] = {}
-        for name, _, _ in reference.values():
-            counts[name] = counts.get(name, 0) + 1
-        assert index.by_stage() == counts
-        assert index.awaiting_disambiguation() == sum(a for _, _, a in reference.values())
-        for before in (-86_400_001, -86_400_000, 0, 5, 6, 10**13):
-            assert index.stuck(before) == sum(ms < before for _, ms, _ in reference.values())
+        new = ArtifactState(note, None, status, stage, "x", last_ms, last_ms,
+                            awaiting_disambiguation=awaiting)  # fmt: skip
+        table.update(inflight_delta(states, {note: new}))
+        states[note] = new
+        recount = Counter(
+            (s.last_event_ms // 60_000 * 60_000, s.current_stage or "", s.awaiting_disambiguation)
+            for s in states.values()
+            if s.status == IN_FLIGHT
+        )
+        assert +table == recount and -table == Counter()
 
     put("a", "transcription", 5, True, IN_FLIGHT)
-    put("b", None, -86_400_000, False, IN_FLIGHT)  # 1969-12-31, no stage yet
-    put("a", "entity_resolution", 6, False, IN_FLIGHT)
-    put("a", "entity_resolution", 6, False, COMPLETED)
+    put("b", None, -1, False, IN_FLIGHT)  # 1969-12-31T23:59:59.999Z, no stage yet
+    assert table[(-60_000, "", False)] == 1
+    put("a", "entity_resolution", 61_000, False, IN_FLIGHT)
+    put("a", "entity_resolution", 61_000, False, COMPLETED)
     put("a", "drafts", 10**13 - 1, True, IN_FLIGHT)
-    put("b", None, -86_400_000, False, FAILED)
-    assert len(index) == 1
+    put("b", None, -1, False, FAILED)
+    assert +table == {(9_999_999_960_000, "drafts", True): 1}
+    assert inflight_delta(states, {"a": states["a"]}) == {}  # no change, no row touched
 
 
 def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
@@ -148,19 +148,199 @@ def test_artifacts_pruned_with_event_retention(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_artifacts_inflight_index_restore_equals_one_by_one() -> None:
-    """The bulk path of a restore (an empty index) keeps the same counts as notes added one
-    at a time, a note listed twice counted once."""
-    rows = [(f"n{k}", ("transcription", None, "drafts")[k % 3], 1_000 + k, k % 4 == 0)
-            for k in range(40)] + [("n1", "drafts", 7, True)]  # fmt: skip
-    bulk, single = InflightIndex(), InflightIndex()
-    bulk.load(rows)
-    for row in rows:
-        single.put(*row)
-    assert len(bulk) == len(single) == 40
-    assert bulk.by_stage() == single.by_stage() == {"transcription": 14, "": 12, "drafts": 14}
-    assert bulk.awaiting_disambiguation() == single.awaiting_disambiguation() == 11
-    assert [bulk.stuck(t) for t in (8, 1_020, 2_000)] == [
-        single.stuck(t) for t in (8, 1_020, 2_000)
+def _table(database_url: str, tmp_path: Path) -> Counter[InflightKey]:
+    found = rows(database_url, tmp_path, "SELECT minute_ms, stage, awaiting, notes"
+                 " FROM inflight_minutes")  # fmt: skip
+    return Counter({(r["minute_ms"], r["stage"], bool(r["awaiting"])): r["notes"] for r in found})
+
+
+def _recount(database_url: str, tmp_path: Path) -> Counter[InflightKey]:
+    found = rows(database_url, tmp_path, "SELECT current_stage, last_event_ms,"
+                 " awaiting_disambiguation FROM artifacts WHERE status = 'in_flight'")  # fmt: skip
+    return Counter(
+        (r["last_event_ms"] // 60_000 * 60_000, r["current_stage"] or "",
+         bool(r["awaiting_disambiguation"]))
+        for r in found
+    )  # fmt: skip
+
+
+def _wire(note: str, event_type: str, seconds_ago: float, **extra: Any) -> dict[str, Any]:
+    at = T0 - timedelta(seconds=seconds_ago)
+    return make_event(event_id=f"{note}-{event_type}-{seconds_ago}", event_type=event_type,
+                      timestamp=at.isoformat(), artifact_id=note, **extra)  # fmt: skip
+
+
+@both
+async def test_artifacts_inflight_table_equals_the_rows_and_feeds_the_gauges(
+    start_app: Any, clock: FakeClock, database_url: str, tmp_path: Path
+) -> None:
+    """After every commit (new notes, stage moves, completion, failure and revival, a late
+    event, a duplicate) the in-flight table equals a recount of the in-flight rows, and
+    /metrics shows it: per stage, awaiting, and stuck exactly at the millisecond (two notes
+    in the cutoff's own minute, 15 s either side of it, only the first stuck)."""
+    client = await start_app()
+    batches = [
+        [_wire("a", "artifact_received", 1800), _wire("b", "artifact_received", 1790),
+         _wire("c", "transcription_started", 1200)],
+        [_wire("a", "transcription_started", 890), _wire("b", "entity_needs_disambiguation", 860),
+         _wire("c", "artifact_completed", 120)],
+        [_wire("d", "claims_extraction_failed", 180, error_code="E"),
+         _wire("a", "artifact_received", 2400), _wire("a", "transcription_started", 890)],
+        [_wire("d", "retry_initiated", 30), _wire("e", "artifact_received", 5)],
+    ]  # fmt: skip
+    for batch in batches:
+        assert (await client.post("/v1/events", json=batch)).status == 200
+        assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+    assert sum(_table(database_url, tmp_path).values()) == 4  # a, b, d, e; c completed
+    clock.set(T0 + timedelta(seconds=-890 + 900 + 15))  # cutoff 15 s after a's last event
+    samples = domain_samples(await scrape(client))
+    inflight = {
+        dict(labels)["stage"]: value
+        for (name, labels), value in samples.items()
+        if name == "voice_pipeline_inflight_artifacts" and value
+    }
+    assert inflight == {"transcription": 1.0, "entity_resolution": 1.0, "ingestion": 1.0,
+                        "claims_extraction": 1.0}  # fmt: skip
+    assert samples[("voice_pipeline_disambiguation_backlog", ())] == 1.0
+    assert samples[("voice_pipeline_stuck_artifacts", ())] == 1.0  # a (09:45:10), not b (09:45:40)
+    clock.set(T0 + timedelta(seconds=-860 + 900 + 1))
+    assert domain_samples(await scrape(client))[("voice_pipeline_stuck_artifacts", ())] == 2.0
+
+
+@both
+def test_artifacts_inflight_table_follows_retention_and_the_migration(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Retention deletes notes and their counts together (in flight or not); the migration
+    that adds the table counts the rows already there."""
+    store = store_for(database_url, tmp_path)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    cutoff = datetime_to_ms(now - timedelta(hours=48))
+    states = {
+        s.artifact_id: s
+        for s in (
+            ArtifactState("old", None, IN_FLIGHT, "ingestion", "x", cutoff - 1, cutoff - 1),
+            ArtifactState("gone", None, COMPLETED, None, "x", cutoff - 5, cutoff - 5),
+            ArtifactState("edge", None, IN_FLIGHT, "ingestion", "x", cutoff, cutoff),
+            ArtifactState("new", None, IN_FLIGHT, None, "x", cutoff + 61_000, cutoff,
+                          awaiting_disambiguation=True),
+        )
+    }  # fmt: skip
+
+    def save(c: Any) -> None:
+        c.artifacts.save_states(states.values())
+        c.artifacts.add_inflight(inflight_delta({}, states))
+
+    store.write(save)
+    outcome = cleanup.cleanup_events(store, jobs.direct_write(store), now, Retention())
+    assert outcome.deleted == {"events": 0, "artifacts": 2}
+    assert (
+        _table(database_url, tmp_path)
+        == _recount(database_url, tmp_path)
+        == {
+            (cutoff - cutoff % 60_000, "ingestion", False): 1,
+            (cutoff + 61_000 - (cutoff + 61_000) % 60_000, "", True): 1,
+        }
+    )
+    store.write(lambda c: c.artifacts.add_inflight({}))  # nothing to apply: no statement fails
+    migration = (sqlite_schema if not database_url else postgres_schema).MIGRATIONS[-1]
+    script(database_url, tmp_path, "DROP TABLE inflight_minutes;\n" + migration)
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+    store.close()
+
+
+OLDER_ENTRY = msgspec.msgpack.encode([[], [], [], 0, [["b", "in_flight", "ingestion", T, False]]])
+"""A journal entry as voxmon versions before the in-flight table wrote them: per-note
+in-flight changes, and no change to the table."""
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_artifacts_inflight_table_heals_after_an_older_replica_commits(
+    start_app: Any, database_url: str, tmp_path: Path
+) -> None:
+    """During a rolling upgrade a replica of the previous version stores notes without
+    changing the table; the next commit of a replica of this version that reads its
+    journal entry recounts the table in its own transaction."""
+    client = await start_app()
+    assert (
+        await client.post("/v1/events", json=[_wire("a", "artifact_received", 60)])
+    ).status == 200
+    older = store_for(database_url, tmp_path)
+
+    def older_commit(c: Any) -> None:
+        c.artifacts.save_states([ArtifactState("b", None, IN_FLIGHT, "ingestion", "x", T, T)])
+        c.live.journal(OLDER_ENTRY, T)
+
+    older.write(older_commit)
+    older.close()
+    assert _table(database_url, tmp_path) != _recount(database_url, tmp_path)
+    assert (
+        await client.post("/v1/events", json=[_wire("c", "artifact_received", 30)])
+    ).status == 200
+    assert sum(_table(database_url, tmp_path).values()) == 3
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+
+
+@both
+def test_artifacts_retention_drops_counts_of_minutes_it_emptied(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Counts of whole minutes before the retention cutoff are dropped once retention has
+    deleted every note before it, even counts no note matches (a note deleted by a
+    previous version's `voxmon cleanup`, which left the table as it was)."""
+    store = store_for(database_url, tmp_path)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    cutoff = datetime_to_ms(now - timedelta(hours=48))
+    edge = cutoff - cutoff % 60_000
+    stale = {(edge - 60_000, "ingestion", False): 2, (edge, "ingestion", False): 1}
+    store.write(lambda c: c.artifacts.add_inflight(stale))
+    store.write(
+        lambda c: c.artifacts.save_states(
+            [ArtifactState("edge", None, IN_FLIGHT, "ingestion", "x", cutoff, cutoff)]
+        )
+    )
+    cleanup.cleanup_events(store, jobs.direct_write(store), now, Retention())
+    assert _table(database_url, tmp_path) == _recount(database_url, tmp_path)
+    store.close()
+
+
+async def test_artifacts_follower_asks_for_a_recount_after_an_older_entry() -> None:
+    """An earlier version's entry applied by the journal follower (not read by a commit)
+    makes the next commit recount the in-flight table; entries of this version do not."""
+    import asyncio
+
+    from exporter.ingest.follow import Follower
+    from exporter.live import journal
+    from exporter.live.state import LiveState
+    from exporter.live.tally import Tally
+    from rollup.live_latency import LatencyWindows
+
+    class Reads:
+        def __init__(self, *bodies: bytes) -> None:
+            self.bodies = bodies
+
+        async def run(self, fn: object, after: int) -> tuple[int, list[Any]]:
+            return 0, [(after + 1 + i, journal.decode(b)) for i, b in enumerate(self.bodies)]
+
+    live = LiveState(100, 100, LatencyWindows())
+    current = journal.encode(Tally())
+    follower = Follower(live, Reads(current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
+    assert await follower.catch_up() == 1 and not live.recount_inflight
+    follower = Follower(live, Reads(OLDER_ENTRY, current), FakeClock(T0), asyncio.Lock())  # type: ignore[arg-type]
+    assert await follower.catch_up() == 2 and live.recount_inflight
+
+
+def test_artifacts_stuck_edge_reads_one_minute_of_the_last_event_index(tmp_path: Path) -> None:
+    """The notes of the cutoff's own minute are counted through the last-event index: by
+    the status index SQLite would read every note in flight on every scrape (2 s with 1M)."""
+    store = open_store(tmp_path / "voxmon.db")
+    run: list[str] = []
+    store.connection.set_trace_callback(run.append)
+    store.artifacts.inflight_figures(T)
+    store.connection.set_trace_callback(None)
+    (edge,) = [sql for sql in run if "FROM artifacts" in sql]
+    plan = store.connection.execute("EXPLAIN QUERY PLAN " + edge).fetchall()
+    assert [row[3] for row in plan] == [
+        "SEARCH artifacts USING INDEX artifacts_by_last_event (last_event_ms>? AND last_event_ms<?)"
     ]
-    assert bulk.stuck(8) == 1
+    store.close()

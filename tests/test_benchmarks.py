@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from subprocess import PIPE
+from types import ModuleType
 
 import psycopg
 import pytest
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("hostile.py", ["--quick"], "/healthz p50:"),
         ("concurrency.py", ["--quick"], "goal (p99 < 50 ms while the rollup runs)"),
         ("latency_accuracy.py", ["--quick"], "shipped x1.15  91 + 107 bounds, 486 series"),
+        ("inflight.py", ["--quick"], "restart with those 10,000 notes in flight"),
     ],
 )
 def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
@@ -62,3 +65,44 @@ def test_benchmarks_run_on_postgres(script: str, args: list[str], expect: list[s
             "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"voxmon_bench_{proc.pid}_%",)
         ).fetchall()
     assert left == []
+
+
+def _goals() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("goals", ROOT / "benchmarks" / "goals.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules["goals"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmarks_goals_judge_each_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    """``make bench``'s last table: each figure beside its goal; a missing figure (a failed
+    script) is "not measured", never met."""
+    goals = _goals()
+    ingest = {"results": [
+        {"batch": 1000, "clients": 4, "ratio": 0.85, "http_events_per_s": 27_500.0},
+        {"batch": 1, "clients": 16, "ratio": 0.8, "http_events_per_s": 3_000.0},
+    ]}  # fmt: skip
+    pg = {"rounds": {"voxmon, 1 replica": [{"events_per_s": 8_000.0}, {"events_per_s": 9_000.0}],
+                     "raw COPY": [{"events_per_s": 10_000.0}]}}  # fmt: skip
+    inflight = {"empty_rss_mb": 47.0, "live_rss_mb": 54.5, "restart_rss_mb": 147.5,
+                "restart_ready_s": 0.6}  # fmt: skip
+    rollup = {"hourly_1000000": {"median_s": 2.01}, "daily": {"median_s": 0.1}}
+    judged = [
+        *goals.ingest_goals(ingest, "SQLite"),
+        *goals.postgres_ingest_goals(pg),
+        *goals.rollup_goals(rollup, "SQLite"),
+        *goals.query_goals(None, "SQLite"),
+        *goals.inflight_goals(inflight),
+    ]
+    assert [(g.shown, g.met) for g in judged] == [
+        ("0.85 x", True), ("27,500 ev/s", False), ("0.80 x", True),
+        ("0.90 x", True), ("9,000 ev/s", False),
+        ("2.01 s", False), ("100 ms", True),
+        ("not measured", None), ("not measured", None), ("not measured", None),
+        ("7.5 MB", True), ("100.5 MB", False), ("0.60 s", True),
+    ]  # fmt: skip
+    goals.print_table(judged[:2], quick=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines[3:5]] == ["met", "MET"]
+    assert lines[-1] == "1 of 2 goals met"

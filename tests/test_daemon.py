@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from exporter.cli import main
 from tests.tools import (
     DEADLINE_S,
     free_port,
+    http,
     one_line,
+    overwrite,
     post_one,
     refused_in_process,
     serving,
+    sound_database,
     voxmon,
     wait_listening,
     wait_logged,
@@ -137,6 +141,40 @@ def test_daemon_unusable_database_is_one_line(
     expected = "voxmon: " + problem.format(tmp=tmp_path)
     for command in ("serve", "check-config"):
         assert refused_in_process(capsys, command, "--db", path, "--port", port) == expected
+
+
+def test_daemon_checks_the_whole_file_after_start_and_a_damaged_page_stops_ingest(
+    tmp_path: Path,
+) -> None:
+    """Start-up does not read the whole file (a big database would hold it up); the check
+    runs once serving: a sound file logs ok, a damaged page deep in a table logs one line
+    naming the file and the page, and readiness and ingest answer 503 from then on
+    (Retry-After 60: only an operator helps), nothing stored."""
+    sound, damaged = tmp_path / "sound" / "voxmon.db", tmp_path / "damaged" / "voxmon.db"
+    for db in (sound, damaged):
+        db.parent.mkdir()
+        pages = sound_database(db)
+    overwrite(damaged, pages - 10, b"\xff" * 64)
+    port = free_port()
+    with serving(sound, port) as process:
+        wait_logged(process, Path(f"{sound}.log"), f"integrity check of {sound}: ok (")
+    with serving(damaged, port) as process:
+        line = (f"database {damaged} is corrupt (quick_check: Page {pages - 10}: btreeInitPage()"
+                " returns error code 11); restore it from a backup, or move it aside to start"
+                " with an empty one")  # fmt: skip
+        logged = wait_logged(process, Path(f"{damaged}.log"), line)
+        errors = [x for x in logged if " ERROR " in x]
+        assert len(errors) == 1 and errors[0].endswith(f"{line}; ingest answers 503 until then")
+        status, _, body = http("GET", f"http://127.0.0.1:{port}/readyz")
+        assert status == 503 and line in body.decode()
+        status, headers, _ = http("POST", f"http://127.0.0.1:{port}/v1/events", [
+            {"event_id": "e1", "event_type": "artifact_received", "timestamp": int(time.time()
+             * 1000), "artifact_id": "n1"}])  # fmt: skip
+        assert (status, headers["Retry-After"]) == (503, "60")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0
+    with sqlite3.connect(damaged) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
 
 
 def test_daemon_impossible_cron_is_refused_by_serve_and_check_config(

@@ -85,7 +85,7 @@ def test_collectors_expose_exactly_the_declared_families() -> None:
     live = LiveState(max_org_series=10, max_live_orgs=10, latency=LatencyWindows())
     live.apply(tally(_events(), T0_MS - 3_600_000, live.orgs), T0_MS)
     clock = FakeClock(T0)
-    metrics = [*PipelineCollector(live, clock, 900_000).collect(),
+    metrics = [*PipelineCollector(live, clock).collect(),
                *LiveOrgsCollector(live).collect()]  # fmt: skip
     assert [(m.name, m.type, m.documentation) for m in metrics] == [
         (f.name, f.kind, f.help) for f in FAMILIES

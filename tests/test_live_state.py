@@ -9,7 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from exporter.http.context import BACKEND, LIVE
+from exporter.live import journal
 from exporter.live.state import LiveState
 from exporter.live.tally import Tally
 from rollup import jobs
@@ -260,3 +263,17 @@ def test_live_series_windows_prune_with_the_live_windows() -> None:
     assert sorted(live.series_windows.scopes()) == ["", "__other__", "org-a"]
     live.apply(Tally(), T0_MS + 60 * 60_000)  # T0's minute has just left the window
     assert list(live.series_windows.scopes()) == list(live.windows.scopes()) == [""]
+
+
+def test_live_journal_entries_of_earlier_versions_still_decode() -> None:
+    """Entries written before the in-flight table carried each changed note; a replica of
+    this version applies their window, latency and organisation parts and ignores those."""
+    earlier = msgspec.msgpack.encode([
+        [["", 60_000, "artifacts_received", 1.0]], [["transcription", 60_000, 2000.0]],
+        ["org-a"], 1, [["n1", "in_flight", "transcription", 61_000, False]],
+    ])  # fmt: skip
+    entry = journal.decode(earlier)
+    assert entry.tally().minutes == {("", 60_000, "artifacts_received"): 1.0}
+    assert (entry.latencies, entry.new_orgs, entry.orgs_added) == (
+        [("transcription", 60_000, 2000.0)], ["org-a"], 1,
+    )  # fmt: skip

@@ -16,29 +16,11 @@ import pytest
 from exporter import preflight
 from exporter.errors import StartupError
 from exporter.lock import DatabaseLock, Holder
-from exporter.storage.sqlite.connection import transaction
+from exporter.storage.sqlite.health import SqliteHealthChecks
 from tests.conftest import T0, make_settings
-from tests.tools import FakeClock, free_port, open_store
+from tests.tools import FakeClock, free_port, overwrite, sound_database
 
 CORRUPT = "restore it from a backup, or move it aside to start with an empty one"
-
-
-def sound_database(path: Path, rows: int = 2000) -> int:
-    """A checkpointed database with a table of ``rows`` rows; returns its page count."""
-    conn = open_store(path).connection
-    with transaction(conn):
-        conn.execute("CREATE TABLE filler (x BLOB)")
-        rows_in = [(os.urandom(100),) for _ in range(rows)]
-        conn.executemany("INSERT INTO filler VALUES (?)", rows_in)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return path.stat().st_size // 4096
-
-
-def overwrite(path: Path, page: int, data: bytes, offset: int = 0) -> None:
-    with open(path, "r+b") as handle:
-        handle.seek((page - 1) * 4096 + offset)
-        handle.write(data)
 
 
 def refusal(check: Callable[[], object]) -> str:
@@ -88,6 +70,47 @@ def test_preflight_corrupt_database_is_refused_naming_the_file(
     clock = FakeClock(T0)
     assert refusal(lambda: preflight.check_database(str(db), clock)) == (
         f"database {db} is corrupt {problem.format(page=pages - 10)}; {CORRUPT}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "refused"),
+    [
+        (lambda p, n: os.truncate(p, 100), True),
+        (lambda p, n: os.truncate(p, n * 4096 // 2), True),
+        (lambda p, n: overwrite(p, 1, b"garbage!"), True),
+        (lambda p, n: overwrite(p, n - 10, b"\xff" * 64), False),
+    ],
+    ids=["truncated-header", "truncated-half", "garbage", "corrupt-page"],
+)
+def test_preflight_without_the_full_check_refuses_only_an_unreadable_header_and_schema(
+    tmp_path: Path, damage: Callable[[Path, int], None], refused: bool
+) -> None:
+    """What ``serve`` checks before it starts (the whole-file check runs after start,
+    tests/test_daemon.py): a file that is no database, shorter than its header says, or
+    whose schema cannot be read; a damaged page deep in a table is the later check's."""
+    db = tmp_path / "voxmon.db"
+    pages = sound_database(db)
+    damage(db, pages)
+    clock = FakeClock(T0)
+    if refused:
+        assert "is corrupt" in refusal(lambda: preflight.check_database(str(db), clock, False))
+    else:
+        preflight.check_database(str(db), clock, full=False)
+
+
+def test_preflight_integrity_check_stops_when_asked(tmp_path: Path) -> None:
+    """The whole-file check ``serve`` runs after start: '' on a sound file, the damage on a
+    damaged one, None once stopped (shutdown does not wait for a long check)."""
+    db = tmp_path / "voxmon.db"
+    pages = sound_database(db, rows=20_000)
+    checks = SqliteHealthChecks(db)
+    assert checks.integrity() == ""
+    checks.stop_integrity()
+    assert checks.integrity() is None
+    overwrite(db, pages - 10, b"\xff" * 64)
+    assert SqliteHealthChecks(db).integrity() == (
+        f"Page {pages - 10}: btreeInitPage() returns error code 11"
     )
 
 
@@ -164,3 +187,35 @@ def test_preflight_problems_lists_every_refusal_and_leaves_nothing(tmp_path: Pat
     assert preflight.problems(make_settings(fresh, port=free_port()), FakeClock(T0)) == []
     assert list(fresh.iterdir()) == []
     shutil.rmtree(fresh)
+
+
+async def test_preflight_damage_found_while_a_probe_commits_stays_final() -> None:
+    """The integrity check finds damage while a storage probe's write is under way: the
+    probe's commit, landing after, does not mark storage healthy again."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from exporter.health import StorageHealth
+    from exporter.selfmetrics import SelfMetrics
+
+    gate = asyncio.Event()
+
+    class Writes:
+        async def run(self, fn: object, *args: object) -> None:
+            await gate.wait()
+
+    class Damaged:
+        beat = verify = None
+
+        def integrity(self) -> str:
+            return "Page 7: btreeInitPage() returns error code 11"
+
+    metrics = SelfMetrics.register(CollectorRegistry())
+    health = StorageHealth(Writes(), Damaged(), FakeClock(T0), metrics)  # type: ignore[arg-type]
+    probing = asyncio.create_task(health.probe())
+    await asyncio.sleep(0)  # the probe waits for its write
+    await health.check_integrity("voxmon.db")
+    gate.set()
+    await probing
+    assert (health.healthy, health.kind) == (False, "corrupt")

@@ -48,12 +48,12 @@ def notes(prefix: str, *times: int) -> list[Event]:
 def test_postgres_migrations_are_versioned_and_applied_once(store: PgStore) -> None:
     conn = store.connection
     versions = [(n,) for n in range(1, len(MIGRATIONS) + 1)]
-    assert len(versions) == 2
+    assert len(versions) == 3
     applied = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert applied == versions
     url = conn.info.dsn
     connect(url).close()  # a second start applies nothing
-    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (3,)
     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
     with pytest.raises(RuntimeError, match="newer than this voxmon"):
         connect(url)
@@ -67,6 +67,21 @@ def test_postgres_events_land_in_day_partitions_created_ahead(store: PgStore) ->
         "SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert per_partition == [("events_20261128", 1), ("events_20261129", 1)]
+
+
+def test_postgres_partitions_of_a_rolled_back_commit_are_created_again(store: PgStore) -> None:
+    """A commit that created a day's partition and then failed (a group commit retried one
+    request at a time) rolled the partition back too: the next commit of that day creates it
+    again instead of failing on every event of the day."""
+
+    def poisoned(s: PgStore) -> None:
+        s.events.insert(notes("p", D0 + 5), 0)
+        raise ValueError("injected: a later statement of the commit fails")
+
+    with pytest.raises(ValueError, match="injected"):
+        store.write(poisoned)
+    store.write(lambda s: s.events.insert(notes("g", D0 + 6), 0))
+    assert store.connection.execute("SELECT event_id FROM events").fetchall() == [("g-0",)]
 
 
 def test_postgres_duplicate_ids_are_stored_once_on_conflict(store: PgStore) -> None:

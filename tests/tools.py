@@ -27,7 +27,7 @@ import pytest
 from voxmon_client import ClientStats
 
 from exporter.cli import main
-from exporter.storage.sqlite.connection import connect
+from exporter.storage.sqlite.connection import connect, transaction
 from exporter.storage.sqlite.store import SqliteStore
 
 
@@ -287,3 +287,21 @@ BUSY_HEAD = (  # a request whose body never completes: the connection is busy
     b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     b"Content-Length: 100\r\n\r\n[{"
 )
+
+
+def sound_database(path: Path, rows: int = 2000) -> int:
+    """A checkpointed database with a table of ``rows`` rows; returns its page count."""
+    conn = open_store(path).connection
+    with transaction(conn):
+        conn.execute("CREATE TABLE filler (x BLOB)")
+        rows_in = [(os.urandom(100),) for _ in range(rows)]
+        conn.executemany("INSERT INTO filler VALUES (?)", rows_in)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path.stat().st_size // 4096
+
+
+def overwrite(path: Path, page: int, data: bytes, offset: int = 0) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek((page - 1) * 4096 + offset)
+        handle.write(data)

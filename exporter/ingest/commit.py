@@ -1,7 +1,7 @@
 """One ingest commit, as it runs on the database thread: admit the requests' events (dedup,
 retention horizon), derive durations, store the events with their tally, mark late hours
-dirty, fold the notes' states and, on shared storage, read and append the change journal
-(``exporter.live.journal``), all in one transaction."""
+dirty, fold the notes' states and their in-flight counts and, on shared storage, read and
+append the change journal (``exporter.live.journal``), all in one transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from exporter import durations
-from exporter.artifacts import ArtifactState, fold
+from exporter.artifacts import fold, inflight_delta
 from exporter.live import journal
 from exporter.live.orgs import OrgRegistry
 from exporter.live.tally import Tally, tally
@@ -39,7 +39,6 @@ class CommitResult:
 class Outcome:
     results: list[CommitResult]
     tally: Tally
-    artifacts: list[ArtifactState]
     discarded: Counter[str]
     """Derived durations left unset as over the maximum, by the source they would have had."""
     entry_id: int | None = None
@@ -57,10 +56,13 @@ def commit(
     prune_before_ms: int | None,
     max_duration_ms: int,
     journal_after: int | None,
+    recount_inflight: bool = False,
 ) -> Outcome:
     """One transaction for several requests (runs on the database thread). With
     ``journal_after`` (shared storage) it reads the journal past that id first, so this
-    commit's organisations are labelled in the first-seen order every replica shares."""
+    commit's organisations are labelled in the first-seen order every replica shares. It
+    recounts the in-flight table when asked or when it reads an entry of an earlier version
+    (which stored notes without changing the table)."""
     with store.transaction():
         pending = _pending(store, journal_after)
         events_from = store.horizons.load().accept_from_ms
@@ -74,11 +76,13 @@ def commit(
             store.live.prune_minutes(prune_before_ms)
             store.live.prune_journal(now_ms - JOURNAL_KEEP_MS)
         store.snapshots.mark_dirty("hourly", _late_hours(fresh, now_ms))
-        states = _advance_artifacts(store, fresh)
+        _advance_artifacts(store, fresh)
+        if recount_inflight or any(entry.inflight for _, entry in pending):
+            store.artifacts.rebuild_inflight()
         entry_id = None
         if journal_after is not None and fresh:
-            entry_id = store.live.journal(journal.encode(counted, states), now_ms)
-    return Outcome(results, counted, states, discarded, entry_id, pending)
+            entry_id = store.live.journal(journal.encode(counted), now_ms)
+    return Outcome(results, counted, discarded, entry_id, pending)
 
 
 def _pending(store: Store, after: int | None) -> list[tuple[int, journal.Entry]]:
@@ -133,14 +137,16 @@ def _admit(
     return results, fresh
 
 
-def _advance_artifacts(store: Store, events: list[Event]) -> list[ArtifactState]:
-    """Fold the events into the artifact read model (same transaction)."""
+def _advance_artifacts(store: Store, events: list[Event]) -> None:
+    """Fold the events into the artifact read model and the in-flight counts (same
+    transaction: the counts always equal the in-flight rows)."""
     touched = sorted({e.artifact_id for e in events if e.artifact_id})
     if not touched:
-        return []
-    changed = fold(store.artifacts.load_states(touched), events)
+        return
+    before = store.artifacts.load_states(touched)
+    changed = fold(before, events)
     store.artifacts.save_states(changed.values())
-    return list(changed.values())
+    store.artifacts.add_inflight(inflight_delta(before, changed))
 
 
 def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:

@@ -61,6 +61,7 @@ class Follower:
                 return 0
             for entry_id, entry in entries:
                 live.apply_entry(entry_id, entry, now_ms)
+                live.recount_inflight |= bool(entry.inflight)  # an earlier version's commit
             return len(entries)
 
 

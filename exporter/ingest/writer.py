@@ -50,7 +50,6 @@ class IngestWriter:
         max_queue_events: int,
         max_commit_events: int,
         retry_after_s: int,
-        event_retention_ms: int,
         max_duration_ms: int,
         shared: asyncio.Lock | None = None,
     ) -> None:
@@ -62,7 +61,6 @@ class IngestWriter:
         self._max_queue = max_queue_events
         self._max_commit = max_commit_events
         self._retry_after = retry_after_s
-        self._event_retention_ms = event_retention_ms
         self._max_duration_ms = max_duration_ms
         self._pending: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
@@ -93,7 +91,6 @@ class IngestWriter:
             max_queue_events=settings.queue_max_events,
             max_commit_events=settings.commit_max_events,
             retry_after_s=settings.retry_after_s,
-            event_retention_ms=settings.event_retention_hours * 3_600_000,
             max_duration_ms=settings.max_duration_ms,
             shared=shared,
         )
@@ -168,6 +165,7 @@ class IngestWriter:
                 prune_before,
                 self._max_duration_ms,
                 None if self._shared is None else self._live.applied_id,
+                self._live.recount_inflight,
             )
         except Exception as exc:  # the writer must outlive any one commit, or requests hang
             kind = self._health.record(exc)  # storage failures: 503 until a probe commits
@@ -182,12 +180,11 @@ class IngestWriter:
             return
         if prune_before is not None:
             self._pruned_before = prune_before
-            self._live.inflight.prune(now_ms - self._event_retention_ms)
+        self._live.recount_inflight = False  # the follower shares the lock: none set since
         for entry_id, entry in outcome.pending:
             self._live.apply_entry(entry_id, entry, now_ms)
         if self._live.take(outcome.entry_id):
             self._live.apply(outcome.tally, now_ms)
-            self._live.inflight.apply(outcome.artifacts)
         for source, n in outcome.discarded.items():
             self._metrics.durations_discarded.labels(source).inc(n)
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)

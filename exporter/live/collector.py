@@ -91,10 +91,9 @@ def _histogram(family: Family, counters: dict[Key, float]) -> Metric:
 class PipelineCollector(Collector):
     """Yields ``voice_pipeline_*`` families from ``LiveState`` on every scrape."""
 
-    def __init__(self, live: LiveState, clock: Clock, stuck_after_ms: int) -> None:
+    def __init__(self, live: LiveState, clock: Clock) -> None:
         self._live = live
         self._clock = clock
-        self._stuck_after_ms = stuck_after_ms
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # families depend on data; no registration-time description
@@ -153,15 +152,13 @@ class PipelineCollector(Collector):
         yield gauge(CIRCUIT_BREAKER_OPEN, 1.0 if opened > closed else 0.0)
 
     def _artifact_gauges(self) -> Iterator[Metric]:
-        inflight = self._live.inflight
+        figures = self._live.inflight  # read from storage before the scrape
         by_stage = gauge(INFLIGHT)
-        counts = inflight.by_stage()
         for stage in STAGES:
-            by_stage.add_metric([stage], counts.get(stage, 0))
+            by_stage.add_metric([stage], figures.by_stage.get(stage, 0))
         yield by_stage
-        now_ms = datetime_to_ms(self._clock.now())
-        yield gauge(STUCK, inflight.stuck(now_ms - self._stuck_after_ms))
-        yield gauge(DISAMBIGUATION_BACKLOG, inflight.awaiting_disambiguation())
+        yield gauge(STUCK, figures.stuck)
+        yield gauge(DISAMBIGUATION_BACKLOG, figures.awaiting)
 
     def _baseline(self) -> Metric:
         family = gauge(LATENCY_BASELINE)

@@ -1,32 +1,22 @@
 """The shared change journal: what one replica's commit changed in the state every replica
-shows (window minute buckets, window latencies, first-seen organisations, notes in flight),
-encoded once in the commit's transaction so the other replicas can apply the same change.
+shows (window minute buckets, window latencies, first-seen organisations), encoded once in
+the commit's transaction so the other replicas can apply the same change. Notes in flight
+are not journalled: every replica reads the shared in-flight table per scrape.
 
 Counters are not journalled: each replica exports only its own (persisted per instance).
 Entries carry increasing ids in commit order (write transactions are serialized), so a
 replica that applies every entry above the last id it applied, in id order, holds the same
-windows, registry and in-flight index as every other (docs/decisions/shared-live-state.md).
+windows and registry as every other (docs/decisions/shared-live-state.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
-from exporter.live.inflight import NoteState
 from exporter.live.orgs import OrgRegistry
 from exporter.live.tally import Tally
-
-
-class InflightChange(msgspec.Struct, array_like=True, frozen=True):
-    """The part of a note's state the in-flight index keeps (named as ``ArtifactState``)."""
-
-    artifact_id: str
-    status: str
-    current_stage: str | None
-    last_event_ms: int
-    awaiting_disambiguation: bool
 
 
 class Entry(msgspec.Struct, array_like=True):
@@ -36,7 +26,9 @@ class Entry(msgspec.Struct, array_like=True):
     latencies: list[tuple[str, int, float]]
     new_orgs: list[str]
     orgs_added: int
-    inflight: list[InflightChange]
+    inflight: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    """Per-note in-flight changes, written by voxmon versions that kept an in-flight index
+    in memory; read and ignored (the shared in-flight table replaced them)."""
 
     def tally(self) -> Tally:
         """The entry as a tally without counters (another replica's counters stay its own)."""
@@ -52,31 +44,20 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Entry)
 
 
-def encode(counted: Tally, states: Iterable[NoteState]) -> bytes:
-    """The journal body of one commit: its tally's shared parts and the notes it changed."""
+def encode(counted: Tally) -> bytes:
+    """The journal body of one commit: its tally's shared parts."""
     return _encoder.encode(
         Entry(
             minutes=[(s, m, c, v) for (s, m, c), v in counted.minutes.items()],
             latencies=counted.latencies,
             new_orgs=counted.new_orgs,
             orgs_added=counted.orgs_added,
-            inflight=[_change(state) for state in states],
         )
     )
 
 
 def decode(body: bytes) -> Entry:
     return _decoder.decode(body)
-
-
-def _change(state: NoteState) -> InflightChange:
-    return InflightChange(
-        state.artifact_id,
-        state.status,
-        state.current_stage,
-        state.last_event_ms,
-        state.awaiting_disambiguation,
-    )
 
 
 def registry_after(registry: OrgRegistry, entries: Sequence[Entry]) -> OrgRegistry:

@@ -1,13 +1,12 @@
 """Loading the persisted live state at start (and when a replica fell behind the shared
 journal): this replica's counters and maxima, the current window's minute buckets, the
-capped organisation order, the notes in flight, the window's latency digests rebuilt from
+capped organisation order, the window's latency digests rebuilt from
 the stored events of the last 60 minutes, and the journal id all of it includes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from exporter.live.inflight import InflightIndex
 from exporter.live.state import LiveState
 from exporter.live.windows import window_bounds
 from exporter.storage.base import Reader, Store
@@ -16,11 +15,10 @@ from exporter.storage.base import Reader, Store
 async def restore(live: LiveState, runner: Reader, now_ms: int) -> None:
     """Read the state in one hop to the database thread, then apply it here."""
     since_ms, capacity = window_bounds(now_ms).start_ms, live.orgs.capacity
-    counters, maxima, minutes, (orgs, seen), in_flight, latencies, head = await runner.run(
+    counters, maxima, minutes, (orgs, seen), latencies, head = await runner.run(
         _read, since_ms, capacity, live.latency.bucketing
     )
     live.load(counters, maxima, minutes, orgs, seen, latencies)
-    live.inflight = in_flight
     live.applied_id = head
 
 
@@ -33,14 +31,6 @@ def _read(
             store.live.load_counters("live_maxima"),
             store.live.load_minutes(since_ms),
             store.live.load_orgs(capacity),
-            _in_flight(store),
             store.live.load_latency(since_ms, *bucketing),
             store.live.journal_head(),
         )
-
-
-def _in_flight(store: Store) -> InflightIndex:
-    """The index built where the rows are read, streamed: no list of a million states."""
-    index = InflightIndex()
-    index.load(store.artifacts.in_flight())
-    return index

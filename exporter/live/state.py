@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from exporter.live.families import ORG_POSITIONS, Key
-from exporter.live.inflight import InflightIndex
 from exporter.live.journal import Entry
 from exporter.live.latency import LatencyWindow, MinuteLatency
 from exporter.live.orgs import OrgRegistry
 from exporter.live.tally import Tally
 from exporter.live.windows import PLATFORM, MinuteWindows
+from exporter.records import InflightFigures
 
 Minutes = Mapping[tuple[str, int, str], float]
 
@@ -34,13 +34,18 @@ class LiveState:
         self.series_windows = MinuteWindows()
         self.latency = latency
         """Platform-scope latency digests per stage and end to end, per minute."""
-        self.inflight = InflightIndex()
+        self.inflight = InflightFigures({})
+        """The in-flight gauges as last read from the shared in-flight table (before each
+        scrape; the table is kept in the ingest transaction)."""
         self.latency_baseline_s: dict[str, float] = {}
         """Per-stage p95 over the last 7 days of hourly snapshots (set by the rollup
         wiring; a stage is absent until it has 6 hours of baseline)."""
         self.applied_id = 0
         """The last shared-journal entry applied (``journal.py``); 0 on storage that keeps
         no journal (SQLite: one daemon per file)."""
+        self.recount_inflight = False
+        """Set when the follower applied an entry of an earlier version (a commit that left
+        the in-flight table as it was): the next commit here recounts the table."""
 
     def take(self, entry_id: int | None) -> bool:
         """Whether the change journalled as ``entry_id`` (None: not journalled) is still to
@@ -57,7 +62,6 @@ class LiveState:
         """Apply another replica's journalled commit (its counters stay its own)."""
         if self.take(entry_id):
             self.apply(entry.tally(), now_ms)
-            self.inflight.apply(entry.inflight)
 
     def apply(self, tally: Tally, now_ms: int) -> None:
         """Add one committed tally; called after its transaction commits."""

@@ -4,11 +4,11 @@ implements them in its own package. Times are UTC epoch ms; windows are ``[start
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from exporter.artifacts import ArtifactState
+from exporter.artifacts import ArtifactState, InflightKey
 from exporter.durations import Lookup
 from exporter.live.families import Key
 from exporter.live.latency import MinuteLatency
@@ -19,6 +19,7 @@ from exporter.records import (
     FeedPosition,
     GroupRow,
     Horizons,
+    InflightFigures,
     JobRun,
     LatencyRow,
     OrgEntry,
@@ -108,7 +109,9 @@ class Artifacts(Protocol):
 
     def load_states(self, artifact_ids: Sequence[str]) -> dict[str, ArtifactState]: ...
     def save_states(self, states: Iterable[ArtifactState]) -> None: ...
-    def in_flight(self) -> Iterator[tuple[str, str | None, int, bool]]: ...
+    def add_inflight(self, delta: Mapping[InflightKey, int]) -> None: ...
+    def rebuild_inflight(self) -> None: ...
+    def inflight_figures(self, stuck_before_ms: int) -> InflightFigures: ...
     def list_states(
         self,
         status: str,
@@ -215,6 +218,16 @@ class HealthChecks(Protocol):
 
     def before_reopen(self) -> None:
         """Raise when a reopen would reach other storage than the one opened."""
+        ...
+
+    def integrity(self) -> str | None:
+        """A full integrity check of the stored data (minutes on a huge SQLite file; runs on a
+        thread of its own): '' when sound, the first problem found, None when stopped or
+        when the backend has nothing to check."""
+        ...
+
+    def stop_integrity(self) -> None:
+        """Make a running ``integrity`` return None soon (shutdown)."""
         ...
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from exporter.artifacts import ArtifactState
+from exporter.artifacts import MINUTE_MS, ArtifactState, InflightKey, removed_inflight
+from exporter.records import InflightFigures
 from exporter.storage.postgres.connection import Connection
+from exporter.storage.postgres.schema import INFLIGHT_REBUILD
 from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
 
 
@@ -49,18 +51,46 @@ class PgArtifacts:
                 rows,
             )
 
-    def in_flight(self) -> Iterator[tuple[str, str | None, int, bool]]:
-        """Every note in flight as ``(artifact_id, current_stage, last_event_ms,
-        awaiting_disambiguation)``, streamed through a server-side cursor (inside the
-        caller's transaction; a restore holds no list)."""
-        with self._conn.cursor(name="voxmon_in_flight") as cursor:
-            cursor.itersize = 20_000
-            cursor.execute(
-                "SELECT artifact_id, current_stage, last_event_ms, awaiting_disambiguation"
-                " FROM artifacts WHERE status = 'in_flight'"
+    def add_inflight(self, delta: Mapping[InflightKey, int]) -> None:
+        """Apply a commit's change to the in-flight table (same transaction as the states),
+        dropping the rows it brings to zero."""
+        rows = [(minute, stage, awaiting, n) for (minute, stage, awaiting), n in delta.items()]
+        if not rows:
+            return
+        with self._conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (minute_ms, stage, awaiting)"
+                " DO UPDATE SET notes = inflight_minutes.notes + excluded.notes",
+                rows,
             )
-            for artifact_id, stage, last_ms, awaiting in cursor:
-                yield str(artifact_id), stage, int(last_ms), bool(awaiting)
+            gone = [row[:3] for row in rows if row[3] < 0]
+            if gone:
+                cursor.executemany(
+                    "DELETE FROM inflight_minutes WHERE minute_ms = %s AND stage = %s"
+                    " AND awaiting = %s AND notes = 0",
+                    gone,
+                )
+
+    def inflight_figures(self, stuck_before_ms: int) -> InflightFigures:
+        """The in-flight gauges from the table; the notes of the cutoff's own minute are
+        counted exactly from their rows (one minute of the last-event index)."""
+        boundary = stuck_before_ms - stuck_before_ms % MINUTE_MS
+        by_stage, awaiting, stuck = {}, 0, 0
+        for stage, notes, waiting, idle in self._conn.execute(
+            "SELECT stage, SUM(notes), SUM(CASE WHEN awaiting THEN notes ELSE 0 END),"
+            " SUM(CASE WHEN minute_ms < %s THEN notes ELSE 0 END)"
+            " FROM inflight_minutes GROUP BY stage",
+            (boundary,),
+        ).fetchall():
+            by_stage[str(stage)] = int(notes)
+            awaiting, stuck = awaiting + int(waiting), stuck + int(idle)
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM artifacts WHERE last_event_ms >= %s AND last_event_ms < %s"
+            " AND status = 'in_flight'",
+            (boundary, stuck_before_ms),
+        ).fetchone()
+        return InflightFigures(by_stage, awaiting, stuck + (int(row[0]) if row else 0))
 
     def list_states(
         self,
@@ -89,11 +119,25 @@ class PgArtifacts:
 
     def delete_before(self, cutoff_ms: int, limit: int) -> int:
         """Delete at most ``limit`` notes whose last event is strictly before ``cutoff_ms``."""
-        return self._conn.execute(
+        rows = self._conn.execute(
             "DELETE FROM artifacts WHERE artifact_id IN (SELECT artifact_id FROM artifacts"
-            " WHERE last_event_ms < %s LIMIT %s)",
+            " WHERE last_event_ms < %s LIMIT %s) RETURNING status, current_stage,"
+            " last_event_ms, awaiting_disambiguation",
             (cutoff_ms, limit),
-        ).rowcount
+        ).fetchall()
+        self.add_inflight(removed_inflight(rows))
+        if len(rows) < limit:  # none left before the cutoff: its whole minutes count none
+            self._conn.execute(
+                "DELETE FROM inflight_minutes WHERE minute_ms < %s",
+                (cutoff_ms - cutoff_ms % MINUTE_MS,),
+            )
+        return len(rows)
+
+    def rebuild_inflight(self) -> None:
+        """Count the in-flight table afresh from the rows (after a writer that did not keep
+        it: a replica of an earlier version beside this one during a rolling upgrade)."""
+        self._conn.execute("DELETE FROM inflight_minutes")
+        self._conn.execute(INFLIGHT_REBUILD)
 
     def count_before(self, cutoff_ms: int) -> int:
         """Notes whose last event is strictly before ``cutoff_ms`` (for dry runs)."""

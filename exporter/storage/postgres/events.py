@@ -60,7 +60,7 @@ class PgEvents:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._partitions = Partitions(conn)
+        self.partitions = Partitions(conn)
 
     def existing_ids(self, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` are already stored."""
@@ -94,7 +94,7 @@ class PgEvents:
         fresh = list(events)
         if not fresh:
             return 0
-        self._partitions.ensure({event.ts_ms for event in fresh})
+        self.partitions.ensure({event.ts_ms for event in fresh})
         new = self._conn.execute(
             "INSERT INTO event_ids (event_id, ts_ms) SELECT * FROM unnest(%s::text[],"
             " %s::bigint[]) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
@@ -112,7 +112,7 @@ class PgEvents:
         False. The dedup key decides, so the common case costs no lookup of its own."""
         if not events:
             return True
-        self._partitions.ensure({event.ts_ms for event in events})
+        self.partitions.ensure({event.ts_ms for event in events})
         try:
             with self._conn.transaction(), self._conn.cursor() as cursor:  # a savepoint
                 with cursor.copy("COPY event_ids (event_id, ts_ms) FROM STDIN") as copy:
@@ -139,7 +139,7 @@ class PgEvents:
         """Delete events with event time strictly before ``cutoff_ms``: every day partition
         wholly before it is dropped at once; otherwise at most ``limit`` rows of the partly
         expired day go. Returns how many went (the caller loops until 0)."""
-        dropped = self._partitions.drop_before(cutoff_ms)
+        dropped = self.partitions.drop_before(cutoff_ms)
         if dropped:
             return dropped
         return self._conn.execute(

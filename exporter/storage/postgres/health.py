@@ -66,6 +66,13 @@ class PgHealthChecks:
     def before_reopen(self) -> None:
         """A reconnect reaches the same database by its URL."""
 
+    def integrity(self) -> str | None:
+        """Nothing to check from here (None): the server keeps its own pages sound."""
+        return None
+
+    def stop_integrity(self) -> None:
+        """Nothing runs."""
+
 
 def reachable(url: str) -> str | None:
     """Why a connection to ``url`` cannot be made (one line), None when it can."""

@@ -49,6 +49,10 @@ class Partitions:
             )
             self._known.add(day)
 
+    def forget(self) -> None:
+        """Read the catalog again at the next ``ensure`` (after a rollback)."""
+        self._known = None
+
     def drop_before(self, cutoff_ms: int) -> int:
         """Drop every partition whose whole day ends at or before ``cutoff_ms`` (with its
         dedup keys); returns the events they held."""

@@ -35,6 +35,15 @@ _REPLICAS = """
 """Replicas (docs/scale-out.md): counters and maxima per instance (rows written before are
 instance ''), who ran each job, and the shared change journal (``exporter.live.journal``)."""
 
+INFLIGHT_REBUILD = (
+    "INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)"
+    " SELECT last_event_ms - ((last_event_ms % 60000) + 60000) % 60000,"
+    " COALESCE(current_stage, ''), awaiting_disambiguation, COUNT(*)"
+    " FROM artifacts WHERE status = 'in_flight' GROUP BY 1, 2, 3"
+)
+"""Notes in flight counted by last-event minute, stage and awaiting flag, from their rows
+(``exporter.artifacts.inflight_key``; the floor of a negative time too)."""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE SEQUENCE events_seq;
@@ -150,6 +159,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     _REPLICAS,
+    f"""
+    CREATE TABLE inflight_minutes (
+        minute_ms BIGINT NOT NULL,
+        stage TEXT COLLATE "C" NOT NULL,
+        awaiting BOOLEAN NOT NULL,
+        notes BIGINT NOT NULL,
+        PRIMARY KEY (minute_ms, stage, awaiting)
+    );
+    {INFLIGHT_REBUILD};
+    """,
 )
 
 

@@ -33,8 +33,12 @@ class PgStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with transaction(self.connection):
-            yield
+        try:
+            with transaction(self.connection):
+                yield
+        except BaseException:
+            self.events.partitions.forget()  # the rollback undid the partition DDL too
+            raise
 
     @contextmanager
     def read_transaction(self) -> Iterator[None]:

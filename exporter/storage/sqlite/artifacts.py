@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from exporter.artifacts import ArtifactState
+from exporter.artifacts import MINUTE_MS, ArtifactState, InflightKey, removed_inflight
+from exporter.records import InflightFigures
 from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
+from exporter.storage.sqlite.schema import INFLIGHT_REBUILD
 
 _CHUNK = 500
 
@@ -48,15 +50,40 @@ class SqliteArtifacts:
             ],
         )  # fmt: skip
 
-    def in_flight(self) -> Iterator[tuple[str, str | None, int, bool]]:
-        """Every note in flight as ``(artifact_id, current_stage, last_event_ms,
-        awaiting_disambiguation)``, streamed from the table (a restore holds no list)."""
-        rows = self._conn.execute(
-            "SELECT artifact_id, current_stage, last_event_ms, awaiting_disambiguation"
-            " FROM artifacts WHERE status = 'in_flight'"
+    def add_inflight(self, delta: Mapping[InflightKey, int]) -> None:
+        """Apply a commit's change to the in-flight table (same transaction as the states),
+        dropping the rows it brings to zero."""
+        rows = [(minute, stage, int(awaiting), n) for (minute, stage, awaiting), n in delta.items()]
+        self._conn.executemany(
+            "INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (minute_ms, stage, awaiting)"
+            " DO UPDATE SET notes = notes + excluded.notes",
+            rows,
         )
-        for artifact_id, stage, last_ms, awaiting in rows:
-            yield artifact_id, stage, last_ms, bool(awaiting)
+        self._conn.executemany(
+            "DELETE FROM inflight_minutes"
+            " WHERE minute_ms = ? AND stage = ? AND awaiting = ? AND notes = 0",
+            [row[:3] for row in rows if row[3] < 0],
+        )
+
+    def inflight_figures(self, stuck_before_ms: int) -> InflightFigures:
+        """The in-flight gauges from the table; the notes of the cutoff's own minute are
+        counted exactly from their rows (one minute of the last-event index)."""
+        boundary = stuck_before_ms - stuck_before_ms % MINUTE_MS
+        by_stage, awaiting, stuck = {}, 0, 0
+        for stage, notes, waiting, idle in self._conn.execute(
+            "SELECT stage, SUM(notes), SUM(notes * awaiting),"
+            " SUM(CASE WHEN minute_ms < ? THEN notes ELSE 0 END)"
+            " FROM inflight_minutes GROUP BY stage",
+            (boundary,),
+        ):
+            by_stage[stage], awaiting, stuck = notes, awaiting + waiting, stuck + idle
+        (edge,) = self._conn.execute(
+            "SELECT COUNT(*) FROM artifacts WHERE last_event_ms >= ? AND last_event_ms < ?"
+            " AND +status = 'in_flight'",  # +: by the last-event index, not every note's status
+            (boundary, stuck_before_ms),
+        ).fetchone()
+        return InflightFigures(by_stage, awaiting, stuck + edge)
 
     def list_states(
         self,
@@ -86,11 +113,25 @@ class SqliteArtifacts:
 
     def delete_before(self, cutoff_ms: int, limit: int) -> int:
         """Delete at most ``limit`` notes whose last event is strictly before ``cutoff_ms``."""
-        return self._conn.execute(
+        rows = self._conn.execute(
             "DELETE FROM artifacts WHERE artifact_id IN (SELECT artifact_id FROM artifacts"
-            " WHERE last_event_ms < ? LIMIT ?)",
+            " WHERE last_event_ms < ? LIMIT ?) RETURNING status, current_stage, last_event_ms,"
+            " awaiting_disambiguation",
             (cutoff_ms, limit),
-        ).rowcount
+        ).fetchall()
+        self.add_inflight(removed_inflight(rows))
+        if len(rows) < limit:  # none left before the cutoff: its whole minutes count none
+            self._conn.execute(
+                "DELETE FROM inflight_minutes WHERE minute_ms < ?",
+                (cutoff_ms - cutoff_ms % MINUTE_MS,),
+            )
+        return len(rows)
+
+    def rebuild_inflight(self) -> None:
+        """Count the in-flight table afresh from the rows (after a writer that did not keep
+        it: a replica of an earlier version beside this one during a rolling upgrade)."""
+        self._conn.execute("DELETE FROM inflight_minutes")
+        self._conn.execute(INFLIGHT_REBUILD)
 
     def count_before(self, cutoff_ms: int) -> int:
         """Notes whose last event is strictly before ``cutoff_ms`` (for dry runs)."""

@@ -157,16 +157,17 @@ def open_existing(path: Path) -> sqlite3.Connection:
 
 
 def quick_check(
-    conn: sqlite3.Connection, expired: Callable[[], bool], backstop_s: float
+    conn: sqlite3.Connection, expired: Callable[[], bool], backstop_s: float | None
 ) -> str | None:
     """``PRAGMA quick_check``: '' when the file is sound, the first problem found when it
     is not, None when it was stopped first (a huge file must not stall start-up): by the
-    progress handler once ``expired()``, or after ``backstop_s`` seconds by a timer, since
-    SQLite calls no progress handler during the b-tree walk itself. A file that is not a
-    database at all raises ``sqlite3.DatabaseError``."""
+    progress handler once ``expired()``, or after ``backstop_s`` seconds (None: never) by
+    a timer, since SQLite calls no progress handler during the b-tree walk itself. A file
+    that is not a database at all raises ``sqlite3.DatabaseError``."""
     conn.set_progress_handler(lambda: 1 if expired() else 0, 1000)
-    backstop = threading.Timer(backstop_s, conn.interrupt)
-    backstop.start()
+    backstop = threading.Timer(backstop_s or 0.0, conn.interrupt)
+    if backstop_s is not None:
+        backstop.start()
     try:
         rows = conn.execute("PRAGMA quick_check(1)").fetchall()
     except sqlite3.OperationalError as exc:
@@ -181,6 +182,12 @@ def quick_check(
         return ""
     lines = [line for line in first.splitlines() if not line.startswith("***")]  # the schema
     return "; ".join(lines) or first
+
+
+def read_schema(conn: sqlite3.Connection) -> None:
+    """Read the header and the schema (cheap): raises ``sqlite3.DatabaseError`` for a file
+    that is not a database or whose first pages are damaged."""
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
 
 def check_writable(conn: sqlite3.Connection) -> None:
@@ -203,6 +210,8 @@ class SqliteHealthChecks:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._opened = opened_files(path)
+        self._checking: sqlite3.Connection | None = None
+        self._stopped = False
 
     def classify(self, exc: BaseException) -> str | None:
         return classify(exc)
@@ -225,6 +234,23 @@ class SqliteHealthChecks:
     def before_reopen(self) -> None:
         """Never reopen onto another file at the same path."""
         verify_identity(self.path, self._opened)
+
+    def integrity(self) -> str | None:
+        """``PRAGMA quick_check`` of the whole file on a connection of its own (on a thread
+        of its own): '' when sound, the first problem, None when stopped first."""
+        conn = open_existing(self.path)
+        self._checking = conn
+        try:
+            return quick_check(conn, lambda: self._stopped, backstop_s=None)
+        finally:
+            self._checking = None
+            conn.close()
+
+    def stop_integrity(self) -> None:
+        """Stop a running ``integrity`` (at shutdown); it returns None."""
+        self._stopped = True
+        if (conn := self._checking) is not None:
+            conn.interrupt()
 
 
 def _connection(store: Store) -> sqlite3.Connection:

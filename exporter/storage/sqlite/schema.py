@@ -87,6 +87,15 @@ _RETIRE_OLD_HISTOGRAMS = """
     );
 """
 
+INFLIGHT_REBUILD = (
+    "INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)"
+    " SELECT last_event_ms - ((last_event_ms % 60000) + 60000) % 60000,"
+    " COALESCE(current_stage, ''), awaiting_disambiguation, COUNT(*)"
+    " FROM artifacts WHERE status = 'in_flight' GROUP BY 1, 2, 3"
+)
+"""Notes in flight counted by last-event minute, stage and awaiting flag, from their rows
+(``exporter.artifacts.inflight_key``; the floor of a negative time too)."""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -201,6 +210,16 @@ MIGRATIONS: tuple[str, ...] = (
     _FEED,
     _RETIRE_OLD_HISTOGRAMS,
     "ALTER TABLE job_runs ADD COLUMN instance TEXT NOT NULL DEFAULT '';",
+    f"""
+    CREATE TABLE inflight_minutes (
+        minute_ms INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        awaiting INTEGER NOT NULL,
+        notes INTEGER NOT NULL,
+        PRIMARY KEY (minute_ms, stage, awaiting)
+    ) WITHOUT ROWID;
+    {INFLIGHT_REBUILD};
+    """,
 )
 
 
