@@ -1,7 +1,8 @@
 """Replicas on one PostgreSQL database, in one process: each replica's counters are its own
 (and continue across its restart), the live windows and organisations are every replica's
-(the change journal) and so are the notes in flight (one table), exactly one replica leads the jobs, and one live
-replica per instance id. The same with real processes: tests/test_replicas.py."""
+(the change journal) and so are the notes in flight (one table), exactly one replica leads
+the jobs, and one live replica per instance id. The same with real processes:
+tests/test_replicas.py."""
 
 from __future__ import annotations
 
