@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 from exporter.catalog import ARTIFACT_RECEIVED, EVENT_TYPES, STARTED_TYPE, Kind
 from exporter.model import DurationSource, Event
@@ -52,17 +53,20 @@ def starts_in_batch(events: Sequence[Event], lookups: Sequence[Lookup]) -> dict[
 
 
 def apply_starts(
-    events: Sequence[Event], starts: Mapping[Lookup, int], max_duration_ms: int
+    events: Sequence[Event],
+    starts: Mapping[Lookup, int],
+    max_duration_ms: int,
+    lookups: Sequence[Lookup | None] | None = None,
 ) -> tuple[list[Event], Counter[str]]:
     """Fill durations from found start times; events with no start stay without one.
+    ``lookups``: each event's ``lookup_for`` when the caller has them already.
 
     A derived duration longer than ``max_duration_ms`` (equal is kept) is left unset and
     flagged ``over_max``; the second result counts those by the source they would have had.
     """
     result = []
     discarded: Counter[str] = Counter()
-    for event in events:
-        lookup = lookup_for(event)
+    for event, lookup in zip(events, lookups or [lookup_for(e) for e in events], strict=True):
         start = starts.get(lookup) if lookup else None
         if lookup is None or start is None:
             result.append(event)
@@ -75,8 +79,19 @@ def apply_starts(
         duration = event.ts_ms - start
         if duration > max_duration_ms:
             discarded[source] += 1
-            kept = dataclasses.replace(event, duration_source=DurationSource.OVER_MAX)
+            result.append(_timed(event, None, DurationSource.OVER_MAX))
         else:
-            kept = dataclasses.replace(event, duration_ms=float(duration), duration_source=source)
-        result.append(kept)
+            result.append(_timed(event, float(duration), source))
     return result, discarded
+
+
+_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(Event)))
+_DURATION = [f.name for f in dataclasses.fields(Event)].index("duration_ms")
+
+
+def _timed(event: Event, duration_ms: float | None, source: str) -> Event:
+    """``event`` with ``duration_ms`` and ``duration_source`` set (``dataclasses.replace``
+    without its per-call field walk: this runs inside the write transaction)."""
+    fields = _FIELDS(event)
+    before, after = fields[:_DURATION], fields[_DURATION + 2 :]
+    return Event(*before, duration_ms, source, *after)  # type: ignore[call-arg]  # every field

@@ -66,11 +66,11 @@ def commit(
     with store.transaction():
         pending = _pending(store, journal_after)
         events_from = store.horizons.load().accept_from_ms
-        results, fresh = _admit(store, batches, events_from)
-        fresh, discarded = _derive_durations(store, fresh, max_duration_ms)
+        results, fresh, discarded = _store_events(
+            store, batches, events_from, max_duration_ms, now_ms
+        )
         orgs = journal.registry_after(orgs, [entry for _, entry in pending])
         counted = tally(fresh, window_start_ms, orgs)
-        store.events.insert(fresh, now_ms)
         counted.orgs_added = store.live.save_tally(counted)
         if prune_before_ms is not None:
             store.live.prune_minutes(prune_before_ms)
@@ -92,13 +92,35 @@ def _pending(store: Store, after: int | None) -> list[tuple[int, journal.Entry]]
     return [(entry_id, journal.decode(body)) for entry_id, body in rows]
 
 
+def _store_events(
+    store: Store,
+    batches: list[Sequence[Event]],
+    events_from: int,
+    max_duration_ms: int,
+    now_ms: int,
+) -> tuple[list[CommitResult], list[Event], Counter[str]]:
+    """Admit, derive durations and insert; each request's result, the events stored and
+    the derived durations discarded. Optimistic: the events are admitted as if none were
+    stored yet and inserted only if so (the unique key checks, in the insert itself);
+    otherwise the commit starts over from the stored ids. Either way the outcome is what
+    looking the ids up first gives."""
+    results, fresh = _admit(batches, events_from, set())
+    fresh, discarded = _derive_durations(store, fresh, max_duration_ms)
+    if store.events.insert_new(fresh, now_ms):
+        return results, fresh, discarded
+    stored = store.events.existing_ids([event.event_id for batch in batches for event in batch])
+    results, fresh = _admit(batches, events_from, stored)
+    fresh, discarded = _derive_durations(store, fresh, max_duration_ms)
+    store.events.insert(fresh, now_ms)
+    return results, fresh, discarded
+
+
 def _admit(
-    store: Store, batches: list[Sequence[Event]], events_from: int
+    batches: list[Sequence[Event]], events_from: int, seen: set[str]
 ) -> tuple[list[CommitResult], list[Event]]:
-    """Each request's result, and the events to store: not stored yet, not duplicated
-    earlier in this commit, and not before ``events_from`` (their hour can no longer be
-    rolled up: refused, never forgotten)."""
-    seen = store.events.existing_ids([event.event_id for batch in batches for event in batch])
+    """Each request's result, and the events to store: not in ``seen`` (the ids stored),
+    not duplicated earlier in this commit, and not before ``events_from`` (their hour can
+    no longer be rolled up: refused, never forgotten). Adds the admitted ids to ``seen``."""
     results: list[CommitResult] = []
     fresh: list[Event] = []
     for batch in batches:
@@ -137,11 +159,12 @@ def _late_hours(events: Sequence[Event], now_ms: int) -> set[int]:
 def _derive_durations(
     store: Store, events: list[Event], max_duration_ms: int
 ) -> tuple[list[Event], Counter[str]]:
-    lookups = [lookup for event in events if (lookup := durations.lookup_for(event))]
+    per_event = [durations.lookup_for(event) for event in events]
+    lookups = [lookup for lookup in per_event if lookup]
     if not lookups:
         return events, Counter()
     found = durations.starts_in_batch(events, lookups)
     for lookup, stored in store.events.latest_starts(lookups).items():
         if stored > found.get(lookup, stored - 1):
             found[lookup] = stored
-    return durations.apply_starts(events, found, max_duration_ms)
+    return durations.apply_starts(events, found, max_duration_ms, per_event)

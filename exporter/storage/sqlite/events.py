@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -15,43 +16,37 @@ from exporter.storage.sqlite.horizons import SqliteHorizons
 from exporter.timestamps import HOUR_MS
 
 _COLUMNS = (
-    "event_id, event_type, ts_ms, received_ms, artifact_id, org_id, voice_note_id,"
+    "event_id, event_type, ts_ms, artifact_id, org_id, voice_note_id,"
     " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
     " error_code, error_message, ai_cost_usd, confidence, claim_count, entity_count,"
-    " auto_resolved_count, disambiguation_count, draft_count, metadata"
+    " auto_resolved_count, disambiguation_count, draft_count, metadata, received_ms"
 )
-_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+_INSERT = (
+    f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
 _CHUNK = 500  # stays under SQLite's host-parameter limit
 _encode = msgspec.json.encode
 
 
+_HEAD = attrgetter(
+    "event_id", "event_type", "ts_ms", "artifact_id", "org_id", "voice_note_id",
+    "coach_user_id", "stage", "duration_ms", "duration_source", "previous_status",
+    "new_status", "error_code", "error_message",
+)  # fmt: skip
+_META = attrgetter(
+    "ai_cost_usd", "confidence", "claim_count", "entity_count", "auto_resolved_count",
+    "disambiguation_count", "draft_count",
+)  # fmt: skip
+_NO_META = (None,) * 7
+
+
 def _row(event: Event, received_ms: int) -> tuple[object, ...]:
+    """The row of ``_COLUMNS``, built by C getters: this runs once per event inside the
+    write transaction."""
     meta = event.metadata
-    return (
-        event.event_id,
-        event.event_type,
-        event.ts_ms,
-        received_ms,
-        event.artifact_id,
-        event.org_id,
-        event.voice_note_id,
-        event.coach_user_id,
-        event.stage,
-        event.duration_ms,
-        event.duration_source,
-        event.previous_status,
-        event.new_status,
-        event.error_code,
-        event.error_message,
-        None if meta is None else meta.ai_cost_usd,
-        None if meta is None else meta.confidence,
-        None if meta is None else meta.claim_count,
-        None if meta is None else meta.entity_count,
-        None if meta is None else meta.auto_resolved_count,
-        None if meta is None else meta.disambiguation_count,
-        None if meta is None else meta.draft_count,
-        event.metadata_json,
-    )
+    tail = (event.metadata_json, received_ms)
+    return _HEAD(event) + (_NO_META if meta is None else _META(meta)) + tail
 
 
 class SqliteEvents:
@@ -87,14 +82,29 @@ class SqliteEvents:
         )
         return {lookups[index]: int(ts) for index, ts in rows if ts is not None}
 
-    def insert(self, events: Iterable[Event], received_ms: int) -> None:
-        """Insert new events (the caller has removed duplicates) and extend the history start
-        to the hour of the oldest, in the caller's transaction."""
+    def insert(self, events: Iterable[Event], received_ms: int) -> int:
+        """Insert events (their ids distinct) in the caller's transaction, skipping any whose
+        id is already stored; returns how many were stored. Only when that is all of them
+        does the history start extend to the hour of the oldest (the writer removes the
+        stored ids first, or undoes the insert: ``insert_new``)."""
         fresh = list(events)
-        self._conn.executemany(_INSERT, [_row(event, received_ms) for event in fresh])
-        if fresh:
+        rows = [_row(event, received_ms) for event in fresh]
+        stored: int = self._conn.executemany(_INSERT, rows).rowcount if rows else 0
+        if fresh and stored == len(fresh):
             oldest = min(event.ts_ms for event in fresh)
             SqliteHorizons(self._conn).extend_history(oldest - oldest % HOUR_MS)
+        return stored
+
+    def insert_new(self, events: Sequence[Event], received_ms: int) -> bool:
+        """``insert`` if none of the events' ids is stored yet (their ids are distinct);
+        otherwise store nothing and return False. The unique key decides, in the insert
+        itself, so the common case costs no lookup of its own; the rare other case deletes
+        the rows it just added (rowids past the largest before it)."""
+        (last,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        if self.insert(events, received_ms) == len(events):
+            return True
+        self._conn.execute("DELETE FROM events WHERE seq > ?", (last,))
+        return False
 
     def count(self) -> int:
         """Number of stored events."""
