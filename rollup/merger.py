@@ -21,6 +21,15 @@ from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, 
 _FIELDS = [attrgetter(name) for name in PackedDigest.__struct_fields__]
 CHUNK_CELLS = 1 << 22
 """Matrix cells added at once: bounds the scratch memory (4 MB of uint8 counts)."""
+MAX_CELLS = 1 << 22
+"""Cells of the summed rows of one batch (32 MB of uint64): a batch whose groups times the
+span of all their buckets is larger is split in halves, so one digest spanning tens of
+thousands of buckets (a row stored before the 1 µs floor) does not widen every group's row.
+A day (1,005 groups) or 1,000 orgs of digests up to 30 days (1,430 buckets) fit in one."""
+
+
+class _TooWide(Exception):
+    """The batch would exceed ``MAX_CELLS``: the caller splits it."""
 
 
 def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]:
@@ -36,7 +45,11 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
         return [EMPTY] * len(groups)
     count, sums, lows, highs, zero, offset, width, data = _columns(flat)
     _check_scalars(flat, count, lows, highs, zero, offset, data)
-    band = _Bands(flat, offset, width, data, bounds)
+    try:
+        band = _Bands(flat, offset, width, data, bounds)
+    except _TooWide:
+        half = len(groups) // 2
+        return merge_groups(groups[:half]) + merge_groups(groups[half:])
     out = []
     for g, (a, b) in enumerate(pairwise(bounds)):
         if a == b:
@@ -59,7 +72,11 @@ def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[l
         return [[0.0] * len(qs) for _ in digests]
     count, _, lows, highs, zero, offset, width, data = _columns(flat)
     _check_scalars(flat, count, lows, highs, zero, offset, data)
-    band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+    try:
+        band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+    except _TooWide:
+        half = len(digests) // 2
+        return quantiles_of(digests[:half], qs) + quantiles_of(digests[half:], qs)
     seen = np.cumsum(band.sums, axis=1)
     columns = []
     tops = [n - z for n, z in zip(count, zero, strict=True)]
@@ -127,6 +144,8 @@ class _Bands:
         self.span = int((starts + lengths)[banded].max()) - self.low if banded.any() else 0
         if rest.any() or self.span > MAX_SPAN or self.low + self.span - 1 > packed.HIGHEST:
             _raise_first(flat)
+        if len(bounds) > 2 and (len(bounds) - 1) * self.span > MAX_CELLS:
+            raise _TooWide
         gids = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
         self.sums = np.zeros((len(bounds) - 1, self.span), np.uint64)
         for w in sorted(set(width)):
