@@ -44,7 +44,7 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
     if not flat:
         return [EMPTY] * len(groups)
     count, sums, lows, highs, zero, offset, width, data = _columns(flat)
-    _check_scalars(flat, count, lows, highs, zero, offset, data)
+    _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
     try:
         band = _Bands(flat, offset, width, data, bounds)
     except _TooWide:
@@ -70,8 +70,8 @@ def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[l
     flat = [d for d in digests if d.count or not _checked_empty(d)]
     if not flat:
         return [[0.0] * len(qs) for _ in digests]
-    count, _, lows, highs, zero, offset, width, data = _columns(flat)
-    _check_scalars(flat, count, lows, highs, zero, offset, data)
+    count, sums, lows, highs, zero, offset, width, data = _columns(flat)
+    _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
     try:
         band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
     except _TooWide:
@@ -112,14 +112,17 @@ def _columns(flat: list[PackedDigest]) -> Iterable[list[Any]]:
 
 
 def _check_scalars(
-    flat: list[PackedDigest], count: Sequence[int], lows: Sequence[float],
-    highs: Sequence[float], zero: Sequence[int], offset: Sequence[int], data: Sequence[bytes],
+    flat: list[PackedDigest], count: Sequence[int], sums: Sequence[float],
+    lows: Sequence[float], highs: Sequence[float], zero: Sequence[int], offset: Sequence[int],
+    data: Sequence[bytes],
 ) -> None:  # fmt: skip
-    """Count > 0, zero count >= 0, 0 <= min <= max (NaN fails), offsets of finite durations
-    (they fit int64) and, for a digest without buckets, offset 0 and count = zero count."""
+    """Count > 0, zero count >= 0, 0 <= min <= max and sum >= 0 (NaN fails), offsets of
+    finite durations (they fit int64) and, for a digest without buckets, offset 0 and
+    count = zero count."""
     low, high = np.array(lows, np.float64), np.array(highs, np.float64)
     valid = min(offset) >= packed.LOWEST and max(offset) <= packed.HIGHEST and min(count) > 0
     valid = valid and min(zero) >= 0 and bool(np.all((low >= 0) & (low <= high)))
+    valid = valid and bool(np.all(np.array(sums, np.float64) >= 0))
     if not valid or (not all(data) and any(not d.counts and (d.offset or d.count != d.zero_count)
                                           for d in flat)):  # fmt: skip
         _raise_first(flat)

@@ -4,6 +4,7 @@ bytes refused with the reason."""
 
 from __future__ import annotations
 
+import math
 import random
 import tracemalloc
 from pathlib import Path
@@ -101,6 +102,8 @@ GOOD = LatencyDigest.of([1.0, 2.0, 2.0, 40.0]).packed()
         (replace(GOOD, offset=1 << 63), "bucket indexes must be in"),
         (replace(GOOD, offset=-(10**6)), "bucket indexes must be in"),
         (replace(EMPTY, width=2, counts=b"\x01\x00"), "count 0 != zero_count 0"),
+        (replace(GOOD, sum=math.nan), "need sum >= 0, got nan"),
+        (replace(GOOD, sum=-1.0), "need sum >= 0, got -1.0"),
     ],
 )
 def test_packed_inconsistent_digests_are_refused_with_the_reason(
