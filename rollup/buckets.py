@@ -44,8 +44,12 @@ FLOOR_INDEX = -345
 
 
 def bucket_value(index: int) -> float:
-    """Representative of bucket ``index``: within ALPHA of every value in it."""
-    return 2 * GAMMA**index / (GAMMA + 1)
+    """Representative of bucket ``index``: within ALPHA of every value in it; infinite for
+    the largest float's bucket and above (quantiles clamp it to the digest's max)."""
+    try:
+        return 2 * GAMMA**index / (GAMMA + 1)
+    except OverflowError:
+        return math.inf
 
 
 def _power(index: int) -> float:

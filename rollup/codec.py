@@ -30,6 +30,8 @@ class StoredStage(msgspec.Struct, array_like=True, frozen=True, gc=False):
     ai_cost_usd: float = 0.0
 
 
+_NO_STAGE = StoredStage()
+"""A stage a row does not hold (stored before the stage existed): nothing happened in it."""
 _encode = msgspec.msgpack.Encoder().encode
 _legacy = msgspec.msgpack.Decoder(SnapshotParts).decode
 
@@ -124,10 +126,12 @@ def unstored(parts: Any) -> SnapshotParts:
 
 def merge_stored(groups: Sequence[Sequence[Any]]) -> list[Any]:
     """Each group of ``StoredParts`` merged into one (as ``SnapshotParts.merge_all``), the
-    digests of all groups in one batch; ValueError when a digest is inconsistent."""
+    digests of all groups in one batch, a stage or stage cost a row lacks counted as none;
+    ValueError when a digest is inconsistent."""
     digests: list[list[PackedDigest]] = []
     for items in groups:
-        digests += [[p.stages[stage].latency for p in items] for stage in PROCESSING_STAGES]
+        digests += [[p.stages.get(stage, _NO_STAGE).latency for p in items]
+                    for stage in PROCESSING_STAGES]  # fmt: skip
         digests.append([p.end_to_end for p in items])
     merged = iter(merger.merge_groups(digests))
     return [_merge_scalars(items, merged) for items in groups]
@@ -140,12 +144,12 @@ def _merge_scalars(items: Sequence[Any], merged: Any) -> Any:
     values: dict[str, Any] = {name: sum(map(get, items)) for name, get in _ADDITIVE_GET}
     stages = [p.stages for p in items]
     values["stages"] = {
-        stage: _merge_stage([s[stage] for s in stages], digest)
+        stage: _merge_stage([s.get(stage, _NO_STAGE) for s in stages], digest)
         for stage, digest in zip(PROCESSING_STAGES, digests, strict=False)
     }
     values["end_to_end"] = digests[-1]
     costs = [p.stage_ai_cost_usd for p in items]
-    values["stage_ai_cost_usd"] = {stage: sum(c[stage] for c in costs) for stage in STAGES}
+    values["stage_ai_cost_usd"] = {stage: sum(c.get(stage, 0.0) for c in costs) for stage in STAGES}
     return StoredParts(**values)
 
 

@@ -169,6 +169,8 @@ def _inconsistency(d: LatencyDigest) -> str:
         return "an empty digest has sum, min and max 0"
     if d.count and not 0 <= d.min <= d.max:
         return f"need 0 <= min <= max, got min {d.min!r} max {d.max!r}"
+    if d.count and not d.sum >= 0:
+        return f"need sum >= 0, got {d.sum!r}"
     return ""
 
 

@@ -14,12 +14,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rollup import packed
 from rollup.buckets import bucket_value
 from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, narrowest, total
 
 _FIELDS = [attrgetter(name) for name in PackedDigest.__struct_fields__]
 CHUNK_CELLS = 1 << 22
 """Matrix cells added at once: bounds the scratch memory (4 MB of uint8 counts)."""
+MAX_CELLS = 1 << 22
+"""Cells of the summed rows of one batch (32 MB of uint64): a batch whose groups times the
+span of all their buckets is larger is split in halves, so one digest spanning tens of
+thousands of buckets (a row stored before the 1 µs floor) does not widen every group's row.
+A day (1,005 groups) or 1,000 orgs of digests up to 30 days (1,430 buckets) fit in one."""
+
+
+class _TooWide(Exception):
+    """The batch would exceed ``MAX_CELLS``: the caller splits it."""
 
 
 def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]:
@@ -29,13 +39,17 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
     flat: list[PackedDigest] = []
     bounds = [0]
     for group in groups:
-        flat += [d for d in group if d != EMPTY]
+        flat += [d for d in group if d.count or not _checked_empty(d)]
         bounds.append(len(flat))
     if not flat:
         return [EMPTY] * len(groups)
     count, sums, lows, highs, zero, offset, width, data = _columns(flat)
-    _check_scalars(flat, count, lows, highs, zero, data)
-    band = _Bands(flat, offset, width, data, bounds)
+    _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
+    try:
+        band = _Bands(flat, offset, width, data, bounds)
+    except _TooWide:
+        half = len(groups) // 2
+        return merge_groups(groups[:half]) + merge_groups(groups[half:])
     out = []
     for g, (a, b) in enumerate(pairwise(bounds)):
         if a == b:
@@ -53,23 +67,39 @@ def merge_groups(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
 def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[list[float]]:
     """``d.quantiles(qs)`` of each digest, every one checked as by ``merge_groups``, in one
     batch: a cumulative sum over the matrix of all their counts."""
-    flat = [d for d in digests if d != EMPTY]
+    flat = [d for d in digests if d.count or not _checked_empty(d)]
     if not flat:
         return [[0.0] * len(qs) for _ in digests]
-    count, _, lows, highs, zero, offset, width, data = _columns(flat)
-    _check_scalars(flat, count, lows, highs, zero, data)
-    band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+    count, sums, lows, highs, zero, offset, width, data = _columns(flat)
+    _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
+    try:
+        band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+    except _TooWide:
+        half = len(digests) // 2
+        return quantiles_of(digests[:half], qs) + quantiles_of(digests[half:], qs)
     seen = np.cumsum(band.sums, axis=1)
     columns = []
+    tops = [n - z for n, z in zip(count, zero, strict=True)]
     for q in qs:
         ranks = [max(1, math.ceil(q * n)) - z for n, z in zip(count, zero, strict=True)]
-        found = (seen < np.array([max(r, 0) for r in ranks], np.uint64)[:, None]).sum(axis=1)
+        # a rank past the buckets (q * count rounded up past count) is the max, as in
+        # ``LatencyDigest.quantile``; clipped, it fits the uint64 cumulative counts
+        cut = np.array([min(max(r, 0), top) for r, top in zip(ranks, tops, strict=True)], np.uint64)
+        found = (seen < cut[:, None]).sum(axis=1)
         columns.append([
-            0.0 if r <= 0 else _clamp(bucket_value(band.low + k), low, high)
-            for r, k, low, high in zip(ranks, found.tolist(), lows, highs, strict=True)
+            0.0 if r <= 0 else high if r > top else _clamp(bucket_value(band.low + k), low, high)
+            for r, top, k, low, high in zip(ranks, tops, found.tolist(), lows, highs, strict=True)
         ])  # fmt: skip
     rows = iter(zip(*columns, strict=True))
-    return [list(next(rows)) if d != EMPTY else [0.0] * len(qs) for d in digests]
+    return [list(next(rows)) if d.count else [0.0] * len(qs) for d in digests]
+
+
+def _checked_empty(d: PackedDigest) -> bool:
+    """True for a digest of no values (it merges as nothing, whatever width it claims),
+    after checking it unless it is ``EMPTY`` itself."""
+    if d != EMPTY:
+        check(d)
+    return True
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -82,13 +112,17 @@ def _columns(flat: list[PackedDigest]) -> Iterable[list[Any]]:
 
 
 def _check_scalars(
-    flat: list[PackedDigest], count: Sequence[int], lows: Sequence[float],
-    highs: Sequence[float], zero: Sequence[int], data: Sequence[bytes],
+    flat: list[PackedDigest], count: Sequence[int], sums: Sequence[float],
+    lows: Sequence[float], highs: Sequence[float], zero: Sequence[int], offset: Sequence[int],
+    data: Sequence[bytes],
 ) -> None:  # fmt: skip
-    """Count > 0, zero count >= 0, 0 <= min <= max (NaN fails) and, for a digest without
-    buckets, offset 0 and count = zero count."""
+    """Count > 0, zero count >= 0, 0 <= min <= max and sum >= 0 (NaN fails), offsets of
+    finite durations (they fit int64) and, for a digest without buckets, offset 0 and
+    count = zero count."""
     low, high = np.array(lows, np.float64), np.array(highs, np.float64)
-    valid = min(count) > 0 and min(zero) >= 0 and bool(np.all((low >= 0) & (low <= high)))
+    valid = min(offset) >= packed.LOWEST and max(offset) <= packed.HIGHEST and min(count) > 0
+    valid = valid and min(zero) >= 0 and bool(np.all((low >= 0) & (low <= high)))
+    valid = valid and bool(np.all(np.array(sums, np.float64) >= 0))
     if not valid or (not all(data) and any(not d.counts and (d.offset or d.count != d.zero_count)
                                           for d in flat)):  # fmt: skip
         _raise_first(flat)
@@ -111,8 +145,10 @@ class _Bands:
         banded = lengths > 0
         self.low = int(starts[banded].min()) if banded.any() else 0
         self.span = int((starts + lengths)[banded].max()) - self.low if banded.any() else 0
-        if rest.any() or self.span > MAX_SPAN:
+        if rest.any() or self.span > MAX_SPAN or self.low + self.span - 1 > packed.HIGHEST:
             _raise_first(flat)
+        if len(bounds) > 2 and (len(bounds) - 1) * self.span > MAX_CELLS:
+            raise _TooWide
         gids = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
         self.sums = np.zeros((len(bounds) - 1, self.span), np.uint64)
         for w in sorted(set(width)):

@@ -13,7 +13,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from rollup.buckets import bucket_value
+from rollup.buckets import bucket_index, bucket_value
 
 WIDTHS: dict[int, np.dtype[Any]] = {
     1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8"),
@@ -78,6 +78,10 @@ class PackedDigest(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 EMPTY = PackedDigest(0, 0.0, 0.0, 0.0, 0, 0, 1, b"")
+LOWEST = bucket_index(5e-324)
+HIGHEST = bucket_index(1.7976931348623157e308)
+"""The buckets of finite durations, from the smallest subnormal (rows stored before the
+1 µs floor) to the largest float: a digest with buckets outside is refused when read."""
 MAX_SPAN = 1 << 17
 """More buckets than any finite duration spans (about 71,000 from the smallest subnormal to
 the largest float): a merge refuses wider digests instead of allocating for them."""
@@ -104,16 +108,20 @@ def problem(d: PackedDigest) -> str:
         return f"count {d.count} != zero_count {d.zero_count} + bucket counts"
     if len(counts) and not (counts[0] and counts[-1]):
         return "bucket counts must have no zeros at either end"
-    return _scalar_problem(d, bool(len(counts)))
+    return _scalar_problem(d, len(counts))
 
 
-def _scalar_problem(d: PackedDigest, has_buckets: bool) -> str:
-    if not has_buckets and d.offset:
+def _scalar_problem(d: PackedDigest, size: int) -> str:
+    if not size and d.offset:
         return "offset without buckets"
+    if size and not LOWEST <= d.offset <= d.offset + size - 1 <= HIGHEST:
+        return f"bucket indexes must be in [{LOWEST}, {HIGHEST}], got offset {d.offset}"
     if not d.count and (d.sum, d.min, d.max) != (0, 0, 0):
         return "an empty digest has sum, min and max 0"
     if d.count and not 0 <= d.min <= d.max:
         return f"need 0 <= min <= max, got min {d.min!r} max {d.max!r}"
+    if d.count and not d.sum >= 0:
+        return f"need sum >= 0, got {d.sum!r}"
     return ""
 
 

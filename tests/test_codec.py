@@ -89,3 +89,17 @@ def test_codec_malformed_and_inconsistent_rows_are_refused() -> None:
         codec.decode_parts(codec.encode_stored(broken))
     with pytest.raises(ValueError, match="inconsistent latency digest: count 99"):
         codec.merge_stored([[broken, bad]])
+
+
+def test_codec_merge_stored_reads_a_row_without_some_stages_as_none_in_them() -> None:
+    """A row stored before a stage (or a stage cost) existed merges as zeros there, as a
+    missing field does, instead of failing the daily job and every report with a KeyError."""
+    parts = legacy_expected()
+    full = codec.stored(parts)
+    short = replace(full, stages={"transcription": full.stages["transcription"]},
+                    stage_ai_cost_usd={"transcription": 0.125})  # fmt: skip
+    (merged,) = codec.merge_stored([[short, full]])
+    assert merged.stages["claims_extraction"] == full.stages["claims_extraction"]
+    assert merged.stages["transcription"].started == 2 * parts.stages["transcription"].started
+    assert merged.stage_ai_cost_usd["claims_extraction"] == 0.125
+    assert merged.stage_ai_cost_usd["transcription"] == 0.25

@@ -4,7 +4,9 @@ bytes refused with the reason."""
 
 from __future__ import annotations
 
+import math
 import random
+import tracemalloc
 from pathlib import Path
 
 import msgspec
@@ -96,6 +98,12 @@ GOOD = LatencyDigest.of([1.0, 2.0, 2.0, 40.0]).packed()
         (replace(GOOD, zero_count=-1, count=3), "count 3 != zero_count -1"),
         (replace(EMPTY, offset=7), "offset without buckets"),
         (replace(EMPTY, sum=1.0), "an empty digest has sum, min and max 0"),
+        (replace(GOOD, offset=10**6), "bucket indexes must be in"),
+        (replace(GOOD, offset=1 << 63), "bucket indexes must be in"),
+        (replace(GOOD, offset=-(10**6)), "bucket indexes must be in"),
+        (replace(EMPTY, width=2, counts=b"\x01\x00"), "count 0 != zero_count 0"),
+        (replace(GOOD, sum=math.nan), "need sum >= 0, got nan"),
+        (replace(GOOD, sum=-1.0), "need sum >= 0, got -1.0"),
     ],
 )
 def test_packed_inconsistent_digests_are_refused_with_the_reason(
@@ -139,3 +147,47 @@ def test_packed_quantiles_of_many_equal_each_digest_quantiles() -> None:
     assert got == [[d.quantile(q) for q in qs] for d in digests]
     with pytest.raises(ValueError, match="inconsistent latency digest: count 5"):
         merger.quantiles_of([GOOD, replace(GOOD, count=5)], qs)
+
+
+def test_packed_quantiles_at_the_extremes_equal_the_digest_quantiles() -> None:
+    """Counts whose top rank rounds past 2**64 - 1 (q * count as a float), and the largest
+    float's bucket (its representative is past the largest float): every reader answers as
+    ``LatencyDigest.quantile`` does, without an overflow."""
+    digests = [big({1: (1 << 64) - 1}), big({-345: 1, 3: (1 << 64) - 2}),
+               LatencyDigest.of([1.7976931348623157e308, 1.0])]  # fmt: skip
+    qs = [0.0, 0.5, 1.0]
+    want = [[d.quantile(q) for q in qs] for d in digests]
+    assert want[2] == [1.0, 1.0, 1.7976931348623157e308]
+    assert [d.packed().quantiles(qs) for d in digests] == want
+    assert merger.quantiles_of([d.packed() for d in digests], qs) == want
+
+
+def test_packed_merge_drops_empty_digests_of_any_width() -> None:
+    """A consistent empty digest merges as nothing, whatever width it claims."""
+    empty = replace(EMPTY, width=4)
+    assert packed.check(empty) is empty
+    assert merger.merge_groups([[empty, GOOD, empty], [empty]]) == [GOOD, EMPTY]
+    assert merger.quantiles_of([empty, GOOD], [0.5]) == [[0.0], [GOOD.quantile(0.5)]]
+
+
+def test_packed_one_wide_digest_does_not_widen_every_groups_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A row stored before the 1 µs floor may hold a bucket tens of thousands below the
+    others: the batch splits instead of giving each of its groups a row that wide (201
+    groups would take 116 MB of sums here), and the results stay exact."""
+    monkeypatch.setattr(merger, "MAX_CELLS", 1 << 18, raising=False)
+    qs = [0.5, 0.99, 1.0]
+    wide = big({packed.LOWEST: 1, 34_000: 1})
+    usual = LatencyDigest.of([0.5, 12.0, 3_600_000.0])
+    groups = [[usual] * 3 for _ in range(200)] + [[wide, usual]]
+    tracemalloc.start()
+    try:
+        merged = merger.merge_groups([[d.packed() for d in g] for g in groups])
+        quantiles = merger.quantiles_of([d.packed() for d in [usual] * 200 + [wide]], qs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert merged == [LatencyDigest.merge_all(g).packed() for g in groups]
+    assert quantiles == [usual.quantiles(qs)] * 200 + [wide.quantiles(qs)]
+    assert peak < 32 << 20

@@ -68,12 +68,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 @contextmanager
 def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A deferred transaction: the reads inside see one consistent snapshot (WAL readers do
-    not block the writer)."""
+    not block the writer). On an error it ends without hiding it: SQLite may already have
+    rolled back by itself (a sort spilling to a full temp directory fails with SQLITE_FULL),
+    and the COMMIT after that would raise 'no transaction is active' instead."""
     conn.execute("BEGIN")
     try:
         yield conn
-    finally:
-        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
