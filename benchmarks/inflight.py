@@ -40,8 +40,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from exporter.storage.rows import INFLIGHT_REBUILD  # noqa: E402
 from exporter.storage.sqlite.connection import connect  # noqa: E402
-from exporter.storage.sqlite.schema import INFLIGHT_REBUILD  # noqa: E402
 
 STAGES = ("transcription", "claims_extraction", "entity_resolution", "draft_generation",
           "confirmation", "ingestion")  # fmt: skip

@@ -16,7 +16,7 @@ from rollup.buckets import GAMMA as GAMMA
 from rollup.buckets import MIN_MS as MIN_MS
 from rollup.buckets import bucket_index as bucket_index
 from rollup.buckets import bucket_value as bucket_value
-from rollup.packed import PackedDigest, decode_any, encode, pack_counts
+from rollup.packed import PackedDigest, decode_any, encode, pack_counts, summary_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +165,7 @@ def _inconsistency(d: LatencyDigest) -> str:
         return "bucket counts must have no zeros at either end"
     if not d.counts and d.offset:
         return "offset without buckets"
-    if not d.count and (d.sum, d.min, d.max) != (0, 0, 0):
-        return "an empty digest has sum, min and max 0"
-    if d.count and not 0 <= d.min <= d.max:
-        return f"need 0 <= min <= max, got min {d.min!r} max {d.max!r}"
-    if d.count and not d.sum >= 0:
-        return f"need sum >= 0, got {d.sum!r}"
-    return ""
+    return summary_problem(d.count, d.sum, d.min, d.max)
 
 
 def _dense(buckets: Mapping[int, int]) -> tuple[int, tuple[int, ...]]:

@@ -116,12 +116,18 @@ def _scalar_problem(d: PackedDigest, size: int) -> str:
         return "offset without buckets"
     if size and not LOWEST <= d.offset <= d.offset + size - 1 <= HIGHEST:
         return f"bucket indexes must be in [{LOWEST}, {HIGHEST}], got offset {d.offset}"
-    if not d.count and (d.sum, d.min, d.max) != (0, 0, 0):
+    return summary_problem(d.count, d.sum, d.min, d.max)
+
+
+def summary_problem(count: int, total: float, low: float, high: float) -> str:
+    """What is wrong with a digest's count, sum, min and max together, or '' (the checks
+    every reader of a digest makes, packed or not)."""
+    if not count and (total, low, high) != (0, 0, 0):
         return "an empty digest has sum, min and max 0"
-    if d.count and not 0 <= d.min <= d.max:
-        return f"need 0 <= min <= max, got min {d.min!r} max {d.max!r}"
-    if d.count and not d.sum >= 0:
-        return f"need sum >= 0, got {d.sum!r}"
+    if count and not 0 <= low <= high:
+        return f"need 0 <= min <= max, got min {low!r} max {high!r}"
+    if count and not total >= 0:
+        return f"need sum >= 0, got {total!r}"
     return ""
 
 

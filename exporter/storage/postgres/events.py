@@ -5,7 +5,6 @@ the partly expired day deleted in batches), a note's timeline and the recent-eve
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -15,36 +14,11 @@ from exporter.records import EventFilter, FeedPosition
 from exporter.storage.postgres.connection import Connection
 from exporter.storage.postgres.horizons import PgHorizons
 from exporter.storage.postgres.partitions import Partitions
+from exporter.storage.rows import EVENT_COLUMNS, event_row
 from exporter.timestamps import HOUR_MS
 
-_COLUMNS = (
-    "event_id, event_type, ts_ms, artifact_id, org_id, voice_note_id,"
-    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
-    " error_code, error_message, ai_cost_usd, confidence, claim_count, entity_count,"
-    " auto_resolved_count, disambiguation_count, draft_count, metadata, received_ms"
-)
-_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['%s'] * 23)})"
-_COPY = f"COPY events ({_COLUMNS}) FROM STDIN"
-
-
-_HEAD = attrgetter(
-    "event_id", "event_type", "ts_ms", "artifact_id", "org_id", "voice_note_id",
-    "coach_user_id", "stage", "duration_ms", "duration_source", "previous_status",
-    "new_status", "error_code", "error_message",
-)  # fmt: skip
-_META = attrgetter(
-    "ai_cost_usd", "confidence", "claim_count", "entity_count", "auto_resolved_count",
-    "disambiguation_count", "draft_count",
-)  # fmt: skip
-_NO_META = (None,) * 7
-
-
-def _row(event: Event, received_ms: int) -> tuple[object, ...]:
-    """The row of ``_COLUMNS``, built by C getters: this runs once per event inside the
-    write transaction."""
-    meta = event.metadata
-    tail = (event.metadata_json, received_ms)
-    return _HEAD(event) + (_NO_META if meta is None else _META(meta)) + tail
+_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 23)})"
+_COPY = f"COPY events ({EVENT_COLUMNS}) FROM STDIN"
 
 
 def _copy(cursor: psycopg.Cursor[Any], events: Sequence[Event], received_ms: int) -> None:
@@ -52,7 +26,7 @@ def _copy(cursor: psycopg.Cursor[Any], events: Sequence[Event], received_ms: int
     if events:
         with cursor.copy(_COPY) as copy:
             for event in events:
-                copy.write_row(_row(event, received_ms))
+                copy.write_row(event_row(event, received_ms))
 
 
 class PgEvents:

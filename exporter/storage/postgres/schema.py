@@ -9,6 +9,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import TupleRow
 
+from exporter.storage.rows import INFLIGHT_REBUILD
+
 MIGRATE_LOCK = 0x766F786D6F6E  # "voxmon": one migration at a time per database
 
 _REPLICAS = """
@@ -34,15 +36,6 @@ _REPLICAS = """
 """
 """Replicas (docs/scale-out.md): counters and maxima per instance (rows written before are
 instance ''), who ran each job, and the shared change journal (``exporter.live.journal``)."""
-
-INFLIGHT_REBUILD = (
-    "INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)"
-    " SELECT last_event_ms - ((last_event_ms % 60000) + 60000) % 60000,"
-    " COALESCE(current_stage, ''), awaiting_disambiguation, COUNT(*)"
-    " FROM artifacts WHERE status = 'in_flight' GROUP BY 1, 2, 3"
-)
-"""Notes in flight counted by last-event minute, stage and awaiting flag, from their rows
-(``exporter.artifacts.inflight_key``; the floor of a negative time too)."""
 
 MIGRATIONS: tuple[str, ...] = (
     """

@@ -8,8 +8,7 @@ from typing import Any
 
 from exporter.artifacts import MINUTE_MS, ArtifactState, InflightKey, removed_inflight
 from exporter.records import InflightFigures
-from exporter.storage.rows import ARTIFACT_COLUMNS, artifact_state
-from exporter.storage.sqlite.schema import INFLIGHT_REBUILD
+from exporter.storage.rows import ARTIFACT_COLUMNS, INFLIGHT_REBUILD, artifact_state
 
 _CHUNK = 500
 

@@ -5,48 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
 from typing import Any
 
 import msgspec
 
 from exporter.model import Event
 from exporter.records import EventFilter, FeedPosition
+from exporter.storage.rows import EVENT_COLUMNS, event_row
 from exporter.storage.sqlite.horizons import SqliteHorizons
 from exporter.timestamps import HOUR_MS
 
-_COLUMNS = (
-    "event_id, event_type, ts_ms, artifact_id, org_id, voice_note_id,"
-    " coach_user_id, stage, duration_ms, duration_source, previous_status, new_status,"
-    " error_code, error_message, ai_cost_usd, confidence, claim_count, entity_count,"
-    " auto_resolved_count, disambiguation_count, draft_count, metadata, received_ms"
-)
 _INSERT = (
-    f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 23)})"
     " ON CONFLICT (event_id) DO NOTHING"
 )
 _CHUNK = 500  # stays under SQLite's host-parameter limit
 _encode = msgspec.json.encode
-
-
-_HEAD = attrgetter(
-    "event_id", "event_type", "ts_ms", "artifact_id", "org_id", "voice_note_id",
-    "coach_user_id", "stage", "duration_ms", "duration_source", "previous_status",
-    "new_status", "error_code", "error_message",
-)  # fmt: skip
-_META = attrgetter(
-    "ai_cost_usd", "confidence", "claim_count", "entity_count", "auto_resolved_count",
-    "disambiguation_count", "draft_count",
-)  # fmt: skip
-_NO_META = (None,) * 7
-
-
-def _row(event: Event, received_ms: int) -> tuple[object, ...]:
-    """The row of ``_COLUMNS``, built by C getters: this runs once per event inside the
-    write transaction."""
-    meta = event.metadata
-    tail = (event.metadata_json, received_ms)
-    return _HEAD(event) + (_NO_META if meta is None else _META(meta)) + tail
 
 
 class SqliteEvents:
@@ -88,7 +62,7 @@ class SqliteEvents:
         does the history start extend to the hour of the oldest (the writer removes the
         stored ids first, or undoes the insert: ``insert_new``)."""
         fresh = list(events)
-        rows = [_row(event, received_ms) for event in fresh]
+        rows = [event_row(event, received_ms) for event in fresh]
         stored: int = self._conn.executemany(_INSERT, rows).rowcount if rows else 0
         if fresh and stored == len(fresh):
             oldest = min(event.ts_ms for event in fresh)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from exporter.storage.rows import INFLIGHT_REBUILD
+
 # Snapshot rows are large (msgpack parts with digests), so ``snapshots`` is a rowid table
 # with the small columns first and ``end_to_end`` before ``parts``: reading the totals or
 # the end-to-end digest never walks the parts' overflow pages.
@@ -86,15 +88,6 @@ _RETIRE_OLD_HISTOGRAMS = """
         'e2e_duration_bucket', 'e2e_duration_sum', 'e2e_duration_count'
     );
 """
-
-INFLIGHT_REBUILD = (
-    "INSERT INTO inflight_minutes (minute_ms, stage, awaiting, notes)"
-    " SELECT last_event_ms - ((last_event_ms % 60000) + 60000) % 60000,"
-    " COALESCE(current_stage, ''), awaiting_disambiguation, COUNT(*)"
-    " FROM artifacts WHERE status = 'in_flight' GROUP BY 1, 2, 3"
-)
-"""Notes in flight counted by last-event minute, stage and awaiting flag, from their rows
-(``exporter.artifacts.inflight_key``; the floor of a negative time too)."""
 
 # Issue 15: the organisation breakdown reads every returned org's end-to-end digests over
 # the range. With them in an index ordered by (period, scope, start), one org's 90 days are
