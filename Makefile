@@ -31,6 +31,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check exporter rollup tests benchmarks client monitoring
 	$(BIN)/mypy
 	$(BIN)/mypy --strict monitoring/runbooks.py
+	$(BIN)/mypy --explicit-package-bases benchmarks/*.py
 
 # Every benchmark; benchmarks/goals.py last runs ingest, rollup, queries and inflight (SQLite,
 # and PostgreSQL on BENCH_DATABASE_URL) and ends with the table of issue 15's goals, met or not.

@@ -59,8 +59,9 @@ from exporter.model import Event
 from exporter.storage.postgres.connection import Connection, connect
 
 # The daemon's own column list, INSERT and row encoding: the raw rows are what voxmon stores.
-from exporter.storage.postgres.events import _COLUMNS, _INSERT, _row
+from exporter.storage.postgres.events import _INSERT
 from exporter.storage.postgres.partitions import Partitions
+from exporter.storage.rows import EVENT_COLUMNS, event_row
 
 BATCH = 1000
 REPLICAS = (1, 2, 3)
@@ -187,7 +188,7 @@ Rows = Sequence[tuple[object, ...]]
 
 def insert_copy(conn: Connection, rows: Rows, ids: Rows) -> None:
     with conn.cursor() as cursor:
-        with cursor.copy(f"COPY events ({_COLUMNS}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         with cursor.copy("COPY event_ids (event_id, ts_ms) FROM STDIN") as copy:
@@ -216,7 +217,7 @@ def raw_figure(server: Server, name: str, batches: list[list[Event]]) -> Figure:
         try:
             Partitions(conn).ensure({event.ts_ms for batch in batches for event in batch})
             received_ms = time.time_ns() // 1_000_000
-            rows = [[_row(event, received_ms) for event in batch] for batch in batches]
+            rows = [[event_row(event, received_ms) for event in batch] for batch in batches]
             ids = [[(event.event_id, event.ts_ms) for event in batch] for batch in batches]
             pid = [conn.info.backend_pid]
             pg_cpu, cpu = backend_cpu_seconds(pid), time.process_time()

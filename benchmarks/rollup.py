@@ -70,7 +70,7 @@ def rows(count: int, start_ms: int, seed: int = 1) -> list[tuple[object, ...]]:
     names = [name for name, _ in MIX]
     weights = [w for _, w in MIX]
     types = rng.choices(names, weights, k=count)
-    out = []
+    out: list[tuple[Any, ...]] = []
     for i, name in enumerate(types):
         kind = EVENT_TYPES[name]
         timed = kind.kind.value in ("success", "artifact_success") and rng.random() < 0.9
@@ -86,7 +86,7 @@ def rows(count: int, start_ms: int, seed: int = 1) -> list[tuple[object, ...]]:
             rng.randint(0, 12) if name == "claims_extracted" else None,
             rng.randint(1, 4) if name == "drafts_generated" else None,
         ))  # fmt: skip
-    out.sort(key=lambda row: row[2])  # type: ignore[arg-type, return-value]
+    out.sort(key=lambda row: int(row[2]))
     return out
 
 
