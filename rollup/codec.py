@@ -5,11 +5,10 @@ two-byte mark. Rows stored before the mark (digests as lists of ints) still deco
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 import msgspec
-from msgspec.structs import astuple
 
 from exporter.catalog import PROCESSING_STAGES, STAGES
 from rollup import merger, packed
@@ -139,34 +138,23 @@ def merge_stored(groups: Sequence[Sequence[Any]]) -> list[Any]:
 
 
 def _merge_scalars(items: Sequence[Any], merged: Any) -> Any:
-    """One group's scalars summed in row order (columns of tuples: no Python call per
-    value), with its merged digests."""
     digests = [next(merged) for _ in range(len(PROCESSING_STAGES) + 1)]
     if not items:
         return StoredParts()
     values: dict[str, Any] = {name: sum(map(get, items)) for name, get in _ADDITIVE_GET}
     stages = [p.stages for p in items]
     values["stages"] = {
-        stage: _merge_stage([astuple(s.get(stage, _NO_STAGE)) for s in stages], digest)
+        stage: _merge_stage([s.get(stage, _NO_STAGE) for s in stages], digest)
         for stage, digest in zip(PROCESSING_STAGES, digests, strict=False)
     }
     values["end_to_end"] = digests[-1]
-    values["stage_ai_cost_usd"] = _stage_costs([p.stage_ai_cost_usd for p in items])
+    costs = [p.stage_ai_cost_usd for p in items]
+    values["stage_ai_cost_usd"] = {stage: sum(c.get(stage, 0.0) for c in costs) for stage in STAGES}
     return StoredParts(**values)
 
 
-def _merge_stage(rows: list[tuple[Any, ...]], digest: PackedDigest) -> StoredStage:
-    started, succeeded, failed, _, cost = zip(*rows, strict=True)
-    return StoredStage(sum(started), sum(succeeded), sum(failed), digest, sum(cost))
-
-
-def _stage_costs(costs: list[dict[str, float]]) -> dict[str, float]:
-    """Per stage, the sum in row order; a stage a row lacks adds nothing."""
-    try:
-        columns = zip(*map(_ALL_STAGE_COSTS, costs), strict=True)
-    except KeyError:
-        return {stage: sum([c.get(stage, 0.0) for c in costs]) for stage in STAGES}
-    return dict(zip(STAGES, map(sum, columns), strict=True))
-
-
-_ALL_STAGE_COSTS = itemgetter(*STAGES)
+def _merge_stage(items: list[StoredStage], digest: PackedDigest) -> StoredStage:
+    return StoredStage(
+        sum([s.started for s in items]), sum([s.succeeded for s in items]),
+        sum([s.failed for s in items]), digest, sum([s.ai_cost_usd for s in items]),
+    )  # fmt: skip
