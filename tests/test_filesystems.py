@@ -12,6 +12,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -183,3 +184,39 @@ def test_filesystem_read_only_at_start_is_one_line(
         with pytest.raises(OSError) as refused:  # the mount really is read-only
             (disk / "probe").touch()
         assert refused.value.errno == errno.EROFS
+
+
+SPILLING_SORT = """
+import sqlite3, sys
+from exporter.storage.sqlite.connection import connect, transaction
+conn = connect(sys.argv[1])
+conn.execute("PRAGMA threads=1")  # a helper thread sorts, as on any machine of 2 cores or more
+conn.execute("CREATE TABLE t (k TEXT, x REAL)")
+with transaction(conn):
+    conn.executemany("INSERT INTO t VALUES (?, ?)",
+                     ((f"key-{i % 20011:05d}-{i}", i / 7) for i in range(120_000)))
+try:
+    print(len(conn.execute("SELECT k, COUNT(*) FROM t GROUP BY k").fetchall()))
+except sqlite3.OperationalError as exc:
+    print(f"{type(exc).__name__}: {exc}")
+assert not conn.in_transaction
+print(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+"""
+
+
+def test_filesystem_full_temp_directory_fails_a_threaded_sort_with_disk_full(
+    tmp_path: Path,
+) -> None:
+    """A sort that spills (runs sorted on a helper thread) into a full temp directory fails
+    with SQLite's disk-full error, as decisions/hourly-aggregation.md says, instead of
+    hanging or losing rows; the same sort with room counts every key."""
+    root = Path(__file__).resolve().parent.parent
+    with tmpfs(tmp_path / "temp", "1m") as temp:
+        for tmpdir, expected in ((temp, "OperationalError: database or disk is full"),
+                                 (tmp_path, "120000")):  # fmt: skip
+            result = subprocess.run(
+                [sys.executable, "-c", SPILLING_SORT, str(tmp_path / f"{tmpdir.name}.db")],
+                env={**os.environ, "SQLITE_TMPDIR": str(tmpdir)}, cwd=root,
+                capture_output=True, text=True, timeout=DEADLINE_S, check=True,
+            )  # fmt: skip
+            assert result.stdout.splitlines() == [expected, "120000"], result.stderr
