@@ -52,10 +52,14 @@ def _scope_rows(
 def _org_breakdown(
     store: Store, period: str, start_ms: int, end_ms: int, limit: int
 ) -> list[OrgReport]:
-    totals = store.snapshots.org_totals(period, start_ms, end_ms, limit)
-    ids = [t.org_id for t in totals]
-    digests = store.snapshots.end_to_end_digests(period, start_ms, end_ms, ids)
-    return reports.orgs(totals, digests, store.orgs.org_names(ids))
+    """Totals, digests and names from one snapshot of the database, so a rollup storing
+    between them cannot pair one day's totals with another's digests."""
+    with store.read_transaction():
+        totals = store.snapshots.org_totals(period, start_ms, end_ms, limit)
+        ids = [t.org_id for t in totals]
+        digests = store.snapshots.end_to_end_digests(period, start_ms, end_ms, ids)
+        names = store.orgs.org_names(ids)
+    return reports.orgs(totals, digests, names)
 
 
 def _summary(

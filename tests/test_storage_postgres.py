@@ -17,6 +17,7 @@ import pytest
 from exporter.cli import main
 from exporter.errors import ConfigError
 from exporter.model import Event
+from exporter.records import SnapshotRow
 from exporter.settings import Settings
 from exporter.storage.location import Location
 from exporter.storage.postgres import connection
@@ -24,6 +25,7 @@ from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
 from exporter.storage.postgres.schema import MIGRATIONS
+from exporter.storage.postgres.snapshots import ORG_TOTALS
 from exporter.storage.postgres.store import PgStore
 from tests.backends import both, fresh_database, rows
 from tests.conftest import make_event
@@ -48,15 +50,40 @@ def notes(prefix: str, *times: int) -> list[Event]:
 def test_postgres_migrations_are_versioned_and_applied_once(store: PgStore) -> None:
     conn = store.connection
     versions = [(n,) for n in range(1, len(MIGRATIONS) + 1)]
-    assert len(versions) == 3
+    assert len(versions) == 4
     applied = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert applied == versions
     url = conn.info.dsn
     connect(url).close()  # a second start applies nothing
-    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (3,)
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (4,)
     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
     with pytest.raises(RuntimeError, match="newer than this voxmon"):
         connect(url)
+
+
+def test_postgres_org_totals_read_only_their_index_and_sum_every_day(store: PgStore) -> None:
+    """The org breakdown's totals (90 days x 40 orgs of wide daily rows) come from an
+    index-only scan of ``snapshots_totals``, not from the rows' parts, and equal the sums
+    of the rows written, busiest org first."""
+    written: dict[str, list[int]] = {}
+    for day in range(90):
+        start = D0 - (90 - day) * 24 * 3_600_000
+        found = [SnapshotRow("daily", start, f"org-{o:02d}", o * day, day, o % 3, 0.25,
+                             bytes(1500), None) for o in range(40)]  # fmt: skip
+        for r in found:
+            written.setdefault(r.scope, []).append(r.artifacts_received)
+        store.write(lambda s, found=found, start=start: s.snapshots.replace_snapshots(
+            "daily", start, found))  # fmt: skip
+    store.connection.execute("VACUUM ANALYZE snapshots")
+    args = ("daily", D0 - 90 * 24 * 3_600_000, D0, 5)
+    plan = "\n".join(r[0] for r in store.connection.execute("EXPLAIN " + ORG_TOTALS, args))
+    assert "Index Only Scan using snapshots_totals on snapshots" in plan, plan
+    totals = store.snapshots.org_totals(*args)
+    assert [(t.org_id, t.received, t.completed) for t in totals] == [
+        (f"org-{o}", sum(written[f"org-{o}"]), sum(range(90))) for o in (39, 38, 37, 36, 35)
+    ]
+    assert [t.failed for t in totals] == [0, 2 * 90, 90, 0, 2 * 90]
+    assert [t.ai_cost_usd for t in totals] == [22.5] * 5
 
 
 def test_postgres_events_land_in_day_partitions_created_ahead(store: PgStore) -> None:

@@ -13,13 +13,24 @@ from exporter.storage.postgres.connection import Connection
 
 # The hourly aggregations hash their groups (about 3,000 and 180,000 for a million events)
 # instead of sorting a million rows: with the default work_mem (4 MB) the planner sorts on
-# disk. Transaction-local, so it lasts for the rollup's read transaction only.
+# disk. Transaction-local, so it lasts for the rollup's read transaction only (the org
+# breakdown's too: it sorts each org's digests in memory); no effect outside a transaction.
 _AGGREGATION_MEMORY = "SELECT set_config('work_mem', '64MB', true)"
+ORG_TOTALS = (
+    "SELECT scope, SUM(artifacts_received)::bigint, SUM(artifacts_completed)::bigint,"
+    " SUM(artifacts_failed)::bigint, COALESCE(SUM(ai_cost_usd), 0.0) FROM snapshots"
+    " WHERE period = %s AND period_start_ms >= %s AND period_start_ms < %s"
+    " AND scope != '' GROUP BY scope ORDER BY SUM(artifacts_received) DESC, scope LIMIT %s"
+)
+"""An index-only scan of ``snapshots_totals`` where the visibility map allows."""
 
 _SNAPSHOT_COLUMNS = (
     "period, period_start_ms, scope, artifacts_received, artifacts_completed,"
     " artifacts_failed, ai_cost_usd, parts, end_to_end"
 )
+# Reads of stored parts and digests ask for binary results (``binary=True``): bytea then
+# arrives as its bytes, not as hex text for psycopg to decode (a day's 4,824 hourly rows,
+# 10.7 MB of parts: 79 -> 46 ms). The columns load as the same Python types either way.
 
 
 class PgSnapshots:
@@ -99,7 +110,8 @@ class PgSnapshots:
         args: tuple[object, ...] = (period, start_ms, end_ms)
         if scope is not None:
             sql, args = sql + " AND scope = %s", (*args, scope)
-        rows = self._conn.execute(sql + " ORDER BY period_start_ms, scope", args).fetchall()
+        sql += " ORDER BY period_start_ms, scope"
+        rows = self._conn.execute(sql, args, binary=True).fetchall()  # see _SNAPSHOT_COLUMNS
         return [SnapshotRow(*row) for row in rows]
 
     def platform_starts(self, period: str, since_ms: int) -> set[int]:
@@ -183,14 +195,7 @@ class PgSnapshots:
 
     def org_totals(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgTotals]:
         """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
-        rows = self._conn.execute(
-            "SELECT scope, SUM(artifacts_received)::bigint, SUM(artifacts_completed)::bigint,"
-            " SUM(artifacts_failed)::bigint, COALESCE(SUM(ai_cost_usd), 0.0) FROM snapshots"
-            " WHERE period = %s AND period_start_ms >= %s AND period_start_ms < %s"
-            " AND scope != '' GROUP BY scope ORDER BY SUM(artifacts_received) DESC, scope"
-            " LIMIT %s",
-            (period, start_ms, end_ms, limit),
-        ).fetchall()
+        rows = self._conn.execute(ORG_TOTALS, (period, start_ms, end_ms, limit)).fetchall()
         return [OrgTotals(*row) for row in rows]
 
     def end_to_end_digests(
@@ -199,12 +204,14 @@ class PgSnapshots:
         """Per org, how many end-to-end digests it stored over the range and their bytes
         concatenated in start order (each is self-delimiting msgpack), in one query: one
         row per org, not per snapshot."""
+        self._conn.execute(_AGGREGATION_MEMORY)  # sorts each org's digests in memory
         rows = self._conn.execute(
             "SELECT scope, COUNT(*), string_agg(end_to_end, ''::bytea ORDER BY period_start_ms)"
             " FROM snapshots WHERE period = %s AND scope = ANY(%s)"
             " AND period_start_ms >= %s AND period_start_ms < %s AND end_to_end IS NOT NULL"
             " GROUP BY scope",
             (period, list(org_ids), start_ms, end_ms),
+            binary=True,  # see _SNAPSHOT_COLUMNS
         ).fetchall()
         return {str(scope): (int(count), bytes(blob)) for scope, count, blob in rows}
 
