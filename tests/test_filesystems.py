@@ -190,7 +190,6 @@ SPILLING_SORT = """
 import sqlite3, sys
 from exporter.storage.sqlite.connection import connect, transaction
 conn = connect(sys.argv[1])
-conn.execute("PRAGMA threads=1")  # a helper thread sorts, as on any machine of 2 cores or more
 conn.execute("CREATE TABLE t (k TEXT, x REAL)")
 with transaction(conn):
     conn.executemany("INSERT INTO t VALUES (?, ?)",
@@ -204,12 +203,12 @@ print(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
 """
 
 
-def test_filesystem_full_temp_directory_fails_a_threaded_sort_with_disk_full(
+def test_filesystem_full_temp_directory_fails_a_spilling_sort_with_disk_full(
     tmp_path: Path,
 ) -> None:
-    """A sort that spills (runs sorted on a helper thread) into a full temp directory fails
-    with SQLite's disk-full error, as decisions/hourly-aggregation.md says, instead of
-    hanging or losing rows; the same sort with room counts every key."""
+    """A sort that spills into a full temp directory (``SQLITE_TMPDIR``) fails with SQLite's
+    disk-full error, as decisions/hourly-aggregation.md says, and leaves the connection
+    usable; the same sort with room counts every key."""
     root = Path(__file__).resolve().parent.parent
     with tmpfs(tmp_path / "temp", "1m") as temp:
         for tmpdir, expected in ((temp, "OperationalError: database or disk is full"),

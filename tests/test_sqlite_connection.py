@@ -1,23 +1,15 @@
-"""SQLite connections: the error that ends a transaction is the error the caller sees;
-large sorts run on helper threads and count every row."""
+"""SQLite connections: the error that ends a transaction is the error the caller sees; a
+large sort adds its floats in the same order every time."""
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from exporter.storage.sqlite.connection import (
-    MAX_SORT_THREADS,
-    connect,
-    read_transaction,
-    sort_threads,
-    transaction,
-)
+from exporter.storage.sqlite.connection import connect, read_transaction, transaction
 
 
 def test_sqlite_read_transaction_keeps_the_error_sqlite_rolled_back_on(tmp_path: Path) -> None:
@@ -41,45 +33,22 @@ def test_sqlite_read_transaction_keeps_the_error_sqlite_rolled_back_on(tmp_path:
     conn.close()
 
 
-@pytest.mark.parametrize(("cores", "helpers"), [(1, 0), (2, 1), (3, 2), (64, 2)])
-def test_sqlite_sorts_use_the_other_cores_up_to_two_helper_threads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, helpers: int
-) -> None:
-    """Every connection lets a large sort start one helper thread per core the process may
-    run on beyond its own, at most ``MAX_SORT_THREADS``: none on one core."""
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
-    assert sort_threads() == helpers
+def test_sqlite_spilled_group_by_sums_floats_alike_on_every_run(tmp_path: Path) -> None:
+    """A GROUP BY far larger than the page cache (sorted runs spilled to temp files and
+    merged, as the hourly rollup's) adds each group's floats in the same order every time,
+    so re-running a rollup stores the same bytes. Sorter helper threads broke this: 4 or 5
+    different results from 8 runs."""
     conn = connect(tmp_path / "voxmon.db")
-    assert conn.execute("PRAGMA threads").fetchone() == (helpers,)
-    conn.close()
-
-
-def test_sqlite_sort_threads_fall_back_to_the_cpu_count_without_affinity(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert sort_threads() == 0
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert sort_threads() == MAX_SORT_THREADS
-
-
-def test_sqlite_group_by_spilled_and_sorted_on_helper_threads_counts_every_row(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A GROUP BY many times larger than the page cache (sorted runs spilled to temp files
-    and merged on a helper thread, as the hourly rollup's) gives the brute-force counts."""
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
-    conn = connect(tmp_path / "voxmon.db")
-    rng = random.Random(7)
-    rows = [(f"org-{rng.randrange(500):03d}", f"type-{rng.randrange(20)}", rng.random())
-            for _ in range(150_000)]  # fmt: skip
+    assert conn.execute("PRAGMA threads").fetchone() == (0,)
+    rng = random.Random(3)
     conn.execute("CREATE TABLE t (org TEXT, kind TEXT, x REAL)")
     with transaction(conn):
-        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
-    expected = Counter((org, kind) for org, kind, _ in rows)
-    assert conn.execute("PRAGMA threads").fetchone() == (1,)
-    found = conn.execute("SELECT org, kind, COUNT(*) FROM t GROUP BY org, kind").fetchall()
-    assert {(org, kind): n for org, kind, n in found} == expected
-    assert len(found) == len(expected) == 10_000
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", (
+            (f"org-{rng.randrange(50):02d}", f"type-{rng.randrange(4)}", rng.random() * 1e3)
+            for _ in range(300_000)))  # fmt: skip
+    query = "SELECT org, kind, COUNT(*), SUM(x) FROM t GROUP BY org, kind"
+    results = {tuple(conn.execute(query).fetchall()) for _ in range(6)}
+    assert len(results) == 1
+    (rows,) = results
+    assert len(rows) == 200 and sum(n for _, _, n, _ in rows) == 300_000
     conn.close()

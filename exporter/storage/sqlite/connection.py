@@ -4,7 +4,6 @@ transactions."""
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -34,26 +33,12 @@ def connect(
     # sorted runs to a temp file and merges them, instead of growing one linked list in memory
     # (temp_store=MEMORY): 40 % less CPU for the hourly rollup and memory bounded by the cache.
     conn.execute("PRAGMA temp_store=FILE")
-    # ... and sorts those runs on helper threads while the statement's own thread reads on
-    # (the hourly GROUP BYs: 10-25 % less wall time on an idle 2-core machine).
-    conn.execute(f"PRAGMA threads={sort_threads()}")
+    # No sorter helper threads (PRAGMA threads stays 0): with them, rows of one group reach
+    # SUM() in an order that depends on thread timing, and a re-run's float sums differ in
+    # their last digits (decisions/hourly-aggregation.md).
     _ensure_math(conn)
     migrate(conn)
     return conn
-
-
-MAX_SORT_THREADS = 2
-"""Most helper threads one SQLite sort may start (SQLite's own limit is 8)."""
-
-
-def sort_threads() -> int:
-    """Helper threads a large sort may use: one fewer than the cores this process may run
-    on (so the statement's own thread has one), at most ``MAX_SORT_THREADS``; none on one."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity API (macOS): every core
-        cores = os.cpu_count() or 1
-    return max(0, min(MAX_SORT_THREADS, cores - 1))
 
 
 def _ensure_math(conn: sqlite3.Connection) -> None:
