@@ -5,9 +5,10 @@ dropped by event retention, ``ON CONFLICT`` dedup, ``database_url`` selection, a
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from exporter.cli import main
 from exporter.errors import ConfigError
-from exporter.model import Event
+from exporter.model import Event, Metadata
 from exporter.records import SnapshotRow
 from exporter.settings import Settings
 from exporter.storage.location import Location
@@ -27,6 +28,7 @@ from exporter.storage.postgres.partitions import DAY_MS, Partitions
 from exporter.storage.postgres.schema import MIGRATIONS
 from exporter.storage.postgres.snapshots import ORG_TOTALS
 from exporter.storage.postgres.store import PgStore
+from rollup import jobs
 from tests.backends import both, fresh_database, rows
 from tests.conftest import make_event
 from tests.tools import free_port, http, serving, voxmon, wait_listening
@@ -84,6 +86,50 @@ def test_postgres_org_totals_read_only_their_index_and_sum_every_day(store: PgSt
     ]
     assert [t.failed for t in totals] == [0, 2 * 90, 90, 0, 2 * 90]
     assert [t.ai_cost_usd for t in totals] == [22.5] * 5
+
+
+def test_postgres_hourly_rollup_stores_the_same_sums_on_every_run(store: PgStore) -> None:
+    """The hourly aggregations add each group's floats in one order: run five times, the
+    hour's rows are the same bytes, although this session would plan both statements on
+    parallel workers (whose partial sums combine in the order the workers finish: 4
+    different results from 4 runs of a 1M-event hour before)."""
+    conn = store.connection
+    for setting in (
+        "parallel_setup_cost = 0",
+        "parallel_tuple_cost = 0",
+        "min_parallel_table_scan_size = 0",
+        "max_parallel_workers_per_gather = 2",
+    ):
+        conn.execute(f"SET {setting}")
+    rng = random.Random(5)
+    hour = datetime(2026, 11, 28, 10, tzinfo=UTC)
+    start = int(hour.timestamp() * 1000)
+    events = [
+        Event(f"e{i}", kind, start + rng.randrange(3_600_000), artifact_id=f"a{i}",
+              org_id=f"org-{rng.randrange(4)}", stage=stage, duration_ms=rng.random() * 5e3,
+              metadata=Metadata(ai_cost_usd=rng.random() / 7, confidence=rng.random()))
+        for i in range(60_000)
+        for kind, stage in [rng.choice([("transcription_completed", "transcription"),
+                                        ("artifact_completed", None)])]
+    ]  # fmt: skip
+    store.write(lambda s: s.events.insert(events, 0))
+    conn.execute("ANALYZE events")
+    plan = conn.execute(
+        "EXPLAIN SELECT org_id, SUM(ai_cost_usd) FROM events WHERE ts_ms >= %s GROUP BY 1",
+        (start,),
+    ).fetchall()
+    assert any("Workers Planned" in line for (line,) in plan), plan
+    with store.transaction():
+        store.horizons.extend_history(start)
+    write = jobs.direct_write(store)
+    found = set()
+    for _ in range(5):
+        assert jobs.rollup_hour(store, write, hour, hour + timedelta(days=1)) == 5
+        found.add(tuple(conn.execute("SELECT * FROM snapshots ORDER BY scope").fetchall()))
+    assert len(found) == 1
+    (rows,) = found
+    assert sum(r[3] for r in rows if r[2] != "") == 0  # received: none of these events
+    assert [r[2] for r in rows] == ["", "org-0", "org-1", "org-2", "org-3"]
 
 
 def test_postgres_events_land_in_day_partitions_created_ahead(store: PgStore) -> None:

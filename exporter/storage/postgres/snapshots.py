@@ -16,6 +16,13 @@ from exporter.storage.postgres.connection import Connection
 # disk. Transaction-local, so it lasts for the rollup's read transaction only (the org
 # breakdown's too: it sorts each org's digests in memory); no effect outside a transaction.
 _AGGREGATION_MEMORY = "SELECT set_config('work_mem', '64MB', true)"
+# ... and add each group's floats in one order, so a re-run stores the same bytes: parallel
+# workers' partial sums combine in the order the workers finish, and a synchronized scan
+# starts where another scan of the table is (decisions/hourly-aggregation.md).
+_IN_ORDER = (
+    "SELECT set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('synchronize_seqscans', 'off', true)"
+)
 ORG_TOTALS = (
     "SELECT scope, SUM(artifacts_received)::bigint, SUM(artifacts_completed)::bigint,"
     " SUM(artifacts_failed)::bigint, COALESCE(SUM(ai_cost_usd), 0.0) FROM snapshots"
@@ -42,6 +49,7 @@ class PgSnapshots:
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]:
         """Counts and metadata sums of events with event time in ``[start_ms, end_ms)``."""
         self._conn.execute(_AGGREGATION_MEMORY)
+        self._conn.execute(_IN_ORDER)
         rows = self._conn.execute(
             "SELECT org_id, event_type, stage, COUNT(*), COALESCE(SUM(ai_cost_usd), 0.0),"
             " COUNT(confidence), COALESCE(SUM(confidence), 0.0),"
@@ -62,6 +70,7 @@ class PgSnapshots:
         0 ms counted apart; the buckets of one (org, type) come back as two arrays in one
         row. Count, sum, min and max are of the exact durations."""
         self._conn.execute(_AGGREGATION_MEMORY)
+        self._conn.execute(_IN_ORDER)
         rows = self._conn.execute(
             "SELECT g, event_type, SUM(n)::bigint, SUM(s), MIN(lo), MAX(hi),"
             " COALESCE(SUM(n) FILTER (WHERE k IS NULL), 0)::bigint,"
