@@ -54,18 +54,24 @@ class _Scope:
 def build_parts(
     groups: Iterable[GroupRow], latencies: Iterable[LatencyGroup]
 ) -> dict[str, SnapshotParts]:
-    """Parts per scope for one window: ``""`` (always present) and each org with events."""
+    """Parts per scope for one window: ``""`` (always present) and each org with events.
+    The rows are taken in key order, not in the order the SQL returned them (none is
+    defined), so the float sums come out the same however the database ran the query."""
     scopes: dict[str, _Scope] = defaultdict(_Scope)
     scopes[PLATFORM]  # the platform row exists even for a quiet window
-    for row in groups:
+    for row in sorted(groups, key=lambda g: (*_order(g.org_id), g.event_type, g.stage or "")):
         for key in _keys(row.org_id):
             _add_group(scopes[key], row)
-    for lat in latencies:
+    for lat in sorted(latencies, key=lambda g: (*_order(g.org_id), g.event_type)):
         stage = EVENT_TYPES[lat.event_type].stage
         target = "end_to_end" if stage is None else stage
         for key in _keys(lat.org_id):
             scopes[key].latency[target].append(lat)
     return {key: _freeze(acc) for key, acc in scopes.items()}
+
+
+def _order(org_id: str | None) -> tuple[bool, str]:
+    return org_id is not None, org_id or ""
 
 
 def _keys(org_id: str | None) -> tuple[str, ...]:

@@ -3,8 +3,11 @@ builder makes of the durations, per org and for the platform (every org plus no-
 
 from __future__ import annotations
 
+from itertools import permutations
+
 from exporter.records import GroupRow, LatencyGroup
 from rollup.aggregate import build_parts
+from rollup.codec import encode_parts
 from rollup.digest import LatencyDigest, bucket_index
 
 
@@ -52,3 +55,24 @@ def test_aggregate_two_event_types_of_one_stage_share_its_digest() -> None:
     assert parts["org-a"].stages["entity_resolution"].latency == expected
     assert parts[""].stages["entity_resolution"].latency == expected
     assert parts[""].stages["transcription"].latency == LatencyDigest.empty()
+
+
+def test_aggregate_adds_floats_in_one_order_whatever_order_the_rows_come_in() -> None:
+    """The SQL returns its groups in no defined order (PostgreSQL's hash aggregation changes
+    it when the statistics change); the platform's float sums must not follow it, or
+    re-running an hour stores different bytes. 0.1 + 0.2 + 0.3 differs with the order."""
+    costs = [0.1, 0.2, 0.3, 1e-17, 0.7]
+    groups = [
+        GroupRow(f"org-{i}", "transcription_completed", "transcription", 1, cost, 1, cost,
+                 0, 0, 0, 0, 0)
+        for i, cost in enumerate(costs)
+    ]  # fmt: skip
+    latencies = [latency(f"org-{i}", "artifact_completed", [cost * 1e3]) for i, cost in
+                 enumerate(costs)]  # fmt: skip
+    stored = {
+        encode_parts(build_parts([groups[i] for i in order], [latencies[i] for i in order])[""])
+        for order in list(permutations(range(len(costs))))[::7]
+    }
+    assert len(stored) == 1
+    platform = build_parts(groups, latencies)[""]
+    assert platform.ai_cost_usd == ((((0.1 + 0.2) + 0.3) + 1e-17) + 0.7)  # org order

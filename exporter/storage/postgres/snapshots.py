@@ -16,13 +16,6 @@ from exporter.storage.postgres.connection import Connection
 # disk. Transaction-local, so it lasts for the rollup's read transaction only (the org
 # breakdown's too: it sorts each org's digests in memory); no effect outside a transaction.
 _AGGREGATION_MEMORY = "SELECT set_config('work_mem', '64MB', true)"
-# ... and add each group's floats in one order, so a re-run stores the same bytes: parallel
-# workers' partial sums combine in the order the workers finish, and a synchronized scan
-# starts where another scan of the table is (decisions/hourly-aggregation.md).
-_IN_ORDER = (
-    "SELECT set_config('max_parallel_workers_per_gather', '0', true),"
-    " set_config('synchronize_seqscans', 'off', true)"
-)
 ORG_TOTALS = (
     "SELECT scope, SUM(artifacts_received)::bigint, SUM(artifacts_completed)::bigint,"
     " SUM(artifacts_failed)::bigint, COALESCE(SUM(ai_cost_usd), 0.0) FROM snapshots"
@@ -49,10 +42,9 @@ class PgSnapshots:
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]:
         """Counts and metadata sums of events with event time in ``[start_ms, end_ms)``."""
         self._conn.execute(_AGGREGATION_MEMORY)
-        self._conn.execute(_IN_ORDER)
         rows = self._conn.execute(
-            "SELECT org_id, event_type, stage, COUNT(*), COALESCE(SUM(ai_cost_usd), 0.0),"
-            " COUNT(confidence), COALESCE(SUM(confidence), 0.0),"
+            f"SELECT org_id, event_type, stage, COUNT(*), COALESCE({_fsum('ai_cost_usd')}, 0.0),"
+            f" COUNT(confidence), COALESCE({_fsum('confidence')}, 0.0),"
             " COALESCE(SUM(entity_count), 0)::bigint,"
             " COALESCE(SUM(auto_resolved_count), 0)::bigint,"
             " COALESCE(SUM(disambiguation_count), 0)::bigint,"
@@ -68,11 +60,11 @@ class PgSnapshots:
         """Durations of latency-bearing events in ``[start_ms, end_ms)`` per org and event
         type, bucketed exactly as ``rollup.digest`` does in Python (``bucketed_durations``),
         0 ms counted apart; the buckets of one (org, type) come back as two arrays in one
-        row. Count, sum, min and max are of the exact durations."""
+        row. Count, sum, min and max are of the exact durations; the sum adds the buckets'
+        sums in bucket order, whichever order the inner aggregation produced them in."""
         self._conn.execute(_AGGREGATION_MEMORY)
-        self._conn.execute(_IN_ORDER)
         rows = self._conn.execute(
-            "SELECT g, event_type, SUM(n)::bigint, SUM(s), MIN(lo), MAX(hi),"
+            "SELECT g, event_type, SUM(n)::bigint, SUM(s ORDER BY k), MIN(lo), MAX(hi),"
             " COALESCE(SUM(n) FILTER (WHERE k IS NULL), 0)::bigint,"
             " COALESCE(array_agg(k) FILTER (WHERE k IS NOT NULL), '{}'),"
             " COALESCE(array_agg(n) FILTER (WHERE k IS NOT NULL), '{}')"
@@ -234,12 +226,21 @@ def bucketed_durations(group: str, where: str) -> str:
     return (
         f"SELECT g, event_type, CASE WHEN d > 0 THEN CASE WHEN b > {_power('r')}"
         f" THEN r + 1 WHEN b <= {_power('r - 1')} THEN r - 1 ELSE r END END,"
-        " COUNT(*), SUM(d), MIN(d), MAX(d) FROM (SELECT g, event_type, d, b,"
+        f" COUNT(*), {_fsum('d')}, MIN(d), MAX(d) FROM (SELECT g, event_type, d, b,"
         " ceil(ln(b) * %(inv)s::float8)::bigint AS r FROM (SELECT " + group + " AS g,"
         " event_type, duration_ms AS d, GREATEST(duration_ms, %(floor)s::float8) AS b"
         " FROM events WHERE ts_ms >= %(start)s AND " + where + " AND duration_ms IS NOT NULL"
         " AND event_type = ANY(%(types)s)) AS bounded) AS ranked GROUP BY 1, 2, 3"
     )
+
+
+def _fsum(column: str) -> str:
+    """The sum of a float8 column that does not depend on the order PostgreSQL adds it in
+    (scan order, hash or sort aggregation, parallel workers): each value converted to
+    numeric (15 significant digits, PostgreSQL's conversion) and added exactly, the total
+    rounded back to float8. So re-running a window stores the same bytes whatever the plan
+    (decisions/hourly-aggregation.md)."""
+    return f"SUM({column}::numeric)::float8"
 
 
 def bucket_params(gamma: float, floor_ms: float, start_ms: int) -> dict[str, object]:
