@@ -25,6 +25,7 @@ from exporter.storage.postgres import connection
 from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
+from exporter.storage.postgres.pool import PgReadPool
 from exporter.storage.postgres.schema import MIGRATIONS
 from exporter.storage.postgres.snapshots import ORG_TOTALS
 from exporter.storage.postgres.store import PgStore
@@ -151,6 +152,36 @@ def test_postgres_hourly_rollup_stores_the_same_sums_whatever_the_plan(store: Pg
     store.connection.execute("SET enable_hashagg = on")
     store.connection.execute("SET enable_sort = off")
     assert rolled_up() == hashed
+
+
+def test_postgres_floats_cross_exactly_whatever_the_database_sets(store: PgStore) -> None:
+    """A database (or role) may set ``extra_float_digits = 0``, 15 significant digits, as
+    older clients ask: float8 columns (read as text) and the hourly sums (which read each
+    float through its text) would lose their last bits. voxmon's connections, its read
+    pool's included, set shortest exact text, so such a database stores and reads the
+    same bytes as the default."""
+    rolled_up = hour_of_floats(store)
+    default = rolled_up()
+    url = store.connection.info.dsn
+    name = store.connection.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    store.connection.execute(f"ALTER DATABASE {name} SET extra_float_digits = 0")
+    third = "SELECT 1::float8 / 3"
+    with psycopg.connect(url) as other:  # another client gets the database's setting
+        assert other.execute(f"SELECT ({third})::text").fetchone() == ("0.333333333333333",)
+        assert other.execute(third).fetchone() != (1 / 3,)
+    with closing(connect(url)) as conn:
+        again = PgStore(conn)
+        assert conn.execute(third).fetchone() == (1 / 3,)
+        assert (
+            jobs.rollup_hour(again, jobs.direct_write(again), HOUR10, HOUR10 + timedelta(days=1))
+            == 5
+        )
+        assert tuple(conn.execute("SELECT * FROM snapshots ORDER BY scope")) == default
+    pool = PgReadPool(url, 1)
+    try:
+        assert pool.call(lambda s: s.connection.execute(third).fetchone()) == (1 / 3,)
+    finally:
+        asyncio.run(pool.close())
 
 
 def test_postgres_events_land_in_day_partitions_created_ahead(store: PgStore) -> None:

@@ -20,6 +20,11 @@ IDLE_IN_TRANSACTION_S = 60
 holds the write lock every replica's commits wait for: a replica paused, frozen or cut off
 mid-commit would otherwise stop ingest on all of them until it came back (or, for a vanished
 host, until the server's TCP keepalive gave up, hours later)."""
+EXACT_FLOATS = "SET extra_float_digits = 1"
+"""Floats as text in their shortest exact form, whatever the role or database sets: psycopg
+reads float8 columns as text, and the hourly sums read each float through its text
+(decisions/hourly-aggregation.md). With 0 (what older clients set) a float would cross
+with 15 significant digits and lose its last bits."""
 
 
 def connect(url: str, *, create: bool = True) -> Connection:
@@ -28,6 +33,7 @@ def connect(url: str, *, create: bool = True) -> Connection:
     conn = psycopg.connect(url, autocommit=True, application_name="voxmon")
     try:
         conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
+        conn.execute(EXACT_FLOATS)
         if create:
             migrate(conn)
         else:

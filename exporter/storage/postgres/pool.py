@@ -11,6 +11,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from psycopg_pool import ConnectionPool
 
+from exporter.storage.postgres.connection import EXACT_FLOATS, Connection
 from exporter.storage.postgres.store import PgStore
 
 T = TypeVar("T")
@@ -29,6 +30,7 @@ class PgReadPool:
             kwargs={"autocommit": True, "application_name": "voxmon-read"},
             open=True,
             name="voxmon-read",
+            configure=_exact_floats,
         )
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="voxmon-read")
 
@@ -50,3 +52,7 @@ class PgReadPool:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown, True)
         await loop.run_in_executor(None, self._pool.close)
+
+
+def _exact_floats(conn: Connection) -> None:
+    conn.execute(EXACT_FLOATS)

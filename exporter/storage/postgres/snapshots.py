@@ -15,10 +15,7 @@ from exporter.storage.postgres.connection import Connection
 # instead of sorting a million rows: with the default work_mem (4 MB) the planner sorts on
 # disk. Transaction-local, so it lasts for the rollup's read transaction only (the org
 # breakdown's too: it sorts each org's digests in memory); no effect outside a transaction.
-# Float text in the shortest exact form for ``_fsum``, whatever the role's setting.
-_AGGREGATION_MEMORY = (
-    "SELECT set_config('work_mem', '64MB', true), set_config('extra_float_digits', '1', true)"
-)
+_AGGREGATION_MEMORY = "SELECT set_config('work_mem', '64MB', true)"
 ORG_TOTALS = (
     "SELECT scope, SUM(artifacts_received)::bigint, SUM(artifacts_completed)::bigint,"
     " SUM(artifacts_failed)::bigint, COALESCE(SUM(ai_cost_usd), 0.0) FROM snapshots"
@@ -240,8 +237,8 @@ def bucketed_durations(group: str, where: str) -> str:
 def _fsum(column: str) -> str:
     """The sum of a float8 column that does not depend on the order PostgreSQL adds it in
     (scan order, hash or sort aggregation, parallel workers): each value as the shortest
-    decimal that reads back as it (its text with ``extra_float_digits`` > 0, which
-    ``_AGGREGATION_MEMORY`` ensures; the direct cast to numeric keeps only 15 digits), added
+    decimal that reads back as it (its text: every voxmon connection sets
+    ``connection.EXACT_FLOATS``; the direct cast to numeric keeps only 15 digits), added
     exactly as numeric, the total rounded once to float8. So re-running a window stores
     the same bytes whatever the plan (decisions/hourly-aggregation.md). A total past the
     largest float8 fails the statement, as float8 addition did."""
