@@ -27,6 +27,8 @@ def parse_metadata(raw: msgspec.Raw, max_cost_usd: float) -> tuple[Metadata | No
     """The known keys and the metadata text to store; an ``ai_cost_usd`` above
     ``max_cost_usd`` is rejected (a cost cannot be dropped like a duration)."""
     metadata, text = _metadata(raw)
+    if metadata is not None and 0.0 in (metadata.ai_cost_usd, metadata.confidence):
+        metadata = _positive_zeros(metadata)
     if metadata is not None and (metadata.ai_cost_usd or 0.0) > max_cost_usd:
         raise ItemInvalid(
             "invalid_value",
@@ -35,6 +37,18 @@ def parse_metadata(raw: msgspec.Raw, max_cost_usd: float) -> tuple[Metadata | No
             " (max_event_cost_usd)",
         )
     return metadata, text
+
+
+def _positive_zeros(metadata: Metadata) -> Metadata:
+    """The known floats that voxmon sums and stores in columns with -0.0 as 0.0 (equal,
+    but they would make stored bytes depend on the order rows are added in); the
+    metadata text is kept as sent."""
+    cost, confidence = metadata.ai_cost_usd, metadata.confidence
+    return msgspec.structs.replace(
+        metadata,
+        ai_cost_usd=None if cost is None else cost + 0.0,
+        confidence=None if confidence is None else confidence + 0.0,
+    )
 
 
 def _metadata(raw: msgspec.Raw) -> tuple[Metadata | None, str | None]:

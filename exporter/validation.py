@@ -233,13 +233,14 @@ _Duration = tuple[float | None, str | None, FieldError | None]
 
 def _duration(wire: WireEvent, ts_ms: int, max_ms: int) -> _Duration:
     """Precedence rule, first two steps (docs/event-contract.md); the event-based steps
-    need storage. Returns (duration, source, warning); over ``max_ms`` the duration is dropped."""
+    need storage. Returns (duration, source, warning); over ``max_ms`` the duration is dropped.
+    A given -0.0 becomes 0.0: equal to it, but a minimum of both would depend on order."""
     end_ms = ts_ms
     if wire.stage_completed_at is not None:
         end_ms = _time(wire.stage_completed_at, "stage_completed_at")
     if wire.duration_ms is not None:
         if wire.duration_ms <= max_ms:  # the usual case, without a call
-            return wire.duration_ms, DurationSource.GIVEN, None
+            return wire.duration_ms + 0.0, DurationSource.GIVEN, None  # -0.0 stored as 0.0
         return _bounded(wire.duration_ms, DurationSource.GIVEN, max_ms)
     if wire.stage_started_at is None:
         return None, None, None

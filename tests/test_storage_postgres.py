@@ -5,6 +5,7 @@ dropped by event retention, ``ON CONFLICT`` dedup, ``database_url`` selection, a
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -30,7 +31,8 @@ from exporter.storage.postgres.schema import MIGRATIONS
 from exporter.storage.postgres.snapshots import ORG_TOTALS
 from exporter.storage.postgres.store import PgStore
 from rollup import jobs
-from tests.backends import both, fresh_database, rows
+from rollup.codec import decode_parts
+from tests.backends import both, fresh_database, rows, store_for
 from tests.conftest import make_event
 from tests.tools import free_port, http, serving, voxmon, wait_listening
 
@@ -182,6 +184,41 @@ def test_postgres_floats_cross_exactly_whatever_the_database_sets(store: PgStore
         assert pool.call(lambda s: s.connection.execute(third).fetchone()) == (1 / 3,)
     finally:
         asyncio.run(pool.close())
+
+
+@both
+def test_hourly_rollup_of_negative_and_positive_zeros_stores_one_result_whatever_their_order(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Durations of 0.0 and -0.0 (stored before validation turned -0.0 into 0.0) inserted
+    in four orders: PostgreSQL's MIN and MAX returned whichever zero came last, so the
+    digests' minimum was stored as -0.0 or 0.0 (2 tables from 4 orders); now one, the
+    minimum +0 on both backends."""
+    rng = random.Random(1)
+    start = int(HOUR10.timestamp() * 1000)
+    times = [(start + rng.randrange(3_600_000), rng.choice([0.0, -0.0, 7.5])) for _ in range(600)]
+    found = set()
+    with closing(store_for(database_url, tmp_path)) as store:
+        with store.transaction():
+            store.horizons.extend_history(start)
+        for seed in range(4):
+            random.Random(seed).shuffle(times)
+            events = [
+                Event(f"r{seed}-{i}", "artifact_completed", ts, artifact_id=f"a{i}",
+                      org_id="org-z", duration_ms=d)
+                for i, (ts, d) in enumerate(times)
+            ]  # fmt: skip
+            store.connection.execute("DELETE FROM events")  # new ids: no dedup against them
+            store.write(lambda s, batch=events: s.events.insert(batch, 0))
+            jobs.rollup_hour(store, jobs.direct_write(store), HOUR10, HOUR10 + timedelta(days=1))
+            parts = store.snapshots.snapshot_rows("hourly", start, start + 3_600_000)
+            found.add(tuple((row.scope, row.parts, row.end_to_end) for row in parts))
+    assert len(found) == 1
+    platform = found.pop()[0]  # scope "" first
+    digest = decode_parts(platform[1]).end_to_end
+    zeros = sum(1 for _, d in times if d == 0)
+    assert (digest.count, digest.zero_count, digest.min, digest.max) == (600, zeros, 0.0, 7.5)
+    assert math.copysign(1.0, digest.min) == 1.0
 
 
 def test_postgres_events_land_in_day_partitions_created_ahead(store: PgStore) -> None:

@@ -4,6 +4,7 @@ machine reason."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -399,6 +400,24 @@ def test_validate_item_artifact_optional_for_system_and_cost(event_type: str) ->
 
 
 # --- open metadata ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [{}, {"pipeline": {"score": -0.0}}])
+def test_validate_item_stores_negative_zero_as_zero(extra: dict[str, Any]) -> None:
+    """-0.0 passes ``>= 0`` and equals 0.0, but a minimum or maximum of both depends on the
+    order rows come in (PostgreSQL's ``MIN`` returned either, so re-running an hour
+    stored different digest bytes): the duration and the known metadata floats are
+    stored as 0.0, the metadata text as sent."""
+    metadata = {"ai_cost_usd": -0.0, "confidence": -0.0, **extra}
+    event = _accept(duration_ms=-0.0, metadata=metadata)
+    signs = [math.copysign(1.0, v) for v in (event.duration_ms, event.ai_cost_usd,
+                                            event.metadata.confidence)]  # type: ignore[union-attr, arg-type]  # fmt: skip
+    assert signs == [1.0, 1.0, 1.0]
+    assert event.metadata_json is not None and b"-0.0" in event.metadata_json.encode()
+    kept = _accept(duration_ms=0.25, metadata={"ai_cost_usd": 0.0, "confidence": 0.5})
+    assert (kept.duration_ms, kept.ai_cost_usd, kept.metadata) == (
+        0.25, 0.0, Metadata(confidence=0.5, ai_cost_usd=0.0),
+    )  # fmt: skip
 
 
 def test_validate_item_keeps_unknown_metadata_keys_with_their_values() -> None:

@@ -226,7 +226,8 @@ def bucketed_durations(group: str, where: str) -> str:
     return (
         f"SELECT g, event_type, CASE WHEN d > 0 THEN CASE WHEN b > {_power('r')}"
         f" THEN r + 1 WHEN b <= {_power('r - 1')} THEN r - 1 ELSE r END END,"
-        f" COUNT(*), {_fsum('d')}, MIN(d), MAX(d) FROM (SELECT g, event_type, d, b,"
+        f" COUNT(*), {_fsum('d')}, {_zero('MIN(d)')}, {_zero('MAX(d)')} FROM (SELECT g,"
+        " event_type, d, b,"
         " ceil(ln(b) * %(inv)s::float8)::bigint AS r FROM (SELECT " + group + " AS g,"
         " event_type, duration_ms AS d, GREATEST(duration_ms, %(floor)s::float8) AS b"
         " FROM events WHERE ts_ms >= %(start)s AND " + where + " AND duration_ms IS NOT NULL"
@@ -234,14 +235,26 @@ def bucketed_durations(group: str, where: str) -> str:
     )
 
 
+def _zero(extreme: str) -> str:
+    """``MIN``/``MAX`` with a zero always +0: -0 equals 0, so either could come out
+    depending on the order of the rows, and the stored digest's bytes with it (new events
+    arrive as +0, ``validation``; rows stored before may hold -0). Adding +0 changes no
+    other value."""
+    return f"({extreme} + 0::float8)"
+
+
 def _fsum(column: str) -> str:
     """The sum of a float8 column that does not depend on the order PostgreSQL adds it in
     (scan order, hash or sort aggregation, parallel workers): each value as the shortest
     decimal that reads back as it (its text: every voxmon connection sets
-    ``connection.EXACT_FLOATS``; the direct cast to numeric keeps only 15 digits), added
-    exactly as numeric, the total rounded once to float8. So re-running a window stores
-    the same bytes whatever the plan (decisions/hourly-aggregation.md). A total past the
-    largest float8 fails the statement, as float8 addition did."""
+    ``connection.EXACT_FLOATS``; the direct cast to numeric keeps only 15 digits), those
+    decimals added exactly as numeric, the total rounded once to float8. So re-running a
+    window stores the same bytes whatever the plan (decisions/hourly-aggregation.md). The
+    decimal is not the float's exact value (within half its last unit): for normal floats
+    the total lands within about one unit of the exact sum's last digit; subnormal values
+    (below 2.2e-308, which the event bounds allow but no real cost, confidence or duration
+    has) are summed as their decimals, whose error relative to them is larger. A total
+    past the largest float8 fails the statement, as float8 addition did."""
     return f"SUM({column}::text::numeric)::float8"
 
 
