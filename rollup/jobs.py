@@ -92,8 +92,7 @@ def rollup_hour(store: Store, write: Write[Any], hour: datetime, now: datetime) 
     with store.read_transaction():
         guard.check("hourly", hour, now, store.horizons.load())
         generation = store.snapshots.dirty_generation("hourly", start)
-        groups = store.snapshots.group_rows(start, end)
-        latencies = store.snapshots.latency_groups(start, end, GAMMA, MIN_MS)
+        groups, latencies = store.snapshots.hourly_aggregates(start, end, GAMMA, MIN_MS)
     parts = build_parts(groups, latencies)
     rows = [_row("hourly", hour, scope, p) for scope, p in sorted(parts.items())]
     day = datetime_to_ms(hour.replace(hour=0))

@@ -70,6 +70,9 @@ class Snapshots(Protocol):
     """Snapshot rows, the hourly aggregation queries, dirty windows, snapshot retention."""
 
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]: ...
+    def hourly_aggregates(
+        self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
+    ) -> tuple[list[GroupRow], list[LatencyGroup]]: ...
     def latency_groups(
         self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
     ) -> list[LatencyGroup]: ...

@@ -39,6 +39,14 @@ class PgSnapshots:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    def hourly_aggregates(
+        self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
+    ) -> tuple[list[GroupRow], list[LatencyGroup]]:
+        """``group_rows`` and ``latency_groups`` in the caller's read transaction, one after
+        the other (the server runs each on parallel workers where it chooses to)."""
+        groups = self.group_rows(start_ms, end_ms)
+        return groups, self.latency_groups(start_ms, end_ms, gamma, floor_ms)
+
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]:
         """Counts and metadata sums of events with event time in ``[start_ms, end_ms)``."""
         self._conn.execute(_AGGREGATION_MEMORY)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
+from exporter.storage.sqlite.paired import Pair
 
 
 class SqliteSnapshots:
@@ -17,6 +18,22 @@ class SqliteSnapshots:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._pair = Pair(conn)
+
+    def hourly_aggregates(
+        self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
+    ) -> tuple[list[GroupRow], list[LatencyGroup]]:
+        """``group_rows`` and ``latency_groups`` of one window on one snapshot, at once on
+        two connections where they can be (``paired``), inside the caller's read
+        transaction."""
+        return self._pair.run(
+            lambda c: SqliteSnapshots(c).group_rows(start_ms, end_ms),
+            lambda c: SqliteSnapshots(c).latency_groups(start_ms, end_ms, gamma, floor_ms),
+        )
+
+    def close(self) -> None:
+        """Close the second connection ``hourly_aggregates`` opened, if any."""
+        self._pair.close()
 
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]:
         """Counts and metadata sums of events with event time in ``[start_ms, end_ms)``."""

@@ -48,4 +48,5 @@ class SqliteStore:
             return fn(self)
 
     def close(self) -> None:
+        self.snapshots.close()
         self.connection.close()
