@@ -58,9 +58,10 @@ def test_paired_aggregations_equal_one_after_the_other_on_two_connections(
         paired = store.snapshots.hourly_aggregates(START, END, GAMMA, MIN_MS)
     store.connection.set_trace_callback(None)
     assert store.snapshots._pair.last_paired
-    # the caller's connection ran the latency statement and not the counts and sums
-    assert sum("json_group_array" in sql for sql in statements) == 1
-    assert not any("COUNT(confidence)" in sql for sql in statements)
+    # the caller's connection ran neither statement: the marker and looking its file up
+    assert [sql.split()[:2] for sql in statements] == [
+        ["BEGIN"], ["SELECT", "(SELECT"], ["PRAGMA", "database_list"], ["COMMIT"],
+    ]  # fmt: skip
     assert paired == one_after_the_other(store)
     groups, latencies = paired
     assert sum(g.count for g in groups) == 20_000
@@ -91,6 +92,33 @@ def test_paired_aggregations_keep_the_callers_snapshot_when_a_commit_lands_betwe
     store.close()
 
 
+def test_paired_aggregations_see_a_late_event_that_reuses_a_deleted_seq(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Rowids are reused: a later retention batch (its watermark already raised, so the
+    horizons do not change) deletes the newest row, a late event of an hour already pruned,
+    and ingest then stores an event of the rolled-up hour under that same ``seq``. The
+    marker counts the hour's events, so the caller's snapshot is still the one read."""
+    pruned_hour = START - 2 * 3_600_000
+    late = Event("late-old", "rate_limit_hit", pruned_hour + 5, org_id="org-1")
+    store.write(lambda s: s.events.insert([late], 0))
+    store.write(lambda s: s.horizons.raise_watermark("events_from", START - 3_600_000))
+    before = one_after_the_other(store)
+    writer = open_store(tmp_path / "voxmon.db")
+    (top,) = writer.connection.execute("SELECT MAX(seq) FROM events").fetchone()
+    with store.read_transaction():
+        store.horizons.load()
+        assert writer.write(lambda s: s.events.delete_before(START - 3_600_000, 10)) == 1
+        writer.write(lambda s: s.events.insert(events_of_the_hour(1, prefix="new"), 0))
+        assert writer.connection.execute("SELECT MAX(seq) FROM events").fetchone() == (top,)
+        during = store.snapshots.hourly_aggregates(START, END, GAMMA, MIN_MS)
+        paired = store.snapshots._pair.last_paired
+    assert during == before
+    assert not paired
+    writer.close()
+    store.close()
+
+
 def test_paired_aggregations_run_on_one_connection_after_a_retention_commit_between(
     store: SqliteStore, tmp_path: Path
 ) -> None:
@@ -117,9 +145,9 @@ def test_paired_aggregations_of_an_in_memory_database_run_on_its_one_connection(
 
 
 def test_paired_error_on_either_side_is_raised_after_both_finished(store: SqliteStore) -> None:
-    """The second connection's transaction must not end under its running statement: an
-    error of the caller's side waits for the other side, and the other side's error is
-    raised on the caller's thread; afterwards neither connection is in a transaction."""
+    """An extra connection's transaction must not end under its running statement: an
+    error on one side waits for the other side, and the thread's error is raised on the
+    caller's thread; afterwards no connection is left in a transaction."""
     pair = Pair(store.connection)
     finished: list[str] = []
 
@@ -131,13 +159,59 @@ def test_paired_error_on_either_side_is_raised_after_both_finished(store: Sqlite
         raise ZeroDivisionError("injected")
 
     with pytest.raises(ZeroDivisionError, match="injected"), read_transaction(store.connection):
-        pair.run(slow, failing)
+        pair.run((START, END), slow, failing)
     assert finished == ["voxmon-rollup-pair"]
     with pytest.raises(ZeroDivisionError), read_transaction(store.connection):
-        pair.run(failing, lambda conn: conn.execute("SELECT 1").fetchone())
-    assert pair.last_paired
+        pair.run((START, END), failing, lambda conn: conn.execute("SELECT 1").fetchone())
     assert not store.connection.in_transaction
-    assert pair._partner is not None and not pair._partner.in_transaction
+    assert len(pair._readers) == 2 and not any(r.in_transaction for r in pair._readers)
     pair.close()
-    assert pair._partner is None
+    assert pair._readers == []
+    store.close()
+
+
+def test_paired_database_error_on_an_extra_connection_runs_both_on_the_callers(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sort that fills the temp directory fails (SQLite rolls that connection's
+    transaction back); the caller's snapshot ran no sort and is intact, so both statements
+    run there one after the other, as before pairing, with the same rows."""
+    expected = one_after_the_other(store)
+    snapshots = store.snapshots
+
+    def full_on_a_reader(conn: sqlite3.Connection) -> object:
+        if conn is not store.connection:
+            raise sqlite3.OperationalError("database or disk is full")
+        return snapshots.group_rows(START, END)
+
+    with store.read_transaction():
+        found = snapshots._pair.run(
+            (START, END), full_on_a_reader,
+            lambda c: SqliteStore(c).snapshots.latency_groups(START, END, GAMMA, MIN_MS),
+        )  # fmt: skip
+        assert not snapshots._pair.last_paired
+    assert found == expected
+    assert "database or disk is full" in caplog.text
+    store.close()
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_paired_without_the_file_at_its_path_runs_on_the_callers(
+    store: SqliteStore, tmp_path: Path, change: str
+) -> None:
+    """The extra connections open the file now at the path, read-only: a removed file
+    cannot be opened and an empty file put in its place holds no events; either way both
+    statements run on the caller's connection and nothing is written to the path."""
+    expected = one_after_the_other(store)
+    path = tmp_path / "voxmon.db"
+    path.rename(tmp_path / "aside.db")
+    if change == "replaced":
+        path.write_bytes(b"")
+    with store.read_transaction():
+        found = store.snapshots.hourly_aggregates(START, END, GAMMA, MIN_MS)
+        assert not store.snapshots._pair.last_paired
+    assert found == expected
+    assert (path.exists(), path.stat().st_size if path.exists() else None) == (
+        (True, 0) if change == "replaced" else (False, None)
+    )
     store.close()

@@ -41,6 +41,22 @@ def connect(
     return conn
 
 
+def connect_reader(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection to an existing database file, for extra reads beside a
+    connection that ``connect`` opened (it neither creates, migrates nor changes the file;
+    the journal mode is the file's, WAL)."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, isolation_level=None, check_same_thread=False, uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA temp_store=FILE")
+        _ensure_math(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _ensure_math(conn: sqlite3.Connection) -> None:
     """Register ``ln``/``ceil``/``pow`` (the hourly digest bucketing needs them) where
     SQLite was built without its math functions."""

@@ -1,108 +1,124 @@
 """Two reads at once on one snapshot: the hourly job's two aggregations each sort every
-event of the hour, and SQLite runs a statement on one core. A second connection to the same
-file runs one of them on a thread of its own (``sqlite3`` releases the GIL while a statement
-steps) while the caller's connection runs the other, so the hour takes about as long as the
-longer of the two (decisions/hourly-aggregation.md).
+event of the hour, and SQLite runs a statement on one core. Two more read-only connections
+to the same file run them at the same time, one on a thread of its own (``sqlite3``
+releases the GIL while a statement steps), so the hour takes about as long as the longer
+of the two (decisions/hourly-aggregation.md).
 
-Both must read the events as one snapshot. The caller's read transaction fixed its snapshot
-before; the second connection starts its own and both read a marker: the largest event
-``seq`` and the horizons. Events are only ever added at a larger ``seq`` (an insert undone
-in its own transaction leaves nothing) and only deleted by retention, below a watermark it
-raises first, which the rollup's guard reads in the caller's snapshot. So equal markers
-mean no commit between the two snapshots changed what either aggregation reads. When they
-differ (a commit landed in between) or no second connection can be had (an in-memory
-database), both statements run one after the other on the caller's connection, as before.
+Both must read the caller's snapshot, which its read transaction fixed before (the guard
+and the dirty mark were read in it). Each extra connection starts its own and all three
+read a marker: the number of events of the window and the horizons. Inside a window the
+rollup's guard allows, events are only added (an insert undone in its own transaction
+leaves nothing); retention deletes a window's events only after raising the events
+watermark past it, in the same transaction, which changes the horizons. So equal markers
+mean the window's events are the same in all three snapshots.
 
-Each statement runs on one connection without sorter threads, so the result is the same
-bytes either way."""
+The caller's connection itself runs no sort here, so its snapshot survives whatever
+happens to the other two (a sort that fills the temp directory makes SQLite roll back
+that connection's transaction). Whenever the markers differ (a commit landed in between),
+an extra connection cannot be opened (an in-memory database, a removed file, no file
+descriptors left) or either statement fails on one (its temp files need room for both
+sorts at once), both run one after the other on the caller's connection, as they did
+before. Each statement runs on one connection without sorter threads, so the rows are the
+same either way."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
-from exporter.storage.sqlite.connection import connect, read_transaction
+from exporter.storage.sqlite.connection import connect_reader, read_transaction
 
 A = TypeVar("A")
 B = TypeVar("B")
+Read = Callable[[sqlite3.Connection], A]
 
 MARKER = (
-    "SELECT (SELECT MAX(seq) FROM events),"
+    "SELECT (SELECT COUNT(*) FROM events WHERE ts_ms >= ? AND ts_ms < ?),"
     " (SELECT group_concat(name || '=' || ms, ',') FROM (SELECT name, ms FROM horizons"
     " ORDER BY name))"
 )
+log = logging.getLogger(__name__)
 
 
 class Pair:
-    """The caller's connection and, opened on first use, a second one to the same file."""
+    """The caller's connection and, opened on first use, two read-only ones to its file."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._partner: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
         self.last_paired = False
-        """Whether the last ``run`` used both connections (tests and benchmarks read it)."""
+        """Whether the last ``run`` got both results from the extra connections."""
 
-    def run(
-        self, other: Callable[[sqlite3.Connection], A], own: Callable[[sqlite3.Connection], B]
-    ) -> tuple[A, B]:
-        """``(other(c), own(c))`` on one snapshot: ``other`` on the second connection while
-        ``own`` runs here, or both here. Call inside a read transaction of the caller's
-        connection (its snapshot is the one both read)."""
-        mine = self._conn.execute(MARKER).fetchone()
-        partner = self._second()
+    def run(self, window: tuple[int, int], first: Read[A], second: Read[B]) -> tuple[A, B]:
+        """``(first(c), second(c))`` on the caller's snapshot of the events of ``window``
+        (``[start, end)`` ms): at once on the two extra connections when they read the
+        same, else one after the other here. Call inside a read transaction of the
+        caller's connection."""
+        mine = self._conn.execute(MARKER, window).fetchone()
         self.last_paired = False
-        if partner is None:
-            return other(self._conn), own(self._conn)
-        with read_transaction(partner):
-            if partner.execute(MARKER).fetchone() != mine:
-                return other(self._conn), own(self._conn)
-            self.last_paired = True
-            return _together(partner, other, self._conn, own)
+        try:
+            readers = self._open()
+            with ExitStack() as stack:
+                if not readers:  # an in-memory database
+                    return first(self._conn), second(self._conn)
+                for reader in readers:
+                    stack.enter_context(read_transaction(reader))
+                if all(r.execute(MARKER, window).fetchone() == mine for r in readers):
+                    found = _together(readers, first, second)
+                    self.last_paired = True
+                    return found
+        except sqlite3.Error as exc:
+            log.warning("hourly aggregations at once failed (%s); one after the other", exc)
+        return first(self._conn), second(self._conn)
 
-    def _second(self) -> sqlite3.Connection | None:
-        if self._partner is None:
+    def _open(self) -> list[sqlite3.Connection]:
+        """The two readers, opened if not yet; none for an in-memory database."""
+        if not self._readers:
             path = _file_of(self._conn)
             if path is None:
-                return None
-            self._partner = connect(path, create=False)
-        return self._partner
+                return []
+            opened = [connect_reader(path)]
+            try:
+                opened.append(connect_reader(path))
+            except BaseException:
+                opened[0].close()
+                raise
+            self._readers = opened
+        return self._readers
 
     def close(self) -> None:
-        if self._partner is not None:
-            self._partner.close()
-            self._partner = None
+        for reader in self._readers:
+            reader.close()
+        self._readers = []
 
 
-def _together(
-    partner: sqlite3.Connection,
-    other: Callable[[sqlite3.Connection], A],
-    conn: sqlite3.Connection,
-    own: Callable[[sqlite3.Connection], B],
-) -> tuple[A, B]:
-    """``other`` on a thread with ``partner``, ``own`` here; the thread is always joined
-    before returning (the partner's transaction must not end under its statement), and its
-    error, if any, raised here."""
+def _together(readers: list[sqlite3.Connection], first: Read[A], second: Read[B]) -> tuple[A, B]:
+    """``first`` on a thread with one reader, ``second`` here with the other; the thread is
+    always joined before returning (its transaction must not end under its statement), and
+    its error, if any, raised here."""
     found: list[A] = []
     failed: list[BaseException] = []
 
     def work() -> None:
         try:
-            found.append(other(partner))
+            found.append(first(readers[0]))
         except BaseException as exc:  # raised on the caller's thread below
             failed.append(exc)
 
     thread = threading.Thread(target=work, name="voxmon-rollup-pair", daemon=True)
     thread.start()
     try:
-        mine = own(conn)
+        other = second(readers[1])
     finally:
         thread.join()
     if failed:
         raise failed[0]
-    return found[0], mine
+    return found[0], other
 
 
 def _file_of(conn: sqlite3.Connection) -> Path | None:

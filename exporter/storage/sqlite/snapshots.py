@@ -23,16 +23,17 @@ class SqliteSnapshots:
     def hourly_aggregates(
         self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
     ) -> tuple[list[GroupRow], list[LatencyGroup]]:
-        """``group_rows`` and ``latency_groups`` of one window on one snapshot, at once on
-        two connections where they can be (``paired``), inside the caller's read
+        """``group_rows`` and ``latency_groups`` of one window on the caller's snapshot, at
+        once on two more connections where they can be (``paired``); call inside a read
         transaction."""
         return self._pair.run(
+            (start_ms, end_ms),
             lambda c: SqliteSnapshots(c).group_rows(start_ms, end_ms),
             lambda c: SqliteSnapshots(c).latency_groups(start_ms, end_ms, gamma, floor_ms),
         )
 
     def close(self) -> None:
-        """Close the second connection ``hourly_aggregates`` opened, if any."""
+        """Close the connections ``hourly_aggregates`` opened, if any."""
         self._pair.close()
 
     def group_rows(self, start_ms: int, end_ms: int) -> list[GroupRow]:
