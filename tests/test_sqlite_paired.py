@@ -24,11 +24,11 @@ START = 1_795_860_000_000  # 2026-11-28T10:00:00Z
 END = START + 3_600_000
 
 
-def events_of_the_hour(count: int, prefix: str = "e") -> list[Event]:
+def events_of_the_hour(count: int, prefix: str = "e", scale: float = 1.0) -> list[Event]:
     rng = random.Random(7)
     return [
         Event(f"{prefix}{i}", kind, START + rng.randrange(3_600_000), artifact_id=f"a{i}",
-              org_id=f"org-{rng.randrange(5)}", stage=stage, duration_ms=rng.random() * 9e3,
+              org_id=f"org-{rng.randrange(5)}", stage=stage, duration_ms=rng.random() * 9e3 * scale,
               metadata=Metadata(ai_cost_usd=rng.random() / 3, confidence=rng.random()))
         for i in range(count)
         for kind, stage in [rng.choice([("transcription_completed", "transcription"),
@@ -58,9 +58,9 @@ def test_paired_aggregations_equal_one_after_the_other_on_two_connections(
         paired = store.snapshots.hourly_aggregates(START, END, GAMMA, MIN_MS)
     store.connection.set_trace_callback(None)
     assert store.snapshots._pair.last_paired
-    # the caller's connection ran neither statement: the marker and looking its file up
+    # the caller's connection ran neither statement, only the marker
     assert [sql.split()[:2] for sql in statements] == [
-        ["BEGIN"], ["SELECT", "(SELECT"], ["PRAGMA", "database_list"], ["COMMIT"],
+        ["BEGIN"], ["SELECT", "(SELECT"], ["COMMIT"],
     ]  # fmt: skip
     assert paired == one_after_the_other(store)
     groups, latencies = paired
@@ -192,6 +192,27 @@ def test_paired_database_error_on_an_extra_connection_runs_both_on_the_callers(
         assert not snapshots._pair.last_paired
     assert found == expected
     assert "database or disk is full" in caplog.text
+    store.close()
+
+
+def test_paired_never_reads_another_database_put_at_the_path(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Another voxmon database, the same hour's events with ten times the durations (so
+    the same marker), moved in place of the file after the store opened it: the readers
+    would open it by its path, so both statements run on the caller's connection, which
+    still has the file it opened."""
+    expected = one_after_the_other(store)
+    other = open_store(tmp_path / "other.db")
+    tenfold = events_of_the_hour(20_000, scale=10.0)
+    other.write(lambda s: s.events.insert(tenfold, 0))
+    other.close()
+    (tmp_path / "voxmon.db").rename(tmp_path / "aside.db")
+    (tmp_path / "other.db").rename(tmp_path / "voxmon.db")
+    with store.read_transaction():
+        found = store.snapshots.hourly_aggregates(START, END, GAMMA, MIN_MS)
+        assert not store.snapshots._pair.last_paired
+    assert found == expected
     store.close()
 
 

@@ -15,15 +15,16 @@ mean the window's events are the same in all three snapshots.
 The caller's connection itself runs no sort here, so its snapshot survives whatever
 happens to the other two (a sort that fills the temp directory makes SQLite roll back
 that connection's transaction). Whenever the markers differ (a commit landed in between),
-an extra connection cannot be opened (an in-memory database, a removed file, no file
-descriptors left) or either statement fails on one (its temp files need room for both
-sorts at once), both run one after the other on the caller's connection, as they did
-before. Each statement runs on one connection without sorter threads, so the rows are the
-same either way."""
+an extra connection cannot be opened (an in-memory database, a removed file, another file
+put at the path since the store was made, no file descriptors left) or either statement
+fails on one (its temp files need room for both sorts at once), both run one after the
+other on the caller's connection, as they did before. Each statement runs on one
+connection without sorter threads, so the rows are the same either way."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -50,6 +51,10 @@ class Pair:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._path = _file_of(conn)
+        self._opened = _identity(self._path)
+        """The file at the path when the store was made, right after its connection
+        opened: the readers must open that file, not another put in its place since."""
         self._readers: list[sqlite3.Connection] = []
         self.last_paired = False
         """Whether the last ``run`` got both results from the extra connections."""
@@ -79,17 +84,24 @@ class Pair:
     def _open(self) -> list[sqlite3.Connection]:
         """The two readers, opened if not yet; none for an in-memory database."""
         if not self._readers:
-            path = _file_of(self._conn)
+            path = self._path
             if path is None:
                 return []
+            self._check_identity(path)
             opened = [connect_reader(path)]
             try:
                 opened.append(connect_reader(path))
+                self._check_identity(path)  # not replaced while they opened
             except BaseException:
-                opened[0].close()
+                for reader in opened:
+                    reader.close()
                 raise
             self._readers = opened
         return self._readers
+
+    def _check_identity(self, path: Path) -> None:
+        if self._opened is None or _identity(path) != self._opened:
+            raise sqlite3.OperationalError(f"{path} is no longer the file voxmon opened")
 
     def close(self) -> None:
         for reader in self._readers:
@@ -119,6 +131,15 @@ def _together(readers: list[sqlite3.Connection], first: Read[A], second: Read[B]
     if failed:
         raise failed[0]
     return found[0], other
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``; None when there is none."""
+    try:
+        stat = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return None if stat is None else (stat.st_dev, stat.st_ino)
 
 
 def _file_of(conn: sqlite3.Connection) -> Path | None:
