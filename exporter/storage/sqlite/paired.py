@@ -143,8 +143,13 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
 
 
 def _file_of(conn: sqlite3.Connection) -> Path | None:
-    """The main database file of ``conn``; None for an in-memory or temporary one."""
-    for _, name, path in conn.execute("PRAGMA database_list"):
+    """The main database file of ``conn``; None for an in-memory or temporary one (or a
+    connection that cannot say: no pairing then)."""
+    try:
+        listed = conn.execute("PRAGMA database_list").fetchall()
+    except sqlite3.Error:
+        return None
+    for _, name, path in listed:
         if name == "main":
             return Path(path) if path else None
     return None
