@@ -144,6 +144,24 @@ def test_paired_aggregations_of_an_in_memory_database_run_on_its_one_connection(
     store.close()
 
 
+def test_paired_error_of_an_in_memory_database_is_raised_once_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No extra connections to fall back from: a statement's error is the error, raised
+    from its one run."""
+    store = SqliteStore(connect(":memory:"))
+    calls: list[int] = []
+
+    def failing(conn: sqlite3.Connection) -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with pytest.raises(sqlite3.OperationalError), read_transaction(store.connection):
+        store.snapshots._pair.run((START, END), failing, failing)
+    assert (len(calls), caplog.text) == (1, "")
+    store.close()
+
+
 def test_paired_error_on_either_side_is_raised_after_both_finished(store: SqliteStore) -> None:
     """An extra connection's transaction must not end under its running statement: an
     error on one side waits for the other side, and the thread's error is raised on the

@@ -1,12 +1,14 @@
-"""Opening a SQLite connection (WAL mode, pragmas, math functions, migrations) and its
-transactions."""
+"""Opening a SQLite connection (WAL mode, pragmas, math functions, migrations), its
+transactions, and the identity of the file it opened."""
 
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -28,15 +30,7 @@ def connect(
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
-    # A sort larger than the page cache (the hourly GROUP BYs over a million events) spills
-    # sorted runs to a temp file and merges them, instead of growing one linked list in memory
-    # (temp_store=MEMORY): 40 % less CPU for the hourly rollup and memory bounded by the cache.
-    conn.execute("PRAGMA temp_store=FILE")
-    # No sorter helper threads (PRAGMA threads stays 0): with them, rows of one group reach
-    # SUM() in an order that depends on thread timing, and a re-run's float sums differ in
-    # their last digits (decisions/hourly-aggregation.md).
-    _ensure_math(conn)
+    _read_settings(conn)
     migrate(conn)
     return conn
 
@@ -48,13 +42,42 @@ def connect_reader(path: str | Path) -> sqlite3.Connection:
     uri = f"{Path(path).resolve().as_uri()}?mode=ro"
     conn = sqlite3.connect(uri, isolation_level=None, check_same_thread=False, uri=True)
     try:
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA temp_store=FILE")
-        _ensure_math(conn)
+        _read_settings(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Device and inode of a file: equal identities are the same file."""
+
+    device: int
+    inode: int
+
+
+def identity_of(path: Path) -> FileIdentity | None:
+    """The identity of the file now at ``path``, None when there is none."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return FileIdentity(stat.st_dev, stat.st_ino)
+
+
+def _read_settings(conn: sqlite3.Connection) -> None:
+    """What every connection's reads need: waiting for locks, sorts that spill to temp
+    files, the math functions the hourly bucketing uses."""
+    conn.execute("PRAGMA busy_timeout=10000")
+    # A sort larger than the page cache (the hourly GROUP BYs over a million events) spills
+    # sorted runs to a temp file and merges them, instead of growing one linked list in memory
+    # (temp_store=MEMORY): 40 % less CPU for the hourly rollup and memory bounded by the cache.
+    conn.execute("PRAGMA temp_store=FILE")
+    # No sorter helper threads (PRAGMA threads stays 0): with them, rows of one group reach
+    # SUM() in an order that depends on thread timing, and a re-run's float sums differ in
+    # their last digits (decisions/hourly-aggregation.md).
+    _ensure_math(conn)
 
 
 def _ensure_math(conn: sqlite3.Connection) -> None:

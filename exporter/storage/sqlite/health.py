@@ -4,7 +4,6 @@ probe makes, the identity of the open file, and the start-up integrity and write
 from __future__ import annotations
 
 import errno
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.storage.base import Store
-from exporter.storage.sqlite.connection import transaction
+from exporter.storage.sqlite.connection import FileIdentity, identity_of, transaction
 from exporter.storage.sqlite.store import SqliteStore
 
 KINDS = (
@@ -82,29 +81,12 @@ def classify(exc: BaseException) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """Device and inode of a file: equal identities are the same file."""
-
-    device: int
-    inode: int
-
-
-@dataclass(frozen=True, slots=True)
 class OpenedFiles:
     """The database file and its write-ahead log as opened. The log holds every commit
     since the last checkpoint: removed, those commits live only in an unlinked file."""
 
     database: FileIdentity | None
     wal: FileIdentity | None
-
-
-def identity_of(path: Path) -> FileIdentity | None:
-    """The identity of the file now at ``path``, None when there is none."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return FileIdentity(stat.st_dev, stat.st_ino)
 
 
 def opened_files(path: Path) -> OpenedFiles:

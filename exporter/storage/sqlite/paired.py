@@ -24,7 +24,6 @@ connection without sorter threads, so the rows are the same either way."""
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -32,7 +31,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
-from exporter.storage.sqlite.connection import connect_reader, read_transaction
+from exporter.storage.sqlite.connection import (
+    FileIdentity,
+    connect_reader,
+    identity_of,
+    read_transaction,
+)
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -64,19 +68,18 @@ class Pair:
         (``[start, end)`` ms): at once on the two extra connections when they read the
         same, else one after the other here. Call inside a read transaction of the
         caller's connection."""
-        mine = self._conn.execute(MARKER, window).fetchone()
         self.last_paired = False
         try:
             readers = self._open()
-            with ExitStack() as stack:
-                if not readers:  # an in-memory database
-                    return first(self._conn), second(self._conn)
-                for reader in readers:
-                    stack.enter_context(read_transaction(reader))
-                if all(r.execute(MARKER, window).fetchone() == mine for r in readers):
-                    found = _together(readers, first, second)
-                    self.last_paired = True
-                    return found
+            if readers:
+                mine = self._conn.execute(MARKER, window).fetchone()
+                with ExitStack() as stack:
+                    for reader in readers:
+                        stack.enter_context(read_transaction(reader))
+                    if all(r.execute(MARKER, window).fetchone() == mine for r in readers):
+                        found = _together(readers, first, second)
+                        self.last_paired = True
+                        return found
         except sqlite3.Error as exc:
             log.warning("hourly aggregations at once failed (%s); one after the other", exc)
         return first(self._conn), second(self._conn)
@@ -133,13 +136,12 @@ def _together(readers: list[sqlite3.Connection], first: Read[A], second: Read[B]
     return found[0], other
 
 
-def _identity(path: Path | None) -> tuple[int, int] | None:
-    """(device, inode) of the file at ``path``; None when there is none."""
+def _identity(path: Path | None) -> FileIdentity | None:
+    """``identity_of``, None where there is no file or it cannot be read: no pairing."""
     try:
-        stat = os.stat(path) if path is not None else None
+        return identity_of(path) if path is not None else None
     except OSError:
         return None
-    return None if stat is None else (stat.st_dev, stat.st_ino)
 
 
 def _file_of(conn: sqlite3.Connection) -> Path | None:
