@@ -163,6 +163,7 @@ def test_daemon_checks_the_whole_file_after_start_and_a_damaged_page_stops_inges
                 " returns error code 11); restore it from a backup, or move it aside to start"
                 " with an empty one")  # fmt: skip
         logged = wait_logged(process, Path(f"{damaged}.log"), line)
+        wait_listening(process, Path(f"{damaged}.log"), port)  # a small file's check may end first
         errors = [x for x in logged if " ERROR " in x]
         assert len(errors) == 1 and errors[0].endswith(f"{line}; ingest answers 503 until then")
         status, _, body = http("GET", f"http://127.0.0.1:{port}/readyz")
