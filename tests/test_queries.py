@@ -125,7 +125,7 @@ async def test_queries_org_breakdown_query_count_is_constant(start_app: Any, tmp
     three = await org_statements(start_app, 3)
     (tmp_path / "voxmon.db").unlink()
     three_hundred = await org_statements(start_app, 300)
-    assert three == three_hundred == ["BEGIN", "SELECT", "SELECT", "SELECT", "COMMIT"]
+    assert three == three_hundred == ["BEGIN", "WITH", "SELECT", "SELECT", "COMMIT"]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,28 @@ from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
 from exporter.storage.sqlite.paired import Pair
 
+_ONE_ORG = (
+    " FROM snapshots INDEXED BY snapshots_totals WHERE period = ?1 AND scope = o.org_id"
+    " AND period_start_ms >= ?2 AND period_start_ms < ?3"
+)
+ORG_TOTALS = (
+    "WITH RECURSIVE o(org_id) AS (SELECT MIN(scope) FROM snapshots INDEXED BY snapshots_totals"
+    " WHERE period = ?1 AND scope > '' UNION ALL SELECT (SELECT MIN(scope) FROM snapshots"
+    " INDEXED BY snapshots_totals WHERE period = ?1 AND scope > o.org_id) FROM o"
+    " WHERE o.org_id IS NOT NULL),"
+    f" ranked(org_id, received) AS (SELECT org_id, (SELECT SUM(artifacts_received){_ONE_ORG})"
+    " FROM o WHERE org_id IS NOT NULL ORDER BY 2 DESC, 1 LIMIT ?4)"
+    f" SELECT org_id, received, (SELECT SUM(artifacts_completed){_ONE_ORG}),"
+    f" (SELECT SUM(artifacts_failed){_ONE_ORG}), (SELECT TOTAL(ai_cost_usd){_ONE_ORG})"
+    " FROM ranked AS o WHERE received IS NOT NULL ORDER BY 2 DESC, 1"
+)
+"""The org breakdown's totals without sorting the range's rows by organisation: ``o`` steps
+through the organisations stored for ``period`` (one index seek each), ``ranked`` sums
+each one's received over the range from its own run of ``snapshots_totals`` entries and
+keeps the busiest ``limit`` (an org with no row in the range sums to NULL, which sorts
+last, and is dropped after the limit), and only those get their other sums. Each sum
+reads its org's rows in start order, as the GROUP BY it replaces did."""
+
 
 class SqliteSnapshots:
     """Snapshot rows, the hourly aggregation queries, dirty windows and snapshot retention."""
@@ -206,13 +228,7 @@ class SqliteSnapshots:
 
     def org_totals(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgTotals]:
         """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
-        rows = self._conn.execute(
-            "SELECT scope, SUM(artifacts_received), SUM(artifacts_completed),"
-            " SUM(artifacts_failed), TOTAL(ai_cost_usd) FROM snapshots INDEXED BY snapshots_totals"
-            " WHERE period = ? AND period_start_ms >= ? AND period_start_ms < ? AND scope != ''"
-            " GROUP BY scope ORDER BY SUM(artifacts_received) DESC, scope LIMIT ?",
-            (period, start_ms, end_ms, limit),
-        )
+        rows = self._conn.execute(ORG_TOTALS, (period, start_ms, end_ms, limit))
         return [OrgTotals(*row) for row in rows]
 
     def end_to_end_digests(
