@@ -11,6 +11,7 @@ from exporter.reports import HistoryRow, OrgReport, StageReport
 from exporter.storage.base import Reader, Store
 from exporter.timestamps import HOUR_MS
 from rollup import reports
+from rollup.packed import PackedDigest
 from rollup.summary import DAY_MS, Coverage, hour_bounds, plan, spans
 
 
@@ -57,9 +58,12 @@ def _org_breakdown(
     with store.read_transaction():
         totals = store.snapshots.org_totals(period, start_ms, end_ms, limit)
         ids = [t.org_id for t in totals]
-        digests = store.snapshots.end_to_end_digests(period, start_ms, end_ms, ids)
+        merged: dict[str, PackedDigest] = {}  # merged while the next orgs' digests are read
+        store.snapshots.end_to_end_digests(
+            period, start_ms, end_ms, ids, lambda runs: merged.update(reports.merged_runs(runs))
+        )
         names = store.orgs.org_names(ids)
-    return reports.orgs(totals, digests, names)
+    return reports.orgs(totals, merged, names)
 
 
 def _summary(

@@ -87,16 +87,24 @@ def stages(rows: Iterable[SnapshotRow]) -> list[StageReport]:
     ]
 
 
+def merged_runs(runs: Mapping[str, tuple[int, bytes]]) -> dict[str, PackedDigest]:
+    """Each org's run of stored end-to-end digests (``Snapshots.end_to_end_digests``),
+    merged."""
+    found = list(runs)
+    merged = merger.merge_groups([packed.decode_run(*runs[org]) for org in found])
+    return dict(zip(found, merged, strict=True))
+
+
 def orgs(
     totals: Sequence[OrgTotals],
-    digests: Mapping[str, tuple[int, bytes]],
+    merged: Mapping[str, PackedDigest],
     names: Mapping[str, str],
 ) -> list[OrgReport]:
-    """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (merged)."""
-    runs = [digests.get(t.org_id, (0, b"")) for t in totals]
-    merged = merger.merge_groups([packed.decode_run(count, data) for count, data in runs])
+    """Per organisation: counts, failure rate, cost and end-to-end avg/p95 (``merged``
+    digests; none when the org stored none over the range)."""
     out = []
-    for t, e2e in zip(totals, merged, strict=True):
+    for t in totals:
+        e2e = merged.get(t.org_id, packed.EMPTY)
         out.append(OrgReport(
             org_id=t.org_id,
             name=names.get(t.org_id),

@@ -29,6 +29,8 @@ from exporter.records import (
 
 T = TypeVar("T")
 P = ParamSpec("P")
+TakeDigests = Callable[[dict[str, tuple[int, bytes]]], None]
+"""Takes a batch of orgs' end-to-end digest runs: org -> (digests, their bytes joined)."""
 
 
 class Events(Protocol):
@@ -96,8 +98,8 @@ class Snapshots(Protocol):
         self, period: str, start_ms: int, end_ms: int, limit: int
     ) -> list[OrgTotals]: ...
     def end_to_end_digests(
-        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
-    ) -> dict[str, tuple[int, bytes]]: ...
+        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str], take: TakeDigests
+    ) -> None: ...
 
 
 class JobRuns(Protocol):

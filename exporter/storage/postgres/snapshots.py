@@ -9,12 +9,14 @@ from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
+from exporter.storage.base import TakeDigests
 from exporter.storage.postgres.connection import Connection
+from exporter.storage.postgres.digests import read_digests
 
 # The hourly aggregations hash their groups (about 3,000 and 180,000 for a million events)
 # instead of sorting a million rows: with the default work_mem (4 MB) the planner sorts on
-# disk. Transaction-local, so it lasts for the rollup's read transaction only (the org
-# breakdown's too: it sorts each org's digests in memory); no effect outside a transaction.
+# disk. Transaction-local, so it lasts for the rollup's read transaction only; no effect
+# outside a transaction.
 _AGGREGATION_MEMORY = "SELECT set_config('work_mem', '64MB', true)"
 ORG_TOTALS = (
     "SELECT scope, SUM(artifacts_received)::bigint, SUM(artifacts_completed)::bigint,"
@@ -208,21 +210,10 @@ class PgSnapshots:
         return [OrgTotals(*row) for row in rows]
 
     def end_to_end_digests(
-        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
-    ) -> dict[str, tuple[int, bytes]]:
-        """Per org, how many end-to-end digests it stored over the range and their bytes
-        concatenated in start order (each is self-delimiting msgpack), in one query: one
-        row per org, not per snapshot."""
-        self._conn.execute(_AGGREGATION_MEMORY)  # sorts each org's digests in memory
-        rows = self._conn.execute(
-            "SELECT scope, COUNT(*), string_agg(end_to_end, ''::bytea ORDER BY period_start_ms)"
-            " FROM snapshots WHERE period = %s AND scope = ANY(%s)"
-            " AND period_start_ms >= %s AND period_start_ms < %s AND end_to_end IS NOT NULL"
-            " GROUP BY scope",
-            (period, list(org_ids), start_ms, end_ms),
-            binary=True,  # see _SNAPSHOT_COLUMNS
-        ).fetchall()
-        return {str(scope): (int(count), bytes(blob)) for scope, count, blob in rows}
+        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str], take: TakeDigests
+    ) -> None:
+        """``take`` each batch of orgs' digest runs (``digests.read_digests``)."""
+        read_digests(self._conn, period, start_ms, end_ms, org_ids, take)
 
 
 def bucketed_durations(group: str, where: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
+from exporter.storage.base import TakeDigests
 from exporter.storage.sqlite.paired import Pair
 
 _ONE_ORG = (
@@ -232,11 +233,12 @@ class SqliteSnapshots:
         return [OrgTotals(*row) for row in rows]
 
     def end_to_end_digests(
-        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str]
-    ) -> dict[str, tuple[int, bytes]]:
-        """Per org, how many end-to-end digests it stored over the range and their bytes
-        concatenated in start order (each is self-delimiting msgpack), in one query: one
-        row per org, not per snapshot, read from the index that holds the digests."""
+        self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str], take: TakeDigests
+    ) -> None:
+        """``take`` the orgs' digest runs in one batch (per org, how many end-to-end digests
+        it stored over the range and their bytes concatenated in start order; each is
+        self-delimiting msgpack), from one query: one row per org, not per snapshot, read
+        from the index that holds the digests."""
         rows = self._conn.execute(
             "SELECT scope, COUNT(*), CAST(group_concat(end_to_end, x'') AS BLOB)"
             " FROM snapshots INDEXED BY snapshots_end_to_end"
@@ -245,4 +247,4 @@ class SqliteSnapshots:
             " GROUP BY scope",
             (period, json.dumps(list(org_ids)), start_ms, end_ms),
         )
-        return {scope: (count, blob) for scope, count, blob in rows}
+        take({scope: (count, blob) for scope, count, blob in rows})
