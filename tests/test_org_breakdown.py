@@ -6,6 +6,7 @@ read-ahead when either side fails."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from contextlib import closing
@@ -18,7 +19,7 @@ import pytest
 from exporter.http.context import BACKEND
 from exporter.records import OrgTotals, SnapshotRow
 from exporter.storage.postgres.digests import BATCH, read_ahead
-from exporter.storage.sqlite.snapshots import ORG_TOTALS
+from exporter.storage.sqlite.snapshots import ORG_TOTALS, ORG_TOTALS_SHORT
 from exporter.timestamps import format_rfc3339
 from rollup.digest import LatencyDigest
 from tests.backends import both, fresh_database, store_for
@@ -46,12 +47,16 @@ def random_days(rng: random.Random, days: int) -> dict[tuple[str, int], list[Sna
 
 
 def reference(
-    windows: dict[tuple[str, int], list[SnapshotRow]], start_ms: int, end_ms: int, limit: int
+    windows: dict[tuple[str, int], list[SnapshotRow]],
+    period: str,
+    start_ms: int,
+    end_ms: int,
+    limit: int,
 ) -> list[OrgTotals]:
-    """Sums per org over the daily rows starting in the range, in start order."""
+    """Sums per org over the ``period`` rows starting in the range, in start order."""
     sums: dict[str, list[float]] = {}
-    for (period, start), found in sorted(windows.items(), key=lambda item: item[0][1]):
-        if period != "daily" or not start_ms <= start < end_ms:
+    for (kind, start), found in sorted(windows.items(), key=lambda item: item[0][1]):
+        if kind != period or not start_ms <= start < end_ms:
             continue
         for row in found:
             if row.scope:
@@ -74,35 +79,51 @@ def test_org_totals_equal_the_reference_for_every_range_and_limit(
         for (period, start), found in windows.items():
             store.write(lambda s, p=period, t=start, f=found: s.snapshots.replace_snapshots(
                 p, t, f))  # fmt: skip
-        for first, last, limit in [(0, 12, 1000), (0, 12, 7), (3, 5, 10), (11, 12, 1),
-                                   (5, 5, 3), (-3, 1, 1000), (12, 20, 5)]:  # fmt: skip
+        # every range is at most 24 daily windows (SQLite's short form) and, but for
+        # (11, 12) and (5, 5), more than 24 hourly ones (its form for longer ranges)
+        for period, (first, last, limit) in itertools.product(("daily", "hourly"), [
+            (0, 12, 1000), (0, 12, 7), (3, 5, 10), (11, 12, 1), (5, 5, 3), (-3, 1, 1000),
+            (12, 20, 5),
+        ]):  # fmt: skip
             start_ms, end_ms = D0 + first * DAY_MS, D0 + last * DAY_MS
             with store.read_transaction():
-                found = store.snapshots.org_totals("daily", start_ms, end_ms, limit)
-            expected = reference(windows, start_ms, end_ms, limit)
+                found = store.snapshots.org_totals(period, start_ms, end_ms, limit)
+            expected = reference(windows, period, start_ms, end_ms, limit)
             assert [(t.org_id, t.received, t.completed, t.failed) for t in found] == [
                 (t.org_id, t.received, t.completed, t.failed) for t in expected
-            ], (first, last, limit)
+            ], (period, first, last, limit)
             assert [t.ai_cost_usd for t in found] == pytest.approx(
                 [t.ai_cost_usd for t in expected], rel=1e-12, abs=0
             )
 
 
 def test_sqlite_org_totals_seek_each_org_and_sort_no_rows(tmp_path: Path) -> None:
-    """SQLite reads each organisation's run of ``snapshots_totals`` entries: no temporary
-    B-tree groups the range's rows (it sorted 90,000 of them for a 90-day breakdown), only
-    the organisations' sums are ordered."""
+    """SQLite reads each organisation's run of ``snapshots_totals`` entries: over a long
+    range no temporary B-tree groups the range's rows (it sorted 90,000 of them for a
+    90-day breakdown), only the organisations' sums are ordered; over a short one the
+    organisations are the distinct scopes of the range's own entries."""
     with closing(store_for("", tmp_path)) as store:
-        plan = [row[3] for row in store.connection.execute(
-            "EXPLAIN QUERY PLAN " + ORG_TOTALS, ("daily", D0, D0 + DAY_MS, 100))]  # fmt: skip
-    searches = [step for step in plan if step.startswith("SEARCH")]
-    assert searches == [
-        "SEARCH snapshots USING COVERING INDEX snapshots_totals (period=? AND scope>?)",
-        "SEARCH snapshots USING COVERING INDEX snapshots_totals (period=? AND scope>?)",
-        *["SEARCH snapshots USING COVERING INDEX snapshots_totals"
-          " (period=? AND scope=? AND period_start_ms>? AND period_start_ms<?)"] * 4,
-    ], plan  # fmt: skip
-    assert [step for step in plan if "TEMP" in step] == ["USE TEMP B-TREE FOR ORDER BY"] * 2
+
+        def searches(sql: str, days: int) -> tuple[list[str], list[str]]:
+            rows = store.connection.execute(
+                "EXPLAIN QUERY PLAN " + sql, ("daily", D0, D0 + days * DAY_MS, 100)
+            )
+            plan = [row[3] for row in rows]
+            return [s for s in plan if s.startswith("SEARCH")], [s for s in plan if "TEMP" in s]
+
+        seek = "SEARCH snapshots USING COVERING INDEX snapshots_totals (period=? AND scope>?)"
+        one_org = (
+            "SEARCH snapshots USING COVERING INDEX snapshots_totals"
+            " (period=? AND scope=? AND period_start_ms>? AND period_start_ms<?)"
+        )
+        by_start = (
+            "SEARCH snapshots USING COVERING INDEX sqlite_autoindex_snapshots_1"
+            " (period=? AND period_start_ms>? AND period_start_ms<?)"
+        )
+        order = "USE TEMP B-TREE FOR ORDER BY"
+        assert searches(ORG_TOTALS, 90) == ([seek, seek, *[one_org] * 4], [order] * 2)
+        assert searches(ORG_TOTALS_SHORT, 24) == (
+            [by_start, *[one_org] * 4], ["USE TEMP B-TREE FOR DISTINCT", order, order])  # fmt: skip
 
 
 @both

@@ -1,7 +1,8 @@
-"""The org breakdown's end-to-end digests, read one batch ahead of the caller: a helper
-thread fetches the next orgs' rows from a server-side cursor while the caller merges the
-ones before. psycopg waits for the server with the GIL released, so the server's scan and
-the caller's merging overlap on two cores (decisions/org-breakdown-reads.md)."""
+"""The org breakdown's end-to-end digests, read ahead of the caller: a helper thread
+fetches the orgs' rows from a server-side cursor in batches while the caller merges the
+ones before (the helper queues each batch as it arrives, without waiting for the merge).
+psycopg waits for the server with the GIL released, so the server's scan and the caller's
+merging overlap on two cores (decisions/org-breakdown-reads.md)."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def _runs(rows: Rows) -> dict[str, tuple[int, bytes]]:
 
 def read_ahead(cursor: ServerCursor[Any], size: int, take: Callable[[Rows], None]) -> None:
     """``take`` each batch of up to ``size`` rows of the executed ``cursor``, in order, on
-    the calling thread. Returns only once the helper has stopped (the connection is then
-    the caller's alone again); raises the first error of either side, a fetch's included."""
+    the calling thread; a helper thread fetches every batch as soon as the server sends it
+    (memory: at most the whole result, as one fetch would hold). Returns only once the
+    helper has stopped (the connection is then the caller's alone again); raises the first
+    error of either side, a fetch's included."""
     batches: queue.SimpleQueue[Rows | BaseException | None] = queue.SimpleQueue()
     stop = threading.Event()
 
