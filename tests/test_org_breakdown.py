@@ -19,7 +19,7 @@ import pytest
 from exporter.http.context import BACKEND
 from exporter.records import OrgTotals, SnapshotRow
 from exporter.storage.postgres.digests import BATCH, read_ahead
-from exporter.storage.sqlite.snapshots import ORG_TOTALS, ORG_TOTALS_SHORT
+from exporter.storage.sqlite.org_totals import ORG_TOTALS, ORG_TOTALS_SHORT, SqliteOrgTotals
 from exporter.timestamps import format_rfc3339
 from rollup.digest import LatencyDigest
 from tests.backends import both, fresh_database, store_for
@@ -79,22 +79,25 @@ def test_org_totals_equal_the_reference_for_every_range_and_limit(
         for (period, start), found in windows.items():
             store.write(lambda s, p=period, t=start, f=found: s.snapshots.replace_snapshots(
                 p, t, f))  # fmt: skip
-        # every range is at most 24 daily windows (SQLite's short form) and, but for
-        # (11, 12) and (5, 5), more than 24 hourly ones (its form for longer ranges)
         for period, (first, last, limit) in itertools.product(("daily", "hourly"), [
             (0, 12, 1000), (0, 12, 7), (3, 5, 10), (11, 12, 1), (5, 5, 3), (-3, 1, 1000),
             (12, 20, 5),
         ]):  # fmt: skip
             start_ms, end_ms = D0 + first * DAY_MS, D0 + last * DAY_MS
+            args = (period, start_ms, end_ms, limit)
             with store.read_transaction():
-                found = store.snapshots.org_totals(period, start_ms, end_ms, limit)
-            expected = reference(windows, period, start_ms, end_ms, limit)
-            assert [(t.org_id, t.received, t.completed, t.failed) for t in found] == [
-                (t.org_id, t.received, t.completed, t.failed) for t in expected
-            ], (period, first, last, limit)
-            assert [t.ai_cost_usd for t in found] == pytest.approx(
-                [t.ai_cost_usd for t in expected], rel=1e-12, abs=0
-            )
+                answers = [store.snapshots.org_totals(*args)]
+                if not database_url:  # SQLite: both forms, whichever the range would pick
+                    answers += [[OrgTotals(*row) for row in store.connection.execute(sql, args)]
+                                for sql in (ORG_TOTALS, ORG_TOTALS_SHORT)]  # fmt: skip
+            expected = reference(windows, *args)
+            for found in answers:
+                assert [(t.org_id, t.received, t.completed, t.failed) for t in found] == [
+                    (t.org_id, t.received, t.completed, t.failed) for t in expected
+                ], (period, first, last, limit)
+                assert [t.ai_cost_usd for t in found] == pytest.approx(
+                    [t.ai_cost_usd for t in expected], rel=1e-12, abs=0
+                )
 
 
 def test_sqlite_org_totals_seek_each_org_and_sort_no_rows(tmp_path: Path) -> None:
@@ -124,6 +127,41 @@ def test_sqlite_org_totals_seek_each_org_and_sort_no_rows(tmp_path: Path) -> Non
         assert searches(ORG_TOTALS, 90) == ([seek, seek, *[one_org] * 4], [order] * 2)
         assert searches(ORG_TOTALS_SHORT, 24) == (
             [by_start, *[one_org] * 4], ["USE TEMP B-TREE FOR DISTINCT", order, order])  # fmt: skip
+
+
+def test_sqlite_org_totals_sort_the_range_only_when_cheaper_than_seeking_stored_orgs(
+    tmp_path: Path,
+) -> None:
+    """The short form when the range has at most four entries per stored org: 10 steady
+    orgs over 10 days pick it for ranges of up to 4 days, not 5; orgs that come and go (10
+    new a day) pick it for the whole 10 days. The count of stored orgs is taken again once
+    a row has been written (100 new orgs on day 10), and kept while none is (a delete)."""
+    with closing(store_for("", tmp_path)) as store:
+
+        def put(period: str, day: int, orgs: range) -> None:
+            found = [SnapshotRow(period, D0 + day * DAY_MS, f"org-{o:03d}", 1, 1, 0, 0.5, b"p",
+                                 None) for o in orgs]  # fmt: skip
+            store.write(lambda s: s.snapshots.replace_snapshots(period, D0 + day * DAY_MS, found))
+
+        for day in range(10):
+            put("daily", day, range(10))
+            put("hourly", day, range(10 * day, 10 * day + 10))
+        choice = SqliteOrgTotals(store.connection)
+
+        def short(period: str, first: int, last: int) -> bool:
+            return choice.short_form(period, D0 + first * DAY_MS, D0 + last * DAY_MS)
+
+        assert [short("daily", 10 - days, 10) for days in (1, 4, 5, 10)] == [
+            True, True, False, False]  # fmt: skip
+        assert short("hourly", 0, 10) is True
+        put("daily", 10, range(100, 200))
+        put("hourly", 10, range(1))  # so the delete below leaves the largest rowid
+        assert short("daily", 5, 10) is True  # 50 entries <= 4 * 110 stored orgs
+        store.write(lambda s: s.connection.execute(
+            "DELETE FROM snapshots WHERE period = 'daily' AND scope >= 'org-100'"))  # fmt: skip
+        assert short("daily", 5, 10) is True  # the count of 110 is kept
+        put("hourly", 11, range(1))
+        assert short("daily", 5, 10) is False  # counted again: 50 entries > 4 * 10
 
 
 @both

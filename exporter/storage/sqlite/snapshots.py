@@ -11,42 +11,8 @@ from collections.abc import Iterable, Sequence
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
 from exporter.storage.base import TakeDigests
+from exporter.storage.sqlite.org_totals import SqliteOrgTotals
 from exporter.storage.sqlite.paired import Pair
-
-_ONE_ORG = (
-    " FROM snapshots INDEXED BY snapshots_totals WHERE period = ?1 AND scope = o.org_id"
-    " AND period_start_ms >= ?2 AND period_start_ms < ?3"
-)
-_RANKED = (
-    f" ranked(org_id, received) AS (SELECT org_id, (SELECT SUM(artifacts_received){_ONE_ORG})"
-    " FROM o WHERE org_id IS NOT NULL ORDER BY 2 DESC, 1 LIMIT ?4)"
-    f" SELECT org_id, received, (SELECT SUM(artifacts_completed){_ONE_ORG}),"
-    f" (SELECT SUM(artifacts_failed){_ONE_ORG}), (SELECT TOTAL(ai_cost_usd){_ONE_ORG})"
-    " FROM ranked AS o WHERE received IS NOT NULL ORDER BY 2 DESC, 1"
-)
-ORG_TOTALS = (
-    "WITH RECURSIVE o(org_id) AS (SELECT MIN(scope) FROM snapshots INDEXED BY snapshots_totals"
-    " WHERE period = ?1 AND scope > '' UNION ALL SELECT (SELECT MIN(scope) FROM snapshots"
-    " INDEXED BY snapshots_totals WHERE period = ?1 AND scope > o.org_id) FROM o"
-    f" WHERE o.org_id IS NOT NULL),{_RANKED}"
-)
-"""The org breakdown's totals without sorting the range's rows by organisation: ``o`` steps
-through the organisations stored for ``period`` (one index seek each), ``ranked`` sums
-each one's received over the range from its own run of ``snapshots_totals`` entries and
-keeps the busiest ``limit`` (an org with no row in the range sums to NULL, which sorts
-last, and is dropped after the limit), and only those get their other sums. Each sum
-reads its org's rows in start order, as the GROUP BY it replaces did."""
-ORG_TOTALS_SHORT = (
-    "WITH o(org_id) AS (SELECT DISTINCT scope FROM snapshots INDEXED BY"
-    " sqlite_autoindex_snapshots_1 WHERE period = ?1 AND period_start_ms >= ?2"
-    f" AND period_start_ms < ?3 AND scope > ''),{_RANKED}"
-)
-"""The same for a range of at most ``SHORT_WINDOWS`` windows: the organisations are the
-distinct scopes of the range's own entries (in start order), so organisations stored for
-the period but quiet in the range cost nothing; with an org's seek costing as much as
-sorting about eight entries, this is never much slower than seeking every stored org."""
-SHORT_WINDOWS = 24
-_WINDOW_MS = {"hourly": 3_600_000, "daily": 86_400_000}
 
 
 class SqliteSnapshots:
@@ -55,6 +21,7 @@ class SqliteSnapshots:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._pair = Pair(conn)
+        self._org_totals = SqliteOrgTotals(conn)
 
     def hourly_aggregates(
         self, start_ms: int, end_ms: int, gamma: float, floor_ms: float
@@ -242,10 +209,7 @@ class SqliteSnapshots:
 
     def org_totals(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgTotals]:
         """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
-        short = end_ms - start_ms <= SHORT_WINDOWS * _WINDOW_MS[period]
-        sql = ORG_TOTALS_SHORT if short else ORG_TOTALS
-        rows = self._conn.execute(sql, (period, start_ms, end_ms, limit))
-        return [OrgTotals(*row) for row in rows]
+        return self._org_totals.org_totals(period, start_ms, end_ms, limit)
 
     def end_to_end_digests(
         self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str], take: TakeDigests
