@@ -11,7 +11,7 @@ from typing import Any
 
 from exporter import demo
 from exporter.settings import LOG_FORMATS, LOG_LEVELS, Settings
-from exporter.timestamps import TimestampError, ms_to_datetime, parse_timestamp
+from exporter.timestamps import TimestampError, epoch_or_text, ms_to_datetime, parse_timestamp
 
 DESCRIPTION = (
     "voxmon: a monitoring daemon for a voice-note pipeline. Settings come from ./voxmon.toml"
@@ -132,7 +132,6 @@ def _add_rollup(subs: Any) -> None:
 
 def _when(text: str) -> datetime:
     try:
-        value: str | int = int(text) if text.lstrip("-").isdigit() else text
-        return ms_to_datetime(parse_timestamp(value))
+        return ms_to_datetime(parse_timestamp(epoch_or_text(text)))
     except TimestampError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

@@ -19,6 +19,16 @@ class TimestampError(ValueError):
     """A timestamp that is neither RFC 3339 with an offset nor integer epoch ms."""
 
 
+_EPOCH_MS = re.compile(r"-?[0-9]{1,30}")
+
+
+def epoch_or_text(text: str) -> str | int:
+    """A query or command-line value as ``parse_timestamp`` takes it: ASCII digits (with a
+    leading ``-``) are epoch ms; anything else, fullwidth or other non-ASCII digits too,
+    stays text and must be RFC 3339."""
+    return int(text) if _EPOCH_MS.fullmatch(text) else text
+
+
 def parse_timestamp(value: str | int) -> int:
     """Return UTC epoch milliseconds (sub-millisecond digits truncated).
 

@@ -13,6 +13,7 @@ from exporter.timestamps import (
     MIN_MS,
     TimestampError,
     datetime_to_ms,
+    epoch_or_text,
     format_rfc3339,
     ms_to_datetime,
     parse_timestamp,
@@ -208,3 +209,22 @@ def test_parse_timestamp_outside_years_1_to_9999_rejected(value: str | int) -> N
 def test_parse_timestamp_range_ends_accepted(value: int) -> None:
     assert parse_timestamp(value) == value
     assert format_rfc3339(value) in ("0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1795824000000", 1_795_824_000_000),
+        ("-5", -5),
+        ("0" * 30, 0),
+        ("1" * 31, "1" * 31),
+        ("\uff15", "\uff15"),  # fullwidth 5
+        ("\u0663", "\u0663"),  # Arabic-Indic 3
+        ("+5", "+5"),
+        (" 5", " 5"),
+        ("1_0", "1_0"),
+        ("2026-11-28T00:00:00Z", "2026-11-28T00:00:00Z"),
+    ],
+)
+def test_epoch_or_text_takes_only_ascii_digits_as_epoch_ms(text: str, expected: str | int) -> None:
+    assert epoch_or_text(text) == expected

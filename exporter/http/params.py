@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from exporter.errors import BadRequest
 from exporter.records import Range
-from exporter.timestamps import HOUR_MS, TimestampError, parse_timestamp
+from exporter.timestamps import HOUR_MS, TimestampError, epoch_or_text, parse_timestamp
 
 PERIOD_MS = {"hourly": HOUR_MS, "daily": 24 * HOUR_MS}
 
@@ -32,9 +32,8 @@ def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
 def parse_time(param: str, text: str) -> int:
     """RFC 3339 with offset, or integer epoch milliseconds -> epoch ms."""
     try:
-        value: str | int = int(text) if text.lstrip("-").isdigit() else text
-        return parse_timestamp(value)
-    except (TimestampError, ValueError) as exc:
+        return parse_timestamp(epoch_or_text(text))
+    except TimestampError as exc:
         raise bad(param, f"expected RFC 3339 with offset or epoch ms ({exc})") from None
 
 
