@@ -19,14 +19,20 @@ class TimestampError(ValueError):
     """A timestamp that is neither RFC 3339 with an offset nor integer epoch ms."""
 
 
-_EPOCH_MS = re.compile(r"-?[0-9]{1,30}")
+_EPOCH_MS = re.compile(r"-?[0-9]+")
+_LONGEST_EPOCH = 30
+"""More digits than any usable epoch has, and far fewer than ``int()`` refuses (4,300)."""
 
 
 def epoch_or_text(text: str) -> str | int:
     """A query or command-line value as ``parse_timestamp`` takes it: ASCII digits (with a
-    leading ``-``) are epoch ms; anything else, fullwidth or other non-ASCII digits too,
-    stays text and must be RFC 3339."""
-    return int(text) if _EPOCH_MS.fullmatch(text) else text
+    leading ``-``) are epoch ms, outside the range when there are more than 30 of them;
+    anything else, fullwidth or other non-ASCII digits too, stays text and must be RFC 3339."""
+    if not _EPOCH_MS.fullmatch(text):
+        return text
+    if len(text.lstrip("-")) > _LONGEST_EPOCH:
+        raise TimestampError(f"{text[:_LONGEST_EPOCH]}... ms is outside {_RANGE}")
+    return int(text)
 
 
 def parse_timestamp(value: str | int) -> int:
@@ -64,13 +70,14 @@ MIN_MS = -62_135_596_800_000
 """0001-01-01T00:00:00Z, the first instant a datetime can hold."""
 MAX_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last."""
+_RANGE = "0001-01-01T00:00:00Z..9999-12-31T23:59:59.999Z"
 
 
 def check_range(ms: int) -> int:
     """``ms`` if it lies between year 1 and year 9999 (UTC), else ``TimestampError``: epoch
     values outside it cannot be formatted, compared as dates or stored as snapshots."""
     if not MIN_MS <= ms <= MAX_MS:
-        raise TimestampError(f"{ms} ms is outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.999Z")
+        raise TimestampError(f"{ms} ms is outside {_RANGE}")
     return ms
 
 

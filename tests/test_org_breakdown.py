@@ -134,8 +134,9 @@ def test_sqlite_org_totals_sort_the_range_only_when_cheaper_than_seeking_stored_
 ) -> None:
     """The short form when the range has at most four entries per stored org: 10 steady
     orgs over 10 days pick it for ranges of up to 4 days, not 5; orgs that come and go (10
-    new a day) pick it for the whole 10 days. The count of stored orgs is taken again once
-    a row has been written (100 new orgs on day 10), and kept while none is (a delete)."""
+    new a day) pick it for the whole 10 days. The stored orgs of a period are counted again
+    when its first or last window moved (100 new orgs on day 10 or day -1, then that day
+    deleted), not when the other period is written."""
     with closing(store_for("", tmp_path)) as store:
 
         def put(period: str, day: int, orgs: range) -> None:
@@ -143,25 +144,42 @@ def test_sqlite_org_totals_sort_the_range_only_when_cheaper_than_seeking_stored_
                                  None) for o in orgs]  # fmt: skip
             store.write(lambda s: s.snapshots.replace_snapshots(period, D0 + day * DAY_MS, found))
 
+        def delete(day: int) -> None:
+            store.write(lambda s: s.connection.execute(
+                "DELETE FROM snapshots WHERE period = 'daily' AND period_start_ms = ?",
+                (D0 + day * DAY_MS,)))  # fmt: skip
+
         for day in range(10):
             put("daily", day, range(10))
             put("hourly", day, range(10 * day, 10 * day + 10))
         choice = SqliteOrgTotals(store.connection)
+        counted: list[str] = []
 
         def short(period: str, first: int, last: int) -> bool:
-            return choice.short_form(period, D0 + first * DAY_MS, D0 + last * DAY_MS)
+            counted.clear()
+            store.connection.set_trace_callback(counted.append)
+            try:
+                return choice.short_form(period, D0 + first * DAY_MS, D0 + last * DAY_MS)
+            finally:
+                store.connection.set_trace_callback(None)
 
         assert [short("daily", 10 - days, 10) for days in (1, 4, 5, 10)] == [
             True, True, False, False]  # fmt: skip
         assert short("hourly", 0, 10) is True
+        put("hourly", 10, range(500, 600))
+        assert short("daily", 5, 10) is False  # 50 entries > 4 * 10 stored orgs
+        assert all("COUNT(org_id)" not in statement for statement in counted)
         put("daily", 10, range(100, 200))
-        put("hourly", 10, range(1))  # so the delete below leaves the largest rowid
-        assert short("daily", 5, 10) is True  # 50 entries <= 4 * 110 stored orgs
-        store.write(lambda s: s.connection.execute(
-            "DELETE FROM snapshots WHERE period = 'daily' AND scope >= 'org-100'"))  # fmt: skip
-        assert short("daily", 5, 10) is True  # the count of 110 is kept
-        put("hourly", 11, range(1))
-        assert short("daily", 5, 10) is False  # counted again: 50 entries > 4 * 10
+        assert short("daily", 5, 10) is True  # counted again: 50 entries <= 4 * 110
+        assert sum("COUNT(org_id)" in statement for statement in counted) == 1
+        delete(10)
+        assert short("daily", 5, 10) is False  # the last window moved back: 10 orgs
+        put("daily", -1, range(300, 400))
+        assert short("daily", 5, 10) is True  # the first window moved: 110 orgs
+        delete(-1)  # as the retention prune does
+        assert short("daily", 5, 10) is False  # and moved back: 10 orgs
+        assert short("daily", 5, 10) is False
+        assert all("COUNT(org_id)" not in statement for statement in counted)
 
 
 @both

@@ -122,7 +122,7 @@ async def org_statements(start_app: Any, orgs: int) -> list[str]:
 @sqlite_only
 async def test_queries_org_breakdown_query_count_is_constant(start_app: Any, tmp_path: Any) -> None:
     """Six queries, however many orgs, in one read transaction (one snapshot): three choose
-    the form of the totals (largest rowid, stored orgs, range entries), then totals,
+    the form of the totals (first and last window, stored orgs, range entries), then totals,
     digests, names."""
     three = await org_statements(start_app, 3)
     (tmp_path / "voxmon.db").unlink()
@@ -143,6 +143,7 @@ async def test_queries_org_breakdown_query_count_is_constant(start_app: Any, tmp
             "end",
             "RFC 3339",
         ),  # fullwidth digits are not epoch ms
+        ("/v1/metrics/stages", {**RANGE, "end": "9" * 5000}, "end", "ms is outside 0001-01-01"),
         ("/v1/metrics/orgs", {**RANGE, "period": "weekly"}, "period", "hourly, daily"),
         ("/v1/metrics/orgs", {**RANGE, "limit": "0"}, "limit", "from 1 to 1000"),
         ("/v1/metrics/history", {**RANGE, "period": "hourly"}, "end", "at most 10"),
