@@ -123,9 +123,10 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
         found = store.horizons.load()
         guard.check("daily", day, now, found)
         generation = store.snapshots.dirty_generation("daily", start)
-        hourly = store.snapshots.snapshot_rows("hourly", start, end)
-    _check_hours_complete(day, hourly, found)
-    rows = _daily_rows(day, hourly)
+        hourly = _HourlyParts()
+        store.snapshots.read_snapshot_rows("hourly", start, end, hourly.take)
+    _check_hours_complete(day, hourly.platform_starts, found)
+    rows = hourly.daily_rows(day)
 
     def save(c: Store) -> None:
         guard.check("daily", day, now, c.horizons.load())
@@ -136,20 +137,31 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
     return len(rows)
 
 
-def _daily_rows(day: datetime, hourly: list[SnapshotRow]) -> list[SnapshotRow]:
-    """The hourly rows merged per scope in their stored form (no per-bucket objects); the
-    platform row even for a quiet day."""
-    by_scope: dict[str, list[Any]] = {"": []}
-    for row in hourly:
-        by_scope.setdefault(row.scope, []).append(decode_stored(row.parts))
-    scopes = sorted(by_scope)
-    merged = merge_stored([by_scope[scope] for scope in scopes])
-    start = datetime_to_ms(day)
-    return [
-        SnapshotRow("daily", start, scope, p.artifacts_received, p.artifacts_completed,
-                    p.artifacts_failed, p.ai_cost_usd, encode_stored(p), encode(p.end_to_end))
-        for scope, p in zip(scopes, merged, strict=True)
-    ]  # fmt: skip
+class _HourlyParts:
+    """A day's hourly rows as they are read: each scope's parts decoded in start order, and
+    the hours that have a platform row."""
+
+    def __init__(self) -> None:
+        self.by_scope: dict[str, list[Any]] = {"": []}
+        self.platform_starts: set[int] = set()
+
+    def take(self, rows: list[SnapshotRow]) -> None:
+        for row in rows:
+            self.by_scope.setdefault(row.scope, []).append(decode_stored(row.parts))
+            if row.scope == "":
+                self.platform_starts.add(row.period_start_ms)
+
+    def daily_rows(self, day: datetime) -> list[SnapshotRow]:
+        """The hourly rows merged per scope in their stored form (no per-bucket objects);
+        the platform row even for a quiet day."""
+        scopes = sorted(self.by_scope)
+        merged = merge_stored([self.by_scope[scope] for scope in scopes])
+        start = datetime_to_ms(day)
+        return [
+            SnapshotRow("daily", start, scope, p.artifacts_received, p.artifacts_completed,
+                        p.artifacts_failed, p.ai_cost_usd, encode_stored(p), encode(p.end_to_end))
+            for scope, p in zip(scopes, merged, strict=True)
+        ]  # fmt: skip
 
 
 def _stale_hours(store: Store, day: datetime, now: datetime) -> list[datetime]:
@@ -162,9 +174,8 @@ def _stale_hours(store: Store, day: datetime, now: datetime) -> list[datetime]:
     return [h for h in due if _allowed("hourly", h, now, found)]
 
 
-def _check_hours_complete(day: datetime, hourly: list[SnapshotRow], found: Horizons) -> None:
+def _check_hours_complete(day: datetime, have: set[int], found: Horizons) -> None:
     history = found.history_start_ms if found.history_start_ms is not None else 0
-    have = {row.period_start_ms for row in hourly if row.scope == ""}
     hours = (datetime_to_ms(day + k * HOUR) for k in range(24))
     missing = [h for h in hours if h >= history and h not in have]
     if missing:

@@ -18,7 +18,7 @@ import pytest
 
 from exporter.http.context import BACKEND
 from exporter.records import OrgTotals, SnapshotRow
-from exporter.storage.postgres.digests import BATCH, read_ahead
+from exporter.storage.postgres.read_ahead import BATCH, read_ahead
 from exporter.storage.sqlite.org_totals import ORG_TOTALS, ORG_TOTALS_SHORT, SqliteOrgTotals
 from exporter.timestamps import format_rfc3339
 from rollup.digest import LatencyDigest

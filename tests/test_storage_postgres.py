@@ -55,15 +55,30 @@ def notes(prefix: str, *times: int) -> list[Event]:
 def test_postgres_migrations_are_versioned_and_applied_once(store: PgStore) -> None:
     conn = store.connection
     versions = [(n,) for n in range(1, len(MIGRATIONS) + 1)]
-    assert len(versions) == 4
+    assert len(versions) == 5
     applied = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert applied == versions
     url = conn.info.dsn
     connect(url).close()  # a second start applies nothing
-    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (4,)
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (5,)
     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
     with pytest.raises(RuntimeError, match="newer than this voxmon"):
         connect(url)
+
+
+def test_postgres_snapshot_parts_and_digests_are_stored_with_lz4(store: PgStore) -> None:
+    """Migration 5: a snapshot's parts and digest large enough to be compressed are
+    compressed with lz4 (the server here is built with it), and read back the same."""
+    big = bytes(range(256)) * 16  # compressible, and over the 2 kB a value is kept as is
+    row = SnapshotRow("hourly", D0, "org-a", 1, 1, 0, 0.5, big, big[::-1])
+    store.write(lambda s: s.snapshots.replace_snapshots("hourly", D0, [row]))
+    found = store.connection.execute(
+        "SELECT pg_column_compression(parts), pg_column_compression(end_to_end),"
+        " pg_column_size(parts) < %s FROM snapshots",
+        (len(big),),
+    ).fetchall()
+    assert found == [("lz4", "lz4", True)]
+    assert store.snapshots.snapshot_rows("hourly", D0, D0 + 1) == [row]
 
 
 def test_postgres_org_totals_read_only_their_index_and_sum_every_day(store: PgStore) -> None:

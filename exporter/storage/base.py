@@ -31,6 +31,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 TakeDigests = Callable[[dict[str, tuple[int, bytes]]], None]
 """Takes a batch of orgs' end-to-end digest runs: org -> (digests, their bytes joined)."""
+TakeRows = Callable[[list[SnapshotRow]], None]
+"""Takes a batch of snapshot rows, in the order read."""
 
 
 class Events(Protocol):
@@ -84,6 +86,9 @@ class Snapshots(Protocol):
     def snapshot_rows(
         self, period: str, start_ms: int, end_ms: int, scope: str | None = None
     ) -> list[SnapshotRow]: ...
+    def read_snapshot_rows(
+        self, period: str, start_ms: int, end_ms: int, take: TakeRows
+    ) -> None: ...
     def platform_starts(self, period: str, since_ms: int) -> set[int]: ...
     def has_snapshot(self, period: str, period_start_ms: int) -> bool: ...
     def mark_dirty(self, period: str, starts: Iterable[int]) -> None: ...

@@ -37,6 +37,18 @@ _REPLICAS = """
 """Replicas (docs/scale-out.md): counters and maxima per instance (rows written before are
 instance ''), who ran each job, and the shared change journal (``exporter.live.journal``)."""
 
+_LZ4 = """
+    DO $$ BEGIN
+        EXECUTE 'ALTER TABLE snapshots ALTER COLUMN parts SET COMPRESSION lz4,'
+            ' ALTER COLUMN end_to_end SET COMPRESSION lz4';
+    EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL;
+    END $$;
+"""
+"""Snapshot parts and digests written from now on are compressed with lz4, which the
+server unpacks faster than its default pglz: a day's 4,824 hourly rows read in 48 -> 37 ms
+(docs/decisions/snapshot-compression.md). Values stored before keep pglz (both read the
+same). A server built without lz4 (or older than 14) keeps pglz for everything."""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE SEQUENCE events_seq;
@@ -168,6 +180,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX snapshots_totals ON snapshots (period, period_start_ms)
         INCLUDE (scope, artifacts_received, artifacts_completed, artifacts_failed, ai_cost_usd);
     """,
+    _LZ4,
 )
 
 

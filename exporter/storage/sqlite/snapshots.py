@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
-from exporter.storage.base import TakeDigests
+from exporter.storage.base import TakeDigests, TakeRows
 from exporter.storage.sqlite.org_totals import SqliteOrgTotals
 from exporter.storage.sqlite.paired import Pair
 
@@ -127,6 +127,10 @@ class SqliteSnapshots:
             args = (period, scope, start_ms, end_ms)
         rows = self._conn.execute(sql + " ORDER BY period_start_ms, scope", args)
         return [SnapshotRow(*row) for row in rows]
+
+    def read_snapshot_rows(self, period: str, start_ms: int, end_ms: int, take: TakeRows) -> None:
+        """``take`` the rows ``snapshot_rows`` gives for all scopes, in one batch."""
+        take(self.snapshot_rows(period, start_ms, end_ms))
 
     def platform_starts(self, period: str, since_ms: int) -> set[int]:
         """Window starts at or after ``since_ms`` that have a platform snapshot."""

@@ -1,8 +1,9 @@
-"""The org breakdown's end-to-end digests, read ahead of the caller: a helper thread
-fetches the orgs' rows from a server-side cursor in batches while the caller merges the
-ones before (the helper queues each batch as it arrives, without waiting for the merge).
-psycopg waits for the server with the GIL released, so the server's scan and the caller's
-merging overlap on two cores (decisions/org-breakdown-reads.md)."""
+"""Reads ahead of the caller: a helper thread fetches rows from a server-side cursor in
+batches while the caller works on the ones before (the helper queues each batch as it
+arrives, without waiting for the caller). psycopg waits for the server with the GIL
+released, so the server's scan and the caller's work overlap on two cores. The org
+breakdown merges its end-to-end digests this way (decisions/org-breakdown-reads.md), the
+daily rollup decodes its hourly rows (``PgSnapshots.read_snapshot_rows``)."""
 
 from __future__ import annotations
 

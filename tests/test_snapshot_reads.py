@@ -1,0 +1,71 @@
+"""The daily rollup reads its hourly rows in batches (on PostgreSQL a helper thread fetches
+the next batch while the job decodes the one before): the batches hold exactly the rows
+``snapshot_rows`` gives, and a day spread over several batches merges per scope as one
+read of all its rows would, on both backends."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from exporter.records import SnapshotRow
+from exporter.timestamps import datetime_to_ms
+from rollup import jobs
+from rollup.codec import decode_parts, encode_parts
+from rollup.digest import LatencyDigest
+from rollup.parts import SnapshotParts
+from tests.backends import both, store_for
+
+DAY = datetime(2026, 11, 27, tzinfo=UTC)
+NOW = DAY + timedelta(days=1, hours=3)
+ORGS = 25
+"""25 orgs and the platform over 24 hours: 624 rows, three of PostgreSQL's batches."""
+
+
+def hourly_row(hour: int, scope: str, n: int) -> SnapshotRow:
+    """A row whose sums tell its hours apart (cost adds 0.1 per hour: not associative in
+    floating point, so a merge out of start order shows) and whose digest has one duration."""
+    parts = SnapshotParts(
+        artifacts_received=n * 100 + hour, artifacts_completed=hour, artifacts_failed=n,
+        end_to_end=LatencyDigest.of([1000.0 * (hour + 1) + n]), ai_cost_usd=0.1 * (hour + n),
+    )  # fmt: skip
+    return SnapshotRow("hourly", datetime_to_ms(DAY) + hour * 3_600_000, scope,
+                       parts.artifacts_received, parts.artifacts_completed,
+                       parts.artifacts_failed, parts.ai_cost_usd, encode_parts(parts),
+                       parts.end_to_end.to_bytes())  # fmt: skip
+
+
+@both
+def test_daily_rollup_reads_its_hours_in_batches_and_merges_each_scope_in_start_order(
+    database_url: str, tmp_path: Path
+) -> None:
+    scopes = ["", *(f"org-{n:02d}" for n in range(1, ORGS + 1))]
+    with closing(store_for(database_url, tmp_path)) as store:
+        with store.transaction():
+            store.horizons.extend_history(datetime_to_ms(DAY))
+        for hour in range(24):
+            found = [hourly_row(hour, scope, n) for n, scope in enumerate(scopes)]
+            start = datetime_to_ms(DAY) + hour * 3_600_000
+            store.write(lambda s, f=found, t=start: s.snapshots.replace_snapshots("hourly", t, f))
+        start, end = datetime_to_ms(DAY), datetime_to_ms(DAY + timedelta(days=1))
+        batches: list[list[SnapshotRow]] = []
+        with store.read_transaction():
+            store.snapshots.read_snapshot_rows("hourly", start, end, batches.append)
+            whole = store.snapshots.snapshot_rows("hourly", start, end)
+        assert [row for batch in batches for row in batch] == whole
+        assert len(whole) == 24 * len(scopes)
+        assert [len(batch) for batch in batches] == ([256, 256, 112] if database_url else [624])
+        assert jobs.rollup_day(store, jobs.direct_write(store), DAY, NOW) == len(scopes)
+        daily = store.snapshots.snapshot_rows("daily", start, end)
+    assert [row.scope for row in daily] == scopes
+    for n, row in enumerate(daily):
+        cost = 0.0
+        for hour in range(24):
+            cost += 0.1 * (hour + n)
+        parts = decode_parts(row.parts)
+        assert (parts.artifacts_received, parts.artifacts_completed, parts.artifacts_failed) == (
+            24 * n * 100 + 276, 276, 24 * n)  # fmt: skip
+        assert parts.ai_cost_usd == row.ai_cost_usd == cost
+        assert parts.end_to_end.count == 24
+        assert (parts.end_to_end.min, parts.end_to_end.max) == (1000.0 + n, 24_000.0 + n)
