@@ -26,11 +26,11 @@ _LONGEST_EPOCH = 30
 
 def epoch_or_text(text: str) -> str | int:
     """A query or command-line value as ``parse_timestamp`` takes it: ASCII digits (with a
-    leading ``-``) are epoch ms, outside the range when there are more than 30 of them;
+    leading ``-``) are epoch ms, outside the range past 30 digits after leading zeros;
     anything else, fullwidth or other non-ASCII digits too, stays text and must be RFC 3339."""
     if not _EPOCH_MS.fullmatch(text):
         return text
-    if len(text.lstrip("-")) > _LONGEST_EPOCH:
+    if len(text.lstrip("-").lstrip("0")) > _LONGEST_EPOCH:
         raise TimestampError(f"{text[:_LONGEST_EPOCH]}... ms is outside {_RANGE}")
     return int(text)
 

@@ -135,19 +135,14 @@ def test_sqlite_org_totals_sort_the_range_only_when_cheaper_than_seeking_stored_
     """The short form when the range has at most four entries per stored org: 10 steady
     orgs over 10 days pick it for ranges of up to 4 days, not 5; orgs that come and go (10
     new a day) pick it for the whole 10 days. The stored orgs of a period are counted again
-    when its first or last window moved (100 new orgs on day 10 or day -1, then that day
-    deleted), not when the other period is written."""
+    after its snapshots were written (a new last day, a day re-rolled in between) or pruned,
+    and not when only the other period's were."""
     with closing(store_for("", tmp_path)) as store:
 
         def put(period: str, day: int, orgs: range) -> None:
             found = [SnapshotRow(period, D0 + day * DAY_MS, f"org-{o:03d}", 1, 1, 0, 0.5, b"p",
                                  None) for o in orgs]  # fmt: skip
             store.write(lambda s: s.snapshots.replace_snapshots(period, D0 + day * DAY_MS, found))
-
-        def delete(day: int) -> None:
-            store.write(lambda s: s.connection.execute(
-                "DELETE FROM snapshots WHERE period = 'daily' AND period_start_ms = ?",
-                (D0 + day * DAY_MS,)))  # fmt: skip
 
         for day in range(10):
             put("daily", day, range(10))
@@ -163,23 +158,24 @@ def test_sqlite_org_totals_sort_the_range_only_when_cheaper_than_seeking_stored_
             finally:
                 store.connection.set_trace_callback(None)
 
+        def recounted() -> int:
+            return sum("COUNT(org_id)" in statement for statement in counted)
+
         assert [short("daily", 10 - days, 10) for days in (1, 4, 5, 10)] == [
             True, True, False, False]  # fmt: skip
         assert short("hourly", 0, 10) is True
         put("hourly", 10, range(500, 600))
-        assert short("daily", 5, 10) is False  # 50 entries > 4 * 10 stored orgs
-        assert all("COUNT(org_id)" not in statement for statement in counted)
+        assert (short("daily", 5, 10), recounted()) == (False, 0)  # 50 entries > 4 * 10 orgs
         put("daily", 10, range(100, 200))
-        assert short("daily", 5, 10) is True  # counted again: 50 entries <= 4 * 110
-        assert sum("COUNT(org_id)" in statement for statement in counted) == 1
-        delete(10)
-        assert short("daily", 5, 10) is False  # the last window moved back: 10 orgs
-        put("daily", -1, range(300, 400))
-        assert short("daily", 5, 10) is True  # the first window moved: 110 orgs
-        delete(-1)  # as the retention prune does
-        assert short("daily", 5, 10) is False  # and moved back: 10 orgs
-        assert short("daily", 5, 10) is False
-        assert all("COUNT(org_id)" not in statement for statement in counted)
+        assert (short("daily", 5, 10), recounted()) == (True, 1)  # 50 <= 4 * 110
+        put("daily", 10, range(0))
+        assert (short("daily", 5, 10), recounted()) == (False, 1)  # 10 orgs again
+        put("daily", 3, range(200, 300))  # late events re-roll a day in between
+        assert (short("daily", 5, 10), recounted()) == (True, 1)
+        store.write(lambda s: s.snapshots.delete_snapshots_before("daily", D0 + 4 * DAY_MS, 999))
+        assert (short("daily", 5, 10), recounted()) == (False, 1)  # pruned: 10 orgs
+        store.write(lambda s: s.snapshots.delete_snapshots_before("daily", D0 + 4 * DAY_MS, 999))
+        assert (short("daily", 5, 10), recounted()) == (False, 0)  # nothing left to prune
 
 
 @both

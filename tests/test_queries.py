@@ -122,7 +122,7 @@ async def org_statements(start_app: Any, orgs: int) -> list[str]:
 @sqlite_only
 async def test_queries_org_breakdown_query_count_is_constant(start_app: Any, tmp_path: Any) -> None:
     """Six queries, however many orgs, in one read transaction (one snapshot): three choose
-    the form of the totals (first and last window, stored orgs, range entries), then totals,
+    the form of the totals (the period's write generation, stored orgs, range entries), then totals,
     digests, names."""
     three = await org_statements(start_app, 3)
     (tmp_path / "voxmon.db").unlink()

@@ -45,16 +45,18 @@ COUNT_STORED = f"SELECT COUNT(org_id) FROM ({_STORED_ORGS} SELECT org_id FROM o)
 COUNT_IN_RANGE = f"SELECT COUNT(*) FROM (SELECT 1{_IN_RANGE} LIMIT ?4)"
 SORTS_PER_SEEK = 4
 """Sorting about four of the range's entries costs as much as seeking one stored org."""
-_EDGE = (
-    "SELECT {}(period_start_ms) FROM snapshots INDEXED BY sqlite_autoindex_snapshots_1"
-    " WHERE period = ?1"
-)
-STORED_WINDOWS = f"SELECT ({_EDGE.format('MIN')}), ({_EDGE.format('MAX')})"
-"""The first and last window stored for the period (one seek each): the count of stored
-orgs is taken again when either has moved, so after a rollup run has written a new
-window or the retention prune deleted old ones, once per connection. A rollup of a window
-already stored (late events) or a deleted organisation leaves them; a count gone stale
-that way until the next window only picks the slower form, never changes the answer."""
+GENERATION = "SELECT generation FROM snapshot_writes WHERE period = ?1"
+"""Moves with every write of the period's snapshots (``written``): the count of stored orgs
+is taken again then, once per connection; writes of the other period leave it."""
+
+
+def written(conn: sqlite3.Connection, period: str) -> None:
+    """Record, in the writer's transaction, that ``period``'s snapshots changed."""
+    conn.execute(
+        "INSERT INTO snapshot_writes VALUES (?, 1)"
+        " ON CONFLICT (period) DO UPDATE SET generation = generation + 1",
+        (period,),
+    )
 
 
 class SqliteOrgTotals:
@@ -62,7 +64,7 @@ class SqliteOrgTotals:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._stored: dict[str, tuple[int, tuple[int | None, int | None]]] = {}
+        self._stored: dict[str, tuple[int, int | None]] = {}
 
     def org_totals(self, period: str, start_ms: int, end_ms: int, limit: int) -> list[OrgTotals]:
         """Per-org sums over snapshots starting in ``[start_ms, end_ms)``, busiest first."""
@@ -81,9 +83,9 @@ class SqliteOrgTotals:
         return bool(entries <= budget)
 
     def _stored_orgs(self, period: str) -> int:
-        windows = tuple(self._conn.execute(STORED_WINDOWS, (period,)).fetchone())
-        count, seen = self._stored.get(period, (0, None))
-        if windows != seen:
+        found = self._conn.execute(GENERATION, (period,)).fetchone()
+        generation = None if found is None else int(found[0])
+        if period not in self._stored or self._stored[period][1] != generation:
             (count,) = self._conn.execute(COUNT_STORED, (period,)).fetchone()
-            self._stored[period] = (count, windows)
-        return int(count)
+            self._stored[period] = (int(count), generation)
+        return self._stored[period][0]

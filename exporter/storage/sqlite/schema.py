@@ -107,6 +107,14 @@ _TOTALS_BY_SCOPE = """
         artifacts_received, artifacts_completed, artifacts_failed, ai_cost_usd
     );
 """
+_SNAPSHOT_WRITES = """
+    CREATE TABLE snapshot_writes (
+        period TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL
+    ) WITHOUT ROWID;
+"""
+"""How many times each period's snapshots were written or pruned: the org breakdown keeps
+its count of a period's stored orgs while this stays (``sqlite/org_totals.py``)."""
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -234,6 +242,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     _END_TO_END_BY_SCOPE,
     _TOTALS_BY_SCOPE,
+    _SNAPSHOT_WRITES,
 )
 
 

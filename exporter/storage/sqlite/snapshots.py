@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
 from exporter.storage.base import TakeDigests, TakeRows
-from exporter.storage.sqlite.org_totals import SqliteOrgTotals
+from exporter.storage.sqlite.org_totals import SqliteOrgTotals, written
 from exporter.storage.sqlite.paired import Pair
 
 
@@ -102,6 +102,7 @@ class SqliteSnapshots:
                 for r in rows
             ],
         )  # fmt: skip
+        written(self._conn, period)
 
     def snapshot_rows(
         self,
@@ -190,12 +191,15 @@ class SqliteSnapshots:
     def delete_snapshots_before(self, period: str, cutoff_ms: int, limit: int) -> int:
         """Delete at most ``limit`` snapshots of ``period`` starting strictly before
         ``cutoff_ms``; returns how many went."""
-        return self._conn.execute(
+        deleted = self._conn.execute(
             "DELETE FROM snapshots WHERE (period, period_start_ms, scope) IN"
             " (SELECT period, period_start_ms, scope FROM snapshots"
             " WHERE period = ? AND period_start_ms < ? LIMIT ?)",
             (period, cutoff_ms, limit),
         ).rowcount
+        if deleted:
+            written(self._conn, period)
+        return int(deleted)
 
     def count_snapshots_before(self, period: str, cutoff_ms: int) -> int:
         row = self._conn.execute(
