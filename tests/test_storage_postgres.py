@@ -22,7 +22,7 @@ from exporter.model import Event, Metadata
 from exporter.records import SnapshotRow
 from exporter.settings import Settings
 from exporter.storage.location import Location
-from exporter.storage.postgres import connection
+from exporter.storage.postgres import connection, schema
 from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
@@ -64,6 +64,46 @@ def test_postgres_migrations_are_versioned_and_applied_once(store: PgStore) -> N
     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS) + 1,))
     with pytest.raises(RuntimeError, match="newer than this voxmon"):
         connect(url)
+
+
+def test_postgres_migration_kept_waiting_for_its_table_fails_the_start_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Migration 5 alters ``snapshots``: while another session holds the table (a long read
+    in an open transaction) it gives up after ``LOCK_TIMEOUT`` instead of queueing every
+    reader of the table behind it, and says why; once that session ends, it applies."""
+    with fresh_database() as url, psycopg.connect(url, autocommit=True) as other:
+        other.execute(  # back to version 4
+            "ALTER TABLE snapshots ALTER COLUMN parts SET COMPRESSION pglz,"
+            " ALTER COLUMN end_to_end SET COMPRESSION pglz;"
+            " DELETE FROM schema_version WHERE version = 5"
+        )
+        monkeypatch.setattr(schema, "LOCK_TIMEOUT", "200ms")
+        with other.transaction():
+            other.execute("SELECT COUNT(*) FROM snapshots").fetchone()
+            with pytest.raises(psycopg.OperationalError, match="migration 5 waited 200ms"):
+                connect(url)
+            assert other.execute("SELECT MAX(version) FROM schema_version").fetchone() == (4,)
+        connect(url).close()
+        assert other.execute("SELECT MAX(version) FROM schema_version").fetchone() == (5,)
+        compression = (
+            "SELECT attcompression FROM pg_attribute"
+            " WHERE attrelid = 'snapshots'::regclass AND attname = 'parts'"
+        )
+        assert other.execute(compression).fetchone() == ("l",)
+
+
+def test_postgres_read_ended_by_the_server_raises_the_servers_error() -> None:
+    """A read whose session the server ends (``pg_terminate_backend``, a failover) raises
+    what the server said, not the closed connection's error on ending the transaction."""
+    with fresh_database() as url, psycopg.connect(url, autocommit=True) as admin:
+        store = PgStore(connect(url))
+        pid = store.connection.info.backend_pid
+        with pytest.raises(psycopg.errors.AdminShutdown), store.read_transaction():
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            store.snapshots.snapshot_rows("hourly", 0, 1)
+        assert store.connection.closed
+        store.close()
 
 
 def test_postgres_snapshot_parts_and_digests_are_stored_with_lz4(store: PgStore) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.records import NONE, EventFilter, FeedPosition
-from exporter.storage.sqlite.schema import MIGRATIONS
+from exporter.storage.sqlite.schema import MIGRATIONS, migrate, statements
 from tests.tools import open_store
 
 HOUR, DAY = 3_600_000, 86_400_000
@@ -135,3 +135,49 @@ def test_schema_migration_indexes_the_feed_and_artifact_filters(tmp_path: Path) 
     ]
     assert [e["event_id"] for e in store.events.recent(EventFilter(T), None, 10)] == ["e1"]
     store.close()
+
+
+def test_sqlite_migrations_of_two_processes_starting_together_apply_once(tmp_path: Path) -> None:
+    """A second process that read the old version just before the first migrated the file
+    (here: its ``BEGIN IMMEDIATE`` is the moment) waits for the first, reads the version
+    again and applies nothing twice (it used to fail: ``table ... already exists``)."""
+    path = tmp_path / "voxmon.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:-1], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn.close()
+    late = sqlite3.connect(path, isolation_level=None)
+    raced: list[str] = []
+
+    def first_migrates(statement: str) -> None:
+        if statement.startswith("BEGIN") and not raced:
+            raced.append(statement)
+            open_store(path).close()  # the other process, migrating the whole way
+
+    late.set_trace_callback(first_migrates)
+    assert migrate(late) == len(MIGRATIONS)
+    late.set_trace_callback(None)
+    assert raced == ["BEGIN IMMEDIATE"]
+    assert late.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    assert late.execute("SELECT COUNT(*) FROM snapshot_writes").fetchone() == (0,)
+    late.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (
+            "CREATE TABLE a (x);\n  CREATE TABLE b (y);\n",
+            ["CREATE TABLE a (x);", "\n  CREATE TABLE b (y);"],
+        ),
+        ("INSERT INTO a VALUES ('x;y');", ["INSERT INTO a VALUES ('x;y');"]),
+        (
+            "CREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM b; DELETE FROM c; END;",
+            ["CREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM b; DELETE FROM c; END;"],
+        ),
+    ],
+)
+def test_sqlite_migration_scripts_split_into_whole_statements(
+    script: str, expected: list[str]
+) -> None:
+    assert statements(script) == expected

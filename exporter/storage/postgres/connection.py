@@ -57,9 +57,12 @@ def transaction(conn: Connection) -> Iterator[Connection]:
 
 @contextmanager
 def read_transaction(conn: Connection) -> Iterator[Connection]:
-    """One consistent snapshot for the reads inside (REPEATABLE READ, read only)."""
+    """One consistent snapshot for the reads inside (REPEATABLE READ, read only). On a
+    connection the server ended meanwhile, the read's own error is the one raised, not the
+    closed connection's on ending the transaction."""
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         yield conn
     finally:
-        conn.execute("COMMIT")
+        if not conn.closed:
+            conn.execute("COMMIT")

@@ -12,6 +12,10 @@ from psycopg.rows import TupleRow
 from exporter.storage.rows import INFLIGHT_REBUILD
 
 MIGRATE_LOCK = 0x766F786D6F6E  # "voxmon": one migration at a time per database
+LOCK_TIMEOUT = "10s"
+"""How long a migration waits for a lock on a table (after the migration lock): a waiting
+``ALTER TABLE`` would queue every other reader and writer of that table behind it for as
+long as the session holding it lasts."""
 
 _REPLICAS = """
     ALTER TABLE live_counters ADD COLUMN instance TEXT COLLATE "C" NOT NULL DEFAULT '';
@@ -186,7 +190,8 @@ MIGRATIONS: tuple[str, ...] = (
 
 def migrate(conn: psycopg.Connection[TupleRow]) -> int:
     """Apply every migration newer than ``schema_version``; returns the version. Each
-    migration and its version bump commit together."""
+    migration and its version bump commit together; a migration kept waiting for a table
+    longer than ``LOCK_TIMEOUT`` fails the start with a message that says so."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -196,8 +201,16 @@ def migrate(conn: psycopg.Connection[TupleRow]) -> int:
             raise RuntimeError(
                 f"database schema version {version} is newer than this voxmon ({len(MIGRATIONS)})"
             )
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with conn.transaction():
-                conn.execute(script.encode())
-                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+            try:
+                with conn.transaction():
+                    conn.execute(script.encode())
+                    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+            except psycopg.errors.LockNotAvailable as exc:
+                raise psycopg.OperationalError(
+                    f"migration {number} waited {LOCK_TIMEOUT} for a lock on a table another"
+                    " session holds (a long query, an open transaction, pg_dump): nothing was"
+                    " changed; start voxmon again once that session has ended"
+                ) from exc
     return len(MIGRATIONS)

@@ -129,7 +129,8 @@ class PgSnapshots:
     def read_snapshot_rows(self, period: str, start_ms: int, end_ms: int, take: TakeRows) -> None:
         """``take`` the rows ``snapshot_rows`` gives for all scopes, in batches read ahead
         of the caller through a server-side cursor (``read_ahead``): the daily rollup
-        decodes one batch while the server sends the next."""
+        decodes one batch while the server sends the next. Inside a transaction (the
+        cursor lives in one), and not again from ``take`` (one such cursor at a time)."""
         with self._conn.cursor(name="voxmon_snapshot_rows") as cursor:
             cursor.execute(_SNAPSHOT_ROWS, (period, start_ms, end_ms), binary=True)
             read_ahead(cursor, ROWS_BATCH, lambda rows: take([SnapshotRow(*r) for r in rows]))
@@ -221,7 +222,7 @@ class PgSnapshots:
     def end_to_end_digests(
         self, period: str, start_ms: int, end_ms: int, org_ids: Sequence[str], take: TakeDigests
     ) -> None:
-        """``take`` each batch of orgs' digest runs (``digests.read_digests``)."""
+        """``take`` each batch of orgs' digest runs (``read_ahead.read_digests``)."""
         read_digests(self._conn, period, start_ms, end_ms, org_ids, take)
 
 

@@ -248,12 +248,44 @@ MIGRATIONS: tuple[str, ...] = (
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration newer than the file's ``user_version``; returns the version.
-    Each migration and its version bump commit together."""
+    Each migration and its version bump commit together, in a write transaction that reads
+    the version again first: a process starting beside one that is migrating waits for it
+    (``busy_timeout``), then skips what it applied instead of applying it twice."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
+    while True:
+        _check_version(version)
+        if version == len(MIGRATIONS):
+            return len(MIGRATIONS)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if 0 <= version < len(MIGRATIONS):
+                for statement in statements(MIGRATIONS[version]):
+                    conn.execute(statement)
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # a failed COMMIT may have rolled back already
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _check_version(version: int) -> None:
     if version > len(MIGRATIONS):
         raise RuntimeError(
             f"database schema version {version} is newer than this voxmon ({len(MIGRATIONS)})"
         )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-    return len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of ``script``, each whole (a ``;`` inside a literal or a trigger
+    body does not end one)."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending)
+            pending = ""
+    return found
