@@ -15,9 +15,9 @@ from exporter.storage.base import Store
 from exporter.timestamps import datetime_to_ms, format_rfc3339, ms_to_datetime
 from rollup import guard
 from rollup.aggregate import build_parts
-from rollup.codec import decode_stored, encode_parts, encode_stored, merge_stored
+from rollup.codec import encode_parts
+from rollup.daily_merge import DailyMerge
 from rollup.digest import GAMMA, MIN_MS
-from rollup.packed import encode
 from rollup.parts import SnapshotParts
 from rollup.windows import Retention, closed_days, closed_hours, day_floor
 
@@ -123,10 +123,10 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
         found = store.horizons.load()
         guard.check("daily", day, now, found)
         generation = store.snapshots.dirty_generation("daily", start)
-        hourly = _HourlyParts()
+        hourly = DailyMerge(day)
         store.snapshots.read_snapshot_rows("hourly", start, end, hourly.take)
     _check_hours_complete(day, hourly.platform_starts, found)
-    rows = hourly.daily_rows(day)
+    rows = hourly.daily_rows()
 
     def save(c: Store) -> None:
         guard.check("daily", day, now, c.horizons.load())
@@ -135,33 +135,6 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
 
     write(save)
     return len(rows)
-
-
-class _HourlyParts:
-    """A day's hourly rows as they are read: each scope's parts decoded in start order, and
-    the hours that have a platform row."""
-
-    def __init__(self) -> None:
-        self.by_scope: dict[str, list[Any]] = {"": []}
-        self.platform_starts: set[int] = set()
-
-    def take(self, rows: list[SnapshotRow]) -> None:
-        for row in rows:
-            self.by_scope.setdefault(row.scope, []).append(decode_stored(row.parts))
-            if row.scope == "":
-                self.platform_starts.add(row.period_start_ms)
-
-    def daily_rows(self, day: datetime) -> list[SnapshotRow]:
-        """The hourly rows merged per scope in their stored form (no per-bucket objects);
-        the platform row even for a quiet day."""
-        scopes = sorted(self.by_scope)
-        merged = merge_stored([self.by_scope[scope] for scope in scopes])
-        start = datetime_to_ms(day)
-        return [
-            SnapshotRow("daily", start, scope, p.artifacts_received, p.artifacts_completed,
-                        p.artifacts_failed, p.ai_cost_usd, encode_stored(p), encode(p.end_to_end))
-            for scope, p in zip(scopes, merged, strict=True)
-        ]  # fmt: skip
 
 
 def _stale_hours(store: Store, day: datetime, now: datetime) -> list[datetime]:

@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "rollup/aggregate.py",
         "rollup/buckets.py",
         "rollup/codec.py",
+        "rollup/daily_merge.py",
         "rollup/digest.py",
         "rollup/guard.py",
         "rollup/live_latency.py",

@@ -1,7 +1,8 @@
-"""The daily rollup reads its hourly rows in batches (on PostgreSQL a helper thread fetches
-the next batch while the job decodes the one before): the batches hold exactly the rows
-``snapshot_rows`` gives, and a day spread over several batches merges per scope as one
-read of all its rows would, on both backends."""
+"""The daily rollup reads its hourly rows in batches (on PostgreSQL scope after scope, a
+helper thread fetching the next batch while the job decodes and merges the scopes already
+whole): the batches hold exactly the rows ``snapshot_rows`` gives, and a day spread over
+several batches merges per scope, in start order, as one read of all its rows would, on
+both backends."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from exporter.records import SnapshotRow
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts, encode_parts
+from rollup.daily_merge import DailyMerge
 from rollup.digest import LatencyDigest
 from rollup.parts import SnapshotParts
 from tests.backends import both, store_for
@@ -53,9 +55,19 @@ def test_daily_rollup_reads_its_hours_in_batches_and_merges_each_scope_in_start_
         with store.read_transaction():
             store.snapshots.read_snapshot_rows("hourly", start, end, batches.append)
             whole = store.snapshots.snapshot_rows("hourly", start, end)
-        assert [row for batch in batches for row in batch] == whole
         assert len(whole) == 24 * len(scopes)
+        flat = [row for batch in batches for row in batch]
+        scope_after_scope = sorted(whole, key=lambda r: (r.scope, r.period_start_ms))
+        assert flat == (scope_after_scope if database_url else whole)
         assert [len(batch) for batch in batches] == ([256, 256, 112] if database_url else [624])
+        merging, merged = DailyMerge(DAY), []
+        for batch in batches:
+            merging.take(batch)
+            merged.append(len(merging.daily))
+        # each batch leaves every scope before its last whole: 10 on PostgreSQL after the
+        # first (too few to merge yet), 21 after the second; SQLite's one batch, 25
+        assert merged == ([0, 21, 21] if database_url else [25])
+        assert [row.scope for row in merging.daily_rows()] == scopes
         assert jobs.rollup_day(store, jobs.direct_write(store), DAY, NOW) == len(scopes)
         daily = store.snapshots.snapshot_rows("daily", start, end)
     assert [row.scope for row in daily] == scopes

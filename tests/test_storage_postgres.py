@@ -27,6 +27,7 @@ from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
 from exporter.storage.postgres.pool import PgReadPool
+from exporter.storage.postgres.read_ahead import SCOPE_RUNS, read_scope_runs
 from exporter.storage.postgres.schema import MIGRATIONS
 from exporter.storage.postgres.snapshots import ORG_TOTALS
 from exporter.storage.postgres.store import PgStore
@@ -104,6 +105,32 @@ def test_postgres_read_ended_by_the_server_raises_the_servers_error() -> None:
             store.snapshots.snapshot_rows("hourly", 0, 1)
         assert store.connection.closed
         store.close()
+
+
+def test_postgres_daily_rollup_reads_scope_after_scope_from_an_index(store: PgStore) -> None:
+    """The daily job's read streams from ``snapshots_by_scope`` in (scope, start) order with
+    no sort, even on statistics that know nothing of the rows (never analyzed here: left
+    to itself the planner sorts them), and leaves sorts on for the rest of the transaction."""
+    parts = random.Random(0).randbytes(1500)  # as wide as real parts, which makes a sort look cheap
+    for start in range(D0, D0 + 3 * DAY_MS, 3_600_000):
+        hour = [SnapshotRow("hourly", start, f"org-{o:02d}", 1, 1, 0, 0.5, parts, None)
+                for o in range(30)]  # fmt: skip
+        store.write(lambda s, t=start, f=hour: s.snapshots.replace_snapshots("hourly", t, f))
+    conn, args = store.connection, ("hourly", D0 + DAY_MS, D0 + 2 * DAY_MS)
+    with store.read_transaction():
+        default = [row[0] for row in conn.execute(f"EXPLAIN {SCOPE_RUNS}", args)]
+        conn.execute("SELECT set_config('enable_sort', 'off', true)")
+        plan = [row[0] for row in conn.execute(f"EXPLAIN {SCOPE_RUNS}", args)]
+        conn.execute("SELECT set_config('enable_sort', 'on', true)")
+        batches: list[list[SnapshotRow]] = []
+        read_scope_runs(conn, *args, batches.append)
+        assert conn.execute("SHOW enable_sort").fetchone() == ("on",)
+    assert default[0].startswith("Sort")  # what the planner would do left to itself
+    assert plan[0].startswith("Index Scan using snapshots_by_scope on snapshots")
+    assert not any("Sort" in line for line in plan)
+    got = [(r.scope, r.period_start_ms) for batch in batches for r in batch]
+    assert got == sorted((f"org-{o:02d}", D0 + DAY_MS + h * 3_600_000)
+                         for o in range(30) for h in range(24))  # fmt: skip
 
 
 def test_postgres_snapshot_parts_and_digests_are_stored_with_lz4(store: PgStore) -> None:

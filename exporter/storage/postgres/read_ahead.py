@@ -3,7 +3,7 @@ batches while the caller works on the ones before (the helper queues each batch 
 arrives, without waiting for the caller). psycopg waits for the server with the GIL
 released, so the server's scan and the caller's work overlap on two cores. The org
 breakdown merges its end-to-end digests this way (decisions/org-breakdown-reads.md), the
-daily rollup decodes its hourly rows (``PgSnapshots.read_snapshot_rows``)."""
+daily rollup decodes and merges its hourly rows scope by scope (``read_scope_runs``)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,50 @@ from typing import Any
 
 from psycopg import ServerCursor
 
-from exporter.storage.base import TakeDigests
+from exporter.records import SnapshotRow
+from exporter.storage.base import TakeDigests, TakeRows
 from exporter.storage.postgres.connection import Connection
 
 Rows = list[tuple[Any, ...]]
 BATCH = 64
 """Orgs per batch handed to the caller (``rollup.merger`` merges 64 groups at a time)."""
+ROWS_BATCH = 256
+"""Snapshot rows per batch of ``read_scope_runs`` (a day's hourly rows of 200 orgs: 19)."""
+SNAPSHOT_COLUMNS = (
+    "period, period_start_ms, scope, artifacts_received, artifacts_completed,"
+    " artifacts_failed, ai_cost_usd, parts, end_to_end"
+)
+# Reads of stored parts and digests ask for binary results (``binary=True``): bytea then
+# arrives as its bytes, not as hex text for psycopg to decode (a day's 4,824 hourly rows,
+# 10.7 MB of parts: 79 -> 46 ms). The columns load as the same Python types either way.
+SCOPE_RUNS = (
+    f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE period = %s AND period_start_ms >= %s"
+    " AND period_start_ms < %s ORDER BY scope, period_start_ms"
+)
+"""The range's rows scope after scope, each scope's in start order, straight from
+``snapshots_by_scope`` (period, scope, start): the scan streams from the first row, where
+a sort would hold every row back until it has read the last. Planned with sorts off (the
+planner would sort when its statistics of the table are stale, as right after a day of
+new rows: it believes the range holds one row)."""
+
+
+def read_scope_runs(
+    conn: Connection, period: str, start_ms: int, end_ms: int, take: TakeRows
+) -> None:
+    """``take`` each batch of the range's snapshot rows, read ahead (``read_ahead``) in
+    scope order, each scope's rows in start order: once a batch is taken, every scope
+    before its last row's is whole, so the daily rollup merges those while the server
+    sends the rest (decisions/snapshot-compression.md)."""
+    with conn.cursor(name="voxmon_snapshot_rows") as cursor:
+        found = conn.execute(
+            "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
+        ).fetchone()
+        was = found[0] if found else "on"
+        try:
+            cursor.execute(SCOPE_RUNS, (period, start_ms, end_ms), binary=True)  # planned here
+        finally:
+            conn.execute("SELECT set_config('enable_sort', %s, true)", (was,))
+        read_ahead(cursor, ROWS_BATCH, lambda rows: take([SnapshotRow(*r) for r in rows]))
 
 
 def read_digests(

@@ -11,7 +11,11 @@ from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
 from exporter.storage.base import TakeDigests, TakeRows
 from exporter.storage.postgres.connection import Connection
-from exporter.storage.postgres.read_ahead import read_ahead, read_digests
+from exporter.storage.postgres.read_ahead import (
+    SNAPSHOT_COLUMNS,
+    read_digests,
+    read_scope_runs,
+)
 
 # The hourly aggregations hash their groups (about 3,000 and 180,000 for a million events)
 # instead of sorting a million rows: with the default work_mem (4 MB) the planner sorts on
@@ -26,19 +30,10 @@ ORG_TOTALS = (
 )
 """An index-only scan of ``snapshots_totals`` where the visibility map allows."""
 
-_SNAPSHOT_COLUMNS = (
-    "period, period_start_ms, scope, artifacts_received, artifacts_completed,"
-    " artifacts_failed, ai_cost_usd, parts, end_to_end"
-)
-# Reads of stored parts and digests ask for binary results (``binary=True``): bytea then
-# arrives as its bytes, not as hex text for psycopg to decode (a day's 4,824 hourly rows,
-# 10.7 MB of parts: 79 -> 46 ms). The columns load as the same Python types either way.
 _SNAPSHOT_ROWS = (
-    f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE period = %s AND period_start_ms >= %s"
+    f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE period = %s AND period_start_ms >= %s"
     " AND period_start_ms < %s ORDER BY period_start_ms, scope"
 )
-ROWS_BATCH = 256
-"""Snapshot rows per batch read ahead (a day's hourly rows of 200 orgs: 19 batches)."""
 
 
 class PgSnapshots:
@@ -105,7 +100,7 @@ class PgSnapshots:
             return
         with self._conn.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS})"
+                f"INSERT INTO snapshots ({SNAPSHOT_COLUMNS})"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (r.period, r.period_start_ms, r.scope, r.artifacts_received,
@@ -123,17 +118,13 @@ class PgSnapshots:
         sql, args = _SNAPSHOT_ROWS, [period, start_ms, end_ms]
         if scope is not None:
             sql, args = _SNAPSHOT_ROWS.replace(" ORDER", " AND scope = %s ORDER"), [*args, scope]
-        rows = self._conn.execute(sql, args, binary=True).fetchall()  # see _SNAPSHOT_COLUMNS
+        rows = self._conn.execute(sql, args, binary=True).fetchall()  # see SNAPSHOT_COLUMNS
         return [SnapshotRow(*row) for row in rows]
 
     def read_snapshot_rows(self, period: str, start_ms: int, end_ms: int, take: TakeRows) -> None:
-        """``take`` the rows ``snapshot_rows`` gives for all scopes, in batches read ahead
-        of the caller through a server-side cursor (``read_ahead``): the daily rollup
-        decodes one batch while the server sends the next. Inside a transaction (the
-        cursor lives in one), and not again from ``take`` (one such cursor at a time)."""
-        with self._conn.cursor(name="voxmon_snapshot_rows") as cursor:
-            cursor.execute(_SNAPSHOT_ROWS, (period, start_ms, end_ms), binary=True)
-            read_ahead(cursor, ROWS_BATCH, lambda rows: take([SnapshotRow(*r) for r in rows]))
+        """``take`` the rows of all scopes, scope after scope (``read_ahead.read_scope_runs``).
+        Inside a transaction, and not again from ``take`` (one such cursor at a time)."""
+        read_scope_runs(self._conn, period, start_ms, end_ms, take)
 
     def platform_starts(self, period: str, since_ms: int) -> set[int]:
         """Window starts at or after ``since_ms`` that have a platform snapshot."""

@@ -130,7 +130,8 @@ class SqliteSnapshots:
         return [SnapshotRow(*row) for row in rows]
 
     def read_snapshot_rows(self, period: str, start_ms: int, end_ms: int, take: TakeRows) -> None:
-        """``take`` the rows ``snapshot_rows`` gives for all scopes, in one batch."""
+        """``take`` the rows ``snapshot_rows`` gives for all scopes, in one batch (so every
+        scope is whole once it is taken, as ``TakeRows`` asks)."""
         take(self.snapshot_rows(period, start_ms, end_ms))
 
     def platform_starts(self, period: str, since_ms: int) -> set[int]:
