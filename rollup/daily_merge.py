@@ -29,19 +29,24 @@ class DailyMerge:
     def __init__(self, day: datetime) -> None:
         self._start = datetime_to_ms(day)
         self._reading: dict[str, list[Any]] = {"": []}  # the platform row even on a quiet day
-        self._last = ""
+        self._merged: set[str] = set()
         self.daily: list[SnapshotRow] = []
         self.platform_starts: set[int] = set()
 
     def take(self, rows: list[SnapshotRow]) -> None:
         for row in rows:
+            if row.scope in self._merged:
+                raise ValueError(
+                    f"hourly rows of scope {row.scope!r} came after it was merged: the read"
+                    " did not keep each scope's rows together"
+                )
             self._reading.setdefault(row.scope, []).append(decode_stored(row.parts))
             if row.scope == "":
                 self.platform_starts.add(row.period_start_ms)
-            self._last = max(self._last, row.scope)
-        whole = sorted(scope for scope in self._reading if scope < self._last)
-        if len(whole) >= MERGE_SCOPES:
-            self._merge(whole)
+        if rows:  # every scope but the last row's is whole (the database's order, not str's)
+            whole = sorted(scope for scope in self._reading if scope != rows[-1].scope)
+            if len(whole) >= MERGE_SCOPES:
+                self._merge(whole)
 
     def daily_rows(self) -> list[SnapshotRow]:
         """The day's rows, one per scope in scope order, once every row has been taken."""
@@ -50,6 +55,7 @@ class DailyMerge:
 
     def _merge(self, scopes: list[str]) -> None:
         merged = merge_stored([self._reading.pop(scope) for scope in scopes])
+        self._merged.update(scopes)
         self.daily += [
             SnapshotRow("daily", self._start, scope, p.artifacts_received, p.artifacts_completed,
                         p.artifacts_failed, p.ai_cost_usd, encode_stored(p), encode(p.end_to_end))

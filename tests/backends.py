@@ -59,6 +59,19 @@ def template() -> str:
     return _template[0]
 
 
+@contextmanager
+def empty_database(options: str = "") -> Iterator[str]:
+    """The URL of a new database without voxmon's schema (``options`` of CREATE DATABASE,
+    such as another encoding), dropped afterwards."""
+    require_postgres()
+    name = f"voxmon_test_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name} {options}")
+    try:
+        yield SERVER + name
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def drop_template() -> None:
     for name in _template:
         _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

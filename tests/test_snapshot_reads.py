@@ -10,14 +10,18 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from exporter.records import SnapshotRow
+from exporter.storage.postgres.connection import connect
+from exporter.storage.postgres.store import PgStore
 from exporter.timestamps import datetime_to_ms
 from rollup import jobs
 from rollup.codec import decode_parts, encode_parts
 from rollup.daily_merge import DailyMerge
 from rollup.digest import LatencyDigest
 from rollup.parts import SnapshotParts
-from tests.backends import both, store_for
+from tests.backends import both, empty_database, store_for
 
 DAY = datetime(2026, 11, 27, tzinfo=UTC)
 NOW = DAY + timedelta(days=1, hours=3)
@@ -81,3 +85,34 @@ def test_daily_rollup_reads_its_hours_in_batches_and_merges_each_scope_in_start_
         assert parts.ai_cost_usd == row.ai_cost_usd == cost
         assert parts.end_to_end.count == 24
         assert (parts.end_to_end.min, parts.end_to_end.max) == (1000.0 + n, 24_000.0 + n)
+
+
+def test_daily_rollup_on_a_database_whose_byte_order_is_not_pythons() -> None:
+    """In WIN1252 '€' is the byte 0x80, before 'é' (0xE9), where Python puts U+20AC after
+    U+00E9: the database's scope order is not ``str``'s, and the daily job still merges
+    each scope once, after all its rows (it goes by where the read moves to another scope)."""
+    options = "ENCODING 'WIN1252' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    scopes = ["", "€", *(f"é{n:02d}" for n in range(30))]
+    with empty_database(options) as url, closing(PgStore(connect(url))) as store:
+        with store.transaction():
+            store.horizons.extend_history(datetime_to_ms(DAY))
+        for hour in range(24):
+            found = [hourly_row(hour, scope, n) for n, scope in enumerate(scopes)]
+            start = datetime_to_ms(DAY) + hour * 3_600_000
+            store.write(lambda s, f=found, t=start: s.snapshots.replace_snapshots("hourly", t, f))
+        assert jobs.rollup_day(store, jobs.direct_write(store), DAY, NOW) == len(scopes)
+        daily = store.snapshots.snapshot_rows("daily", datetime_to_ms(DAY), datetime_to_ms(NOW))
+    assert sorted(row.scope for row in daily) == sorted(scopes)
+    received = {row.scope: row.artifacts_received for row in daily}
+    assert received == {scope: 24 * n * 100 + 276 for n, scope in enumerate(scopes)}
+
+
+def test_daily_merge_refuses_rows_of_a_scope_it_already_merged() -> None:
+    """A read that did not keep a scope's rows together fails the job, naming the scope,
+    instead of storing a sum without the late rows (or two rows for the scope)."""
+    merging = DailyMerge(DAY)
+    scopes = [f"org-{n:02d}" for n in range(14)]
+    merging.take([hourly_row(0, scope, n) for n, scope in enumerate(scopes)])
+    assert sorted(row.scope for row in merging.daily) == ["", *scopes[:13]]
+    with pytest.raises(ValueError, match="scope 'org-03' came after it was merged"):
+        merging.take([hourly_row(1, "org-03", 3)])

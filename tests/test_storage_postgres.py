@@ -133,6 +133,22 @@ def test_postgres_daily_rollup_reads_scope_after_scope_from_an_index(store: PgSt
                          for o in range(30) for h in range(24))  # fmt: skip
 
 
+def test_postgres_daily_read_that_cannot_start_raises_its_own_error(store: PgStore) -> None:
+    """The scope-ordered read kept waiting past ``statement_timeout`` (another session holds
+    the table) raises the cancel, as a busy database, not an error of the aborted
+    transaction it leaves (restoring sorts there would fail)."""
+    with (
+        psycopg.connect(store.connection.info.dsn, autocommit=True) as other,
+        other.transaction(),
+    ):
+        other.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+        store.connection.execute("SET statement_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.QueryCanceled), store.read_transaction():
+            read_scope_runs(store.connection, "hourly", D0, D0 + DAY_MS, list)
+    store.connection.execute("SET statement_timeout = 0")
+    assert store.connection.execute("SHOW enable_sort").fetchone() == ("on",)
+
+
 def test_postgres_snapshot_parts_and_digests_are_stored_with_lz4(store: PgStore) -> None:
     """Migration 5: a snapshot's parts and digest large enough to be compressed are
     compressed with lz4 (the server here is built with it), and read back the same."""

@@ -33,8 +33,8 @@ TakeDigests = Callable[[dict[str, tuple[int, bytes]]], None]
 """Takes a batch of orgs' end-to-end digest runs: org -> (digests, their bytes joined)."""
 TakeRows = Callable[[list[SnapshotRow]], None]
 """Takes a batch of snapshot rows (``Snapshots.read_snapshot_rows``): each scope's rows in
-start order, and once a batch is taken every scope sorting before the greatest scope taken
-so far has had all its rows."""
+start order, and once a batch is taken every scope but its last row's has had all its rows
+(one batch of everything, or each scope's rows together)."""
 
 
 class Events(Protocol):

@@ -45,18 +45,18 @@ def read_scope_runs(
     conn: Connection, period: str, start_ms: int, end_ms: int, take: TakeRows
 ) -> None:
     """``take`` each batch of the range's snapshot rows, read ahead (``read_ahead``) in
-    scope order, each scope's rows in start order: once a batch is taken, every scope
-    before its last row's is whole, so the daily rollup merges those while the server
+    scope order, each scope's rows together in start order: once a batch is taken, every
+    scope but its last row's is whole, so the daily rollup merges those while the server
     sends the rest (decisions/snapshot-compression.md)."""
     with conn.cursor(name="voxmon_snapshot_rows") as cursor:
         found = conn.execute(
             "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
         ).fetchone()
         was = found[0] if found else "on"
-        try:
-            cursor.execute(SCOPE_RUNS, (period, start_ms, end_ms), binary=True)  # planned here
-        finally:
-            conn.execute("SELECT set_config('enable_sort', %s, true)", (was,))
+        cursor.execute(SCOPE_RUNS, (period, start_ms, end_ms), binary=True)  # planned here
+        # not in a ``finally``: a failed DECLARE aborts the transaction, which drops the
+        # setting, and restoring it there would raise over the DECLARE's own error
+        conn.execute("SELECT set_config('enable_sort', %s, true)", (was,))
         read_ahead(cursor, ROWS_BATCH, lambda rows: take([SnapshotRow(*r) for r in rows]))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -27,12 +28,31 @@ def connect(
     cost per batch, not per event."""
     target = str(path) if create else f"{Path(path).resolve().as_uri()}?mode=rw"
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
-    conn.execute("PRAGMA journal_mode=WAL")
+    use_wal(conn.execute)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     _read_settings(conn)
     migrate(conn)
     return conn
+
+
+WAL_TRIES = 500
+"""How many times ``use_wal`` asks, 20 ms apart: 10 s, as long as ``busy_timeout`` waits."""
+
+
+def use_wal(execute: Callable[[str], object]) -> None:
+    """Switch the file to WAL (a no-op once it is). Two processes opening a new file at the
+    same moment can each hold it for reading while asking for the switch; SQLite then
+    answers "database is locked" to one at once, without waiting, so ask again."""
+    for _ in range(WAL_TRIES - 1):
+        try:
+            execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                raise
+        threading.Event().wait(0.02)
+    execute("PRAGMA journal_mode=WAL")
 
 
 def connect_reader(path: str | Path) -> sqlite3.Connection:
