@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,18 +43,23 @@ def hourly_row(hour: int, scope: str, n: int) -> SnapshotRow:
                        parts.end_to_end.to_bytes())  # fmt: skip
 
 
+def store_day(store: Any, scopes: list[str]) -> None:
+    """The day's 24 hours of ``hourly_row`` for each scope (the n-th scope's number n)."""
+    with store.transaction():
+        store.horizons.extend_history(datetime_to_ms(DAY))
+    for hour in range(24):
+        found = [hourly_row(hour, scope, n) for n, scope in enumerate(scopes)]
+        start = datetime_to_ms(DAY) + hour * 3_600_000
+        store.write(lambda s, f=found, t=start: s.snapshots.replace_snapshots("hourly", t, f))
+
+
 @both
 def test_daily_rollup_reads_its_hours_in_batches_and_merges_each_scope_in_start_order(
     database_url: str, tmp_path: Path
 ) -> None:
     scopes = ["", *(f"org-{n:02d}" for n in range(1, ORGS + 1))]
     with closing(store_for(database_url, tmp_path)) as store:
-        with store.transaction():
-            store.horizons.extend_history(datetime_to_ms(DAY))
-        for hour in range(24):
-            found = [hourly_row(hour, scope, n) for n, scope in enumerate(scopes)]
-            start = datetime_to_ms(DAY) + hour * 3_600_000
-            store.write(lambda s, f=found, t=start: s.snapshots.replace_snapshots("hourly", t, f))
+        store_day(store, scopes)
         start, end = datetime_to_ms(DAY), datetime_to_ms(DAY + timedelta(days=1))
         batches: list[list[SnapshotRow]] = []
         with store.read_transaction():
@@ -94,12 +100,7 @@ def test_daily_rollup_on_a_database_whose_byte_order_is_not_pythons() -> None:
     options = "ENCODING 'WIN1252' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
     scopes = ["", "€", *(f"é{n:02d}" for n in range(30))]
     with empty_database(options) as url, closing(PgStore(connect(url))) as store:
-        with store.transaction():
-            store.horizons.extend_history(datetime_to_ms(DAY))
-        for hour in range(24):
-            found = [hourly_row(hour, scope, n) for n, scope in enumerate(scopes)]
-            start = datetime_to_ms(DAY) + hour * 3_600_000
-            store.write(lambda s, f=found, t=start: s.snapshots.replace_snapshots("hourly", t, f))
+        store_day(store, scopes)
         assert jobs.rollup_day(store, jobs.direct_write(store), DAY, NOW) == len(scopes)
         daily = store.snapshots.snapshot_rows("daily", datetime_to_ms(DAY), datetime_to_ms(NOW))
     assert sorted(row.scope for row in daily) == sorted(scopes)
