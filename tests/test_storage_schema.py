@@ -181,3 +181,13 @@ def test_sqlite_migration_scripts_split_into_whole_statements(
     script: str, expected: list[str]
 ) -> None:
     assert statements(script) == expected
+
+
+def test_sqlite_schema_version_below_zero_is_refused(tmp_path: Path) -> None:
+    """No voxmon writes one; migrating would otherwise ask for the write lock forever."""
+    path = tmp_path / "voxmon.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = -1")
+    conn.close()
+    with pytest.raises(RuntimeError, match="schema version -1 is not one voxmon writes"):
+        open_store(path)

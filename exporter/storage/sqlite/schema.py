@@ -272,6 +272,8 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _check_version(version: int) -> None:
+    if version < 0:  # not a version voxmon writes; the loop would not end on it
+        raise RuntimeError(f"database schema version {version} is not one voxmon writes")
     if version > len(MIGRATIONS):
         raise RuntimeError(
             f"database schema version {version} is newer than this voxmon ({len(MIGRATIONS)})"
