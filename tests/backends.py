@@ -82,12 +82,8 @@ def drop_template() -> None:
 def fresh_database() -> Iterator[str]:
     """The URL of a new migrated database of its own, dropped afterwards."""
     require_postgres()
-    name = f"voxmon_test_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name} TEMPLATE {template()}")
-    try:
-        yield SERVER + name
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with empty_database(f"TEMPLATE {template()}") as url:
+        yield url
 
 
 def store_for(database_url: str, tmp_path: Path) -> ClosableStore:

@@ -30,11 +30,6 @@ ORG_TOTALS = (
 )
 """An index-only scan of ``snapshots_totals`` where the visibility map allows."""
 
-_SNAPSHOT_ROWS = (
-    f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE period = %s AND period_start_ms >= %s"
-    " AND period_start_ms < %s ORDER BY period_start_ms, scope"
-)
-
 
 class PgSnapshots:
     """Snapshot rows, the hourly aggregation queries, dirty windows and snapshot retention."""
@@ -115,9 +110,14 @@ class PgSnapshots:
     ) -> list[SnapshotRow]:
         """Snapshots of ``period`` starting in ``[start_ms, end_ms)``, ascending; one scope
         (``""`` = platform) or all scopes when ``scope`` is None."""
-        sql, args = _SNAPSHOT_ROWS, [period, start_ms, end_ms]
+        sql = (
+            f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots"
+            " WHERE period = %s AND period_start_ms >= %s AND period_start_ms < %s"
+        )
+        args: tuple[object, ...] = (period, start_ms, end_ms)
         if scope is not None:
-            sql, args = _SNAPSHOT_ROWS.replace(" ORDER", " AND scope = %s ORDER"), [*args, scope]
+            sql, args = sql + " AND scope = %s", (*args, scope)
+        sql += " ORDER BY period_start_ms, scope"
         rows = self._conn.execute(sql, args, binary=True).fetchall()  # see SNAPSHOT_COLUMNS
         return [SnapshotRow(*row) for row in rows]
 
