@@ -76,6 +76,12 @@ class SnapshotRow:
     """The end-to-end digest alone, so organisation breakdowns need not decode all parts."""
 
 
+PartsRow = tuple[int, str, bytes]
+"""``(period_start_ms, scope, parts)`` of a stored snapshot, as the daily rollup reads a
+day's hourly rows (``Snapshots.read_parts``): the tuples the driver returns, as they come
+(building a day's 4,824 ``SnapshotRow`` cost more than reading them: 10 of 29 ms)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OrgTotals:
     """One organisation's summed totals over a range of snapshots."""

@@ -10,7 +10,7 @@ from operator import attrgetter
 from typing import Any
 
 from exporter.catalog import PROCESSING_STAGES
-from exporter.records import SnapshotRow
+from exporter.records import PartsRow, SnapshotRow
 from exporter.timestamps import datetime_to_ms
 from rollup import merger
 from rollup.codec import decode_stored, encode_stored, merge_stored
@@ -22,7 +22,7 @@ merger's)."""
 
 
 class DailyMerge:
-    """A day's hourly rows as they are read (``TakeRows``): each scope's parts decoded in
+    """A day's hourly rows as they are read (``TakeParts``): each scope's parts decoded in
     start order and, as soon as ``MERGE_SCOPES`` scopes are whole, merged in their stored
     form (no per-bucket objects) while the rest is read; the hours with a platform row."""
 
@@ -33,18 +33,18 @@ class DailyMerge:
         self.daily: list[SnapshotRow] = []
         self.platform_starts: set[int] = set()
 
-    def take(self, rows: list[SnapshotRow]) -> None:
-        for row in rows:
-            if row.scope in self._merged:
+    def take(self, rows: list[PartsRow]) -> None:
+        for start, scope, parts in rows:
+            if scope in self._merged:
                 raise ValueError(
-                    f"hourly rows of scope {row.scope!r} came after it was merged: the read"
+                    f"hourly rows of scope {scope!r} came after it was merged: the read"
                     " did not keep each scope's rows together"
                 )
-            self._reading.setdefault(row.scope, []).append(decode_stored(row.parts))
-            if row.scope == "":
-                self.platform_starts.add(row.period_start_ms)
+            self._reading.setdefault(scope, []).append(decode_stored(parts))
+            if scope == "":
+                self.platform_starts.add(start)
         if rows:  # every scope but the last row's is whole (the database's order, not str's)
-            whole = sorted(scope for scope in self._reading if scope != rows[-1].scope)
+            whole = sorted(scope for scope in self._reading if scope != rows[-1][1])
             if len(whole) >= MERGE_SCOPES:
                 self._merge(whole)
 

@@ -124,7 +124,7 @@ def rollup_day(store: Store, write: Write[Any], day: datetime, now: datetime) ->
         guard.check("daily", day, now, found)
         generation = store.snapshots.dirty_generation("daily", start)
         hourly = DailyMerge(day)
-        store.snapshots.read_snapshot_rows("hourly", start, end, hourly.take)
+        store.snapshots.read_parts("hourly", start, end, hourly.take)
     _check_hours_complete(day, hourly.platform_starts, found)
     rows = hourly.daily_rows()
 

@@ -65,14 +65,13 @@ def _merge_batch(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
         half = len(groups) // 2
         return _merge_batch(groups[:half]) + _merge_batch(groups[half:])
     out = []
-    for g, (a, b) in enumerate(pairwise(bounds)):
+    for (a, b), (first, width_g, counts) in zip(pairwise(bounds), band.results(), strict=True):
         if a == b:
             out.append(EMPTY)
             continue
         n = sum(count[a:b])
         if n >= 1 << 64:
             raise ValueError("inconsistent latency digest: merged count past 2**64")
-        first, width_g, counts = band.result(g)
         out.append(PackedDigest(n, sum(sums[a:b]), min(lows[a:b]), max(highs[a:b]),
                                 sum(zero[a:b]), first, width_g, counts))  # fmt: skip
     return out
@@ -181,32 +180,54 @@ class _Bands:
         index = np.arange(len(rows))
         ends = matrix[index, firsts].all() and matrix[index, firsts + lengths - 1].all()
         own = [self._flat[i].count - self._flat[i].zero_count for i in rows.tolist()]
-        got = [total(row) for row in matrix] if width == 8 else matrix.sum(axis=1).tolist()
-        if not ends or got != own:
+        if not ends or _row_totals(matrix, width) != own:
             _raise_first(self._flat[i] for i in rows.tolist())
+        starts = np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]])
+        sizes = np.diff(np.r_[starts, len(rows)])
+        owner = gids[starts]
+        if sizes.min() == sizes.max():  # as many rows for each group: one sum for all
+            k = int(sizes[0])
+            self.sums[owner] += matrix.reshape(-1, k, self.span).sum(axis=1, dtype=np.uint64)
+            return
         # one sum per group's rows: faster than np.add.reduceat with a wider dtype
-        cuts = [*np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]]).tolist(), len(rows)]
-        owner = gids.tolist()
-        for a, b in pairwise(cuts):
-            self.sums[owner[a]] += matrix[a:b].sum(axis=0, dtype=np.uint64)
+        for g, a, n in zip(owner.tolist(), starts.tolist(), sizes.tolist(), strict=True):
+            self.sums[g] += matrix[a : a + n].sum(axis=0, dtype=np.uint64)
 
-    def result(self, g: int) -> tuple[int, int, bytes]:
-        """(offset, width, counts) of group ``g``'s merged buckets, trimmed of zeros."""
-        found = np.flatnonzero(self.sums[g])
-        if not len(found):
-            return 0, 1, b""
-        first, last = int(found[0]), int(found[-1]) + 1
-        counts = self.sums[g, first:last]
-        width = narrowest(int(counts.max()))
-        return self.low + first, width, counts.astype(WIDTHS[width]).tobytes()
+    def results(self) -> list[tuple[int, int, bytes]]:
+        """(offset, width, counts) of each group's merged buckets, trimmed of zeros (the
+        first and last occupied bucket and the largest count of every row found at once)."""
+        if not self.span:
+            return [(0, 1, b"")] * len(self.sums)
+        occupied = self.sums != 0
+        firsts = occupied.argmax(axis=1).tolist()
+        ends = (self.span - occupied[:, ::-1].argmax(axis=1)).tolist()
+        tops = self.sums.max(axis=1).tolist()
+        return [
+            (self.low + first, narrowest(top),
+             self.sums[g, first:end].astype(WIDTHS[narrowest(top)]).tobytes())
+            if top else (0, 1, b"")
+            for g, (first, end, top) in enumerate(zip(firsts, ends, tops, strict=True))
+        ]  # fmt: skip
+
+
+def _row_totals(matrix: Counts, width: int) -> list[int]:
+    """The exact sum of each row: 32-bit sums where they cannot wrap (at most ``MAX_SPAN``
+    counts below 2**8, or below 2**16 on rows of under 2**16 of them), 64-bit or Python's
+    beyond."""
+    if width == 8:
+        return [total(row) for row in matrix]
+    narrow = width == 1 or (width == 2 and matrix.shape[1] <= 1 << 16)
+    totals: list[int] = matrix.sum(axis=1, dtype=np.uint32 if narrow else np.uint64).tolist()
+    return totals
 
 
 def _matrix(data: list[bytes], befores: list[int], span: int, width: int) -> Counts:
     """One row per digest, its counts placed ``before`` buckets in: zero padding joined."""
     pieces: list[bytes] = []
-    size = span * width
+    zeros = bytes(span * width)
     for counts, before in zip(data, befores, strict=True):
-        pieces += (bytes(before * width), counts, bytes(size - before * width - len(counts)))
+        at = before * width
+        pieces += (zeros[:at], counts, zeros[at + len(counts) :])
     return np.frombuffer(b"".join(pieces), WIDTHS[width]).reshape(len(data), span)
 
 

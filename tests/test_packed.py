@@ -75,6 +75,35 @@ def test_packed_merge_of_many_groups_at_once() -> None:
     assert merger.merge_groups(groups) == [EMPTY, EMPTY, a.packed(), a.merge(b).packed()]
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    groups=st.lists(st.lists(st.lists(st.floats(0, 1e7), max_size=30), max_size=5), max_size=9),
+    size=st.sampled_from([None, 1, 3]),
+)
+def test_packed_merge_of_many_groups_equals_each_groups_merge(
+    groups: list[list[list[float]]], size: int | None
+) -> None:
+    """Groups of as many digests each (summed as one block) or of any number (one sum per
+    group), some digests empty or without buckets: each group's merge is its own."""
+    if size is not None:
+        groups = [(g + [[7.0]] * size)[:size] for g in groups]
+    digests = [[LatencyDigest.of(values) for values in group] for group in groups]
+    merged = merger.merge_groups([[d.packed() for d in group] for group in digests])
+    assert merged == [LatencyDigest.merge_all(group).packed() for group in digests]
+
+
+def test_packed_merge_of_wide_two_byte_digests_counts_exactly() -> None:
+    """Counts of two bytes over more than 65,536 buckets could add past 32 bits in a row:
+    those rows are summed in 64 bits, and the merge stays exact."""
+    wide = big({packed.LOWEST + k: 65_535 for k in range(70_001)}, zero=3)
+    other = big({packed.LOWEST + 1: 300})
+    groups = [[wide, other, wide], [other], [wide]]
+    merged = merger.merge_groups([[d.packed() for d in g] for g in groups])
+    assert merged == [LatencyDigest.merge_all(g).packed() for g in groups]
+    assert merged[0].count == 2 * (70_001 * 65_535 + 3) + 300  # a row: 4.6e9 > 2**32
+    assert (merged[0].width, merged[2].width) == (4, 2)
+
+
 @settings(max_examples=200, deadline=None)
 @given(values=latencies, qs=st.lists(st.floats(0, 1), min_size=1, max_size=5))
 def test_packed_quantiles_equal_the_digest_quantiles(values: list[float], qs: list[float]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter.records import SnapshotRow
+from exporter.records import PartsRow, SnapshotRow
 from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.store import PgStore
 from exporter.timestamps import datetime_to_ms
@@ -43,6 +43,11 @@ def hourly_row(hour: int, scope: str, n: int) -> SnapshotRow:
                        parts.end_to_end.to_bytes())  # fmt: skip
 
 
+def parts_row(hour: int, scope: str, n: int) -> PartsRow:
+    row = hourly_row(hour, scope, n)
+    return row.period_start_ms, row.scope, row.parts
+
+
 def store_day(store: Any, scopes: list[str]) -> None:
     """The day's 24 hours of ``hourly_row`` for each scope (the n-th scope's number n)."""
     with store.transaction():
@@ -61,13 +66,15 @@ def test_daily_rollup_reads_its_hours_in_batches_and_merges_each_scope_in_start_
     with closing(store_for(database_url, tmp_path)) as store:
         store_day(store, scopes)
         start, end = datetime_to_ms(DAY), datetime_to_ms(DAY + timedelta(days=1))
-        batches: list[list[SnapshotRow]] = []
+        batches: list[list[PartsRow]] = []
         with store.read_transaction():
-            store.snapshots.read_snapshot_rows("hourly", start, end, batches.append)
-            whole = store.snapshots.snapshot_rows("hourly", start, end)
+            store.snapshots.read_parts("hourly", start, end, batches.append)
+            whole = [(r.period_start_ms, r.scope, r.parts)
+                     for r in store.snapshots.snapshot_rows("hourly", start, end)]  # fmt: skip
         assert len(whole) == 24 * len(scopes)
         flat = [row for batch in batches for row in batch]
-        scope_after_scope = sorted(whole, key=lambda r: (r.scope, r.period_start_ms))
+        assert {type(part) for row in flat for part in row} == {int, str, bytes}
+        scope_after_scope = sorted(whole, key=lambda r: (r[1], r[0]))
         assert flat == (scope_after_scope if database_url else whole)
         assert [len(batch) for batch in batches] == ([256, 256, 112] if database_url else [624])
         merging, merged = DailyMerge(DAY), []
@@ -113,7 +120,7 @@ def test_daily_merge_refuses_rows_of_a_scope_it_already_merged() -> None:
     instead of storing a sum without the late rows (or two rows for the scope)."""
     merging = DailyMerge(DAY)
     scopes = [f"org-{n:02d}" for n in range(14)]
-    merging.take([hourly_row(0, scope, n) for n, scope in enumerate(scopes)])
+    merging.take([parts_row(0, scope, n) for n, scope in enumerate(scopes)])
     assert sorted(row.scope for row in merging.daily) == ["", *scopes[:13]]
     with pytest.raises(ValueError, match="scope 'org-03' came after it was merged"):
-        merging.take([hourly_row(1, "org-03", 3)])
+        merging.take([parts_row(1, "org-03", 3)])

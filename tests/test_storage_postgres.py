@@ -19,7 +19,7 @@ import pytest
 from exporter.cli import main
 from exporter.errors import ConfigError
 from exporter.model import Event, Metadata
-from exporter.records import SnapshotRow
+from exporter.records import PartsRow, SnapshotRow
 from exporter.settings import Settings
 from exporter.storage.location import Location
 from exporter.storage.postgres import connection, schema
@@ -122,15 +122,15 @@ def test_postgres_daily_rollup_reads_scope_after_scope_from_an_index(store: PgSt
         conn.execute("SELECT set_config('enable_sort', 'off', true)")
         plan = [row[0] for row in conn.execute(f"EXPLAIN {SCOPE_RUNS}", args)]
         conn.execute("SELECT set_config('enable_sort', 'on', true)")
-        batches: list[list[SnapshotRow]] = []
+        batches: list[list[PartsRow]] = []
         read_scope_runs(conn, *args, batches.append)
         assert conn.execute("SHOW enable_sort").fetchone() == ("on",)
     assert default[0].startswith("Sort")  # what the planner would do left to itself
     assert plan[0].startswith("Index Scan using snapshots_by_scope on snapshots")
     assert not any("Sort" in line for line in plan)
-    got = [(r.scope, r.period_start_ms) for batch in batches for r in batch]
-    assert got == sorted((f"org-{o:02d}", D0 + DAY_MS + h * 3_600_000)
-                         for o in range(30) for h in range(24))  # fmt: skip
+    got = [row for batch in batches for row in batch]
+    assert got == [(D0 + DAY_MS + h * 3_600_000, f"org-{o:02d}", parts)
+                   for o in range(30) for h in range(24)]  # fmt: skip
 
 
 def test_postgres_daily_read_that_cannot_start_raises_its_own_error(store: PgStore) -> None:

@@ -24,6 +24,7 @@ from exporter.records import (
     LatencyGroup,
     OrgEntry,
     OrgTotals,
+    PartsRow,
     SnapshotRow,
 )
 
@@ -31,8 +32,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 TakeDigests = Callable[[dict[str, tuple[int, bytes]]], None]
 """Takes a batch of orgs' end-to-end digest runs: org -> (digests, their bytes joined)."""
-TakeRows = Callable[[list[SnapshotRow]], None]
-"""Takes a batch of snapshot rows (``Snapshots.read_snapshot_rows``): each scope's rows in
+TakeParts = Callable[[list[PartsRow]], None]
+"""Takes a batch of snapshot parts rows (``Snapshots.read_parts``): each scope's rows in
 start order, and once a batch is taken every scope but its last row's has had all its rows
 (one batch of everything, or each scope's rows together)."""
 
@@ -88,9 +89,7 @@ class Snapshots(Protocol):
     def snapshot_rows(
         self, period: str, start_ms: int, end_ms: int, scope: str | None = None
     ) -> list[SnapshotRow]: ...
-    def read_snapshot_rows(
-        self, period: str, start_ms: int, end_ms: int, take: TakeRows
-    ) -> None: ...
+    def read_parts(self, period: str, start_ms: int, end_ms: int, take: TakeParts) -> None: ...
     def platform_starts(self, period: str, since_ms: int) -> set[int]: ...
     def has_snapshot(self, period: str, period_start_ms: int) -> bool: ...
     def mark_dirty(self, period: str, starts: Iterable[int]) -> None: ...

@@ -14,8 +14,7 @@ from typing import Any
 
 from psycopg import ServerCursor
 
-from exporter.records import SnapshotRow
-from exporter.storage.base import TakeDigests, TakeRows
+from exporter.storage.base import TakeDigests, TakeParts
 from exporter.storage.postgres.connection import Connection
 
 Rows = list[tuple[Any, ...]]
@@ -31,10 +30,10 @@ SNAPSHOT_COLUMNS = (
 # arrives as its bytes, not as hex text for psycopg to decode (a day's 4,824 hourly rows,
 # 10.7 MB of parts: 79 -> 46 ms). The columns load as the same Python types either way.
 SCOPE_RUNS = (
-    f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE period = %s AND period_start_ms >= %s"
-    " AND period_start_ms < %s ORDER BY scope, period_start_ms"
+    "SELECT period_start_ms, scope, parts FROM snapshots WHERE period = %s"
+    " AND period_start_ms >= %s AND period_start_ms < %s ORDER BY scope, period_start_ms"
 )
-"""The range's rows scope after scope, each scope's in start order, straight from
+"""The range's parts rows scope after scope, each scope's in start order, straight from
 ``snapshots_by_scope`` (period, scope, start): the scan streams from the first row, where
 a sort would hold every row back until it has read the last. Planned with sorts off (the
 planner would sort when its statistics of the table are stale, as right after a day of
@@ -42,9 +41,9 @@ new rows: it believes the range holds one row)."""
 
 
 def read_scope_runs(
-    conn: Connection, period: str, start_ms: int, end_ms: int, take: TakeRows
+    conn: Connection, period: str, start_ms: int, end_ms: int, take: TakeParts
 ) -> None:
-    """``take`` each batch of the range's snapshot rows, read ahead (``read_ahead``) in
+    """``take`` each batch of the range's parts rows, read ahead (``read_ahead``) in
     scope order, each scope's rows together in start order: once a batch is taken, every
     scope but its last row's is whole, so the daily rollup merges those while the server
     sends the rest (decisions/snapshot-compression.md)."""
@@ -57,7 +56,7 @@ def read_scope_runs(
         # not in a ``finally``: a failed DECLARE aborts the transaction, which drops the
         # setting, and restoring it there would raise over the DECLARE's own error
         conn.execute("SELECT set_config('enable_sort', %s, true)", (was,))
-        read_ahead(cursor, ROWS_BATCH, lambda rows: take([SnapshotRow(*r) for r in rows]))
+        read_ahead(cursor, ROWS_BATCH, take)  # the rows are (start, scope, parts) tuples
 
 
 def read_digests(

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
-from exporter.storage.base import TakeDigests, TakeRows
+from exporter.storage.base import TakeDigests, TakeParts
 from exporter.storage.postgres.connection import Connection
 from exporter.storage.postgres.read_ahead import (
     SNAPSHOT_COLUMNS,
@@ -121,9 +121,10 @@ class PgSnapshots:
         rows = self._conn.execute(sql, args, binary=True).fetchall()  # see SNAPSHOT_COLUMNS
         return [SnapshotRow(*row) for row in rows]
 
-    def read_snapshot_rows(self, period: str, start_ms: int, end_ms: int, take: TakeRows) -> None:
-        """``take`` the rows of all scopes, scope after scope (``read_ahead.read_scope_runs``).
-        Inside a transaction, and not again from ``take`` (one such cursor at a time)."""
+    def read_parts(self, period: str, start_ms: int, end_ms: int, take: TakeParts) -> None:
+        """``take`` the parts rows of all scopes, scope after scope
+        (``read_ahead.read_scope_runs``). Inside a transaction, and not again from ``take``
+        (one such cursor at a time)."""
         read_scope_runs(self._conn, period, start_ms, end_ms, take)
 
     def platform_starts(self, period: str, since_ms: int) -> set[int]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from exporter.catalog import LATENCY_TYPES
 from exporter.records import GroupRow, LatencyGroup, OrgTotals, SnapshotRow
-from exporter.storage.base import TakeDigests, TakeRows
+from exporter.storage.base import TakeDigests, TakeParts
 from exporter.storage.sqlite.org_totals import SqliteOrgTotals, written
 from exporter.storage.sqlite.paired import Pair
 
@@ -129,10 +129,15 @@ class SqliteSnapshots:
         rows = self._conn.execute(sql + " ORDER BY period_start_ms, scope", args)
         return [SnapshotRow(*row) for row in rows]
 
-    def read_snapshot_rows(self, period: str, start_ms: int, end_ms: int, take: TakeRows) -> None:
-        """``take`` the rows ``snapshot_rows`` gives for all scopes, in one batch (so every
-        scope is whole once it is taken, as ``TakeRows`` asks)."""
-        take(self.snapshot_rows(period, start_ms, end_ms))
+    def read_parts(self, period: str, start_ms: int, end_ms: int, take: TakeParts) -> None:
+        """``take`` the parts rows of all scopes, in ``snapshot_rows``'s order and in one
+        batch (so every scope is whole once it is taken, as ``TakeParts`` asks)."""
+        rows = self._conn.execute(
+            "SELECT period_start_ms, scope, parts FROM snapshots WHERE period = ?"
+            " AND period_start_ms >= ? AND period_start_ms < ? ORDER BY period_start_ms, scope",
+            (period, start_ms, end_ms),
+        )
+        take(rows.fetchall())
 
     def platform_starts(self, period: str, since_ms: int) -> set[int]:
         """Window starts at or after ``since_ms`` that have a platform snapshot."""
