@@ -5,10 +5,10 @@ two-byte mark. Rows stored before the mark (digests as lists of ints) still deco
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 
 from exporter.catalog import PROCESSING_STAGES, STAGES
 from rollup import merger, packed
@@ -58,7 +58,9 @@ StoredParts: Any = msgspec.defstruct("StoredParts", _stored_fields(), frozen=Tru
 """``SnapshotParts`` as stored, field for field (names kept, so fields can be added later),
 untracked by the cycle collector (its dicts hold only numbers and stored stages: no cycle),
 built from its declaration so the two cannot drift; readers use ``getattr``."""
-_ADDITIVE_GET = [(name, attrgetter(name)) for name in ADDITIVE]
+_ADDITIVE_AT = [(name, StoredParts.__struct_fields__.index(name)) for name in ADDITIVE]
+_STAGES_AT = StoredParts.__struct_fields__.index("stages")
+_COSTS_AT = StoredParts.__struct_fields__.index("stage_ai_cost_usd")
 _decode_stored = msgspec.msgpack.Decoder(StoredParts).decode
 
 
@@ -141,20 +143,21 @@ def _merge_scalars(items: Sequence[Any], merged: Any) -> Any:
     digests = [next(merged) for _ in range(len(PROCESSING_STAGES) + 1)]
     if not items:
         return StoredParts()
-    values: dict[str, Any] = {name: sum(map(get, items)) for name, get in _ADDITIVE_GET}
-    stages = [p.stages for p in items]
+    columns = list(zip(*map(astuple, items), strict=True))  # each field's values, in order
+    values: dict[str, Any] = {name: sum(columns[at]) for name, at in _ADDITIVE_AT}
+    stages = columns[_STAGES_AT]
     values["stages"] = {
         stage: _merge_stage([s.get(stage, _NO_STAGE) for s in stages], digest)
         for stage, digest in zip(PROCESSING_STAGES, digests, strict=False)
     }
     values["end_to_end"] = digests[-1]
-    costs = [p.stage_ai_cost_usd for p in items]
-    values["stage_ai_cost_usd"] = {stage: sum(c.get(stage, 0.0) for c in costs) for stage in STAGES}
+    costs = columns[_COSTS_AT]
+    values["stage_ai_cost_usd"] = {
+        stage: sum([c.get(stage, 0.0) for c in costs]) for stage in STAGES
+    }
     return StoredParts(**values)
 
 
 def _merge_stage(items: list[StoredStage], digest: PackedDigest) -> StoredStage:
-    return StoredStage(
-        sum([s.started for s in items]), sum([s.succeeded for s in items]),
-        sum([s.failed for s in items]), digest, sum([s.ai_cost_usd for s in items]),
-    )  # fmt: skip
+    started, succeeded, failed, _, cost = zip(*map(astuple, items), strict=True)
+    return StoredStage(sum(started), sum(succeeded), sum(failed), digest, sum(cost))

@@ -8,17 +8,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from operator import attrgetter
+from operator import sub
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from msgspec.structs import astuple
 
 from rollup import packed
 from rollup.buckets import bucket_value
 from rollup.packed import EMPTY, MAX_SPAN, WIDTHS, Counts, PackedDigest, check, narrowest, total
 
-_FIELDS = [attrgetter(name) for name in PackedDigest.__struct_fields__]
 CHUNK_CELLS = 1 << 22
 """Matrix cells added at once: bounds the scratch memory (4 MB of uint8 counts)."""
 MAX_CELLS = 1 << 22
@@ -60,7 +60,7 @@ def _merge_batch(groups: Sequence[Sequence[PackedDigest]]) -> list[PackedDigest]
     count, sums, lows, highs, zero, offset, width, data = _columns(flat)
     _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
     try:
-        band = _Bands(flat, offset, width, data, bounds)
+        band = _Bands(flat, offset, width, data, bounds, list(map(sub, count, zero)))
     except _TooWide:
         half = len(groups) // 2
         return _merge_batch(groups[:half]) + _merge_batch(groups[half:])
@@ -86,7 +86,8 @@ def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[l
     count, sums, lows, highs, zero, offset, width, data = _columns(flat)
     _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
     try:
-        band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)))
+        own = list(map(sub, count, zero))
+        band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)), own)
     except _TooWide:
         half = len(digests) // 2
         return quantiles_of(digests[:half], qs) + quantiles_of(digests[half:], qs)
@@ -119,9 +120,10 @@ def _clamp(value: float, low: float, high: float) -> float:
     return low if value < low else high if value > high else value
 
 
-def _columns(flat: list[PackedDigest]) -> Iterable[list[Any]]:
-    """The fields of the digests as lists (no tuple per digest for the collector to walk)."""
-    return (list(map(get, flat)) for get in _FIELDS)
+def _columns(flat: list[PackedDigest]) -> list[tuple[Any, ...]]:
+    """The fields of the digests as tuples, one per field, in one pass (half the time of a
+    pass per field; no tuple per digest is kept for the collector to walk)."""
+    return list(zip(*map(astuple, flat), strict=True))
 
 
 def _check_scalars(
@@ -147,9 +149,10 @@ class _Bands:
 
     def __init__(
         self, flat: list[PackedDigest], offset: Sequence[int], width: Sequence[int],
-        data: Sequence[bytes], bounds: list[int],
+        data: Sequence[bytes], bounds: list[int], own: list[int],
     ) -> None:  # fmt: skip
         self._flat = flat
+        self._own = own  # each digest's count in buckets (count - zero count)
         if not set(width) <= WIDTHS.keys():
             _raise_first(flat)
         widths = np.array(width, np.int64)
@@ -176,22 +179,23 @@ class _Bands:
         lengths: npt.NDArray[Any],
         data: Sequence[bytes], width: int,
     ) -> None:  # fmt: skip
-        matrix = _matrix([data[i] for i in rows.tolist()], firsts.tolist(), self.span, width)
+        picked = rows.tolist()
+        matrix = _matrix([data[i] for i in picked], firsts, lengths, self.span, width)
         index = np.arange(len(rows))
         ends = matrix[index, firsts].all() and matrix[index, firsts + lengths - 1].all()
-        own = [self._flat[i].count - self._flat[i].zero_count for i in rows.tolist()]
-        if not ends or _row_totals(matrix, width) != own:
-            _raise_first(self._flat[i] for i in rows.tolist())
+        if not ends or _row_totals(matrix, width) != [self._own[i] for i in picked]:
+            _raise_first(self._flat[i] for i in picked)
         starts = np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]])
         sizes = np.diff(np.r_[starts, len(rows)])
         owner = gids[starts]
         if sizes.min() == sizes.max():  # as many rows for each group: one sum for all
             k = int(sizes[0])
-            self.sums[owner] += matrix.reshape(-1, k, self.span).sum(axis=1, dtype=np.uint64)
+            blocks = matrix.reshape(-1, k, self.span)
+            self.sums[owner] += blocks.sum(axis=1, dtype=_accumulator(k, width))
             return
         # one sum per group's rows: faster than np.add.reduceat with a wider dtype
         for g, a, n in zip(owner.tolist(), starts.tolist(), sizes.tolist(), strict=True):
-            self.sums[g] += matrix[a : a + n].sum(axis=0, dtype=np.uint64)
+            self.sums[g] += matrix[a : a + n].sum(axis=0, dtype=_accumulator(n, width))
 
     def results(self) -> list[tuple[int, int, bytes]]:
         """(offset, width, counts) of each group's merged buckets, trimmed of zeros (the
@@ -210,24 +214,39 @@ class _Bands:
         ]  # fmt: skip
 
 
+def _accumulator(terms: int, width: int) -> type[np.unsignedinteger[Any]]:
+    """The narrowest unsigned type that holds the sum of ``terms`` counts of ``width``
+    bytes without wrapping (64 bits at most: a merged count past 2**64 is refused anyway).
+    Adding 8-bit counts into 16 bits casts a quarter of the bytes 64-bit sums do: a day's
+    group sums, 10 -> 3 ms."""
+    top = terms * ((1 << (8 * width)) - 1)
+    return np.uint16 if top < 1 << 16 else np.uint32 if top < 1 << 32 else np.uint64
+
+
 def _row_totals(matrix: Counts, width: int) -> list[int]:
-    """The exact sum of each row: 32-bit sums where they cannot wrap (at most ``MAX_SPAN``
-    counts below 2**8, or below 2**16 on rows of under 2**16 of them), 64-bit or Python's
-    beyond."""
+    """The exact sum of each row, in the narrowest type that cannot wrap (Python's for
+    8-byte counts)."""
     if width == 8:
         return [total(row) for row in matrix]
-    narrow = width == 1 or (width == 2 and matrix.shape[1] <= 1 << 16)
-    totals: list[int] = matrix.sum(axis=1, dtype=np.uint32 if narrow else np.uint64).tolist()
+    totals: list[int] = matrix.sum(axis=1, dtype=_accumulator(matrix.shape[1], width)).tolist()
     return totals
 
 
-def _matrix(data: list[bytes], befores: list[int], span: int, width: int) -> Counts:
-    """One row per digest, its counts placed ``before`` buckets in: zero padding joined."""
-    pieces: list[bytes] = []
-    zeros = bytes(span * width)
-    for counts, before in zip(data, befores, strict=True):
-        at = before * width
-        pieces += (zeros[:at], counts, zeros[at + len(counts) :])
+def _matrix(data: list[bytes], firsts: Counts, lengths: Counts, span: int, width: int) -> Counts:
+    """One row per digest, its counts placed ``firsts`` buckets in: the counts joined with
+    the zeros between them (after one row's counts and before the next's) as one gap each,
+    every gap of a length cut once, so the Python work per digest is two list slots (a
+    day's matrices, 10 -> 3 ms)."""
+    ends = firsts + lengths
+    gaps = np.empty(len(data) + 1, np.int64)
+    gaps[0], gaps[-1] = firsts[0], span - ends[-1]
+    gaps[1:-1] = span - ends[:-1] + firsts[1:]
+    sizes = (gaps * width).tolist()
+    zeros = bytes(2 * span * width)
+    cut = {size: zeros[:size] for size in set(sizes)}
+    pieces: list[bytes] = [b""] * (2 * len(data) + 1)
+    pieces[0::2] = map(cut.__getitem__, sizes)
+    pieces[1::2] = data
     return np.frombuffer(b"".join(pieces), WIDTHS[width]).reshape(len(data), span)
 
 

@@ -92,6 +92,17 @@ def test_packed_merge_of_many_groups_equals_each_groups_merge(
     assert merged == [LatencyDigest.merge_all(group).packed() for group in digests]
 
 
+@pytest.mark.parametrize("sizes", [[300, 300], [300, 1, 2]])
+def test_packed_merge_of_many_full_one_byte_digests_counts_exactly(sizes: list[int]) -> None:
+    """Sums of one-byte counts are taken in 16 bits only where they cannot wrap: 300
+    digests of 255 in one bucket add up to 76,500, in groups of one size or of several."""
+    full = big({40: 255, 41: 1})
+    groups = [[full] * size for size in sizes]
+    merged = merger.merge_groups([[d.packed() for d in g] for g in groups])
+    assert merged == [LatencyDigest.merge_all(g).packed() for g in groups]
+    assert LatencyDigest.from_packed(merged[0]).buckets == {40: 76_500, 41: 300}
+
+
 def test_packed_merge_of_wide_two_byte_digests_counts_exactly() -> None:
     """Counts of two bytes over more than 65,536 buckets could add past 32 bits in a row:
     those rows are summed in 64 bits, and the merge stays exact."""
