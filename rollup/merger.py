@@ -84,15 +84,14 @@ def quantiles_of(digests: Sequence[PackedDigest], qs: Sequence[float]) -> list[l
         return [[0.0] * len(qs) for _ in digests]
     count, sums, lows, highs, zero, offset, width, data = _columns(flat)
     _check_scalars(flat, count, sums, lows, highs, zero, offset, data)
+    tops = list(map(sub, count, zero))  # each digest's count in buckets
     try:
-        own = list(map(sub, count, zero))
-        band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)), own)
+        band = _Bands(flat, offset, width, data, list(range(len(flat) + 1)), tops)
     except _TooWide:
         half = len(digests) // 2
         return quantiles_of(digests[:half], qs) + quantiles_of(digests[half:], qs)
     seen = np.cumsum(band.sums, axis=1)
     columns = []
-    tops = [n - z for n, z in zip(count, zero, strict=True)]
     for q in qs:
         ranks = [max(1, math.ceil(q * n)) - z for n, z in zip(count, zero, strict=True)]
         # a rank past the buckets (q * count rounded up past count) is the max, as in
