@@ -172,7 +172,12 @@ def main() -> int:
             ("queries.py", lambda f: query_goals(f, "PostgreSQL"), rows + url),
         ]
     goals = [goal for script, judge, extra in steps for goal in judge(run_json(script, *extra))]
+    commit = ["--events", "4000", "--rounds", "1"] if args.quick else []
+    ceilings = [run_json("commit.py", *commit)]
+    if pg:
+        ceilings.append(run_json("commit.py", *commit, "--database-url", pg))
     print_table(goals, quick=args.quick)
+    print_ceilings([found for found in ceilings if found], goals)
     return 0
 
 
@@ -187,6 +192,33 @@ def print_table(goals: list[Goal], quick: bool) -> None:
         print(f"{g.figure:<{width}}{g.shown:>16}{g.goal:>16}  {result}")
     met = sum(1 for g in goals if g.met)
     print(f"{met} of {len(goals)} goals met")
+
+
+HTTP_RATIO = {
+    "SQLite": "SQLite ingest, batch 1000 / raw",
+    "PostgreSQL": "PostgreSQL ingest, batch 1000 / raw COPY",
+}
+CEILING_VARIANTS = ("voxmon", "no read model", "no read model, no counters", "events only")
+
+
+def print_ceilings(found: list[dict[str, Any]], goals: list[Goal]) -> None:
+    """Where the batch-1000 ratio goes: the commit alone (``benchmarks/commit.py``: in-process,
+    one thread, no HTTP) over raw inserts, whole and with voxmon's parts left out, beside the
+    HTTP ratio of the goals table and how much of the in-process ratio HTTP keeps."""
+    if not found:
+        return
+    print("\nThe batch-1000 commit alone / raw (benchmarks/commit.py), and over HTTP")
+    names = ["whole", "no read model", "nor counters", "events only", "HTTP", "HTTP / whole"]
+    print(f"{'backend':<12}" + "".join(f"{name:>15}" for name in names))
+    ratios = {g.figure: g.value for g in goals}
+    for result in found:
+        commit = {name: pick(result, "variants", name, "ratio") for name in CEILING_VARIANTS}
+        http = ratios.get(HTTP_RATIO[result["backend"]])
+        whole = commit["voxmon"]
+        kept = None if http is None or not whole else http / whole
+        cells = [*commit.values(), http, kept]
+        shown = ["not measured" if v is None else f"{v:.2f} x" for v in cells]
+        print(f"{result['backend']:<12}" + "".join(f"{cell:>15}" for cell in shown))
 
 
 if __name__ == "__main__":

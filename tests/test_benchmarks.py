@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("concurrency.py", ["--quick"], "goal (p99 < 50 ms while the rollup runs)"),
         ("latency_accuracy.py", ["--quick"], "shipped x1.15  91 + 107 bounds, 486 series"),
         ("inflight.py", ["--quick"], "restart with those 10,000 notes in flight"),
+        ("commit.py", ["--events", "2000", "--rounds", "1"], "| no read model, no counters |"),
     ],
 )
 def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
@@ -51,6 +53,8 @@ def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
          ["2,000 events       201", "4,824 hourly       201"]),
         ("queries.py", ["--orgs", "20", "--days", "5", "--requests", "20", "--json"],
          ["orgs 5 d (all 20)", '"orgs 5 d (all 20)": {"n": 2, "p50_ms": ']),
+        ("commit.py", ["--events", "2000", "--rounds", "1", "--json"],
+         ["PostgreSQL: 2,000 events in 1 commits", "| events only |", '"backend": "PostgreSQL"']),
     ],
 )  # fmt: skip
 def test_benchmarks_run_on_postgres(script: str, args: list[str], expect: list[str]) -> None:
@@ -69,12 +73,64 @@ def test_benchmarks_run_on_postgres(script: str, args: list[str], expect: list[s
     assert left == []
 
 
-def _goals() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("goals", ROOT / "benchmarks" / "goals.py")
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
-    module = sys.modules["goals"] = importlib.util.module_from_spec(spec)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _goals() -> ModuleType:
+    return _script("goals")
+
+
+def test_benchmarks_commit_variants_leave_out_what_they_name(tmp_path: Path) -> None:
+    """``benchmarks/commit.py``'s variants run the daemon's commit and leave out exactly the
+    part each names: every event is stored in each; the read model, the counters and the
+    derived durations only where they are kept."""
+    bench = _script("commit")
+    commits = bench.make_commits(1_000, 500)
+    backend = bench.Sqlite(tmp_path)
+    stored = []
+    for name in ("voxmon", "no read model", "no read model, no counters", "events only"):
+        bench.run_voxmon(backend, commits, bench.VARIANTS[name])
+        with sqlite3.connect(tmp_path / f"{backend.files}.db") as conn:
+            stored.append(tuple(conn.execute(query).fetchone()[0] for query in (
+                "SELECT COUNT(*) FROM events",
+                "SELECT COUNT(*) FROM artifacts",
+                "SELECT COUNT(*) FROM live_counters",
+                "SELECT COUNT(*) FROM events WHERE duration_source = 'received_event'",
+            )))  # fmt: skip
+    notes = len({e.artifact_id for requests in commits for r in requests for e in r})
+    full, no_model, no_counters, events_only = stored
+    assert full[:2] == (1_000, notes) and full[2] > 0 and full[3] > 0
+    assert no_model == (1_000, 0, full[2], full[3])
+    assert no_counters == (1_000, 0, 0, full[3])
+    assert events_only == (1_000, 0, 0, 0)
+
+
+def test_benchmarks_goals_print_the_commit_ceilings(capsys: pytest.CaptureFixture[str]) -> None:
+    """After the goals: the commit alone / raw, whole and less each part, beside the HTTP
+    ratio and the share of the commit's ratio HTTP keeps; missing figures say so."""
+    goals = _goals()
+    variants = {
+        "voxmon": {"ratio": 0.72},
+        "no read model": {"ratio": 0.84},
+        "no read model, no counters": {"ratio": 1.03},
+        "events only": {"ratio": 1.01},
+    }
+    found = [{"backend": "SQLite", "variants": variants},
+             {"backend": "PostgreSQL", "variants": {"voxmon": {"ratio": 0.45}}}]  # fmt: skip
+    http = goals.at_least("SQLite ingest, batch 1000 / raw", 0.6, 0.8, " x", ".2f")
+    goals.print_ceilings(found, [http])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].split() == [
+        "SQLite",
+        *["0.72", "x", "0.84", "x", "1.03", "x", "1.01", "x", "0.60", "x", "0.83", "x"],
+    ]
+    assert lines[-1].split()[:3] == ["PostgreSQL", "0.45", "x"]
+    assert lines[-1].count("not measured") == 5
 
 
 def test_benchmarks_goals_judge_each_figure(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,375 @@
+"""The SQLite ingest commit in-process, on one thread, against raw inserts of the same rows:
+where a commit's time goes, and how fast it could be with each of voxmon's own parts left
+out (issue 15's ingest profile, reproducible).
+
+No HTTP, no event loop, no second thread: the figures are the writer's own ceiling. The
+events are ``benchmarks/ingest.py``'s (notes of 50 orgs through the pipeline, UUID ids,
+interleaved by time), validated as the daemon validates them, outside the timing. Each
+variant gets a fresh file (``connect``: the daemon's schema and pragmas, synchronous=FULL,
+WAL) and the same commits of ``--commit`` events (two requests of half as many each, as the
+daemon's group commit takes them at batch 1000):
+
+- ``raw``: ``SqliteEvents.insert`` alone in a transaction per commit (the ingest benchmark's
+  raw rate, the goal's denominator);
+- ``voxmon``: ``exporter.ingest.commit.commit`` as the writer runs it;
+- ``no artifacts``: the same with the note read model left out (its load, fold, save and
+  in-flight counts);
+- ``no artifacts, no tally``: also without the live counters and their saves;
+- ``events only``: also without derived durations and late-hour marks: what the commit's
+  own bookkeeping (admit, insert, horizons) costs beside raw's insert.
+
+The last three are not voxmon: they leave out what it must store in the same transaction
+(the counters, by the design's section 4) or what its read model needs, and show what
+doing that work costs. A third table times each part of the full commit (wall clock, from
+an instrumented round). Variants run in turn, ``--rounds`` times; medians are printed.
+
+Run: ``.venv/bin/python benchmarks/commit.py [--events N] [--commit N] [--rounds N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+from benchmarks.ingest import encode_batches, make_events, validated  # noqa: E402
+from exporter.ingest import commit as commit_module  # noqa: E402
+from exporter.live.orgs import OrgRegistry  # noqa: E402
+from exporter.live.tally import tally as full_tally  # noqa: E402
+from exporter.live.windows import window_bounds  # noqa: E402
+from exporter.model import Event  # noqa: E402
+from exporter.settings import Settings  # noqa: E402
+from exporter.storage.sqlite.connection import connect  # noqa: E402
+from exporter.storage.sqlite.store import SqliteStore  # noqa: E402
+
+Commits = list[list[Sequence[Event]]]
+"""Each commit: the requests it takes together."""
+Skip = Callable[[Any], contextlib.AbstractContextManager[Any]]
+"""Leaves one part of the commit out, on the store given."""
+
+
+def _no_read_model(store: Any) -> contextlib.AbstractContextManager[Any]:
+    return mock.patch.object(commit_module, "_advance_artifacts", lambda store, events: None)
+
+
+def _no_counters(store: Any) -> contextlib.AbstractContextManager[Any]:
+    """An empty tally, not saved (nor journalled: a journal entry needs new events)."""
+    patches = contextlib.ExitStack()
+    patches.enter_context(
+        mock.patch.object(
+            commit_module, "tally", lambda events, start, orgs: full_tally([], start, orgs)
+        )
+    )
+    patches.enter_context(mock.patch.object(store.live, "save_tally", lambda counted: 0))
+    patches.enter_context(mock.patch.object(store.live, "journal", lambda body, at_ms: None))
+    return patches
+
+
+def _no_durations_or_marks(store: Any) -> contextlib.AbstractContextManager[Any]:
+    patches = contextlib.ExitStack()
+    patches.enter_context(
+        mock.patch.object(
+            commit_module,
+            "_derive_durations",
+            lambda store, events, limit: (events, Counter()),
+        )
+    )
+    patches.enter_context(mock.patch.object(commit_module, "_late_hours", lambda e, now: set()))
+    return patches
+
+
+VARIANTS: dict[str, tuple[Skip, ...] | None] = {
+    "raw": None,
+    "voxmon": (),
+    "no read model": (_no_read_model,),
+    "no read model, no counters": (_no_read_model, _no_counters),
+    "events only": (_no_read_model, _no_counters, _no_durations_or_marks),
+}
+"""None: raw inserts; otherwise the parts left out of voxmon's commit."""
+
+
+class Sqlite:
+    """Fresh files in a temporary directory, with the daemon's schema and pragmas."""
+
+    name = "SQLite"
+
+    def __init__(self, tmp: Path) -> None:
+        self._tmp, self.files = tmp, 0
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[SqliteStore]:
+        self.files += 1
+        store = SqliteStore(connect(self._tmp / f"{self.files}.db"))
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def raw(self, store: Any, rows: list[Event], received_ms: int) -> None:
+        with store.transaction():
+            store.events.insert(rows, received_ms)
+
+    def server_cpu(self, store: Any) -> float:
+        return 0.0  # SQLite runs in this thread: its CPU is the thread's
+
+
+class Postgres:
+    """A fresh database per run on the server of ``--database-url``; the day partitions are
+    created before the timing for raw and voxmon alike."""
+
+    name = "PostgreSQL"
+
+    def __init__(self, url: str) -> None:
+        from benchmarks.databases import Server
+
+        self._server, self._runs = Server(url), 0
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Any]:
+        from exporter.storage.postgres.connection import connect as pg_connect
+        from exporter.storage.postgres.store import PgStore
+
+        self._runs += 1
+        with self._server.database(f"commit{self._runs}") as url:
+            store = PgStore(pg_connect(url), "bench")
+            try:
+                yield store
+            finally:
+                store.close()
+
+    def raw(self, store: Any, rows: list[Event], received_ms: int) -> None:
+        """Raw COPY of the rows and their dedup keys (``benchmarks/replicas.py``'s)."""
+        from benchmarks.replicas import insert_copy
+        from exporter.storage.rows import event_row
+
+        with store.connection.transaction():
+            insert_copy(
+                store.connection,
+                [event_row(event, received_ms) for event in rows],
+                [(event.event_id, event.ts_ms) for event in rows],
+            )
+
+    def server_cpu(self, store: Any) -> float:
+        from benchmarks.databases import backend_cpu_seconds
+
+        return float(sum(backend_cpu_seconds([store.connection.info.backend_pid]).values()))
+
+
+Backend = Sqlite | Postgres
+
+
+def prepare(store: Any, commits: Commits) -> None:
+    """Untimed: PostgreSQL's day partitions for every event (SQLite has none)."""
+    partitions = getattr(store.events, "partitions", None)
+    if partitions is not None:
+        partitions.ensure({e.ts_ms for requests in commits for r in requests for e in r})
+
+
+Run = tuple[float, float, float]
+"""(wall s, this thread's CPU s, the database server's CPU s)."""
+
+
+def run_raw(backend: Backend, commits: Commits) -> Run:
+    """Each commit's rows inserted alone in a transaction of their own."""
+    received_ms = time.time_ns() // 1_000_000
+    with backend.store() as store:
+        prepare(store, commits)
+        server, wall, cpu = backend.server_cpu(store), time.perf_counter(), time.thread_time()
+        for requests in commits:
+            backend.raw(store, [e for request in requests for e in request], received_ms)
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        return wall, cpu, backend.server_cpu(store) - server
+
+
+def run_voxmon(
+    backend: Backend,
+    commits: Commits,
+    skips: Sequence[Skip],
+    timers: Timers | None = None,
+) -> Run:
+    """The writer's commit on each, with ``skips`` applied; on PostgreSQL with the journal
+    the daemon keeps (one replica: no other replica's entries to read)."""
+    settings = Settings()
+    orgs = OrgRegistry(settings.max_live_orgs, settings.max_org_series)
+    shared = isinstance(backend, Postgres)
+    with backend.store() as store, contextlib.ExitStack() as patches:
+        prepare(store, commits)
+        for skip in skips:
+            patches.enter_context(skip(store))
+        if timers is not None:
+            patches.enter_context(timers.installed(store))
+        applied = 0 if shared else None
+        server, wall, cpu = backend.server_cpu(store), time.perf_counter(), time.thread_time()
+        for requests in commits:
+            now_ms = time.time_ns() // 1_000_000
+            outcome = commit_module.commit(
+                store, requests, now_ms, window_bounds(now_ms).start_ms, orgs, None,
+                settings.max_duration_ms, applied,
+            )  # fmt: skip
+            if shared and outcome.entry_id is not None:
+                applied = outcome.entry_id
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        return wall, cpu, backend.server_cpu(store) - server
+
+
+class Timers:
+    """Wall clock spent in each part of the full commit, summed over a round."""
+
+    PARTS: ClassVar[dict[str, tuple[str, str]]] = {
+        "events insert (incl. dedup check)": ("events", "insert_new"),
+        "derived-duration lookup": ("events", "latest_starts"),
+        "artifact states load": ("artifacts", "load_states"),
+        "artifact states save": ("artifacts", "save_states"),
+        "in-flight counts": ("artifacts", "add_inflight"),
+        "live tally save": ("live", "save_tally"),
+        "late-hour marks": ("snapshots", "mark_dirty"),
+        "horizons read": ("horizons", "load"),
+    }
+    FUNCTIONS: ClassVar[dict[str, str]] = {
+        "artifact fold (Python)": "fold",
+        "tally (Python)": "tally",
+    }
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - started
+
+        return timed
+
+    @contextlib.contextmanager
+    def installed(self, store: SqliteStore) -> Iterator[None]:
+        with contextlib.ExitStack() as patches:
+            for name, (part, method) in self.PARTS.items():
+                target = getattr(store, part)
+                timed = self._timed(name, getattr(target, method))
+                patches.enter_context(mock.patch.object(target, method, timed))
+            for name, function in self.FUNCTIONS.items():
+                timed = self._timed(name, getattr(commit_module, function))
+                patches.enter_context(mock.patch.object(commit_module, function, timed))
+            patches.enter_context(
+                mock.patch.object(store, "transaction", self._timed_commit(store.transaction))
+            )
+            yield
+
+    def _timed_commit(self, transaction: Callable[[], Any]) -> Callable[[], Any]:
+        @contextlib.contextmanager
+        def timed() -> Iterator[None]:
+            with transaction():
+                yield
+                started = time.perf_counter()
+            self.seconds["COMMIT"] += time.perf_counter() - started
+
+        return timed
+
+
+def make_commits(count: int, per_commit: int) -> Commits:
+    """``count`` events in commits of ``per_commit`` (two requests each), validated."""
+    half = per_commit // 2
+    requests: list[Sequence[Event]] = []
+    requests += validated(encode_batches(make_events(count, "commit"), half))
+    return [requests[i : i + 2] for i in range(0, len(requests), 2)]
+
+
+def measure(backend: Backend, commits: Commits, rounds: int) -> tuple[dict[str, list[Run]], Timers]:
+    """Every variant ``rounds`` times in turn, each on a fresh database; then one
+    instrumented round of the full commit."""
+    runs: dict[str, list[Run]] = defaultdict(list)
+    for _ in range(rounds):
+        for name, skips in VARIANTS.items():
+            if skips is None:
+                runs[name].append(run_raw(backend, commits))
+            else:
+                runs[name].append(run_voxmon(backend, commits, skips))
+    timers = Timers()
+    run_voxmon(backend, commits, (), timers)
+    return runs, timers
+
+
+def report(commits: Commits, runs: dict[str, list[Run]], timers: Timers) -> dict[str, Any]:
+    events = sum(len(r) for requests in commits for r in requests)
+    medians = {
+        name: [statistics.median(run[i] for run in samples) for i in range(3)]
+        for name, samples in runs.items()
+    }
+    raw_wall = medians["raw"][0]
+    variants = {
+        name: {
+            "events_per_s": events / wall,
+            "ratio": raw_wall / wall,
+            "us_per_event": 1e6 * wall / events,
+            "cpu_us_per_event": 1e6 * cpu / events,
+            "server_cpu_us_per_event": 1e6 * server / events,
+        }
+        for name, (wall, cpu, server) in medians.items()
+    }
+    parts = sorted(timers.seconds.items(), key=lambda kv: -kv[1])
+    return {
+        "events": events,
+        "commits": len(commits),
+        "variants": variants,
+        "parts_us_per_event": {name: 1e6 * seconds / events for name, seconds in parts},
+    }
+
+
+def print_report(label: str, result: dict[str, Any], rounds: int) -> None:
+    print(
+        f"{label}: {result['events']:,} events in {result['commits']} commits, medians of"
+        f" {rounds} rounds, one thread, no HTTP\n"
+    )
+    print("| variant | events/s | / raw | µs/event | CPU µs/event | server CPU µs/event |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, v in result["variants"].items():
+        print(
+            f"| {name} | {v['events_per_s']:,.0f} | {v['ratio']:.2f} x | {v['us_per_event']:.1f}"
+            f" | {v['cpu_us_per_event']:.1f} | {v['server_cpu_us_per_event']:.1f} |"
+        )
+    print("\nThe full commit part by part (one instrumented round, wall clock):\n")
+    print("| part | µs/event |")
+    print("|---|---:|")
+    for name, us in result["parts_us_per_event"].items():
+        print(f"| {name} | {us:.1f} |")
+    whole = result["variants"]["voxmon"]["us_per_event"]
+    print(f"| the whole commit, uninstrumented median | {whole:.1f} |\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--commit", type=int, default=2_000, help="events per commit")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", help="measure PostgreSQL (postgresql://...) instead")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    commits = make_commits(args.events, args.commit)
+    with tempfile.TemporaryDirectory(prefix="voxmon-commit-") as tmp:
+        backend: Backend = Postgres(args.database_url) if args.database_url else Sqlite(Path(tmp))
+        runs, timers = measure(backend, commits, args.rounds)
+    result = report(commits, runs, timers)
+    print_report(backend.name, result, args.rounds)
+    if args.json:
+        print(json.dumps({"backend": backend.name, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
