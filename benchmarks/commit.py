@@ -219,6 +219,7 @@ def run_voxmon(
                 store, requests, now_ms, window_bounds(now_ms).start_ms, orgs, None,
                 settings.max_duration_ms, applied,
             )  # fmt: skip
+            orgs.register(outcome.tally.new_orgs, outcome.tally.orgs_added)  # as the daemon
             if shared and outcome.entry_id is not None:
                 applied = outcome.entry_id
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
@@ -360,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="measure PostgreSQL (postgresql://...) instead")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.commit < 2 or args.events < args.commit or args.rounds < 1:
+        parser.error(
+            "needs --commit >= 2 (two requests a commit), --events >= --commit, --rounds >= 1"
+        )
     commits = make_commits(args.events, args.commit)
     with tempfile.TemporaryDirectory(prefix="voxmon-commit-") as tmp:
         backend: Backend = Postgres(args.database_url) if args.database_url else Sqlite(Path(tmp))
