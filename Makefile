@@ -34,7 +34,8 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy --explicit-package-bases benchmarks/*.py
 
 # Every benchmark; benchmarks/goals.py last runs ingest, rollup, queries and inflight (SQLite,
-# and PostgreSQL on BENCH_DATABASE_URL) and ends with the table of issue 15's goals, met or not.
+# and PostgreSQL on BENCH_DATABASE_URL) and ends with the table of issue 15's goals, met or not,
+# then with the ingest commit alone, whole and less each of voxmon's parts (commit.py).
 BENCH_DATABASE_URL ?= postgresql://root@127.0.0.1:5432/postgres
 bench: $(STAMP)
 	$(BIN)/python benchmarks/client.py

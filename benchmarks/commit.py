@@ -4,7 +4,8 @@ out (issue 15's ingest profile, reproducible).
 
 No HTTP, no event loop, no second thread: the figures are the writer's own ceiling. The
 events are ``benchmarks/ingest.py``'s (notes of 50 orgs through the pipeline, UUID ids,
-interleaved by time), validated as the daemon validates them, outside the timing. Each
+interleaved by time), validated as the daemon validates them, outside the timing; by default
+as many as its batch-1000 scenario posts, so the files grow alike and raw rates compare. Each
 variant gets a fresh file (``connect``: the daemon's schema and pragmas, synchronous=FULL,
 WAL) and the same commits of ``--commit`` events (two requests of half as many each, as the
 daemon's group commit takes them at batch 1000):
@@ -355,7 +356,7 @@ def print_report(label: str, result: dict[str, Any], rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--commit", type=int, default=2_000, help="events per commit")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", help="measure PostgreSQL (postgresql://...) instead")

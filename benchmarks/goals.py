@@ -6,6 +6,9 @@ SQLite always; PostgreSQL too where a figure applies, on the server of ``--datab
 server that cannot be reached is reported, not fatal). Ratios are taken within one run of
 one script (HTTP ingest against raw inserts of the same rows), so a loaded machine moves
 both sides alike; absolute figures (events/s, seconds, ms) are as loaded as the machine.
+Last, ``benchmarks/commit.py`` times the batch-1000 commit alone on each backend, whole and
+with voxmon's own parts left out, and a table sets those ratios beside the HTTP ratio: where
+the ingest goals' time goes, from the same run.
 
 Run: ``.venv/bin/python benchmarks/goals.py [--quick] [--database-url URL]``.
 """
