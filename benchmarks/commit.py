@@ -1,30 +1,36 @@
-"""The SQLite ingest commit in-process, on one thread, against raw inserts of the same rows:
-where a commit's time goes, and how fast it could be with each of voxmon's own parts left
-out (issue 15's ingest profile, reproducible).
+"""The batch-1000 ingest commit in-process, on one thread, against raw inserts of the same
+rows: where a commit's time goes, and how fast it could be with each of voxmon's own parts
+left out (issue 15's ingest profile, reproducible). SQLite by default; PostgreSQL with
+``--database-url``.
 
 No HTTP, no event loop, no second thread: the figures are the writer's own ceiling. The
 events are ``benchmarks/ingest.py``'s (notes of 50 orgs through the pipeline, UUID ids,
 interleaved by time), validated as the daemon validates them, outside the timing; by default
 as many as its batch-1000 scenario posts, so the files grow alike and raw rates compare. Each
-variant gets a fresh file (``connect``: the daemon's schema and pragmas, synchronous=FULL,
-WAL) and the same commits of ``--commit`` events (two requests of half as many each, as the
-daemon's group commit takes them at batch 1000):
+variant gets a fresh database (SQLite: ``connect``, the daemon's schema and pragmas,
+synchronous=FULL, WAL; PostgreSQL: a throwaway database with voxmon's schema and the day
+partitions created before the timing) and the same commits of ``--commit`` events (two
+requests of half as many each, as the daemon's group commit takes them at batch 1000):
 
-- ``raw``: ``SqliteEvents.insert`` alone in a transaction per commit (the ingest benchmark's
-  raw rate, the goal's denominator);
-- ``voxmon``: ``exporter.ingest.commit.commit`` as the writer runs it;
-- ``no artifacts``: the same with the note read model left out (its load, fold, save and
+- ``raw``: the rows alone, a transaction per commit (SQLite: ``SqliteEvents.insert``, the
+  ingest benchmark's raw rate; PostgreSQL: COPY of the rows and their dedup keys, as
+  ``benchmarks/replicas.py``'s raw COPY). The goals' denominator;
+- ``voxmon``: ``exporter.ingest.commit.commit`` as the writer runs it (on PostgreSQL with
+  the change journal a replica keeps);
+- ``no read model``: the same with the notes' states left out (load, fold, save and the
   in-flight counts);
-- ``no artifacts, no tally``: also without the live counters and their saves;
+- ``no read model, no counters``: also without the live counters (tally, save, journal);
 - ``events only``: also without derived durations and late-hour marks: what the commit's
   own bookkeeping (admit, insert, horizons) costs beside raw's insert.
 
 The last three are not voxmon: they leave out what it must store in the same transaction
 (the counters, by the design's section 4) or what its read model needs, and show what
-doing that work costs. A third table times each part of the full commit (wall clock, from
-an instrumented round). Variants run in turn, ``--rounds`` times; medians are printed.
+doing that work costs. A second table times each part of the full commit (wall clock, from
+an instrumented round). Variants run in turn, ``--rounds`` times; medians are printed, with
+this thread's CPU and, on PostgreSQL, the server backend's.
 
-Run: ``.venv/bin/python benchmarks/commit.py [--events N] [--commit N] [--rounds N] [--json]``.
+Run: ``.venv/bin/python benchmarks/commit.py [--events N] [--commit N] [--rounds N]
+[--database-url URL] [--json]``.
 """
 
 from __future__ import annotations
