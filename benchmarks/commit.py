@@ -12,9 +12,11 @@ synchronous=FULL, WAL; PostgreSQL: a throwaway database with voxmon's schema and
 partitions created before the timing) and the same commits of ``--commit`` events (two
 requests of half as many each, as the daemon's group commit takes them at batch 1000):
 
-- ``raw``: the rows alone, a transaction per commit (SQLite: ``SqliteEvents.insert``, the
-  ingest benchmark's raw rate; PostgreSQL: COPY of the rows and their dedup keys, as
-  ``benchmarks/replicas.py``'s raw COPY). The goals' denominator;
+- ``raw``: the rows alone, a transaction per request as the ingest benchmarks' raw rates
+  insert them (SQLite: ``SqliteEvents.insert``, as ``benchmarks/ingest.py``; PostgreSQL:
+  COPY of the rows and their dedup keys built before the timing, as
+  ``benchmarks/replicas.py``). The goals' denominator, and the ratios' here;
+- ``raw, a transaction per commit``: the same rows in as many transactions as voxmon's;
 - ``voxmon``: ``exporter.ingest.commit.commit`` as the writer runs it (on PostgreSQL with
   the change journal a replica keeps);
 - ``no read model``: the same with the notes' states left out (load, fold, save and the
@@ -24,10 +26,12 @@ requests of half as many each, as the daemon's group commit takes them at batch 
   own bookkeeping (admit, insert, horizons) costs beside raw's insert.
 
 The last three are not voxmon: they leave out what it must store in the same transaction
-(the counters, by the design's section 4) or what its read model needs, and show what
-doing that work costs. A second table times each part of the full commit (wall clock, from
-an instrumented round). Variants run in turn, ``--rounds`` times; medians are printed, with
-this thread's CPU and, on PostgreSQL, the server backend's.
+(the counters, persisted with the events they count) or what its read model needs, and
+show what doing that work costs. A second table times each part of the full commit on one
+more, instrumented round (wall clock; what no part accounts for is the commit's own Python
+between them). Variants run in turn, ``--rounds`` times; medians are printed, with this
+thread's CPU and, on PostgreSQL on this machine, the server backend's. SQLite files are
+deleted after each run; PostgreSQL's throwaway databases are dropped, on SIGTERM too.
 
 Run: ``.venv/bin/python benchmarks/commit.py [--events N] [--commit N] [--rounds N]
 [--database-url URL] [--json]``.
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -47,6 +52,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from unittest import mock
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -98,8 +105,10 @@ def _no_durations_or_marks(store: Any) -> contextlib.AbstractContextManager[Any]
     return patches
 
 
+RAW_PER_COMMIT = "raw, a transaction per commit"
 VARIANTS: dict[str, tuple[Skip, ...] | None] = {
     "raw": None,
+    RAW_PER_COMMIT: None,
     "voxmon": (),
     "no read model": (_no_read_model,),
     "no read model, no counters": (_no_read_model, _no_counters),
@@ -109,33 +118,41 @@ VARIANTS: dict[str, tuple[Skip, ...] | None] = {
 
 
 class Sqlite:
-    """Fresh files in a temporary directory, with the daemon's schema and pragmas."""
+    """Fresh files in a temporary directory, with the daemon's schema and pragmas; each is
+    deleted after its run unless ``keep``."""
 
     name = "SQLite"
 
-    def __init__(self, tmp: Path) -> None:
-        self._tmp, self.files = tmp, 0
+    def __init__(self, tmp: Path, *, keep: bool = False) -> None:
+        self._tmp, self._keep, self.files = tmp, keep, 0
 
     @contextlib.contextmanager
     def store(self) -> Iterator[SqliteStore]:
         self.files += 1
-        store = SqliteStore(connect(self._tmp / f"{self.files}.db"))
+        path = self._tmp / f"{self.files}.db"
+        store = SqliteStore(connect(path))
         try:
             yield store
         finally:
             store.close()
+            if not self._keep:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
 
-    def raw(self, store: Any, rows: list[Event], received_ms: int) -> None:
+    def encode(self, rows: list[Event], received_ms: int) -> Any:
+        return rows  # SqliteEvents.insert builds the rows in its timing, as in ingest.py
+
+    def raw(self, store: Any, encoded: Any, received_ms: int) -> None:
         with store.transaction():
-            store.events.insert(rows, received_ms)
+            store.events.insert(encoded, received_ms)
 
-    def server_cpu(self, store: Any) -> float:
-        return 0.0  # SQLite runs in this thread: its CPU is the thread's
+    def server_cpu(self, store: Any) -> float | None:
+        return None  # SQLite runs in this thread: its CPU is the thread's
 
 
 class Postgres:
-    """A fresh database per run on the server of ``--database-url``; the day partitions are
-    created before the timing for raw and voxmon alike."""
+    """A fresh database per run on the server of ``--database-url`` (reached when this is
+    made); the day partitions are created before the timing for raw and voxmon alike."""
 
     name = "PostgreSQL"
 
@@ -157,22 +174,28 @@ class Postgres:
             finally:
                 store.close()
 
-    def raw(self, store: Any, rows: list[Event], received_ms: int) -> None:
-        """Raw COPY of the rows and their dedup keys (``benchmarks/replicas.py``'s)."""
-        from benchmarks.replicas import insert_copy
+    def encode(self, rows: list[Event], received_ms: int) -> Any:
+        """The rows and their dedup keys, built before the timing as ``replicas.py`` does."""
         from exporter.storage.rows import event_row
 
-        with store.connection.transaction():
-            insert_copy(
-                store.connection,
-                [event_row(event, received_ms) for event in rows],
-                [(event.event_id, event.ts_ms) for event in rows],
-            )
+        return (
+            [event_row(event, received_ms) for event in rows],
+            [(event.event_id, event.ts_ms) for event in rows],
+        )
 
-    def server_cpu(self, store: Any) -> float:
+    def raw(self, store: Any, encoded: Any, received_ms: int) -> None:
+        """Raw COPY of the rows and their dedup keys (``benchmarks/replicas.py``'s)."""
+        from benchmarks.replicas import insert_copy
+
+        with store.connection.transaction():
+            insert_copy(store.connection, *encoded)
+
+    def server_cpu(self, store: Any) -> float | None:
+        """The backend's CPU seconds; None where ``/proc`` does not show it (a remote server)."""
         from benchmarks.databases import backend_cpu_seconds
 
-        return float(sum(backend_cpu_seconds([store.connection.info.backend_pid]).values()))
+        found = backend_cpu_seconds([store.connection.info.backend_pid])
+        return float(sum(found.values())) if found else None
 
 
 Backend = Sqlite | Postgres
@@ -185,20 +208,32 @@ def prepare(store: Any, commits: Commits) -> None:
         partitions.ensure({e.ts_ms for requests in commits for r in requests for e in r})
 
 
-Run = tuple[float, float, float]
-"""(wall s, this thread's CPU s, the database server's CPU s)."""
+Run = tuple[float, float, float | None]
+"""(wall s, this thread's CPU s, the database server's CPU s or None: not measured)."""
 
 
-def run_raw(backend: Backend, commits: Commits) -> Run:
-    """Each commit's rows inserted alone in a transaction of their own."""
+def _server_delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def run_raw(backend: Backend, commits: Commits, per_commit: bool = False) -> Run:
+    """Each request's rows alone in a transaction of their own, as the ingest benchmarks'
+    raw rates insert them (the goals' denominator); with ``per_commit``, each commit's rows
+    (as many transactions as voxmon's commit)."""
     received_ms = time.time_ns() // 1_000_000
+    groups = (
+        [[e for request in requests for e in request] for requests in commits]
+        if per_commit
+        else [list(request) for requests in commits for request in requests]
+    )
+    encoded = [backend.encode(rows, received_ms) for rows in groups]
     with backend.store() as store:
         prepare(store, commits)
         server, wall, cpu = backend.server_cpu(store), time.perf_counter(), time.thread_time()
-        for requests in commits:
-            backend.raw(store, [e for request in requests for e in request], received_ms)
+        for rows in encoded:
+            backend.raw(store, rows, received_ms)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        return wall, cpu, backend.server_cpu(store) - server
+        return wall, cpu, _server_delta(server, backend.server_cpu(store))
 
 
 def run_voxmon(
@@ -207,8 +242,10 @@ def run_voxmon(
     skips: Sequence[Skip],
     timers: Timers | None = None,
 ) -> Run:
-    """The writer's commit on each, with ``skips`` applied; on PostgreSQL with the journal
-    the daemon keeps (one replica: no other replica's entries to read)."""
+    """The writer's commit on each, with ``skips`` applied, called as the writer calls it
+    (``exporter.ingest.writer``): the live window's start, its old minutes pruned when the
+    window moved, the organisations registered after each commit and, on PostgreSQL, the
+    journal a replica keeps (one replica: no other replica's entries to read)."""
     settings = Settings()
     orgs = OrgRegistry(settings.max_live_orgs, settings.max_org_series)
     shared = isinstance(backend, Postgres)
@@ -218,23 +255,27 @@ def run_voxmon(
             patches.enter_context(skip(store))
         if timers is not None:
             patches.enter_context(timers.installed(store))
-        applied = 0 if shared else None
+        applied, pruned_before = (0 if shared else None), 0
         server, wall, cpu = backend.server_cpu(store), time.perf_counter(), time.thread_time()
         for requests in commits:
             now_ms = time.time_ns() // 1_000_000
+            window_start = window_bounds(now_ms).start_ms
+            prune = window_start if window_start > pruned_before else None
             outcome = commit_module.commit(
-                store, requests, now_ms, window_bounds(now_ms).start_ms, orgs, None,
-                settings.max_duration_ms, applied,
+                store, requests, now_ms, window_start, orgs, prune, settings.max_duration_ms,
+                applied,
             )  # fmt: skip
-            orgs.register(outcome.tally.new_orgs, outcome.tally.orgs_added)  # as the daemon
+            pruned_before = prune or pruned_before
+            orgs.register(outcome.tally.new_orgs, outcome.tally.orgs_added)
             if shared and outcome.entry_id is not None:
                 applied = outcome.entry_id
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        return wall, cpu, backend.server_cpu(store) - server
+        return wall, cpu, _server_delta(server, backend.server_cpu(store))
 
 
 class Timers:
-    """Wall clock spent in each part of the full commit, summed over a round."""
+    """Wall clock spent in each part of the full commit, summed over a round; what no part
+    accounts for (the commit's own Python between them) is reported as such."""
 
     PARTS: ClassVar[dict[str, tuple[str, str]]] = {
         "events insert (incl. dedup check)": ("events", "insert_new"),
@@ -243,6 +284,9 @@ class Timers:
         "artifact states save": ("artifacts", "save_states"),
         "in-flight counts": ("artifacts", "add_inflight"),
         "live tally save": ("live", "save_tally"),
+        "live window prune": ("live", "prune_minutes"),
+        "journal read and prune (PostgreSQL)": ("live", "journal_since"),
+        "journal append (PostgreSQL)": ("live", "journal"),
         "late-hour marks": ("snapshots", "mark_dirty"),
         "horizons read": ("horizons", "load"),
     }
@@ -265,7 +309,7 @@ class Timers:
         return timed
 
     @contextlib.contextmanager
-    def installed(self, store: SqliteStore) -> Iterator[None]:
+    def installed(self, store: Any) -> Iterator[None]:
         with contextlib.ExitStack() as patches:
             for name, (part, method) in self.PARTS.items():
                 target = getattr(store, part)
@@ -275,23 +319,34 @@ class Timers:
                 timed = self._timed(name, getattr(commit_module, function))
                 patches.enter_context(mock.patch.object(commit_module, function, timed))
             patches.enter_context(
-                mock.patch.object(store, "transaction", self._timed_commit(store.transaction))
+                mock.patch.object(store, "transaction", self._timed_ends(store.transaction))
             )
             yield
 
-    def _timed_commit(self, transaction: Callable[[], Any]) -> Callable[[], Any]:
+    def _timed_ends(self, transaction: Callable[[], Any]) -> Callable[[], Any]:
         @contextlib.contextmanager
         def timed() -> Iterator[None]:
+            started = time.perf_counter()
             with transaction():
+                self.seconds["BEGIN (on PostgreSQL: and the write lock)"] += (
+                    time.perf_counter() - started
+                )
                 yield
                 started = time.perf_counter()
             self.seconds["COMMIT"] += time.perf_counter() - started
 
         return timed
 
+    def close(self, wall: float) -> None:
+        """The round took ``wall`` seconds: what the parts leave is the commit's own Python."""
+        self.seconds["not attributed (the commit's Python between the parts)"] = wall - sum(
+            self.seconds.values()
+        )
+
 
 def make_commits(count: int, per_commit: int) -> Commits:
-    """``count`` events in commits of ``per_commit`` (two requests each), validated."""
+    """``count`` events in commits of ``per_commit`` (two requests of half as many each; a
+    last commit may hold fewer), validated."""
     half = per_commit // 2
     requests: list[Sequence[Event]] = []
     requests += validated(encode_batches(make_events(count, "commit"), half))
@@ -305,77 +360,99 @@ def measure(backend: Backend, commits: Commits, rounds: int) -> tuple[dict[str, 
     for _ in range(rounds):
         for name, skips in VARIANTS.items():
             if skips is None:
-                runs[name].append(run_raw(backend, commits))
+                runs[name].append(run_raw(backend, commits, name == RAW_PER_COMMIT))
             else:
                 runs[name].append(run_voxmon(backend, commits, skips))
     timers = Timers()
-    run_voxmon(backend, commits, (), timers)
+    timers.close(run_voxmon(backend, commits, (), timers)[0])
     return runs, timers
+
+
+def _median(values: list[float | None]) -> float | None:
+    return None if None in values else statistics.median(v for v in values if v is not None)
 
 
 def report(commits: Commits, runs: dict[str, list[Run]], timers: Timers) -> dict[str, Any]:
     events = sum(len(r) for requests in commits for r in requests)
-    medians = {
-        name: [statistics.median(run[i] for run in samples) for i in range(3)]
-        for name, samples in runs.items()
-    }
-    raw_wall = medians["raw"][0]
-    variants = {
-        name: {
+    variants: dict[str, dict[str, Any]] = {}
+    for name, samples in runs.items():
+        wall, cpu, server = (_median([run[i] for run in samples]) for i in range(3))
+        assert wall is not None and cpu is not None
+        variants[name] = {
             "events_per_s": events / wall,
-            "ratio": raw_wall / wall,
             "us_per_event": 1e6 * wall / events,
             "cpu_us_per_event": 1e6 * cpu / events,
-            "server_cpu_us_per_event": 1e6 * server / events,
+            "server_cpu_us_per_event": None if server is None else 1e6 * server / events,
         }
-        for name, (wall, cpu, server) in medians.items()
-    }
+    for figures in variants.values():
+        figures["ratio"] = variants["raw"]["us_per_event"] / figures["us_per_event"]
+    instrumented = sum(timers.seconds.values())
     parts = sorted(timers.seconds.items(), key=lambda kv: -kv[1])
     return {
         "events": events,
         "commits": len(commits),
         "variants": variants,
         "parts_us_per_event": {name: 1e6 * seconds / events for name, seconds in parts},
+        "instrumented_us_per_event": 1e6 * instrumented / events,
     }
 
 
 def print_report(label: str, result: dict[str, Any], rounds: int) -> None:
     print(
         f"{label}: {result['events']:,} events in {result['commits']} commits, medians of"
-        f" {rounds} rounds, one thread, no HTTP\n"
+        f" {rounds} rounds, one thread, no HTTP; / raw: against a transaction per request\n"
     )
     print("| variant | events/s | / raw | µs/event | CPU µs/event | server CPU µs/event |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, v in result["variants"].items():
+        server = v["server_cpu_us_per_event"]
         print(
             f"| {name} | {v['events_per_s']:,.0f} | {v['ratio']:.2f} x | {v['us_per_event']:.1f}"
-            f" | {v['cpu_us_per_event']:.1f} | {v['server_cpu_us_per_event']:.1f} |"
+            f" | {v['cpu_us_per_event']:.1f} | {'-' if server is None else f'{server:.1f}'} |"
         )
-    print("\nThe full commit part by part (one instrumented round, wall clock):\n")
+    print("\nThe full commit part by part (one more round, instrumented; wall clock):\n")
     print("| part | µs/event |")
     print("|---|---:|")
     for name, us in result["parts_us_per_event"].items():
         print(f"| {name} | {us:.1f} |")
-    whole = result["variants"]["voxmon"]["us_per_event"]
-    print(f"| the whole commit, uninstrumented median | {whole:.1f} |\n")
+    print(f"| = the instrumented round | {result['instrumented_us_per_event']:.1f} |\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--commit", type=int, default=2_000, help="events per commit")
+    parser.add_argument("--commit", type=int, default=2_000, help="events per commit (even)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", help="measure PostgreSQL (postgresql://...) instead")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.commit < 2 or args.events < args.commit or args.rounds < 1:
-        parser.error(
-            "needs --commit >= 2 (two requests a commit), --events >= --commit, --rounds >= 1"
-        )
-    commits = make_commits(args.events, args.commit)
-    with tempfile.TemporaryDirectory(prefix="voxmon-commit-") as tmp:
-        backend: Backend = Postgres(args.database_url) if args.database_url else Sqlite(Path(tmp))
-        runs, timers = measure(backend, commits, args.rounds)
+    for wrong, why in (
+        (args.commit < 2 or args.commit % 2, "--commit must be even and >= 2 (two requests)"),
+        (args.events < args.commit, "--events must be >= --commit"),
+        (args.rounds < 1, "--rounds must be >= 1"),
+    ):
+        if wrong:
+            parser.error(why)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    # SIGTERM unwinds like Ctrl-C: the throwaway databases are dropped, the files removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        with contextlib.ExitStack() as stack:
+            backend: Backend
+            if args.database_url:
+                backend = Postgres(args.database_url)  # the server is reached first
+            else:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="voxmon-commit-"))
+                backend = Sqlite(Path(tmp))
+            commits = make_commits(args.events, args.commit)
+            runs, timers = measure(backend, commits, args.rounds)
+    except (OSError, ValueError, psycopg.Error) as exc:
+        print(f"commit benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     result = report(commits, runs, timers)
     print_report(backend.name, result, args.rounds)
     if args.json:

@@ -42,10 +42,10 @@ class Server:
         """A new empty database of the benchmark's own (its connection string), dropped on
         exit even if the figure failed."""
         name = f"voxmon_bench_{os.getpid()}_{figure}"
-        with self._admin() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {name}")
-        try:
+        try:  # the CREATE too: an interrupt while it runs may leave the database created
+            with self._admin() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {name}")
             yield self.url_of(name)
         finally:
             with self._admin() as conn:

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from subprocess import PIPE
 from types import ModuleType
@@ -88,26 +90,70 @@ def _goals() -> ModuleType:
 def test_benchmarks_commit_variants_leave_out_what_they_name(tmp_path: Path) -> None:
     """``benchmarks/commit.py``'s variants run the daemon's commit and leave out exactly the
     part each names: every event is stored in each; the read model, the counters and the
-    derived durations only where they are kept."""
+    derived durations only where they are kept; and nothing a variant leaves out stays out
+    of the next (run from most left out to none, then back)."""
     bench = _script("commit")
     commits = bench.make_commits(1_000, 500)
-    backend = bench.Sqlite(tmp_path)
-    stored = []
-    for name in ("voxmon", "no read model", "no read model, no counters", "events only"):
+    backend = bench.Sqlite(tmp_path, keep=True)
+    names = ["events only", "no read model, no counters", "no read model", "voxmon"]
+    stored = {}
+    for name in [*names, *reversed(names)]:
         bench.run_voxmon(backend, commits, bench.VARIANTS[name])
         with sqlite3.connect(tmp_path / f"{backend.files}.db") as conn:
-            stored.append(tuple(conn.execute(query).fetchone()[0] for query in (
+            found = tuple(conn.execute(query).fetchone()[0] for query in (
                 "SELECT COUNT(*) FROM events",
                 "SELECT COUNT(*) FROM artifacts",
                 "SELECT COUNT(*) FROM live_counters",
                 "SELECT COUNT(*) FROM events WHERE duration_source = 'received_event'",
-            )))  # fmt: skip
+            ))  # fmt: skip
+        assert stored.setdefault(name, found) == found, name
     notes = len({e.artifact_id for requests in commits for r in requests for e in r})
-    full, no_model, no_counters, events_only = stored
+    full = stored["voxmon"]
     assert full[:2] == (1_000, notes) and full[2] > 0 and full[3] > 0
-    assert no_model == (1_000, 0, full[2], full[3])
-    assert no_counters == (1_000, 0, 0, full[3])
-    assert events_only == (1_000, 0, 0, 0)
+    assert stored["no read model"] == (1_000, 0, full[2], full[3])
+    assert stored["no read model, no counters"] == (1_000, 0, 0, full[3])
+    assert stored["events only"] == (1_000, 0, 0, 0)
+
+
+def test_benchmarks_commit_refuses_bad_arguments_in_one_line() -> None:
+    """Sizes that make no commit and a server that cannot be reached end the run with one
+    line saying why (exit 2 and 1), no traceback, and no temporary files left."""
+    script = str(ROOT / "benchmarks" / "commit.py")
+    for args, code, line in (
+        (["--commit", "3"], 2, "--commit must be even and >= 2 (two requests)"),
+        (["--events", "10", "--commit", "20"], 2, "--events must be >= --commit"),
+        (["--rounds", "0"], 2, "--rounds must be >= 1"),
+        (["--database-url", "postgresql://root@127.0.0.1:1/postgres"], 1,
+         "commit benchmark failed: OperationalError: connection failed"),
+        (["--database-url", "mysql://root@127.0.0.1/x"], 1,
+         "commit benchmark failed: ValueError: --database-url must be postgresql://"),
+    ):  # fmt: skip
+        result = subprocess.run([sys.executable, script, *args], capture_output=True,
+                                text=True, timeout=60, cwd=ROOT)  # fmt: skip
+        assert (result.returncode, result.stdout) == (code, ""), args
+        assert line in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_benchmarks_commit_sigterm_drops_its_databases() -> None:
+    """SIGTERM mid-run, on PostgreSQL: exit 143 and no throwaway database left."""
+    require_postgres()
+    command = [sys.executable, str(ROOT / "benchmarks" / "commit.py"), "--events", "20000",
+               "--database-url", SERVER + "postgres"]  # fmt: skip
+    with (
+        psycopg.connect(SERVER + "postgres", autocommit=True) as conn,
+        subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, cwd=ROOT) as proc,
+    ):
+        pattern = f"voxmon_bench_{proc.pid}_%"
+        query = "SELECT datname FROM pg_database WHERE datname LIKE %s"
+        for _ in range(600):  # the first database appears once the events are made
+            if conn.execute(query, (pattern,)).fetchall() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert conn.execute(query, (pattern,)).fetchall() != []
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 143
+        assert conn.execute(query, (pattern,)).fetchall() == []
 
 
 def test_benchmarks_goals_print_the_commit_ceilings(capsys: pytest.CaptureFixture[str]) -> None:
