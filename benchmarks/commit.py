@@ -285,7 +285,8 @@ class Timers:
         "in-flight counts": ("artifacts", "add_inflight"),
         "live tally save": ("live", "save_tally"),
         "live window prune": ("live", "prune_minutes"),
-        "journal read and prune (PostgreSQL)": ("live", "journal_since"),
+        "journal read (PostgreSQL)": ("live", "journal_since"),
+        "journal prune (PostgreSQL)": ("live", "prune_journal"),
         "journal append (PostgreSQL)": ("live", "journal"),
         "late-hour marks": ("snapshots", "mark_dirty"),
         "horizons read": ("horizons", "load"),
@@ -338,8 +339,9 @@ class Timers:
         return timed
 
     def close(self, wall: float) -> None:
-        """The round took ``wall`` seconds: what the parts leave is the commit's own Python."""
-        self.seconds["not attributed (the commit's Python between the parts)"] = wall - sum(
+        """The round took ``wall`` seconds: what the parts leave is the commit's own Python
+        between them, the loop's around the commits and the timers' own."""
+        self.seconds["not attributed (Python between the parts, the timers')"] = wall - sum(
             self.seconds.values()
         )
 

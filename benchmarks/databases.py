@@ -10,6 +10,8 @@ ends. Nothing else on the server is touched.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,11 +50,40 @@ class Server:
                 conn.execute(f"CREATE DATABASE {name}")
             yield self.url_of(name)
         finally:
+            with _signals_held():  # an interrupt now would cut the drop short
+                self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        """Drop ``name``; when the server cannot be reached, say so and leave the error in
+        flight (if any) to be the one reported."""
+        try:
             with self._admin() as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except psycopg.Error as exc:
+            print(f"could not drop the benchmark database {name} ({exc}); drop it by hand",
+                  file=sys.stderr)  # fmt: skip
 
     def _admin(self) -> psycopg.Connection[TupleRow]:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive during the block take effect when it ends, with the
+    handlers of before (only the main thread can set handlers; elsewhere it runs as is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {number: signal.signal(number, lambda n, _: caught.append(n)) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def backend_cpu_seconds(pids: list[int]) -> dict[int, float]:

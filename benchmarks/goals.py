@@ -198,32 +198,44 @@ def print_table(goals: list[Goal], quick: bool) -> None:
     print(f"{met} of {len(goals)} goals met")
 
 
-HTTP_RATIO = {
-    "SQLite": "SQLite ingest, batch 1000 / raw",
-    "PostgreSQL": "PostgreSQL ingest, batch 1000 / raw COPY",
+HTTP_FIGURES = {
+    "SQLite": ("SQLite ingest, batch 1000 / raw", "SQLite ingest, batch 1000"),
+    "PostgreSQL": ("PostgreSQL ingest, batch 1000 / raw COPY", "PostgreSQL ingest, batch 1000"),
 }
+"""Per backend, the goals giving the HTTP ratio and the HTTP events/s."""
 CEILING_VARIANTS = ("voxmon", "no read model", "no read model, no counters", "events only")
 
 
 def print_ceilings(found: list[dict[str, Any]], goals: list[Goal], quick: bool = False) -> None:
     """Where the batch-1000 ratio goes: the commit alone (``benchmarks/commit.py``: in-process,
-    one thread, no HTTP) over raw inserts, whole and with voxmon's parts left out, beside the
-    HTTP ratio of the goals table and how much of the in-process ratio HTTP keeps."""
+    one thread, no HTTP) over its raw inserts, whole and with voxmon's parts left out; the
+    HTTP ratio of the goals table (over the ingest benchmark's own raw inserts); the HTTP
+    rate over the commit alone's; and both raw rates, which measure the same insert apart."""
     if not found:
         return
     print("\nThe batch-1000 commit alone / raw (benchmarks/commit.py), and over HTTP"
           f"{' (--quick: a few commits, noise)' if quick else ''}")  # fmt: skip
     names = ["whole", "no read model", "nor counters", "events only", "HTTP", "HTTP / whole"]
     print(f"{'backend':<12}" + "".join(f"{name:>15}" for name in names))
-    ratios = {g.figure: g.value for g in goals}
+    values = {g.figure: g.value for g in goals}
+    raws = []
     for result in found:
         commit = {name: pick(result, "variants", name, "ratio") for name in CEILING_VARIANTS}
-        http = ratios.get(HTTP_RATIO[result["backend"]])
-        whole = commit["voxmon"]
-        kept = None if http is None or not whole else http / whole
+        ratio_goal, rate_goal = HTTP_FIGURES[result["backend"]]
+        http, rate = values.get(ratio_goal), values.get(rate_goal)
+        alone = pick(result, "variants", "voxmon", "events_per_s")
+        kept = None if rate is None or not alone else rate / alone
         cells = [*commit.values(), http, kept]
         shown = ["not measured" if v is None else f"{v:.2f} x" for v in cells]
         print(f"{result['backend']:<12}" + "".join(f"{cell:>15}" for cell in shown))
+        raw = pick(result, "variants", "raw", "events_per_s")
+        ingest_raw = None if http is None or rate is None or not http else rate / http
+        raws.append(f"{result['backend']} {_rate(raw)} (commit.py) / {_rate(ingest_raw)} (ingest)")
+    print(f"raw inserts, rows/s: {'; '.join(raws)}")
+
+
+def _rate(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:,.0f}"
 
 
 if __name__ == "__main__":
