@@ -157,6 +157,39 @@ def test_benchmarks_commit_sigterm_drops_its_databases() -> None:
         assert conn.execute(query, (pattern,)).fetchall() == []
 
 
+def test_benchmarks_goals_judge_each_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    """``make bench``'s last table: each figure beside its goal; a missing figure (a failed
+    script) is "not measured", never met."""
+    goals = _goals()
+    ingest = {"results": [
+        {"batch": 1000, "clients": 4, "ratio": 0.85, "http_events_per_s": 27_500.0},
+        {"batch": 1, "clients": 16, "ratio": 0.8, "http_events_per_s": 3_000.0},
+    ]}  # fmt: skip
+    pg = {"rounds": {"voxmon, 1 replica": [{"events_per_s": 8_000.0}, {"events_per_s": 9_000.0}],
+                     "raw COPY": [{"events_per_s": 10_000.0}]}}  # fmt: skip
+    inflight = {"empty_rss_mb": 47.0, "live_rss_mb": 54.5, "restart_rss_mb": 147.5,
+                "restart_ready_s": 0.6}  # fmt: skip
+    rollup = {"hourly_1000000": {"median_s": 2.01}, "daily": {"median_s": 0.1}}
+    judged = [
+        *goals.ingest_goals(ingest, "SQLite"),
+        *goals.postgres_ingest_goals(pg),
+        *goals.rollup_goals(rollup, "SQLite"),
+        *goals.query_goals(None, "SQLite"),
+        *goals.inflight_goals(inflight),
+    ]
+    assert [(g.shown, g.met) for g in judged] == [
+        ("0.85 x", True), ("27,500 ev/s", False), ("0.80 x", True),
+        ("0.90 x", True), ("9,000 ev/s", False),
+        ("2.01 s", False), ("100 ms", True),
+        ("not measured", None), ("not measured", None), ("not measured", None),
+        ("7.5 MB", True), ("100.5 MB", False), ("0.60 s", True),
+    ]  # fmt: skip
+    goals.print_table(judged[:2], quick=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines[3:5]] == ["met", "MET"]
+    assert lines[-1] == "1 of 2 goals met"
+
+
 def test_benchmarks_goals_print_the_commit_ceilings(capsys: pytest.CaptureFixture[str]) -> None:
     """After the goals: the commit alone / raw, whole and less each part, beside the HTTP
     ratio, the HTTP rate over the commit alone's and both raw rates; missing figures say
