@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import statistics
 import sys
 import tempfile
@@ -59,7 +58,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-from benchmarks.ingest import encode_batches, make_events, validated  # noqa: E402
+from benchmarks.databases import cpu_delta  # noqa: E402
+from benchmarks.ingest import (  # noqa: E402
+    encode_batches,
+    make_events,
+    unwind_on_sigterm,
+    validated,
+)
 from exporter.ingest import commit as commit_module  # noqa: E402
 from exporter.live.orgs import OrgRegistry  # noqa: E402
 from exporter.live.tally import tally as full_tally  # noqa: E402
@@ -146,8 +151,8 @@ class Sqlite:
         with store.transaction():
             store.events.insert(encoded, received_ms)
 
-    def server_cpu(self, store: Any) -> float | None:
-        return None  # SQLite runs in this thread: its CPU is the thread's
+    def server_cpu(self, store: Any) -> dict[int, float]:
+        return {}  # SQLite runs in this thread: its CPU is the thread's
 
 
 class Postgres:
@@ -176,12 +181,9 @@ class Postgres:
 
     def encode(self, rows: list[Event], received_ms: int) -> Any:
         """The rows and their dedup keys, built before the timing as ``replicas.py`` does."""
-        from exporter.storage.rows import event_row
+        from benchmarks.replicas import copy_rows
 
-        return (
-            [event_row(event, received_ms) for event in rows],
-            [(event.event_id, event.ts_ms) for event in rows],
-        )
+        return copy_rows(rows, received_ms)
 
     def raw(self, store: Any, encoded: Any, received_ms: int) -> None:
         """Raw COPY of the rows and their dedup keys (``benchmarks/replicas.py``'s)."""
@@ -190,12 +192,11 @@ class Postgres:
         with store.connection.transaction():
             insert_copy(store.connection, *encoded)
 
-    def server_cpu(self, store: Any) -> float | None:
-        """The backend's CPU seconds; None where ``/proc`` does not show it (a remote server)."""
+    def server_cpu(self, store: Any) -> dict[int, float]:
+        """The backend's CPU seconds; none where ``/proc`` does not show it (a remote server)."""
         from benchmarks.databases import backend_cpu_seconds
 
-        found = backend_cpu_seconds([store.connection.info.backend_pid])
-        return float(sum(found.values())) if found else None
+        return backend_cpu_seconds([store.connection.info.backend_pid])
 
 
 Backend = Sqlite | Postgres
@@ -212,8 +213,9 @@ Run = tuple[float, float, float | None]
 """(wall s, this thread's CPU s, the database server's CPU s or None: not measured)."""
 
 
-def _server_delta(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
+def _server_delta(before: dict[int, float], after: dict[int, float]) -> float | None:
+    """The server's CPU seconds between the readings; None when it is not measured."""
+    return cpu_delta(before, after) if before else None
 
 
 def run_raw(backend: Backend, commits: Commits, per_commit: bool = False) -> Run:
@@ -440,8 +442,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    # SIGTERM unwinds like Ctrl-C: the throwaway databases are dropped, the files removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    unwind_on_sigterm()  # the throwaway databases are dropped, the files removed
     try:
         with contextlib.ExitStack() as stack:
             backend: Backend

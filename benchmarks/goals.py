@@ -63,16 +63,18 @@ def run_json(script: str, *args: str) -> dict[str, Any] | None:
     return found
 
 
+def shown(value: float | None, fmt: str, unit: str = "") -> str:
+    return "not measured" if value is None else f"{value:{fmt}}{unit}"
+
+
 def at_least(figure: str, value: float | None, limit: float, unit: str, fmt: str) -> Goal:
-    shown = "not measured" if value is None else f"{value:{fmt}}{unit}"
     met = None if value is None else value >= limit
-    return Goal(figure, value, shown, f">= {limit:{fmt}}{unit}", met)
+    return Goal(figure, value, shown(value, fmt, unit), f">= {limit:{fmt}}{unit}", met)
 
 
 def at_most(figure: str, value: float | None, limit: float, unit: str, fmt: str) -> Goal:
-    shown = "not measured" if value is None else f"{value:{fmt}}{unit}"
     met = None if value is None else value <= limit
-    return Goal(figure, value, shown, f"<= {limit:{fmt}}{unit}", met)
+    return Goal(figure, value, shown(value, fmt, unit), f"<= {limit:{fmt}}{unit}", met)
 
 
 def pick(found: dict[str, Any] | None, *path: str | int) -> float | None:
@@ -225,17 +227,13 @@ def print_ceilings(found: list[dict[str, Any]], goals: list[Goal], quick: bool =
         http, rate = values.get(ratio_goal), values.get(rate_goal)
         alone = pick(result, "variants", "voxmon", "events_per_s")
         kept = None if rate is None or not alone else rate / alone
-        cells = [*commit.values(), http, kept]
-        shown = ["not measured" if v is None else f"{v:.2f} x" for v in cells]
-        print(f"{result['backend']:<12}" + "".join(f"{cell:>15}" for cell in shown))
+        cells = [shown(v, ".2f", " x") for v in (*commit.values(), http, kept)]
+        print(f"{result['backend']:<12}" + "".join(f"{cell:>15}" for cell in cells))
         raw = pick(result, "variants", "raw", "events_per_s")
         ingest_raw = None if http is None or rate is None or not http else rate / http
-        raws.append(f"{result['backend']} {_rate(raw)} (commit.py) / {_rate(ingest_raw)} (ingest)")
+        raws.append(f"{result['backend']} {shown(raw, ',.0f')} (commit.py)"
+                    f" / {shown(ingest_raw, ',.0f')} (ingest)")  # fmt: skip
     print(f"raw inserts, rows/s: {'; '.join(raws)}")
-
-
-def _rate(value: float | None) -> str:
-    return "not measured" if value is None else f"{value:,.0f}"
 
 
 if __name__ == "__main__":

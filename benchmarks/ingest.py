@@ -522,6 +522,11 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
                   f" {'met' if met else 'NOT met'}")  # fmt: skip
 
 
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C (exit 143 once the ``finally`` blocks have run)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
@@ -548,8 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         " round is reported (default 3, 1 with --quick)",
     )
     args = parser.parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so the daemon is stopped and the temp dir removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    unwind_on_sigterm()  # so the daemon is stopped and the temp dir removed
     if args.database_url:
         from benchmarks.replicas import run_postgres
 

@@ -186,6 +186,15 @@ def verify_stored(db_url: str, expected: int) -> None:
 Rows = Sequence[tuple[object, ...]]
 
 
+def copy_rows(events: Sequence[Event], received_ms: int) -> tuple[Rows, Rows]:
+    """The events' rows in voxmon's layout and their dedup keys, as the raw figures insert
+    them (built before their timing)."""
+    return (
+        [event_row(event, received_ms) for event in events],
+        [(event.event_id, event.ts_ms) for event in events],
+    )
+
+
 def insert_copy(conn: Connection, rows: Rows, ids: Rows) -> None:
     with conn.cursor() as cursor:
         with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
@@ -217,12 +226,11 @@ def raw_figure(server: Server, name: str, batches: list[list[Event]]) -> Figure:
         try:
             Partitions(conn).ensure({event.ts_ms for batch in batches for event in batch})
             received_ms = time.time_ns() // 1_000_000
-            rows = [[event_row(event, received_ms) for event in batch] for batch in batches]
-            ids = [[(event.event_id, event.ts_ms) for event in batch] for batch in batches]
+            encoded = [copy_rows(batch, received_ms) for batch in batches]
             pid = [conn.info.backend_pid]
             pg_cpu, cpu = backend_cpu_seconds(pid), time.process_time()
             started = time.perf_counter()
-            for batch_rows, batch_ids in zip(rows, ids, strict=True):
+            for batch_rows, batch_ids in encoded:
                 with conn.transaction():
                     insert(conn, batch_rows, batch_ids)
             elapsed = time.perf_counter() - started

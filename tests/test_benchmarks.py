@@ -116,7 +116,7 @@ def test_benchmarks_commit_variants_leave_out_what_they_name(tmp_path: Path) -> 
     assert stored["events only"] == (1_000, 0, 0, 0)
 
 
-def test_benchmarks_commit_refuses_bad_arguments_in_one_line() -> None:
+def test_benchmarks_commit_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
     """Sizes that make no commit and a server that cannot be reached end the run with one
     line saying why (exit 2 and 1), no traceback, and no temporary files left."""
     script = str(ROOT / "benchmarks" / "commit.py")
@@ -130,9 +130,11 @@ def test_benchmarks_commit_refuses_bad_arguments_in_one_line() -> None:
          "commit benchmark failed: ValueError: --database-url must be postgresql://"),
     ):  # fmt: skip
         result = subprocess.run([sys.executable, script, *args], capture_output=True,
-                                text=True, timeout=60, cwd=ROOT)  # fmt: skip
+                                text=True, timeout=60, cwd=ROOT,
+                                env={**os.environ, "TMPDIR": str(tmp_path)})  # fmt: skip
         assert (result.returncode, result.stdout) == (code, ""), args
         assert line in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert list(tmp_path.iterdir()) == [], args
 
 
 def test_benchmarks_commit_sigterm_drops_its_databases() -> None:
