@@ -59,6 +59,10 @@ class SelfMetrics:
         Histogram, "voxmon_commit_duration_seconds", "Duration of one group commit.",
         buckets=_COMMIT_BUCKETS,
     )  # fmt: skip
+    commit_wait: Counter = declare(
+        Counter, "voxmon_commit_wait_seconds", "Time group commits waited, before starting,"
+        " for ingest requests being received or parsed to join them (commit_delay_ms).",
+    )  # fmt: skip
     database_bytes: Gauge = declare(
         Gauge, "voxmon_database_size_bytes",
         "Database size: the SQLite file plus WAL, or the PostgreSQL database.",

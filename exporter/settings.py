@@ -72,6 +72,10 @@ class Settings:
     """Events waiting for the writer before ingest answers 503 with Retry-After."""
     commit_max_events: int = 20_000
     """Most events in one group commit."""
+    commit_delay_ms: int = 50
+    """Longest a group commit waits, before it starts, for ingest requests being parsed or
+    being received (those begun at most this long before it), so that requests sent
+    together are committed together; 0: never wait. At most 1000."""
     retry_after_s: int = 1
     """Retry-After of the 503 sent while the ingest queue is full."""
     future_tolerance_s: int = 300
@@ -231,13 +235,19 @@ def _build(values: dict[str, Any], problems: list[str]) -> Settings:
     return settings
 
 
+def _check_most(s: Settings, problems: list[str]) -> None:
+    for name, most in _RETENTION_MAX.items():  # longer overflows date arithmetic
+        if getattr(s, name) > most:
+            problems.append(f"{name}: must be <= {most}, got {getattr(s, name)}")
+    if not 0 <= s.commit_delay_ms <= 1000:
+        problems.append(f"commit_delay_ms: must be between 0 and 1000, got {s.commit_delay_ms}")
+
+
 def _check(s: Settings, problems: list[str]) -> None:
     for name in _POSITIVE:
         if getattr(s, name) <= 0:
             problems.append(f"{name}: must be > 0, got {getattr(s, name)}")
-    for name, most in _RETENTION_MAX.items():  # longer overflows date arithmetic
-        if getattr(s, name) > most:
-            problems.append(f"{name}: must be <= {most}, got {getattr(s, name)}")
+    _check_most(s, problems)
     if s.port > 65535:
         problems.append(f"port: must be <= 65535, got {s.port}")
     if s.max_duration_days > WIRE_MAX_DURATION_DAYS:  # the wire bound of duration_ms

@@ -101,9 +101,10 @@ def test_self_metrics_register_every_declared_metric() -> None:
     metrics = SelfMetrics.register(registry)
     metrics.requests.labels("200").inc()
     names = {m.name: (m.type, m.documentation) for m in registry.collect()}
-    assert len(names) == 15
+    assert len(names) == 16
     assert names["voxmon_ingest_requests"] == ("counter", "Ingest HTTP requests by status code.")
     assert names["voxmon_commit_duration_seconds"] == (
         "histogram", "Duration of one group commit.",
     )  # fmt: skip
+    assert names["voxmon_commit_wait_seconds"][0] == "counter"
     assert registry.get_sample_value("voxmon_ingest_requests_total", {"code": "200"}) == 1.0

@@ -207,6 +207,8 @@ def test_settings_config_error_message_lists_every_problem() -> None:
         ("max_duration_days = 3651", "max_duration_days: must be <= 3650, got 3651"),
         ("max_duration_days = 1.5", "max_duration_days: expected an integer, got 1.5"),
         ("max_live_orgs = 0", "max_live_orgs: must be > 0, got 0"),
+        ("commit_delay_ms = -1", "commit_delay_ms: must be between 0 and 1000, got -1"),
+        ("commit_delay_ms = 1001", "commit_delay_ms: must be between 0 and 1000, got 1001"),
         ('max_live_orgs = "many"', "max_live_orgs: expected an integer, got 'many'"),
         # these passed check-config, then 'serve' died with an OverflowError traceback
         ("event_retention_hours = 1000000000000",

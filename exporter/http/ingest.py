@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from msgspec import UNSET, UnsetType
@@ -51,18 +51,13 @@ def _parse(
 
 async def post_events(request: web.Request) -> web.Response:
     """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
-    settings, metrics = request.app[SETTINGS], request.app[METRICS]
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-    now_ms = datetime_to_ms(request.app[CLOCK].now())
-    parse = functools.partial(_parse, body, request.headers.copy(), settings, now_ms)
-    if _inline(body, request.headers):
-        events, rejections, warnings = parse()
-    else:  # inflating and validating megabytes off the event loop keeps other clients served
-        events, rejections, warnings = await asyncio.to_thread(parse)
+    settings, metrics, writer = request.app[SETTINGS], request.app[METRICS], request.app[WRITER]
+    with writer.arriving() as received:  # a group commit starting meanwhile waits for them
+        events, rejections, warnings = await _read_and_parse(request, settings, received)
     _count_rejections(metrics, rejections)
     result = CommitResult(0, 0)
     if events:
-        result = await request.app[WRITER].submit(events)
+        result = await writer.submit(events)
         metrics.events.labels("accepted").inc(result.accepted)
         metrics.events.labels("duplicate").inc(result.duplicates)
         pruned = _pruned_rejections(events, rejections, result)
@@ -79,6 +74,19 @@ async def post_events(request: web.Request) -> web.Response:
         warnings_not_listed=_not_listed(len(warnings)),
     )
     return json_response(body_out, status=200 if result.accepted or result.duplicates else 400)
+
+
+async def _read_and_parse(
+    request: web.Request, settings: Settings, received: Callable[[], None]
+) -> tuple[list[Event], list[Rejection], list[ItemWarning]]:
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    received()
+    now_ms = datetime_to_ms(request.app[CLOCK].now())
+    parse = functools.partial(_parse, body, request.headers.copy(), settings, now_ms)
+    if _inline(body, request.headers):
+        return parse()
+    # inflating and validating megabytes off the event loop keeps other clients served
+    return await asyncio.to_thread(parse)
 
 
 def _not_listed(count: int) -> int | UnsetType:

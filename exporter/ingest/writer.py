@@ -1,18 +1,22 @@
 """The ingest writer: a bounded queue drained by one task doing group commits.
 
 Many concurrent requests share one transaction; each is acknowledged only after that
-transaction commits. Dedup, derived durations, events, counters and window buckets are
-written together, then the same tally is applied to the live state. On shared storage the
-transaction also reads the other replicas' journalled changes since the last one applied
-and journals its own (``exporter.live.journal``), applied here in commit order.
+transaction commits. A group commit first waits, ``commit_delay_ms`` at most, for ingest
+requests being received or parsed, so that requests sent together are committed together
+(docs/decisions/commit-delay.md). Dedup, derived durations, events, counters and window
+buckets are written together, then the same tally is applied to the live state. On shared
+storage the transaction also reads the other replicas' journalled changes since the last
+one applied and journals its own (``exporter.live.journal``), applied here in commit order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from exporter.clock import Clock
@@ -52,6 +56,7 @@ class IngestWriter:
         retry_after_s: int,
         max_duration_ms: int,
         shared: asyncio.Lock | None = None,
+        commit_delay_s: float = 0.0,
     ) -> None:
         self._db = db
         self._live = live
@@ -70,6 +75,11 @@ class IngestWriter:
         """Held from a commit's start until its outcome is applied, on storage replicas
         share (``exporter.ingest.follow`` takes it too); None: nothing is shared."""
         self.queued_events = 0
+        self._delay_s = commit_delay_s
+        self._arrivals: dict[int, float] = {}
+        """Ingest requests being received or parsed: a number each, and when they began
+        (infinity once received: see ``arriving``)."""
+        self._arrival_count = 0
 
     @classmethod
     def for_settings(
@@ -93,7 +103,32 @@ class IngestWriter:
             retry_after_s=settings.retry_after_s,
             max_duration_ms=settings.max_duration_ms,
             shared=shared,
+            commit_delay_s=settings.commit_delay_ms / 1000,
         )
+
+    @property
+    def arriving_requests(self) -> int:
+        """Ingest requests being received or parsed."""
+        return len(self._arrivals)
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Callable[[], None]]:
+        """Held by an ingest request from its start until its body is parsed (and its
+        events, if any, about to be submitted: nothing may be awaited in between). Gives
+        the function to call once the body is received: parsing takes bounded time, so a
+        group commit waits for a request being parsed however long ago it began."""
+        self._arrival_count += 1
+        number = self._arrival_count
+        self._arrivals[number] = asyncio.get_running_loop().time()
+
+        def received() -> None:
+            self._arrivals[number] = math.inf
+
+        try:
+            yield received
+        finally:
+            del self._arrivals[number]
+            self._wakeup.set()  # a gathering commit re-checks; an idle writer just loops
 
     async def submit(self, events: Sequence[Event]) -> CommitResult:
         """Queue events and wait until they are committed. Raises ``Unavailable`` (503)
@@ -123,12 +158,35 @@ class IngestWriter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            await self._gather()
             await self._commit_jobs(self._take())
 
     def stop(self) -> None:
         """Refuse new work; ``run()`` returns once everything queued is committed."""
         self._closing = True
         self._wakeup.set()
+
+    async def _gather(self) -> None:
+        """Wait, ``commit_delay`` at most, while ingest requests are being parsed or
+        received, unless a full group is already queued. A request still being received
+        that began more than ``commit_delay`` before this commit is not waited for: a
+        slow client delays no commit for long."""
+        if self._delay_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline, since = started + self._delay_s, started - self._delay_s
+        waited = False
+        while not self._closing and self.queued_events < self._max_commit:
+            left = deadline - loop.time()
+            if left <= 0 or not any(began >= since for began in self._arrivals.values()):
+                break
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            waited = True
+        if waited:
+            self._metrics.commit_wait.inc(loop.time() - started)
 
     def _take(self) -> list[_Job]:
         jobs = [self._pending.popleft()]
