@@ -84,6 +84,7 @@ class Figure:
     commits: int | None = None  # group commits, all replicas
     events_per_commit: float | None = None
     commit_ms: float | None = None  # mean duration of one group commit
+    wait_ms: float | None = None  # mean wait of one group commit for requests on their way
     lock_waiters: float | None = None  # mean connections waiting for a lock (write lock)
 
 
@@ -129,7 +130,7 @@ async def replica_load(
     cpu, voxmon_cpu = time.process_time() - cpu, sum(d.cpu_seconds() for d in daemons) - voxmon_cpu
     pg = cpu_delta(pg_cpu, backend_cpu_seconds(pids)) if pids and pg_cpu else None
     after = [await commit_totals(d.url) for d in daemons]
-    total, count, seconds = (
+    total, count, seconds, waited = (
         sum(a[n] - b[n] for a, b in zip(after, before, strict=True)) for n in COMMIT_SERIES
     )
     return Figure(
@@ -144,6 +145,7 @@ async def replica_load(
         commits=int(count),
         events_per_commit=total / max(count, 1),
         commit_ms=1000 * seconds / max(count, 1),
+        wait_ms=1000 * waited / max(count, 1),
         lock_waiters=waits.mean,
     )
 
@@ -327,11 +329,12 @@ def print_tables(figures: list[Figure]) -> None:
         rate = f.events_per_s
         print(f"{f.name:<20} {rate:>9,.0f} {rate / copy:>7.2f} {rate / many:>13.2f}"
               f" {_num(f.p50_ms, 7, 1)} {_num(f.p99_ms, 7, 1)}")  # fmt: skip
-    print(f"\n{'figure':<20} {'commits':>7} {'ev/commit':>9} {'commit ms':>9} {'lock wait':>9}"
+    print(f"\n{'figure':<20} {'commits':>7} {'ev/commit':>9} {'commit ms':>9} {'wait ms':>7}"
+          f" {'lock wait':>9}"
           f" {'voxmon CPU':>10} {'PostgreSQL CPU':>14} {'client CPU':>10}")  # fmt: skip
     for f in figures:
         print(f"{f.name:<20} {_num(f.commits, 7, 0)} {_num(f.events_per_commit, 9, 1)}"
-              f" {_num(f.commit_ms, 9, 2)} {_num(f.lock_waiters, 9, 2)}"
+              f" {_num(f.commit_ms, 9, 2)} {_num(f.wait_ms, 7, 2)} {_num(f.lock_waiters, 9, 2)}"
               f" {_pct(f.voxmon_cpu_pct, 10)} {_pct(f.postgres_cpu_pct, 14)}"
               f" {_pct(f.client_cpu_pct, 10)}")  # fmt: skip
 
