@@ -57,6 +57,14 @@ class NotFound(VoxmonError):
     code = "not_found"
 
 
+class ClientClosedRequest(VoxmonError):
+    """The client closed its connection before its request body arrived: no one is left
+    to answer (nginx's 499). Counted by code, never logged as voxmon's error."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class RequestTimeout(VoxmonError):
     """The client did not send its request body in time (``body_timeout_s``)."""
 

@@ -73,9 +73,9 @@ class Settings:
     commit_max_events: int = 20_000
     """Most events in one group commit."""
     commit_delay_ms: int = 50
-    """Longest a group commit waits, before it starts, for ingest requests being parsed or
-    being received (those begun at most this long before it), so that requests sent
-    together are committed together; 0: never wait. At most 1000."""
+    """Longest a group commit waits, before it starts, for as many ingest requests to
+    arrive as the previous commit answered (the clients it answered, posting again), so
+    that they are committed together; 0: never wait. At most 1000."""
     retry_after_s: int = 1
     """Retry-After of the 503 sent while the ingest queue is full."""
     future_tolerance_s: int = 300

@@ -1,19 +1,20 @@
-"""The group commit's delay (``commit_delay_ms``, ``exporter/ingest/writer.py``): a commit
-waits for ingest requests being received or parsed, so requests sent together are
-committed together, but never for long for a slow client."""
+"""The group commit's delay (``commit_delay_ms``, ``exporter/ingest/writer.py``): before a
+commit starts, the writer waits, the delay at most, until as many ingest requests have
+arrived since the previous commit ended as that commit answered, so clients that post
+again once answered are committed together; requests that are refused count as arrived,
+and requests that never finish arriving hold nothing beyond the delay."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from exporter.http import ingest
 from exporter.http.context import WRITER
+from exporter.ingest import writer as writer_module
 from tests.backends import both
 from tests.conftest import make_event
 from tests.scrape import samples, scrape
@@ -38,87 +39,97 @@ async def _commits(client: Any) -> tuple[float, float, float]:
     )
 
 
-async def _begin(client: Any, body: bytes, sent: int) -> tuple[Any, Any]:
-    """A request whose first ``sent`` body bytes are sent; the rest waits."""
-    port = client.server.port
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (
-        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    writer.write(head + body[:sent])
-    await writer.drain()
-    return reader, writer
+def _events(n: int) -> list[dict[str, Any]]:
+    return [make_event() for _ in range(n)]
+
+
+async def _two_answered(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave the writer having just answered one commit of two requests (A and B, queued
+    while a first commit of W was held), with nothing queued."""
+    held, release = threading.Event(), threading.Event()
+    real = writer_module.commit
+
+    def hold_first(*args: Any) -> Any:
+        if not held.is_set():
+            held.set()
+            release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(writer_module, "commit", hold_first)
+    writer = client.server.app[WRITER]
+    first = asyncio.create_task(post(client, _events(1)))
+    await asyncio.to_thread(held.wait, 10)
+    pair = [asyncio.create_task(post(client, _events(2))) for _ in range(2)]
+    await _until(lambda: writer.queued_events == 5)  # W in the held commit, A and B queued
+    release.set()
+    assert (await first)[0] == 200
+    assert [(await task)[0] for task in pair] == [200, 200]
 
 
 @both
-@pytest.mark.parametrize(("delay_ms", "commits"), [(1000, 1), (0, 2)])
-async def test_requests_sent_together_are_committed_together(
-    start_app: Any, database_url: str, delay_ms: int, commits: int
-) -> None:
-    """B is still being received when A is queued: with a delay the commit waits for B
-    and stores both at once; with none, A is committed alone first."""
+@pytest.mark.parametrize(("delay_ms", "commits"), [(1000, 3), (0, 4)])
+async def test_clients_answered_together_are_committed_together(
+    start_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch, delay_ms: int,
+    commits: int,
+) -> None:  # fmt: skip
+    """After a commit answered A and B, A posts again, then B once A's request is in:
+    with a delay the commit waits for B's and stores both; with none, A's is committed
+    alone."""
     client = await start_app(commit_delay_ms=delay_ms)
+    await _two_answered(client, monkeypatch)
     writer = client.server.app[WRITER]
-    body = json.dumps([make_event(event_id="b1")]).encode()
-    reader, stream = await _begin(client, body, 10)
-    await _until(lambda: writer.arriving_requests == 1)
-    first = asyncio.create_task(post(client, [make_event(event_id="a1"), make_event()]))
-    await _until(lambda: writer.queued_events == 2 or first.done())
-    stream.write(body[10:])
-    await stream.drain()
-    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    assert answer.startswith(b"HTTP/1.1 200"), answer
-    assert (await first)[1]["accepted"] == 2
-    stream.close()
+    arrived = writer.arrived
+    again = [asyncio.create_task(post(client, _events(3)))]
+    await _until(lambda: writer.arrived == arrived + 1)
+    again.append(asyncio.create_task(post(client, _events(3))))
+    assert [(await task)[1]["accepted"] for task in again] == [3, 3]
     counted, events, waited = await _commits(client)
-    assert (counted, events) == (commits, 3)
+    # W alone; A and B (with a delay, after waiting for W's client, which did not post
+    # again); then A's and B's next requests, together only with a delay
+    assert (counted, events) == (commits, 11)
     assert (waited > 0) is (delay_ms > 0)
 
 
 @both
-async def test_a_slow_request_delays_no_commit(start_app: Any, database_url: str) -> None:
-    """A request still being received that began more than the delay before a commit is
-    not waited for: A is committed, alone and at once, while B never completes."""
-    client = await start_app(commit_delay_ms=100)
-    writer = client.server.app[WRITER]
-    _, stream = await _begin(client, json.dumps([make_event()]).encode(), 10)
-    await _until(lambda: writer.arriving_requests == 1)
-    await asyncio.sleep(0.3)  # B began three delays ago
-    status, body = await post(client, [make_event(), make_event()])
+async def test_a_refused_request_counts_as_arrived(
+    start_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of the two clients answered comes back with a body that is refused: the commit
+    of the other's events does not wait for a second request (the delay is 1 s)."""
+    client = await start_app(commit_delay_ms=1000)
+    await _two_answered(client, monkeypatch)
+    _, _, waited_before = await _commits(client)
+    refused = await client.post(
+        "/v1/events", data=b"[{", headers={"Content-Type": "application/json"}
+    )
+    assert refused.status == 400
+    status, body = await post(client, _events(2))
     assert (status, body["accepted"]) == (200, 2)
-    assert await _commits(client) == (1, 2, 0.0)
-    assert writer.arriving_requests == 1  # B is still being received
-    stream.close()
+    counted, events, waited = await _commits(client)
+    assert (counted, events) == (3, 7)
+    assert waited - waited_before < 0.5  # not the second's whole delay
 
 
 @both
-async def test_a_request_being_parsed_is_waited_for_however_long_ago_it_began(
+async def test_the_wait_ends_at_the_delay_and_a_slow_client_holds_nothing(
     start_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """B's body is received and held in parsing past the delay; A, queued meanwhile, waits
-    for it: parsing takes bounded time, unlike a slow client's receiving."""
-    entered, release = threading.Event(), threading.Event()
-    real = ingest._parse
-
-    def held(body: bytes, *args: Any) -> Any:
-        if b"held-" in body:
-            entered.set()
-            release.wait(10)
-        return real(body, *args)
-
-    monkeypatch.setattr(ingest, "_parse", held)
+    """Only one of the two clients answered comes back, while another client's body never
+    finishes: the commit waits out the delay (200 ms) and no longer."""
     client = await start_app(commit_delay_ms=200)
-    writer = client.server.app[WRITER]
-    held_events = [make_event(event_id=f"held-{i}") for i in range(40)]
-    second = asyncio.create_task(post(client, held_events))
-    await asyncio.to_thread(entered.wait, 10)
-    await asyncio.sleep(0.5)  # B began well over the delay ago; it is being parsed
-    first = asyncio.create_task(post(client, [make_event(), make_event()]))
-    await _until(lambda: writer.queued_events == 2 or first.done())
-    release.set()
-    assert (await first)[1]["accepted"] == 2
-    assert (await second)[1]["accepted"] == 40
+    await _two_answered(client, monkeypatch)
+    _, _, waited_before = await _commits(client)
+    port = client.server.port
+    reader, stream = await asyncio.open_connection("127.0.0.1", port)
+    stream.write(
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n[{"
+    )
+    await stream.drain()
+    status, body = await post(client, _events(2))
+    assert (status, body["accepted"]) == (200, 2)
     counted, events, waited = await _commits(client)
-    assert (counted, events) == (1, 42)
-    assert waited > 0
+    assert (counted, events) == (3, 7)
+    assert 0.2 <= waited - waited_before < 5
+    stream.close()
+    del reader

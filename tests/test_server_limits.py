@@ -5,13 +5,16 @@ connection makes room for a new one, protocol errors are counted by reason, an u
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from tests.scrape import samples
 from tests.tools import BUSY_HEAD as BUSY
-from tests.tools import exchange
+from tests.tools import exchange, free_port, http, serving, wait_listening
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -172,3 +175,24 @@ async def test_server_at_the_cap_evicts_never_served_connections_before_a_keep_a
     writer.close()
     for _, flood_writer in flood:
         flood_writer.close()
+
+
+def test_a_client_gone_mid_body_is_a_499_not_voxmon_s_error(tmp_path: Path) -> None:
+    """A client that closes its connection halfway through its body is counted as 499
+    (nginx's "client closed request"), not as a voxmon bug: no 500, no traceback."""
+    port, log = free_port(), tmp_path / "voxmon.log"
+    with serving(tmp_path / "voxmon.db", port, log=log) as process:
+        wait_listening(process, log, port)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(BUSY)
+                time.sleep(0.2)  # the handler is reading the body
+        found: dict[Any, float] = {}
+        for _ in range(500):
+            found = samples(http("GET", f"http://127.0.0.1:{port}/metrics")[2].decode())
+            if found.get(("voxmon_ingest_requests_total", (("code", "499"),))) == 3.0:
+                break
+            time.sleep(0.01)
+    assert found[("voxmon_ingest_requests_total", (("code", "499"),))] == 3.0
+    assert found[("voxmon_http_internal_errors_total", ())] == 0.0
+    assert [line for line in log.read_text().splitlines() if " ERROR " in line] == []

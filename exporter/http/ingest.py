@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 from msgspec import UNSET, UnsetType
@@ -52,8 +52,8 @@ def _parse(
 async def post_events(request: web.Request) -> web.Response:
     """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
     settings, metrics, writer = request.app[SETTINGS], request.app[METRICS], request.app[WRITER]
-    with writer.arriving() as received:  # a group commit starting meanwhile waits for them
-        events, rejections, warnings = await _read_and_parse(request, settings, received)
+    with writer.arriving():  # counted once read and parsed: a waiting group commit re-checks
+        events, rejections, warnings = await _read_and_parse(request, settings)
     _count_rejections(metrics, rejections)
     result = CommitResult(0, 0)
     if events:
@@ -77,10 +77,9 @@ async def post_events(request: web.Request) -> web.Response:
 
 
 async def _read_and_parse(
-    request: web.Request, settings: Settings, received: Callable[[], None]
+    request: web.Request, settings: Settings
 ) -> tuple[list[Event], list[Rejection], list[ItemWarning]]:
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-    received()
     now_ms = datetime_to_ms(request.app[CLOCK].now())
     parse = functools.partial(_parse, body, request.headers.copy(), settings, now_ms)
     if _inline(body, request.headers):

@@ -6,12 +6,13 @@ import asyncio
 
 from aiohttp import web
 
-from exporter.errors import PayloadTooLarge, RequestTimeout
+from exporter.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     """The whole request body: 413 beyond ``limit`` bytes, 408 when it has not arrived
-    within ``timeout_s`` (a client trickling its body holds a connection, not the daemon).
+    within ``timeout_s`` (a client trickling its body holds a connection, not the daemon),
+    499 when the client closes its connection first.
     A chunked body is refused as soon as more than ``limit`` bytes have arrived: aiohttp's
     ``read()`` checks the application's ``client_max_size`` after every chunk."""
     if request.content_length is not None and request.content_length > limit:
@@ -21,6 +22,10 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
             body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds max_body_bytes ({limit} bytes)") from None
+    except ConnectionResetError:  # aiohttp's "Connection lost": the client went away
+        raise ClientClosedRequest(
+            "the client closed the connection before its body arrived", Connection="close"
+        ) from None
     except TimeoutError:
         raise RequestTimeout(
             f"the request body did not arrive within {timeout_s:g} s (body_timeout_s)",

@@ -1,12 +1,13 @@
 """The ingest writer: a bounded queue drained by one task doing group commits.
 
 Many concurrent requests share one transaction; each is acknowledged only after that
-transaction commits. A group commit first waits, ``commit_delay_ms`` at most, for ingest
-requests being received or parsed, so that requests sent together are committed together
-(docs/decisions/commit-delay.md). Dedup, derived durations, events, counters and window
-buckets are written together, then the same tally is applied to the live state. On shared
-storage the transaction also reads the other replicas' journalled changes since the last
-one applied and journals its own (``exporter.live.journal``), applied here in commit order.
+transaction commits. A group commit first waits, ``commit_delay_ms`` at most, until as many
+ingest requests have arrived since the previous commit as it answered, so that clients
+posting again once answered are committed together (docs/decisions/commit-delay.md).
+Dedup, derived durations, events, counters and window buckets are written together, then
+the same tally is applied to the live state. On shared storage the transaction also reads
+the other replicas' journalled changes since the last one applied and journals its own
+(``exporter.live.journal``), applied here in commit order.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from exporter.clock import Clock
@@ -76,10 +76,11 @@ class IngestWriter:
         share (``exporter.ingest.follow`` takes it too); None: nothing is shared."""
         self.queued_events = 0
         self._delay_s = commit_delay_s
-        self._arrivals: dict[int, float] = {}
-        """Ingest requests being received or parsed: a number each, and when they began
-        (infinity once received: see ``arriving``)."""
-        self._arrival_count = 0
+        self.arrived = 0
+        """Ingest requests read and parsed (or refused) so far (``arriving``)."""
+        self._answered = 0
+        """Requests the previous group commit answered, and ``arrived`` when it ended."""
+        self._arrived_before = 0
 
     @classmethod
     def for_settings(
@@ -106,28 +107,15 @@ class IngestWriter:
             commit_delay_s=settings.commit_delay_ms / 1000,
         )
 
-    @property
-    def arriving_requests(self) -> int:
-        """Ingest requests being received or parsed."""
-        return len(self._arrivals)
-
     @contextlib.contextmanager
-    def arriving(self) -> Iterator[Callable[[], None]]:
-        """Held by an ingest request from its start until its body is parsed (and its
-        events, if any, about to be submitted: nothing may be awaited in between). Gives
-        the function to call once the body is received: parsing takes bounded time, so a
-        group commit waits for a request being parsed however long ago it began."""
-        self._arrival_count += 1
-        number = self._arrival_count
-        self._arrivals[number] = asyncio.get_running_loop().time()
-
-        def received() -> None:
-            self._arrivals[number] = math.inf
-
+    def arriving(self) -> Iterator[None]:
+        """Held by an ingest request while its body is read and parsed; on leaving, the
+        request counts as arrived (its events, if any, must be submitted before anything
+        else is awaited)."""
         try:
-            yield received
+            yield
         finally:
-            del self._arrivals[number]
+            self.arrived += 1
             self._wakeup.set()  # a gathering commit re-checks; an idle writer just loops
 
     async def submit(self, events: Sequence[Event]) -> CommitResult:
@@ -167,19 +155,23 @@ class IngestWriter:
         self._wakeup.set()
 
     async def _gather(self) -> None:
-        """Wait, ``commit_delay`` at most, while ingest requests are being parsed or
-        received, unless a full group is already queued. A request still being received
-        that began more than ``commit_delay`` before this commit is not waited for: a
-        slow client delays no commit for long."""
+        """Wait, ``commit_delay`` at most, until as many requests have arrived since the
+        previous commit ended as it answered (the clients it answered, posting again),
+        unless a full group is already queued. Requests that never finish arriving, or
+        arrive refused, hold no commit beyond what their count is worth."""
         if self._delay_s <= 0:
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline, since = started + self._delay_s, started - self._delay_s
+        deadline = started + self._delay_s
         waited = False
-        while not self._closing and self.queued_events < self._max_commit:
+        while (
+            not self._closing
+            and self.queued_events < self._max_commit
+            and self.arrived - self._arrived_before < self._answered
+        ):
             left = deadline - loop.time()
-            if left <= 0 or not any(began >= since for began in self._arrivals.values()):
+            if left <= 0:
                 break
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -266,6 +258,7 @@ class IngestWriter:
         error: Exception | None = None,
     ) -> None:
         self.queued_events -= size
+        self._answered, self._arrived_before = len(jobs), self.arrived
         for index, job in enumerate(jobs):
             if job.future.done():  # the request went away; its events are committed anyway
                 continue
