@@ -75,7 +75,8 @@ class Settings:
     commit_delay_ms: int = 50
     """Longest a group commit waits, before it starts, for as many ingest requests to
     arrive as the previous commit answered (the clients it answered, posting again), so
-    that they are committed together; 0: never wait. At most 1000."""
+    that they are committed together; never longer than the previous commit took. 0: never
+    wait. At most 1000."""
     retry_after_s: int = 1
     """Retry-After of the 503 sent while the ingest queue is full."""
     future_tolerance_s: int = 300

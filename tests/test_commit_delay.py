@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,17 +46,22 @@ def _events(n: int) -> list[dict[str, Any]]:
 
 async def _two_answered(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Leave the writer having just answered one commit of two requests (A and B, queued
-    while a first commit of W was held), with nothing queued."""
+    while a first commit of W was held), which took at least 0.3 s (a wait is never longer
+    than the commit before it), with nothing queued."""
     held, release = threading.Event(), threading.Event()
     real = writer_module.commit
+    calls = {"n": 0}
 
-    def hold_first(*args: Any) -> Any:
-        if not held.is_set():
+    def hold_first_two(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
             held.set()
             release.wait(10)
+        elif calls["n"] == 2:
+            time.sleep(0.3)
         return real(*args)
 
-    monkeypatch.setattr(writer_module, "commit", hold_first)
+    monkeypatch.setattr(writer_module, "commit", hold_first_two)
     writer = client.server.app[WRITER]
     first = asyncio.create_task(post(client, _events(1)))
     await asyncio.to_thread(held.wait, 10)
@@ -84,8 +90,9 @@ async def test_clients_answered_together_are_committed_together(
     again.append(asyncio.create_task(post(client, _events(3))))
     assert [(await task)[1]["accepted"] for task in again] == [3, 3]
     counted, events, waited = await _commits(client)
-    # W alone; A and B (with a delay, after waiting for W's client, which did not post
-    # again); then A's and B's next requests, together only with a delay
+    # W alone; A and B (with a delay, after waiting as long as W's commit took for W's
+    # client, which did not post again); then A's and B's next requests, together only
+    # with a delay
     assert (counted, events) == (commits, 11)
     assert (waited > 0) is (delay_ms > 0)
 
@@ -133,3 +140,22 @@ async def test_the_wait_ends_at_the_delay_and_a_slow_client_holds_nothing(
     assert 0.2 <= waited - waited_before < 5
     stream.close()
     del reader
+
+
+@both
+async def test_no_wait_is_longer_than_the_commit_before_it(
+    start_app: Any, database_url: str
+) -> None:
+    """Clients that do not post again at once (one request each, one after the other)
+    cost each commit at most as long a wait as the commit before it took, not the delay
+    (1 s here): waits never add up to more than the commits."""
+    client = await start_app(commit_delay_ms=1000)
+    together = [asyncio.create_task(post(client, _events(2))) for _ in range(3)]
+    assert [(await task)[0] for task in together] == [200, 200, 200]
+    for _ in range(4):
+        await asyncio.sleep(0.05)
+        assert (await post(client, _events(1)))[0] == 200
+    found = samples(await scrape(client), "voxmon_commit_")
+    commits = found[("voxmon_commit_duration_seconds_sum", ())]
+    assert found[("voxmon_commit_batch_events_sum", ())] == 10
+    assert found[("voxmon_commit_wait_seconds_total", ())] <= commits + 0.05

@@ -52,7 +52,7 @@ def _parse(
 async def post_events(request: web.Request) -> web.Response:
     """``POST /v1/events``: validate every item, commit the valid ones, then answer."""
     settings, metrics, writer = request.app[SETTINGS], request.app[METRICS], request.app[WRITER]
-    with writer.arriving():  # counted once read and parsed: a waiting group commit re-checks
+    with writer.arriving():  # counted on leaving, refused or not: a waiting commit re-checks
         events, rejections, warnings = await _read_and_parse(request, settings)
     _count_rejections(metrics, rejections)
     result = CommitResult(0, 0)

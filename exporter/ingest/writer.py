@@ -81,6 +81,8 @@ class IngestWriter:
         self._answered = 0
         """Requests the previous group commit answered, and ``arrived`` when it ended."""
         self._arrived_before = 0
+        self._last_commit_s = 0.0
+        """How long the previous group commit took: no wait is longer (``_gather``)."""
 
     @classmethod
     def for_settings(
@@ -155,15 +157,16 @@ class IngestWriter:
         self._wakeup.set()
 
     async def _gather(self) -> None:
-        """Wait, ``commit_delay`` at most, until as many requests have arrived since the
-        previous commit ended as it answered (the clients it answered, posting again),
-        unless a full group is already queued. Requests that never finish arriving, or
-        arrive refused, hold no commit beyond what their count is worth."""
+        """Wait until as many requests have arrived since the previous commit ended as it
+        answered (the clients it answered, posting again), unless a full group is already
+        queued; ``commit_delay`` at most, and no longer than the previous commit took, so
+        a wait at most doubles a commit's latency when clients do not post again at once
+        (when arrivals do not depend on answers, say)."""
         if self._delay_s <= 0:
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + self._delay_s
+        deadline = started + min(self._delay_s, self._last_commit_s)
         waited = False
         while (
             not self._closing
@@ -204,7 +207,7 @@ class IngestWriter:
         now_ms = datetime_to_ms(self._clock.now())
         window_start = window_bounds(now_ms).start_ms
         prune_before = window_start if window_start > self._pruned_before else None
-        started = self._clock.monotonic()
+        started, began = self._clock.monotonic(), asyncio.get_running_loop().time()
         try:
             outcome = await self._db.run(
                 self._health.checked(commit),
@@ -238,6 +241,7 @@ class IngestWriter:
         for source, n in outcome.discarded.items():
             self._metrics.durations_discarded.labels(source).inc(n)
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
+        self._last_commit_s = asyncio.get_running_loop().time() - began
         self._metrics.commit_events.observe(size)
         self._finish(jobs, size, results=outcome.results)
 
