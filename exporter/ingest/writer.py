@@ -149,7 +149,9 @@ class IngestWriter:
                 await self._wakeup.wait()
                 continue
             await self._gather()
+            began = asyncio.get_running_loop().time()
             await self._commit_jobs(self._take())
+            self._last_commit_s = asyncio.get_running_loop().time() - began
 
     def stop(self) -> None:
         """Refuse new work; ``run()`` returns once everything queued is committed."""
@@ -207,7 +209,7 @@ class IngestWriter:
         now_ms = datetime_to_ms(self._clock.now())
         window_start = window_bounds(now_ms).start_ms
         prune_before = window_start if window_start > self._pruned_before else None
-        started, began = self._clock.monotonic(), asyncio.get_running_loop().time()
+        started = self._clock.monotonic()
         try:
             outcome = await self._db.run(
                 self._health.checked(commit),
@@ -241,7 +243,6 @@ class IngestWriter:
         for source, n in outcome.discarded.items():
             self._metrics.durations_discarded.labels(source).inc(n)
         self._metrics.commit_seconds.observe(self._clock.monotonic() - started)
-        self._last_commit_s = asyncio.get_running_loop().time() - began
         self._metrics.commit_events.observe(size)
         self._finish(jobs, size, results=outcome.results)
 
