@@ -61,7 +61,7 @@ class SelfMetrics:
     )  # fmt: skip
     commit_wait: Counter = declare(
         Counter, "voxmon_commit_wait_seconds", "Time group commits waited, before starting,"
-        " for ingest requests being received or parsed to join them (commit_delay_ms).",
+        " for the clients the previous commit answered to post again (commit_delay_ms).",
     )  # fmt: skip
     database_bytes: Gauge = declare(
         Gauge, "voxmon_database_size_bytes",

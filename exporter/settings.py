@@ -236,7 +236,8 @@ def _build(values: dict[str, Any], problems: list[str]) -> Settings:
     return settings
 
 
-def _check_most(s: Settings, problems: list[str]) -> None:
+def _check_bounds(s: Settings, problems: list[str]) -> None:
+    """The settings with an upper bound (and commit_delay_ms's range from 0)."""
     for name, most in _RETENTION_MAX.items():  # longer overflows date arithmetic
         if getattr(s, name) > most:
             problems.append(f"{name}: must be <= {most}, got {getattr(s, name)}")
@@ -248,7 +249,7 @@ def _check(s: Settings, problems: list[str]) -> None:
     for name in _POSITIVE:
         if getattr(s, name) <= 0:
             problems.append(f"{name}: must be > 0, got {getattr(s, name)}")
-    _check_most(s, problems)
+    _check_bounds(s, problems)
     if s.port > 65535:
         problems.append(f"port: must be <= 65535, got {s.port}")
     if s.max_duration_days > WIRE_MAX_DURATION_DAYS:  # the wire bound of duration_ms
