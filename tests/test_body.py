@@ -34,13 +34,24 @@ def _gzip_zeros(size: int) -> bytes:
 # --- split_items --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("count", "refused"), [(3, False), (4, True), (2_600_000, True)])
+@pytest.mark.parametrize(
+    ("item", "count", "refused"),
+    [
+        (b"{}", 3, False),
+        (b"{}", 4, True),
+        (b"{}", 2_600_000, True),
+        (b"1", 3, False),
+        (b"1", 4, True),
+    ],
+)
 def test_split_items_refuses_over_max_batch_without_decoding_every_item(
-    count: int, refused: bool
+    item: bytes, count: int, refused: bool
 ) -> None:
     """2.6 million tiny items (a 5 KB gzip) are refused after reading max_batch + 1 of
-    them: the refusal allocates a few KiB, not one object per item."""
-    body = b"[" + b",".join([b"{}"] * count) + b"]"
+    them: the refusal allocates a few KiB, not one object per item. The shortest body
+    that holds max_batch + 1 items (``[1,1,1,1]``, 9 bytes) is refused too: only shorter
+    bodies skip the count."""
+    body = b"[" + b",".join([item] * count) + b"]"
     tracemalloc.start()
     try:
         if refused:
