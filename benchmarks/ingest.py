@@ -5,10 +5,14 @@ clients, against the raw SQLite insert rate of the same rows in the same run. Th
 
 Goals (issue 15): for batches of 1000, HTTP >= 0.8 x the raw rate and >= 28,000 events/s
 on a 2-core machine; for 16 concurrent single-event clients, >= 0.8 x the raw rate. The
-load generator and the daemon share the machine's cores. A second table explains the
+load generator and the daemon share the machine's cores. The HTTP floor comes next: the
+same posts from the same clients answered by aiohttp alone (``benchmarks/bare_server.py``:
+each body read and split into items, nothing validated or stored), the rate any daemon on
+aiohttp reaches here before doing anything with the events. A third table explains the
 figure from the daemon's own metrics: group commits, events per commit, mean commit time,
 the share of the run the writer spent committing and waiting for requests on their way
-(`commit_delay_ms`), and each process's CPU.
+(`commit_delay_ms`), and each process's CPU; the last splits a group commit's cycle into
+committing, waiting and the rest (the event loop answering and reading).
 The script reports the goal, it never fails on it: the exit status is non-zero only on
 errors (a non-200 answer, a wrong count, a daemon that will not start or lost rows).
 
@@ -105,6 +109,8 @@ class Result:
     commit_ms: float  # mean duration of one group commit
     writer_busy_pct: float  # share of the timed phase the writer spent committing
     writer_wait_pct: float  # share it spent waiting for requests on their way (commit delay)
+    bare_events_per_s: float  # the same posts answered by aiohttp alone (bare_server.py)
+    bare_cpu_pct: float  # its CPU, of one core
 
 
 # --- events --------------------------------------------------------------------------------
@@ -233,9 +239,11 @@ class Daemon:
         *,
         name: str = "daemon",
         args: Sequence[str] = (),
+        bare: bool = False,
     ) -> None:
         """``db``: the SQLite file, or a ``postgresql://`` URL (``--database-url``); ``args``:
-        more ``serve`` flags; ``name``: the log file's (one daemon per name in ``workdir``)."""
+        more ``serve`` flags; ``name``: the log file's (one daemon per name in ``workdir``);
+        ``bare``: ``benchmarks/bare_server.py`` instead of voxmon (``db`` unused)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = workdir / f"{name}.log"
@@ -245,6 +253,8 @@ class Daemon:
         command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
                    "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING",
                    *args]  # fmt: skip
+        if bare:
+            command = [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"), str(self.port)]
         with self._log_path.open("wb") as log:
             # cwd = the temporary directory, so no ./voxmon.toml is picked up
             self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)
@@ -392,6 +402,8 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
     with Daemon(workdir, db) as daemon:
         load = asyncio.run(timed_load(daemon, warmup, timed, batch, clients))
     verify_stored(db, len(bodies) * batch)
+    with Daemon(workdir, "", name="bare", bare=True) as bare:
+        bare_elapsed, bare_cpu = asyncio.run(bare_load(bare, warmup, timed, batch, clients))
     raw = raw_rate(workdir / f"raw-{batch}.db", validated(timed))
     http = scenario.events / load.elapsed
     commit_sum, commits, commit_s, wait_s = (load.commits[name] for name in COMMIT_SERIES)
@@ -411,6 +423,8 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
         commit_ms=1000 * commit_s / max(commits, 1),
         writer_busy_pct=100 * commit_s / load.elapsed,
         writer_wait_pct=100 * wait_s / load.elapsed,
+        bare_events_per_s=scenario.events / bare_elapsed,
+        bare_cpu_pct=100 * bare_cpu / bare_elapsed,
     )
 
 
@@ -439,6 +453,18 @@ async def timed_load(
     after = await commit_totals(daemon.url)
     commits = {name: after[name] - before[name] for name in COMMIT_SERIES}
     return Load(elapsed, latencies, cpu, daemon_cpu, commits)
+
+
+async def bare_load(
+    server: Daemon, warmup: list[bytes], timed: list[bytes], batch: int, clients: int
+) -> tuple[float, float]:
+    """Seconds to post ``timed`` to ``bare_server.py`` after the same warm-up, and the
+    server's CPU seconds meanwhile."""
+    url = f"{server.url}/v1/events"
+    await post_all(url, warmup, batch, clients)
+    cpu, started = server.cpu_seconds(), time.perf_counter()
+    await post_all(url, timed, batch, clients)
+    return time.perf_counter() - started, server.cpu_seconds() - cpu
 
 
 COMMIT_SERIES = (
@@ -510,6 +536,15 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
             f"{r.batch:>6} {r.clients:>7} {r.events:>8} {r.http_events_per_s:>10,.0f}"
             f" {r.raw_rows_per_s:>10,.0f} {r.ratio:>6.2f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f}"
         )
+    print(f"\n{'batch':>6} {'aiohttp alone ev/s':>19} {'voxmon / alone':>15}"
+          f" {'CPU µs/event: alone':>20} {'voxmon':>7}"
+          "   (bare_server.py: the same posts, bodies split, nothing stored)")  # fmt: skip
+    for r in results:
+        alone_us = 1e4 * r.bare_cpu_pct / r.bare_events_per_s  # % of a core -> µs per event
+        voxmon_us = 1e4 * r.daemon_cpu_pct / r.http_events_per_s
+        print(f"{r.batch:>6} {r.bare_events_per_s:>19,.0f}"
+              f" {r.http_events_per_s / r.bare_events_per_s:>15.2f}"
+              f" {alone_us:>20.1f} {voxmon_us:>7.1f}")  # fmt: skip
     print(f"\n{'batch':>6} {'commits':>8} {'ev/commit':>10} {'commit ms':>10} {'writer busy':>12}"
           f" {'waiting':>8} {'daemon CPU':>11} {'client CPU':>11}")  # fmt: skip
     for r in results:
@@ -518,6 +553,16 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
             f" {r.writer_busy_pct:>11.0f}% {r.writer_wait_pct:>7.0f}%"
             f" {r.daemon_cpu_pct:>10.0f}% {r.client_cpu_pct:>10.0f}%"
         )
+    print(
+        "\nwhere a group commit's cycle goes (ms): committing, waiting for the clients it"
+        " answered, the rest (the event loop answering them and reading their next posts)"
+    )
+    print(f"{'batch':>6} {'cycle':>8} {'commit':>8} {'waiting':>8} {'the rest':>9}")
+    for r in results:
+        cycle = 1000 * r.events / r.http_events_per_s / max(r.commits, 1)
+        busy, waiting = cycle * r.writer_busy_pct / 100, cycle * r.writer_wait_pct / 100
+        print(f"{r.batch:>6} {cycle:>8.2f} {busy:>8.2f} {waiting:>8.2f}"
+              f" {cycle - busy - waiting:>9.2f}")  # fmt: skip
     for r in results:
         if r.batch in GOALS:
             ratio, rate = GOALS[r.batch]

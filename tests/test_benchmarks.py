@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     ("script", "args", "expect"),
     [
-        ("ingest.py", ["--quick"], "HTTP ev/s"),
+        ("ingest.py", ["--quick"], "voxmon / alone"),
         ("rollup.py", ["--sizes", "2000", "--day-events", "2000"], "rollup-daily (1 day)"),
         ("queries.py", ["--orgs", "20", "--days", "5", "--requests", "20"], "orgs 5 d (top 100)"),
         ("client.py", ["--quick"], "end to end"),
