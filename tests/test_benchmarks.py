@@ -47,6 +47,22 @@ def test_benchmarks_run(script: str, args: list[str], expect: str) -> None:
     assert expect in result.stdout
 
 
+def test_wal_pages_counts_each_commits_log_pages() -> None:
+    """``wal_pages.py`` reads the pages from the log: every commit writes at least one page
+    per B-tree it changes, so a raw insert of 4 events writes 8 pages at least (the table,
+    its unique id and six indexes) and voxmon's commit, which also writes the notes' rows
+    and the counters, more than raw."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "wal_pages.py"), "--commit", "4",
+         "--events", "40"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    pages = {line.split()[0]: float(line.split()[1]) for line in result.stdout.splitlines()[2:]}
+    assert pages.keys() == {"raw", "voxmon"}
+    assert 8 <= pages["raw"] < pages["voxmon"]
+
+
 @pytest.mark.parametrize(
     ("script", "args", "expect"),
     [
