@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/orgs.py
 	$(BIN)/python benchmarks/hostile.py
 	$(BIN)/python benchmarks/concurrency.py
+	$(BIN)/python benchmarks/wal_pages.py
 	$(BIN)/python benchmarks/goals.py --database-url '$(BENCH_DATABASE_URL)'
 
 # voxmon and the demo traffic generator together (voxmon demo --serve). A daemon already on
