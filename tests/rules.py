@@ -109,7 +109,9 @@ COUNTERS = (
     "voxmon_ingest_rejected_total",
     "voxmon_ingest_warnings_total",
     "voxmon_commit_duration_seconds_bucket",
+    "voxmon_commit_duration_seconds_sum",
     "voxmon_commit_batch_events_bucket",
+    "voxmon_commit_wait_seconds_total",
     "voxmon_storage_errors_total",
     "voxmon_http_internal_errors_total",
 )

@@ -86,7 +86,7 @@ def test_dashboard_query_counts() -> None:
         for name, d in DASHBOARDS.items()
     }
     assert counts == {
-        "voxmon-daemon-health.json": (22, 0),
+        "voxmon-daemon-health.json": (24, 0),
         "voxmon-organisations.json": (8, 5),
         "voxmon-overview.json": (23, 6),
         "voxmon-stages.json": (10, 3),

@@ -418,7 +418,7 @@ def test_every_dashboard_expression_returns_data(fed: Stack) -> None:
             for _, target in targets(d, PROMETHEUS)
         }
     )
-    assert len(exprs) == 58  # 63 queries, 5 repeated
+    assert len(exprs) == 60  # 65 queries, 5 repeated
     assert settle(lambda: without_data(fed, exprs), fed.deadline) == {}
     org = variable(DASHBOARDS["voxmon-organisations.json"], "org")
     metric = re.fullmatch(r"label_values\((\w+), org_id\)", org["definition"])
