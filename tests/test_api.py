@@ -207,11 +207,17 @@ async def test_ingest_refuses_bad_bodies(
     assert (await response.json())["error"]["code"] == code
 
 
-async def test_ingest_refuses_batch_over_max_batch(start_app: Any) -> None:
+@pytest.mark.parametrize("marker", [None, {"_never": 1}], ids=["events", "marker item"])
+async def test_ingest_refuses_batch_over_max_batch(start_app: Any, marker: Any) -> None:
+    """Six items to a daemon that takes five: 413 and nothing stored, whatever the sixth
+    item holds (one shaped like the count's old marker once let the whole body through)."""
     client = await start_app(max_batch=5)
-    response = await client.post("/v1/events", json=[make_event() for _ in range(6)])
+    items = [make_event() for _ in range(5)] + [marker or make_event(), make_event()]
+    response = await client.post("/v1/events", json=items)
     assert response.status == 413
     assert "at most 5" in (await response.json())["error"]["message"]
+    feed = await client.get("/v1/events")
+    assert (feed.status, (await feed.json())["events"]) == (200, [])
 
 
 @pytest.mark.parametrize(

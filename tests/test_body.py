@@ -67,6 +67,19 @@ def test_split_items_refuses_over_max_batch_without_decoding_every_item(
     assert peak < 64 * 1024
 
 
+@pytest.mark.parametrize(
+    "marker", [b'{"_never":1}', b'{"_never":1,"a":2}', b"0", b"1", b"0.5", b"true", b'"x"']
+)
+@pytest.mark.parametrize("after", [0, 1, 500])
+def test_split_items_counts_past_any_item_at_position_max_batch(marker: bytes, after: int) -> None:
+    """The count does not depend on what the item at position ``max_batch`` holds: an item
+    shaped like the count's own marker (``{"_never": 1}``) once let a body of any length
+    through, as long as more items followed it."""
+    body = b"[" + b",".join([b"{}"] * 3 + [marker] + [b"{}"] * after) + b"]"
+    with pytest.raises(PayloadTooLarge, match="more than 3 events in one request; at most 3"):
+        split_items(body, "application/json", 3)
+
+
 def test_split_items_at_max_batch_exactly_is_accepted() -> None:
     body = msgspec.json.encode([make_event(event_id=f"e-{i}") for i in range(3)])
     assert len(split_items(body, "application/json", 3)) == 3
@@ -287,6 +300,16 @@ def test_decompress_unknown_encoding_is_415(encoding: str) -> None:
         decompress(b"{}", encoding, MAX_BYTES)
     assert caught.value.status == 415
     assert caught.value.message == (f"Content-Encoding {encoding!r} is not supported; use gzip")
+
+
+def test_decompress_refuses_a_gzip_with_a_marker_item_after_max_batch() -> None:
+    """A 5 KB gzip of 1.7 million items with ``{"_never": 0}`` at position max_batch is
+    refused from its first inflated step, as without that item."""
+    items = [b"{}"] * 10_000 + [b'{"_never":0}'] + [b"{}"] * 1_700_000
+    body = gzip.compress(b"[" + b",".join(items) + b"]", 9)
+    assert len(body) < 10_000
+    with pytest.raises(PayloadTooLarge, match="more than 10000 events in one request"):
+        decompress(body, "gzip", MAX_BYTES, max_batch=10_000)
 
 
 def test_decompress_refuses_a_gzip_of_millions_of_items_after_its_first_step() -> None:

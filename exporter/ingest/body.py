@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -99,18 +99,18 @@ _raw_one = msgspec.json.Decoder(msgspec.Raw)
 _over_decoders: dict[int, msgspec.json.Decoder[Any]] = {}
 
 
-class _Beyond(msgspec.Struct):
-    """Matches no JSON value an event array holds in position ``max_batch``: decoding the
-    array as ``max_batch`` raw items followed by this fails *at* that position as soon as
-    there is one item too many, without reading the rest."""
-
-    _never: int
+_BEYOND = Annotated[int, msgspec.Meta(gt=0, lt=1)]
+"""Matches no JSON value (no integer lies strictly between 0 and 1, and anything else is
+not an integer): decoding an array as ``max_batch`` raw items followed by this fails *at*
+position ``max_batch`` as soon as there is one item too many, without reading the rest.
+(A struct with one field matched an item shaped like it, and an array holding more items
+than the tuple then failed with the same message as one holding fewer: the count was off.)"""
 
 
 def _refuse_over(body: bytes, max_batch: int) -> None:
     decoder = _over_decoders.get(max_batch)
     if decoder is None:
-        decoder = msgspec.json.Decoder(tuple[(*(msgspec.Raw,) * max_batch, _Beyond)])  # type: ignore[misc]
+        decoder = msgspec.json.Decoder(tuple[(*(msgspec.Raw,) * max_batch, _BEYOND)])  # type: ignore[misc]
         _over_decoders[max_batch] = decoder
     try:
         decoder.decode(body)
