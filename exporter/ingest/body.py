@@ -60,7 +60,7 @@ def _refuse_prefix_over(parts: list[bytes], max_batch: int) -> None:
     (a cut inside a string or a nested value does not), it holds at most as many items as
     the whole body, so more than ``max_batch`` of them refuses the body."""
     prefix = b"".join(parts) if len(parts) > 1 else parts[0]
-    if not prefix.lstrip().startswith(b"[") or len(prefix) < 2 * max_batch:
+    if not prefix.lstrip().startswith(b"["):
         return
     cut = prefix.rfind(b",")
     if cut > 0:
@@ -85,8 +85,7 @@ def split_items(body: bytes, content_type: str, max_batch: int) -> list[msgspec.
         )
     stripped = body.lstrip()
     if stripped.startswith(b"["):
-        if len(body) > 2 * max_batch + 2:  # n items take 2n + 1 bytes at least: "[1,1]"
-            _refuse_over(body, max_batch)
+        _refuse_over(body, max_batch)
         return list(_decode(_raw_list, body))
     if stripped.startswith(b"{"):
         _decode(_raw_one, body)
@@ -108,6 +107,8 @@ than the tuple then failed with the same message as one holding fewer: the count
 
 
 def _refuse_over(body: bytes, max_batch: int) -> None:
+    if len(body) <= 2 * max_batch + 2:  # n items take 2n + 1 bytes at least: "[1,1]"
+        return  # too short to hold more than max_batch items: nothing to count
     decoder = _over_decoders.get(max_batch)
     if decoder is None:
         decoder = msgspec.json.Decoder(tuple[(*(msgspec.Raw,) * max_batch, _BEYOND)])  # type: ignore[misc]
