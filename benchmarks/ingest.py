@@ -253,11 +253,12 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOXMON_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         storage = "--database-url" if str(db).startswith("postgresql://") else "--db"
-        command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
-                   "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING",
-                   *args]  # fmt: skip
         if bare:
             command = [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"), str(self.port)]
+        else:
+            command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
+                       "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING",
+                       *args]  # fmt: skip
         with self._log_path.open("wb") as log:
             # cwd = the temporary directory, so no ./voxmon.toml is picked up
             self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)

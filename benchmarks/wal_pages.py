@@ -45,6 +45,7 @@ def measure(path: Path, batches: list[list[Event]], voxmon: bool) -> tuple[float
     store.connection.execute("PRAGMA wal_autocheckpoint=0")
     orgs = OrgRegistry(settings.max_live_orgs, settings.max_org_series)
     now_ms = time.time_ns() // 1_000_000
+    window = window_bounds(now_ms).start_ms
     half = len(batches) // 2
     try:
         for at, batch in enumerate(batches):
@@ -52,7 +53,6 @@ def measure(path: Path, batches: list[list[Event]], voxmon: bool) -> tuple[float
                 store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 started, cpu = time.perf_counter(), time.process_time()
             if voxmon:
-                window = window_bounds(now_ms).start_ms
                 commit(store, [batch], now_ms, window, orgs, None, settings.max_duration_ms, None)
             else:
                 with store.transaction():
