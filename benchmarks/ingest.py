@@ -8,7 +8,10 @@ on a 2-core machine; for 16 concurrent single-event clients, >= 0.8 x the raw ra
 load generator and the daemon share the machine's cores. The HTTP floor comes next: the
 same posts from the same clients answered by aiohttp alone (``benchmarks/bare_server.py``:
 each body read and split into items, nothing validated or stored), the rate any daemon on
-aiohttp reaches here before doing anything with the events. A third table explains the
+aiohttp reaches here before doing anything with the events. Then an experiment: the same
+posts to voxmon's own validation and commit split over two processes
+(``benchmarks/split_server.py``; docs/decisions/ingest-process-split.md), which stores every
+event it acknowledges like the daemon (checked). A fourth table explains the
 figure from the daemon's own metrics: group commits, events per commit, mean commit time,
 the share of the run the writer spent committing and waiting for requests on their way
 (`commit_delay_ms`), and each process's CPU; the last splits a group commit's cycle into
@@ -21,6 +24,10 @@ Events are realistic: notes of 50 orgs through the pipeline (3 % of stage runs h
 half retried, half failed; durations; AI cost and confidence metadata), UUID event and
 artifact ids, RFC 3339 times from the last hour. Random UUID keys make every insert land on
 a random index page, so rates fall as the file grows; counts are fixed so runs compare.
+
+The clients are lean (one pre-built HTTP/1.1 request written per post over keep-alive
+connections, each answer read by its length), so that the load generator, which shares
+the daemon's cores, takes as little of them as it can.
 
 Each batch size gets a fresh daemon (``python -m exporter serve`` on 127.0.0.1, a free port,
 an empty database in a temporary directory, no config file, no ``VOXMON_*`` variables), a
@@ -54,6 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -114,6 +122,8 @@ class Result:
     writer_wait_pct: float  # share it spent waiting for requests on their way (commit delay)
     bare_events_per_s: float  # the same posts answered by aiohttp alone (bare_server.py)
     bare_cpu_pct: float  # its CPU, of one core
+    split_events_per_s: float  # voxmon's parse and commit in two processes (split_server.py)
+    split_cpu_pct: float  # its two processes' CPU, of one core
 
 
 # --- events --------------------------------------------------------------------------------
@@ -243,10 +253,12 @@ class Daemon:
         name: str = "daemon",
         args: Sequence[str] = (),
         bare: bool = False,
+        split: int = 0,
     ) -> None:
         """``db``: the SQLite file, or a ``postgresql://`` URL (``--database-url``); ``args``:
         more ``serve`` flags; ``name``: the log file's (one daemon per name in ``workdir``);
-        ``bare``: ``benchmarks/bare_server.py`` instead of voxmon (``db`` unused)."""
+        ``bare``: ``benchmarks/bare_server.py`` instead of voxmon (``db`` unused); ``split``:
+        ``benchmarks/split_server.py`` with that many messages in flight (``db``: its file)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._name, self._log_path = name, workdir / f"{name}.log"
@@ -255,6 +267,9 @@ class Daemon:
         storage = "--database-url" if str(db).startswith("postgresql://") else "--db"
         if bare:
             command = [sys.executable, str(ROOT / "benchmarks" / "bare_server.py"), str(self.port)]
+        elif split:
+            command = [sys.executable, str(ROOT / "benchmarks" / "split_server.py"), str(self.port),
+                       str(db), "--in-flight", str(split)]  # fmt: skip
         else:
             command = [sys.executable, "-m", "exporter", "serve", storage, str(db), "--host",
                        "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING",
@@ -303,14 +318,20 @@ class Daemon:
         return self._proc.returncode
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the daemon process so far (Linux ``/proc``)."""
-        stat = Path(f"/proc/{self._proc.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time so far of the daemon process and its running children
+        (Linux ``/proc``)."""
+        pid = self._proc.pid
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return sum(_cpu_seconds(p) for p in [pid, *children])
 
     def log_tail(self, lines: int = 30) -> str:
         text = self._log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:]) or "(no output)"
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- HTTP load -----------------------------------------------------------------------------
@@ -323,28 +344,49 @@ class Answer(msgspec.Struct):
 
 
 _answer = msgspec.json.Decoder(Answer)
-_JSON = {"Content-Type": "application/json"}
 
 
 async def post_all(url: str, bodies: list[bytes], batch: int, clients: int) -> list[float]:
-    """Post every body once from ``clients`` concurrent connections (each takes the next body
-    when its previous answer arrives); checks each answer; returns latencies in seconds."""
+    """Post every body once from ``clients`` concurrent keep-alive connections (each takes
+    the next body when its previous answer arrives); checks each answer; returns latencies
+    in seconds. The load generator shares the daemon's cores, so it is kept lean: each
+    request is one pre-built HTTP/1.1 write, each answer read by its ``Content-Length``
+    (47 to 60 µs of the client's CPU a single-event request where aiohttp's client took 64
+    to 81, and the split experiment's rate steadier; docs/benchmarks.md)."""
     pending: Iterator[bytes] = iter(bodies)
     latencies: list[float] = []
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    address = urllib.parse.urlsplit(url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    head = (f"POST {address.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: ").encode()  # fmt: skip
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        for body in pending:
-            started = time.perf_counter()
-            async with session.post(url, data=body, headers=_JSON) as response:
-                payload = await response.read()
-            latencies.append(time.perf_counter() - started)
-            check_answer(response.status, payload, batch)
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for body in pending:
+                started = time.perf_counter()
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    writer.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
+                    status, payload = await read_answer(reader)
+                latencies.append(time.perf_counter() - started)
+                check_answer(status, payload, batch)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise BenchError(f"connection to {url} failed: {exc!r}") from exc
+        finally:
+            writer.close()
 
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(client(session) for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     return latencies
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a ``Content-Length`` body: its status and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (s.partition(":") for s in lines[1:])}
+    if "content-length" not in fields:
+        raise BenchError(f"answer without Content-Length: {head[:300]!r}")
+    return int(lines[0].split()[1]), await reader.readexactly(int(fields["content-length"]))
 
 
 def check_answer(status: int, payload: bytes, batch: int) -> None:
@@ -409,6 +451,10 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
     verify_stored(db, len(bodies) * batch)
     with Daemon(workdir, "", name="bare", bare=True) as bare:
         bare_elapsed, bare_cpu = asyncio.run(bare_load(bare, warmup, timed, batch, clients))
+    split_db = workdir / f"split-{batch}.db"
+    with Daemon(workdir, split_db, name="split", split=1) as split:
+        split_elapsed, split_cpu = asyncio.run(bare_load(split, warmup, timed, batch, clients))
+    verify_stored(split_db, len(bodies) * batch)
     raw = raw_rate(workdir / f"raw-{batch}.db", validated(timed))
     http = scenario.events / load.elapsed
     commit_sum, commits, commit_s, wait_s = (load.commits[name] for name in COMMIT_SERIES)
@@ -430,6 +476,8 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
         writer_wait_pct=100 * wait_s / load.elapsed,
         bare_events_per_s=scenario.events / bare_elapsed,
         bare_cpu_pct=100 * bare_cpu / bare_elapsed,
+        split_events_per_s=scenario.events / split_elapsed,
+        split_cpu_pct=100 * split_cpu / split_elapsed,
     )
 
 
@@ -463,8 +511,8 @@ async def timed_load(
 async def bare_load(
     server: Daemon, warmup: list[bytes], timed: list[bytes], batch: int, clients: int
 ) -> tuple[float, float]:
-    """Seconds to post ``timed`` to ``bare_server.py`` after the same warm-up, and the
-    server's CPU seconds meanwhile."""
+    """Seconds to post ``timed`` to a server with no ``/metrics`` (``bare_server.py``,
+    ``split_server.py``) after the same warm-up, and the server's CPU seconds meanwhile."""
     url = f"{server.url}/v1/events"
     await post_all(url, warmup, batch, clients)
     cpu, started = server.cpu_seconds(), time.perf_counter()
@@ -553,6 +601,15 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
         print(f"{r.batch:>6} {r.bare_events_per_s:>19,.0f}"
               f" {r.http_events_per_s / r.bare_events_per_s:>15.2f}"
               f" {alone:>20} {voxmon_us:>7.1f}")  # fmt: skip
+    print(
+        f"\n{'batch':>6} {'split ev/s':>11} {'/ raw':>6} {'/ voxmon':>9} {'CPU µs/event':>13}"
+        "   (split_server.py, an experiment: voxmon's parse and commit in two processes)"
+    )
+    for r in results:
+        print(f"{r.batch:>6} {r.split_events_per_s:>11,.0f}"
+              f" {r.split_events_per_s / r.raw_rows_per_s:>6.2f}"
+              f" {r.split_events_per_s / r.http_events_per_s:>9.2f}"
+              f" {1e4 * r.split_cpu_pct / r.split_events_per_s:>13.1f}")  # fmt: skip
     print(f"\n{'batch':>6} {'commits':>8} {'ev/commit':>10} {'commit ms':>10} {'writer busy':>12}"
           f" {'waiting':>8} {'daemon CPU':>11} {'client CPU':>11}")  # fmt: skip
     for r in results:

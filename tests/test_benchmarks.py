@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import signal
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     ("script", "args", "expect"),
     [
-        ("ingest.py", ["--quick"], "voxmon / alone"),
+        ("ingest.py", ["--quick"], "(split_server.py, an experiment"),
         ("rollup.py", ["--sizes", "2000", "--day-events", "2000"], "rollup-daily (1 day)"),
         ("queries.py", ["--orgs", "20", "--days", "5", "--requests", "20"], "orgs 5 d (top 100)"),
         ("client.py", ["--quick"], "end to end"),
@@ -98,6 +99,21 @@ def _script(name: str) -> ModuleType:
     module = sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_ingest_load_generator_reads_each_answer(tmp_path: Path) -> None:
+    """The benchmark's lean HTTP client posts every body once over keep-alive connections
+    and reads each answer whole: the count it checks comes from the body it read."""
+    ingest = _script("ingest")
+    with ingest.Daemon(tmp_path, "", name="bare", bare=True) as bare:
+        url = f"{bare.url}/v1/events"
+        latencies = asyncio.run(ingest.post_all(url, [b"[{}]"] * 7, 1, 3))
+        assert len(latencies) == 7
+        assert asyncio.run(ingest.post_all(url, [b"[{},{}]"] * 2, 2, 1)) != []
+        with pytest.raises(ingest.BenchError, match=r"expected 2 accepted, got b'.*accepted.:1,"):
+            asyncio.run(ingest.post_all(url, [b"[{}]"], 2, 1))
+        with pytest.raises(ingest.BenchError, match="HTTP 404"):
+            asyncio.run(ingest.post_all(f"{bare.url}/nowhere", [b"[{}]"], 1, 1))
 
 
 def _goals() -> ModuleType:
