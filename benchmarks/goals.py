@@ -9,7 +9,9 @@ both sides alike; absolute figures (events/s, seconds, ms) are as loaded as the 
 Last, ``benchmarks/commit.py`` times the batch-1000 commit alone on each backend, whole and
 with voxmon's own parts left out, and a table sets those ratios beside the HTTP ratio (each
 against raw inserts of the same rows, a transaction per request): where the ingest goals'
-time goes, from the same run.
+time goes, from the same run. The very last table sets voxmon's SQLite ingest ratios beside
+those of the same validation and commit split over two processes (``split_server.py``, an
+experiment the ingest benchmark runs; docs/decisions/ingest-process-split.md).
 
 Run: ``.venv/bin/python benchmarks/goals.py [--quick] [--database-url URL]``.
 """
@@ -177,13 +179,15 @@ def main() -> int:
             ("rollup.py", lambda f: rollup_goals(f, "PostgreSQL"), sizes + day + url),
             ("queries.py", lambda f: query_goals(f, "PostgreSQL"), rows + url),
         ]
-    goals = [goal for script, judge, extra in steps for goal in judge(run_json(script, *extra))]
+    found = [(judge, run_json(script, *extra)) for script, judge, extra in steps]
+    goals = [goal for judge, result in found for goal in judge(result)]
     commit = ["--events", "4000", "--rounds", "1"] if args.quick else []
     ceilings = [run_json("commit.py", *commit)]
     if pg:
         ceilings.append(run_json("commit.py", *commit, "--database-url", pg))
     print_table(goals, quick=args.quick)
-    print_ceilings([found for found in ceilings if found], goals, quick=args.quick)
+    print_ceilings([result for result in ceilings if result], goals, quick=args.quick)
+    print_split(found[0][1])
     return 0
 
 
@@ -234,6 +238,21 @@ def print_ceilings(found: list[dict[str, Any]], goals: list[Goal], quick: bool =
         raws.append(f"{result['backend']} {shown(raw, ',.0f')} (commit.py)"
                     f" / {shown(ingest_raw, ',.0f')} (ingest)")  # fmt: skip
     print(f"raw inserts, rows/s: {'; '.join(raws)}")
+
+
+def print_split(found: dict[str, Any] | None) -> None:
+    """The lever the single-event figure waits for, from the SQLite ingest run: voxmon's
+    validation and commit split over two processes (``benchmarks/split_server.py``, an
+    experiment; docs/decisions/ingest-process-split.md) beside voxmon, each / raw."""
+    results = (found or {}).get("results", [])
+    if not results:
+        return
+    print("\nvoxmon's validation and commit split over two processes / raw"
+          " (benchmarks/split_server.py, an experiment)")  # fmt: skip
+    print(f"{'batch':>6}{'clients':>8}{'voxmon':>10}{'split':>10}")
+    for r in results:
+        split = float(r["split_events_per_s"]) / float(r["raw_rows_per_s"])
+        print(f"{r['batch']:>6}{r['clients']:>8}{r['ratio']:>8.2f} x{split:>8.2f} x")
 
 
 if __name__ == "__main__":

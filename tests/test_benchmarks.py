@@ -255,6 +255,23 @@ def test_benchmarks_goals_print_the_commit_ceilings(capsys: pytest.CaptureFixtur
     )
 
 
+def test_benchmarks_goals_print_the_split_experiment(capsys: pytest.CaptureFixture[str]) -> None:
+    """Last: the two-process experiment beside voxmon, each over the same run's raw rate;
+    nothing when the ingest benchmark failed."""
+    goals = _goals()
+    goals.print_split(None)
+    assert capsys.readouterr().out == ""
+    goals.print_split({"results": [
+        {"batch": 1, "clients": 16, "ratio": 0.6, "raw_rows_per_s": 4_000.0,
+         "split_events_per_s": 3_800.0},
+        {"batch": 1000, "clients": 4, "ratio": 0.71, "raw_rows_per_s": 20_000.0,
+         "split_events_per_s": 12_400.0},
+    ]})  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].split() == ["1", "16", "0.60", "x", "0.95", "x"]
+    assert lines[-1].split() == ["1000", "4", "0.71", "x", "0.62", "x"]
+
+
 def test_benchmarks_database_is_dropped_when_a_signal_arrives_while_dropping() -> None:
     """A SIGTERM that lands while a throwaway database is being dropped takes effect once
     the drop is done: the run still ends by it, and the database is gone."""
