@@ -318,10 +318,11 @@ class Daemon:
         return self._proc.returncode
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far of the daemon process and its running children
-        (Linux ``/proc``)."""
+        """User + system CPU time so far of the daemon process and its running children,
+        whichever of its threads started them (Linux ``/proc``)."""
         pid = self._proc.pid
-        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in _read(task / "children").split()]  # fmt: skip
         return sum(_cpu_seconds(p) for p in [pid, *children])
 
     def log_tail(self, lines: int = 30) -> str:
@@ -330,8 +331,20 @@ class Daemon:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """A process's user + system CPU seconds; 0 once it is gone (a thread or child that
+    ended while its parent's were listed)."""
+    stat = _read(Path(f"/proc/{pid}/stat"))
+    if not stat:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 # --- HTTP load -----------------------------------------------------------------------------
