@@ -25,9 +25,10 @@ half retried, half failed; durations; AI cost and confidence metadata), UUID eve
 artifact ids, RFC 3339 times from the last hour. Random UUID keys make every insert land on
 a random index page, so rates fall as the file grows; counts are fixed so runs compare.
 
-The clients are lean (one pre-built HTTP/1.1 request written per post over keep-alive
-connections, each answer read by its length), so that the load generator, which shares
-the daemon's cores, takes as little of them as it can.
+The clients of the SQLite scenarios are lean (one pre-built HTTP/1.1 request written per
+post over keep-alive connections, each answer read by its length), so that the load
+generator, which shares the daemon's cores, takes as little of them as it can; the
+PostgreSQL replicas' figures (``benchmarks/replicas.py``) still post with aiohttp's client.
 
 Each batch size gets a fresh daemon (``python -m exporter serve`` on 127.0.0.1, a free port,
 an empty database in a temporary directory, no config file, no ``VOXMON_*`` variables), a
@@ -318,26 +319,34 @@ class Daemon:
         return self._proc.returncode
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far of the daemon process and its running children,
-        whichever of its threads started them (Linux ``/proc``)."""
-        pid = self._proc.pid
-        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for child in _read(task / "children").split()]  # fmt: skip
-        return sum(_cpu_seconds(p) for p in [pid, *children])
+        """User + system CPU time so far of the daemon process and its descendants:
+        those running, whichever thread started them, and those it has waited for
+        (Linux ``/proc``)."""
+        return _tree_cpu_seconds(self._proc.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         text = self._log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:]) or "(no output)"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """A process's user + system CPU seconds; 0 once it is gone (a thread or child that
-    ended while its parent's were listed)."""
+def _tree_cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU seconds with its waited-for children's, plus its
+    running children's, recursively; 0 for one gone meanwhile (listed, then reaped)."""
     stat = _read(Path(f"/proc/{pid}/stat"))
     if not stat:
         return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = stat.rsplit(")", 1)[1].split()  # utime stime cutime cstime: fields 14-17
+    own = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    children = [int(child) for task in _listed(Path(f"/proc/{pid}/task"))
+                for child in _read(task / "children").split()]  # fmt: skip
+    return own + sum(_tree_cpu_seconds(child) for child in children)
+
+
+def _listed(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _read(path: Path) -> str:
@@ -383,7 +392,12 @@ async def post_all(url: str, bodies: list[bytes], batch: int, clients: int) -> l
                     status, payload = await read_answer(reader)
                 latencies.append(time.perf_counter() - started)
                 check_answer(status, payload, batch)
-        except (OSError, asyncio.IncompleteReadError) as exc:
+        except asyncio.IncompleteReadError as exc:
+            raise BenchError(f"{url}: the server closed the connection before answering"
+                             f" ({len(exc.partial)} bytes of an answer read)") from exc  # fmt: skip
+        except TimeoutError as exc:  # before OSError, which it is
+            raise BenchError(f"{url}: no answer within {REQUEST_TIMEOUT_S:g} s") from exc
+        except OSError as exc:
             raise BenchError(f"connection to {url} failed: {exc!r}") from exc
         finally:
             writer.close()
@@ -398,7 +412,8 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     lines = head.decode("latin-1").split("\r\n")
     fields = {k.strip().lower(): v.strip() for k, _, v in (s.partition(":") for s in lines[1:])}
     if "content-length" not in fields:
-        raise BenchError(f"answer without Content-Length: {head[:300]!r}")
+        raise BenchError(f"answer without Content-Length (not read: chunked, or an interim"
+                         f" 1xx): {head[:300]!r}")  # fmt: skip
     return int(lines[0].split()[1]), await reader.readexactly(int(fields["content-length"]))
 
 
@@ -467,7 +482,7 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
     split_db = workdir / f"split-{batch}.db"
     with Daemon(workdir, split_db, name="split", split=1) as split:
         split_elapsed, split_cpu = asyncio.run(bare_load(split, warmup, timed, batch, clients))
-    verify_stored(split_db, len(bodies) * batch)
+    verify_stored(split_db, len(bodies) * batch, "split_server.py")
     raw = raw_rate(workdir / f"raw-{batch}.db", validated(timed))
     http = scenario.events / load.elapsed
     commit_sum, commits, commit_s, wait_s = (load.commits[name] for name in COMMIT_SERIES)
@@ -558,7 +573,7 @@ async def commit_totals(base: str) -> dict[str, float]:
     return totals
 
 
-def verify_stored(db: Path, expected: int) -> None:
+def verify_stored(db: Path, expected: int, server: str = "daemon") -> None:
     """Every acknowledged event is in the file, which is in WAL mode."""
     conn = sqlite3.connect(db)
     try:
@@ -567,9 +582,9 @@ def verify_stored(db: Path, expected: int) -> None:
     finally:
         conn.close()
     if stored != expected:
-        raise BenchError(f"daemon acknowledged {expected} events but stored {stored}")
+        raise BenchError(f"{server} acknowledged {expected} events but stored {stored}")
     if mode != "wal":
-        raise BenchError(f"daemon database journal_mode is {mode}, expected wal")
+        raise BenchError(f"{server} database journal_mode is {mode}, expected wal")
 
 
 # --- report --------------------------------------------------------------------------------
@@ -619,10 +634,11 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
         "   (split_server.py, an experiment: voxmon's parse and commit in two processes)"
     )
     for r in results:
+        coarse = r.split_cpu_pct / 100 * r.events / r.split_events_per_s < MIN_CPU_S
+        cpu = "(too short)" if coarse else f"{1e4 * r.split_cpu_pct / r.split_events_per_s:.1f}"
         print(f"{r.batch:>6} {r.split_events_per_s:>11,.0f}"
               f" {r.split_events_per_s / r.raw_rows_per_s:>6.2f}"
-              f" {r.split_events_per_s / r.http_events_per_s:>9.2f}"
-              f" {1e4 * r.split_cpu_pct / r.split_events_per_s:>13.1f}")  # fmt: skip
+              f" {r.split_events_per_s / r.http_events_per_s:>9.2f} {cpu:>13}")  # fmt: skip
     print(f"\n{'batch':>6} {'commits':>8} {'ev/commit':>10} {'commit ms':>10} {'writer busy':>12}"
           f" {'waiting':>8} {'daemon CPU':>11} {'client CPU':>11}")  # fmt: skip
     for r in results:

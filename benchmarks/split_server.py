@@ -15,8 +15,12 @@ after the other. Here the same work is split:
   as the daemon does, and sends back each request's result; a request is answered only then.
 
 What it leaves out: the daemon's middlewares, metrics, health checks, auth, the read pool
-and everything else that is not the ingest path; failures end the process. The answers
-are voxmon's (``accepted``, ``duplicates``, ``rejected``, ``warnings``).
+and everything else that is not the ingest path; the check after each commit that the
+database file is still the one opened (two ``stat`` calls); ``commit_max_events`` (every
+queued request goes into one commit); parsing large bodies on a worker thread (all are
+parsed on the event loop). A failure ends both processes. The answers carry voxmon's
+counts (``accepted``, ``duplicates``; ``rejected`` and ``warnings`` as item indexes only)
+and are always 200.
 
 Run: ``python benchmarks/split_server.py PORT DB [--in-flight N]`` (127.0.0.1; SIGTERM).
 """
@@ -133,9 +137,17 @@ class Sender:
             self._sent.put_nowait([future for _, future in jobs])
 
     async def answer_loop(self) -> None:
+        """Each reply answers the oldest message sent. When the writer is gone (it ends
+        on any failure), so is this process: nothing it did not answer was acknowledged,
+        and the benchmark fails at once instead of waiting on requests nobody commits."""
         while True:
-            (size,) = _LENGTH.unpack(await self._reader.readexactly(_LENGTH.size))
-            results = _results(await self._reader.readexactly(size))
+            try:
+                (size,) = _LENGTH.unpack(await self._reader.readexactly(_LENGTH.size))
+                results = _results(await self._reader.readexactly(size))
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                print(f"split_server: the writer process is gone ({exc!r}); exiting",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                os._exit(1)
             futures = self._sent.get_nowait()
             self._slots.release()
             for future, result in zip(futures, results, strict=True):

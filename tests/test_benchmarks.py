@@ -116,6 +116,67 @@ def test_ingest_load_generator_reads_each_answer(tmp_path: Path) -> None:
             asyncio.run(ingest.post_all(f"{bare.url}/nowhere", [b"[{}]"], 1, 1))
 
 
+def test_split_server_exits_when_its_writer_dies(tmp_path: Path) -> None:
+    """The experiment's HTTP process answers only what its writer committed: with the
+    writer killed, it exits at once (status 1), and the load generator fails on the closed
+    (or reset) connection, instead of hanging until its request timeout."""
+    ingest = _script("ingest")
+    db = tmp_path / "split.db"
+    split = ingest.Daemon(tmp_path, db, name="split", split=1).__enter__()
+    try:
+        url = f"{split.url}/v1/events"
+        asyncio.run(ingest.post_all(url, ingest.encode_batches(ingest.make_events(3, "w"), 1),
+                                    1, 1))  # fmt: skip
+        pid = split._proc.pid
+        (writer,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        os.kill(int(writer), signal.SIGKILL)
+        body = ingest.encode_batches(ingest.make_events(1, "x"), 1)
+        gone = "closed the connection before answering|connection to .* failed"
+        with pytest.raises(ingest.BenchError, match=gone):
+            asyncio.run(ingest.post_all(url, body, 1, 1))
+        assert split._proc.wait(timeout=10) == 1
+        assert "the writer process is gone" in split.log_tail()
+    finally:
+        split.stop()
+    ingest.verify_stored(db, 3, "split_server.py")
+
+
+BURN = r"""
+import subprocess, sys, threading, time
+burn = "import time\nwhile time.process_time() < 0.3: pass\n"
+def run(wait):
+    child = subprocess.Popen([sys.executable, "-c", burn + ("" if wait else "time.sleep(60)")])
+    if wait:
+        child.wait()
+threading.Thread(target=run, args=(True,)).start()
+threading.Thread(target=run, args=(False,)).start()
+print("started", flush=True)
+time.sleep(60)
+"""
+
+
+def test_benchmark_cpu_counts_children_started_by_threads_and_reaped(tmp_path: Path) -> None:
+    """A server's CPU includes a child one of its threads started and waited for (0.3 s)
+    and one still running (0.3 s, from another thread): 0.6 s, not the parent's own few
+    ms."""
+    ingest = _script("ingest")
+    proc = subprocess.Popen([sys.executable, "-c", BURN], stdout=PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 30
+        while (cpu := ingest._tree_cpu_seconds(proc.pid)) < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)  # nothing more burns: the total stays
+        assert 0.6 <= ingest._tree_cpu_seconds(proc.pid) < 1.0, cpu
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the children too
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert ingest._tree_cpu_seconds(proc.pid) == 0.0  # gone: counted as nothing
+
+
 def _goals() -> ModuleType:
     return _script("goals")
 
