@@ -53,6 +53,8 @@ class StorageHealth:
         self.reason = ""
         self._since = 0.0
         self._failed = asyncio.Event()
+        self.integrity_checked = asyncio.Event()
+        """Set once the integrity check after start has ended, however it ended."""
 
     @classmethod
     async def start(
@@ -145,6 +147,12 @@ class StorageHealth:
     async def check_integrity(self, where: str) -> None:
         """The full integrity check, once, after start (it reads the whole file, so it does
         not hold up start-up). Damage is final: logged once, readiness and ingest 503."""
+        try:
+            await self._check_integrity(where)
+        finally:
+            self.integrity_checked.set()
+
+    async def _check_integrity(self, where: str) -> None:
         started = self._clock.monotonic()
         try:
             problem = await asyncio.to_thread(self._checks.integrity)

@@ -219,3 +219,36 @@ async def test_preflight_damage_found_while_a_probe_commits_stays_final() -> Non
     gate.set()
     await probing
     assert (health.healthy, health.kind) == (False, "corrupt")
+
+
+@pytest.mark.parametrize(
+    ("found", "healthy"),
+    [
+        ("", True),  # sound
+        (None, True),  # stopped first, or nothing to check (PostgreSQL)
+        ("Page 7: btreeInitPage() returns error code 11", False),
+        (OSError(5, "Input/output error"), True),  # unreadable but not damage: logged only
+    ],
+)
+async def test_preflight_integrity_checked_is_set_however_the_check_ends(
+    found: object, healthy: bool
+) -> None:
+    """``integrity_checked`` (what the query benchmark waits for before timing) is set
+    once the check after start has ended, whatever it found or raised."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.health import StorageHealth
+    from exporter.selfmetrics import SelfMetrics
+
+    class Checks:
+        def integrity(self) -> object:
+            if isinstance(found, Exception):
+                raise found
+            return found
+
+    metrics = SelfMetrics.register(CollectorRegistry())
+    health = StorageHealth(None, Checks(), FakeClock(T0), metrics)  # type: ignore[arg-type]
+    assert not health.integrity_checked.is_set()
+    await health.check_integrity("voxmon.db")
+    assert health.integrity_checked.is_set()
+    assert health.healthy is healthy
