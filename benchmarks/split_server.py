@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -99,7 +100,7 @@ def writer_main(sock: socket.socket, db: str, settings: Settings) -> None:
                 live.apply(outcome.tally, at)
             reply = _pack(outcome.results)
             sock.sendall(_LENGTH.pack(len(reply)) + reply)
-    except EOFError:
+    except (EOFError, OSError):  # the HTTP process is gone: nothing more to answer
         pass
     finally:
         store.close()
@@ -112,8 +113,8 @@ class Sender:
     """Queued requests' events, sent to the writer as one message per group commit."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 in_flight: int) -> None:  # fmt: skip
-        self._reader, self._writer = reader, writer
+                 in_flight: int, writer_pid: int) -> None:  # fmt: skip
+        self._reader, self._writer, self._writer_pid = reader, writer, writer_pid
         self._queued: list[tuple[list[Event], asyncio.Future[CommitResult]]] = []
         self._sent: asyncio.Queue[list[asyncio.Future[CommitResult]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(in_flight)
@@ -147,6 +148,8 @@ class Sender:
             except (OSError, asyncio.IncompleteReadError) as exc:
                 print(f"split_server: the writer process is gone ({exc!r}); exiting",
                       file=sys.stderr, flush=True)  # fmt: skip
+                with contextlib.suppress(ChildProcessError):  # reap it, if it has exited
+                    os.waitpid(self._writer_pid, os.WNOHANG)
                 os._exit(1)
             futures = self._sent.get_nowait()
             self._slots.release()
@@ -191,7 +194,7 @@ def main() -> None:
 
     async def start(app: web.Application) -> Any:
         reader, writer = await asyncio.open_connection(sock=ours)
-        app[SENDER] = sender = Sender(reader, writer, args.in_flight)
+        app[SENDER] = sender = Sender(reader, writer, args.in_flight, pid)
         tasks = [asyncio.create_task(sender.send_loop()), asyncio.create_task(sender.answer_loop())]
         yield
         for task in tasks:

@@ -85,6 +85,7 @@ async def _lifecycle(app: web.Application, run_scheduler: bool) -> AsyncIterator
         )
         _background(stack, health.run(), "voxmon-storage-probe")
         _background(stack, health.check_integrity(settings.location.shown), "voxmon-integrity")
+        stack.callback(health.integrity_checked.set)  # also when stopped before it ran
         stack.callback(backend.checks.stop_integrity)  # runs first: the check's thread returns
         shared = asyncio.Lock() if backend.shared else None
         writer = app[ctx.WRITER] = _writer(app, backend, health, shared)

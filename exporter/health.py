@@ -54,7 +54,8 @@ class StorageHealth:
         self._since = 0.0
         self._failed = asyncio.Event()
         self.integrity_checked = asyncio.Event()
-        """Set once the integrity check after start has ended, however it ended."""
+        """Set once the integrity check after start has ended, however it ended (and by
+        the daemon's stop, in case it never ran)."""
 
     @classmethod
     async def start(

@@ -252,3 +252,36 @@ async def test_preflight_integrity_checked_is_set_however_the_check_ends(
     await health.check_integrity("voxmon.db")
     assert health.integrity_checked.is_set()
     assert health.healthy is healthy
+
+
+async def test_preflight_integrity_checked_is_set_when_the_check_is_cancelled() -> None:
+    """A stop while the check still reads the file cancels it: the event is set all the
+    same, so nothing waiting on it hangs."""
+    import asyncio
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from exporter.health import StorageHealth
+    from exporter.selfmetrics import SelfMetrics
+
+    reading, release = threading.Event(), threading.Event()
+
+    class Checks:
+        def integrity(self) -> str:
+            reading.set()
+            release.wait(10)
+            return ""
+
+    metrics = SelfMetrics.register(CollectorRegistry())
+    health = StorageHealth(None, Checks(), FakeClock(T0), metrics)  # type: ignore[arg-type]
+    task = asyncio.create_task(health.check_integrity("voxmon.db"))
+    try:
+        assert await asyncio.to_thread(reading.wait, 10)
+        assert not health.integrity_checked.is_set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+        assert health.integrity_checked.is_set()
+    finally:
+        release.set()
