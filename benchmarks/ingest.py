@@ -623,11 +623,8 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
           f" {'CPU µs/event: alone':>20} {'voxmon':>7}"
           "   (bare_server.py: the same posts, bodies split, nothing stored)")  # fmt: skip
     for r in results:
-        alone_us = 1e4 * r.bare_cpu_pct / r.bare_events_per_s  # % of a core -> µs per event
         voxmon_us = 1e4 * r.daemon_cpu_pct / r.http_events_per_s
-        # CPU time is read in clock ticks (10 ms): under half a second of it is too coarse
-        coarse = r.bare_cpu_pct / 100 * r.events / r.bare_events_per_s < MIN_CPU_S
-        alone = "(too short)" if coarse else f"{alone_us:.1f}"
+        alone = cpu_per_event(r.bare_cpu_pct, r.bare_events_per_s, r.events)
         print(f"{r.batch:>6} {r.bare_events_per_s:>19,.0f}"
               f" {r.http_events_per_s / r.bare_events_per_s:>15.2f}"
               f" {alone:>20} {voxmon_us:>7.1f}")  # fmt: skip
@@ -636,8 +633,7 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
         "   (split_server.py, an experiment: voxmon's parse and commit in two processes)"
     )
     for r in results:
-        coarse = r.split_cpu_pct / 100 * r.events / r.split_events_per_s < MIN_CPU_S
-        cpu = "(too short)" if coarse else f"{1e4 * r.split_cpu_pct / r.split_events_per_s:.1f}"
+        cpu = cpu_per_event(r.split_cpu_pct, r.split_events_per_s, r.events)
         print(f"{r.batch:>6} {r.split_events_per_s:>11,.0f}"
               f" {r.split_events_per_s / r.raw_rows_per_s:>6.2f}"
               f" {r.split_events_per_s / r.http_events_per_s:>9.2f} {cpu:>13}")  # fmt: skip
@@ -667,6 +663,14 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
             least = f", >= {rate:,} events/s" if rate else ""
             print(f"goal (batch {r.batch}, {r.clients} clients: ratio >= {ratio}{least}):"
                   f" {'met' if met else 'NOT met'}")  # fmt: skip
+
+
+def cpu_per_event(cpu_pct: float, events_per_s: float, events: int) -> str:
+    """A server's CPU µs per event from its CPU (% of one core) over a run; "(too short)"
+    when the run gave it under ``MIN_CPU_S`` of CPU: time is read in 10 ms clock ticks."""
+    if cpu_pct / 100 * events / events_per_s < MIN_CPU_S:
+        return "(too short)"
+    return f"{1e4 * cpu_pct / events_per_s:.1f}"  # % of a core -> µs per event
 
 
 def unwind_on_sigterm() -> None:
