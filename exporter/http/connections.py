@@ -29,6 +29,10 @@ class Held(Protocol):
 
     def force_close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Drop the connection at once, whatever is still unsent."""
+        ...
+
 
 @dataclass(slots=True)
 class Connections:
@@ -45,6 +49,9 @@ class Connections:
     accept_errors: int = 0
     send_timeouts: int = 0
     protocol_errors: Counter[str] = field(default_factory=Counter)
+    sending: dict[Held, float] = field(default_factory=dict)
+    """Connections writing an answer now, each with the loop time by which its client must
+    have taken it (``overdue``)."""
     _last_warning: float = float("-inf")
     _last_accept_warning: float = float("-inf")
 
@@ -84,10 +91,21 @@ class Connections:
             self.held[connection] = None
         return victim
 
+    def overdue(self, now: float) -> list[Held]:
+        """Connections whose answer was not taken by its deadline: each is aborted, counted
+        as a send timeout and forgotten by ``sending``."""
+        late = [connection for connection, deadline in self.sending.items() if deadline <= now]
+        for connection in late:
+            del self.sending[connection]
+            connection.abort()
+        self.send_timeouts += len(late)
+        return late
+
     def release(self, connection: Held) -> None:
         """Forget a closed connection (one evicted or refused is no longer held)."""
         self.held.pop(connection, None)
         self.fresh.pop(connection, None)
+        self.sending.pop(connection, None)
 
 
 class ConnectionCollector(Collector):
