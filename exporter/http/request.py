@@ -15,8 +15,8 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     499 when the client closes its connection first.
     A chunked body is refused as soon as more than ``limit`` bytes have arrived: aiohttp's
     ``read()`` checks the application's ``client_max_size`` after every chunk.
-    A body that came with its head is read without a timeout: each asyncio timeout leaves a
-    cancelled timer in the event loop's heap, which single-event ingest paid for."""
+    A body that came with its head is read without a timeout, which would schedule and
+    cancel a timer for a read that cannot wait (``finish_response`` in ``server.py``)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; at most {limit}")
     try:

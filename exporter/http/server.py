@@ -149,8 +149,9 @@ class _Handler(RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         """Write the answer within the send timeout, else the connection is aborted (by
         ``_sweep_sends``; aiohttp then stops serving it). A deadline in a dict, not an
-        asyncio timeout: each timeout left a cancelled 30 s timer in the event loop's heap,
-        which cost single-event ingest about a sixth of its rate (docs/benchmarks.md)."""
+        asyncio timeout, which schedules and cancels a timer on every answer: with the
+        body read's, those timeouts cost single-event ingest 7-17 % of its rate
+        (docs/benchmarks.md)."""
         server = self._manager
         if not isinstance(server, _Server):  # the client hung up: aiohttp dropped the manager
             return await super().finish_response(request, resp, start_time)
