@@ -5,13 +5,21 @@ longer lock every other client out at the connection cap."""
 from __future__ import annotations
 
 import asyncio
+import socket
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from exporter.http.connections import Connections
+from exporter.http.server import _sweep_sends
 from tests.scrape import samples
 from tests.tools import exchange
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-PIPELINED = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 2000  # answers: ~60 MB
+OPENAPI = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+OPENAPI_CLOSE = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+PIPELINED = OPENAPI * 2000  # answers: ~60 MB
 
 
 async def test_server_closes_a_connection_whose_client_never_reads(start_app: Any) -> None:
@@ -63,3 +71,81 @@ async def test_server_aborts_a_stalled_answer_between_one_and_a_quarter_more_tim
     found = samples(await (await client.get("/metrics")).text(), "voxmon_http_send")
     assert found[("voxmon_http_send_timeouts_total", ())] == 1.0
     writer.transport.abort()
+
+
+async def test_shutdown_does_not_wait_past_the_send_timeout_for_a_stalled_client(
+    start_app: Any,
+) -> None:
+    """A client stalled mid-answer when the server stops loses its connection at the send
+    timeout, as at any other time: aiohttp's shutdown would otherwise wait for its answer
+    twice over its 60 s shutdown timeout (the attack review saw 122 s)."""
+    client = await start_app(body_timeout_s=1)
+    server = client.server.runner.server
+    loop = asyncio.get_running_loop()
+    _, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(PIPELINED)
+    while not server.voxmon_connections.sending:
+        await asyncio.sleep(0.01)
+    began = loop.time()
+    await client.close()
+    assert loop.time() - began < 10  # due at 1 s and the next sweep; far below 60 s
+    assert server.voxmon_connections.send_timeouts == 1
+    assert server.voxmon_sweep is None
+    writer.transport.abort()
+
+
+class _Stalled:
+    """A held connection whose abort fails."""
+
+    busy = served = True
+
+    def force_close(self) -> None: ...
+
+    def abort(self) -> None:
+        raise RuntimeError("abort failed")
+
+
+async def test_a_sweep_whose_abort_raises_still_schedules_the_next() -> None:
+    server = SimpleNamespace(
+        voxmon_connections=Connections(cap=10),
+        voxmon_send_timeout_s=2.0,
+        voxmon_sweep=None,
+        voxmon_stopping=False,
+    )
+    loop = asyncio.get_running_loop()
+    failing, waiting = _Stalled(), _Stalled()
+    server.voxmon_connections.sending.update({failing: loop.time() - 1, waiting: loop.time() + 60})
+    with pytest.raises(RuntimeError, match="abort failed"):
+        _sweep_sends(server)  # type: ignore[arg-type]
+    assert server.voxmon_sweep is not None
+    assert 0 < server.voxmon_sweep.when() - loop.time() <= 0.5
+    assert list(server.voxmon_connections.sending) == [waiting]
+    server.voxmon_sweep.cancel()
+
+
+async def test_a_closing_connection_with_unsent_answers_is_aborted_at_the_send_timeout(
+    start_app: Any,
+) -> None:
+    """Clients that pipeline requests, the last with ``Connection: close``, and never read:
+    for some counts the last answers fit the transport's buffer without waiting, the
+    server closes its side, and asyncio would hold the socket until the client reads.
+    Every such connection is aborted once the send timeout has passed."""
+    client = await start_app(body_timeout_s=1, max_connections=200)
+    server = client.server.runner.server
+    loop = asyncio.get_running_loop()
+    writers = []
+    for count in range(60, 140):  # which counts leave bytes unsent depends on buffer sizes
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", client.port))
+        _, writer = await asyncio.open_connection(sock=sock)
+        writer.write(OPENAPI * (count - 1) + OPENAPI_CLOSE)
+        writers.append(writer)
+    began = loop.time()
+    while server.connections and loop.time() - began < 15:
+        await asyncio.sleep(0.1)
+    assert server.connections == []
+    assert server.voxmon_connections.send_timeouts >= 1
+    for writer in writers:
+        writer.transport.abort()

@@ -1,17 +1,24 @@
 """The connections the HTTP server holds: who is admitted at the cap (the oldest idle
 connection that never delivered a request makes room for a new one, else the oldest idle
 one; a new one is refused only when every held connection is busy), protocol errors by
-reason, and the metrics that show both."""
+reason, the metrics that show both, and the one-line-a-minute warnings at the cap and when
+``accept()`` runs out of descriptors."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from exporter.clock import Clock
+
+log = logging.getLogger(__name__)
 
 
 class Held(Protocol):
@@ -164,3 +171,44 @@ def _protocol_errors(state: Connections) -> CounterMetricFamily:
     for reason, count in sorted(state.protocol_errors.items()):
         errors.add_metric([reason], count)
     return errors
+
+
+def warn_at_cap(state: Connections, clock: Clock) -> None:
+    now = clock.monotonic()
+    if now - state._last_warning >= 60:
+        state._last_warning = now
+        log.warning(
+            "connection limit reached (%d open, every one busy): closing new connections"
+            " until some finish (%d refused so far; raise the descriptor limit or"
+            " max_connections)",
+            state.open, state.refused,
+        )  # fmt: skip
+
+
+def quiet_accept_errors(state: Connections, clock: Clock) -> None:
+    """asyncio logs a full traceback each time ``accept()`` fails for lack of descriptors
+    and retries a second later; under a connection flood that is megabytes of log. voxmon
+    counts those failures and logs one line a minute instead; every other loop error still
+    goes to asyncio's default handler."""
+    loop = asyncio.get_running_loop()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if context.get("message") == _ACCEPT_FAILED and isinstance(exc, OSError):
+            state.accept_errors += 1
+            now = clock.monotonic()
+            if now - state._last_accept_warning >= 60:
+                state._last_accept_warning = now
+                log.warning(
+                    "cannot accept connections: %s (%d times so far; asyncio retries each"
+                    " second; raise the descriptor limit or lower max_connections)",
+                    exc.strerror, state.accept_errors,
+                )  # fmt: skip
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
+_ACCEPT_FAILED = "socket.accept() out of system resource"
+"""asyncio's message for an ``accept()`` that failed with EMFILE, ENFILE, ENOBUFS or ENOMEM."""

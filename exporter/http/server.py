@@ -22,7 +22,12 @@ from aiohttp.web_protocol import RequestHandler
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.clock import Clock
-from exporter.http.connections import ConnectionCollector, Connections
+from exporter.http.connections import (
+    ConnectionCollector,
+    Connections,
+    quiet_accept_errors,
+    warn_at_cap,
+)
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,15 +104,30 @@ class _Server(web.Server):
     voxmon_send_timeout_s: float
     voxmon_sweep: asyncio.TimerHandle | None
     """The next ``_sweep_sends``, scheduled while answers are being written."""
+    voxmon_stopping: bool
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        if self.voxmon_sweep is not None:
+        """Wait for the answers in flight as aiohttp does, while the sweep goes on aborting
+        those a client does not take, now every ``STOPPING_SWEEP_S``: a stalled client holds
+        shutdown until its send timeout at most (and that sweep), not for aiohttp's
+        shutdown timeout twice over."""
+        self.voxmon_stopping = True
+        if self.voxmon_sweep is not None:  # from now on, swept every STOPPING_SWEEP_S
             self.voxmon_sweep.cancel()
-            self.voxmon_sweep = None
-        await super().shutdown(timeout)
+            _sweep_sends(self)
+        try:
+            await super().shutdown(timeout)
+        finally:
+            if self.voxmon_sweep is not None:
+                self.voxmon_sweep.cancel()
+                self.voxmon_sweep = None
+
+
+STOPPING_SWEEP_S = 0.1
+"""How often answers in flight are swept once the server is stopping."""
 
 
 def _sweep_sends(server: _Server) -> None:
@@ -116,11 +136,15 @@ def _sweep_sends(server: _Server) -> None:
     are being written: a stalled client loses its connection between one and 1.25 send
     timeouts after its answer began."""
     loop = asyncio.get_running_loop()
-    server.voxmon_connections.overdue(loop.time())
     server.voxmon_sweep = None
-    if server.voxmon_connections.sending:
-        period = min(1.0, server.voxmon_send_timeout_s / 4)
-        server.voxmon_sweep = loop.call_later(period, _sweep_sends, server)
+    try:
+        server.voxmon_connections.overdue(loop.time())
+    finally:  # an abort that raised must not end every later sweep
+        if server.voxmon_connections.sending:
+            period = min(1.0, server.voxmon_send_timeout_s / 4)
+            if server.voxmon_stopping:
+                period = min(period, STOPPING_SWEEP_S)
+            server.voxmon_sweep = loop.call_later(period, _sweep_sends, server)
 
 
 class _Handler(RequestHandler):
@@ -141,7 +165,7 @@ class _Handler(RequestHandler):
         super().connection_made(transport)
         assert isinstance(server, _Server)
         if not server.voxmon_connections.admit(self):
-            _warn_at_cap(server.voxmon_connections, server.voxmon_clock)
+            warn_at_cap(server.voxmon_connections, server.voxmon_clock)
             self.force_close()
 
     async def finish_response(
@@ -150,8 +174,8 @@ class _Handler(RequestHandler):
         """Write the answer within the send timeout, else the connection is aborted (by
         ``_sweep_sends``; aiohttp then stops serving it). A deadline in a dict, not an
         asyncio timeout, which schedules and cancels a timer on every answer: with the
-        body read's, those timeouts cost single-event ingest 7-17 % of its rate
-        (docs/benchmarks.md)."""
+        body read's, those timeouts cost single-event ingest 6-15 % of its rate
+        (docs/benchmarks.md, "answers written without a timer each")."""
         server = self._manager
         if not isinstance(server, _Server):  # the client hung up: aiohttp dropped the manager
             return await super().finish_response(request, resp, start_time)
@@ -163,6 +187,26 @@ class _Handler(RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             sending.pop(self, None)
+
+    async def start(self) -> None:
+        """Serve the connection (aiohttp's loop). Once it ends with the transport closing
+        and bytes still unsent (the last answer said ``Connection: close`` and the client
+        stopped reading), asyncio would hold the socket until the client reads them,
+        which may be never, beyond ``max_connections``: the client gets the send timeout
+        to take them, as for any answer."""
+        await super().start()
+        server, transport = self._manager, self.transport
+        if (
+            isinstance(server, _Server)
+            and transport is not None
+            and transport.is_closing()
+            and transport.get_write_buffer_size()
+        ):
+            server.voxmon_connections.sending[self] = (
+                self._loop.time() + server.voxmon_send_timeout_s
+            )
+            if server.voxmon_sweep is None:
+                _sweep_sends(server)
 
     def abort(self) -> None:
         log.debug("aborted a connection whose client did not read its answer")
@@ -229,47 +273,6 @@ def _describe(status: int, exc: BaseException | None, message: str | None) -> st
     return (message or "bad request").splitlines()[0][:200]
 
 
-def _warn_at_cap(state: Connections, clock: Clock) -> None:
-    now = clock.monotonic()
-    if now - state._last_warning >= 60:
-        state._last_warning = now
-        log.warning(
-            "connection limit reached (%d open, every one busy): closing new connections"
-            " until some finish (%d refused so far; raise the descriptor limit or"
-            " max_connections)",
-            state.open, state.refused,
-        )  # fmt: skip
-
-
-def _quiet_accept_errors(state: Connections, clock: Clock) -> None:
-    """asyncio logs a full traceback each time ``accept()`` fails for lack of descriptors
-    and retries a second later; under a connection flood that is megabytes of log. voxmon
-    counts those failures and logs one line a minute instead; every other loop error still
-    goes to asyncio's default handler."""
-    loop = asyncio.get_running_loop()
-
-    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if context.get("message") == _ACCEPT_FAILED and isinstance(exc, OSError):
-            state.accept_errors += 1
-            now = clock.monotonic()
-            if now - state._last_accept_warning >= 60:
-                state._last_accept_warning = now
-                log.warning(
-                    "cannot accept connections: %s (%d times so far; asyncio retries each"
-                    " second; raise the descriptor limit or lower max_connections)",
-                    exc.strerror, state.accept_errors,
-                )  # fmt: skip
-            return
-        loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handle)
-
-
-_ACCEPT_FAILED = "socket.accept() out of system resource"
-"""asyncio's message for an ``accept()`` that failed with EMFILE, ENFILE, ENOBUFS or ENOMEM."""
-
-
 def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     """Make an aiohttp ``Server`` (``runner.server`` after ``setup()``) hand out voxmon's
     connection handler; returns the live connection counts. aiohttp has no hook for the
@@ -283,7 +286,8 @@ def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
     server.voxmon_clock = clock
     server.voxmon_send_timeout_s = limits.send_timeout_s
     server.voxmon_sweep = None
-    _quiet_accept_errors(state, clock)
+    server.voxmon_stopping = False
+    quiet_accept_errors(state, clock)
     return state
 
 
