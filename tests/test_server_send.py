@@ -5,6 +5,7 @@ longer lock every other client out at the connection cap."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from types import SimpleNamespace
 from typing import Any
@@ -149,3 +150,31 @@ async def test_a_closing_connection_with_unsent_answers_is_aborted_at_the_send_t
     assert server.voxmon_connections.send_timeouts >= 1
     for writer in writers:
         writer.transport.abort()
+
+
+async def test_an_aborted_answer_is_reset_not_left_for_the_kernel_to_send(
+    start_app: Any,
+) -> None:
+    """The abort resets the connection: the kernel drops the unsent answer (megabytes for
+    a client that pipelined) instead of holding it until the client reads, so a client
+    that reads later gets a reset after what it had already been sent."""
+    client = await start_app(body_timeout_s=1)
+    server = client.server.runner.server
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", client.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        sock.send(PIPELINED[:200_000])
+    while not server.voxmon_connections.send_timeouts:
+        await asyncio.sleep(0.05)
+    read, deadline = 0, loop.time() + 5
+    with pytest.raises(ConnectionResetError):
+        while loop.time() < deadline:
+            with contextlib.suppress(BlockingIOError):
+                data = sock.recv(1 << 20)
+                assert data, f"the server closed normally after {read} bytes"
+                read += len(data)
+            await asyncio.sleep(0.001)
+    assert read < 1_000_000  # far less than the answers the server had queued
+    sock.close()

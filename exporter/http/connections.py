@@ -1,8 +1,8 @@
 """The connections the HTTP server holds: who is admitted at the cap (the oldest idle
 connection that never delivered a request makes room for a new one, else the oldest idle
 one; a new one is refused only when every held connection is busy), protocol errors by
-reason, the metrics that show both, and the one-line-a-minute warnings at the cap and when
-``accept()`` runs out of descriptors."""
+reason (and the text of their answers), the metrics that show both, and the
+one-line-a-minute warnings at the cap and when ``accept()`` runs out of descriptors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, InvalidHeader, LineTooLong
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -212,3 +213,35 @@ def quiet_accept_errors(state: Connections, clock: Clock) -> None:
 
 _ACCEPT_FAILED = "socket.accept() out of system resource"
 """asyncio's message for an ``accept()`` that failed with EMFILE, ENFILE, ENOBUFS or ENOMEM."""
+
+
+PROTOCOL_CODES = {
+    400: "bad_request",
+    413: "payload_too_large",
+    431: "headers_too_large",
+    500: "internal",
+}
+
+
+def protocol_reason(exc: BaseException | None) -> str:
+    """The ``reason`` label of ``voxmon_http_protocol_errors_total`` for a refused head."""
+    if isinstance(exc, LineTooLong):
+        return "line_too_long"
+    if isinstance(exc, BadStatusLine):
+        return "bad_request_line"
+    if isinstance(exc, InvalidHeader) or (  # llhttp reports a bad header as a plain message
+        isinstance(exc, BadHttpMessage) and "header" in exc.message.lower()
+    ):
+        return "bad_header"
+    return "malformed"
+
+
+def describe_protocol_error(status: int, exc: BaseException | None, message: str | None) -> str:
+    """A short reason that never echoes the client's bytes back."""
+    if isinstance(exc, LineTooLong):
+        return "the request line or a header is too long (over 8190 bytes)"
+    if isinstance(exc, BadHttpMessage):
+        return f"malformed HTTP request: {exc.message.splitlines()[0].rstrip(':')}"
+    if status >= 500:
+        return "internal error; see the voxmon log"
+    return (message or "bad request").splitlines()[0][:200]

@@ -10,21 +10,26 @@ voxmon sets it to ``header_timeout_s``, which reaps a client that trickles its h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, InvalidHeader, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.clock import Clock
 from exporter.http.connections import (
+    PROTOCOL_CODES,
     ConnectionCollector,
     Connections,
+    describe_protocol_error,
+    protocol_reason,
     quiet_accept_errors,
     warn_at_cap,
 )
@@ -126,6 +131,8 @@ class _Server(web.Server):
                 self.voxmon_sweep = None
 
 
+_NO_LINGER = struct.pack("ii", 1, 0)
+"""``SO_LINGER`` on with a zero timeout: closing resets the connection."""
 STOPPING_SWEEP_S = 0.1
 """How often answers in flight are swept once the server is stopping."""
 
@@ -209,9 +216,17 @@ class _Handler(RequestHandler):
                 _sweep_sends(server)
 
     def abort(self) -> None:
+        """Reset the connection: with lingering off, the kernel drops the unsent answer at
+        once instead of holding it (megabytes a connection) for a client that may never
+        read."""
         log.debug("aborted a connection whose client did not read its answer")
-        if self.transport is not None:
-            self.transport.abort()
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+        self.transport.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         server = self._manager
@@ -235,42 +250,16 @@ class _Handler(RequestHandler):
             self.log_exception("error handling a request", exc_info=exc)
         else:
             if isinstance(self._manager, _Server):
-                self._manager.voxmon_connections.protocol_errors[_reason(exc)] += 1
+                self._manager.voxmon_connections.protocol_errors[protocol_reason(exc)] += 1
             log.debug("refused a malformed request: %s", exc or message)
-        body = {"error": {"code": _CODES.get(status, "http_error"), "message":
-                          _describe(status, exc, message), "details": []}}  # fmt: skip
+        code = PROTOCOL_CODES.get(status, "http_error")
+        described = describe_protocol_error(status, exc, message)
+        body = {"error": {"code": code, "message": described, "details": []}}
         response = web.Response(
             body=msgspec.json.encode(body), status=status, content_type="application/json"
         )
         response.force_close()
         return response
-
-
-_CODES = {400: "bad_request", 413: "payload_too_large", 431: "headers_too_large", 500: "internal"}
-
-
-def _reason(exc: BaseException | None) -> str:
-    """The ``reason`` label of ``voxmon_http_protocol_errors_total`` for a refused head."""
-    if isinstance(exc, LineTooLong):
-        return "line_too_long"
-    if isinstance(exc, BadStatusLine):
-        return "bad_request_line"
-    if isinstance(exc, InvalidHeader) or (  # llhttp reports a bad header as a plain message
-        isinstance(exc, BadHttpMessage) and "header" in exc.message.lower()
-    ):
-        return "bad_header"
-    return "malformed"
-
-
-def _describe(status: int, exc: BaseException | None, message: str | None) -> str:
-    """A short reason that never echoes the client's bytes back."""
-    if isinstance(exc, LineTooLong):
-        return "the request line or a header is too long (over 8190 bytes)"
-    if isinstance(exc, BadHttpMessage):
-        return f"malformed HTTP request: {exc.message.splitlines()[0].rstrip(':')}"
-    if status >= 500:
-        return "internal error; see the voxmon log"
-    return (message or "bad request").splitlines()[0][:200]
 
 
 def harden(server: web.Server, limits: Limits, clock: Clock) -> Connections:
