@@ -178,3 +178,28 @@ async def test_an_aborted_answer_is_reset_not_left_for_the_kernel_to_send(
             await asyncio.sleep(0.001)
     assert read < 1_000_000  # far less than the answers the server had queued
     sock.close()
+
+
+async def test_a_connection_closed_with_answers_unsent_is_reset_not_held(start_app: Any) -> None:
+    """Evicted at the cap, idle past the keep-alive timeout or shut down, a connection is
+    closed with ``force_close``; with answers still unsent (its client stopped reading) a
+    close would hold the socket until the client reads, so it is reset instead."""
+    client = await start_app()
+    server = client.server.runner.server
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", client.port))
+    with contextlib.suppress(BlockingIOError):
+        sock.send(PIPELINED[:200_000])
+    while not server.voxmon_connections.sending:
+        await asyncio.sleep(0.01)
+    (handler,) = server.voxmon_connections.sending
+    assert handler.transport.get_write_buffer_size() > 0
+    handler.force_close()  # as eviction, the keep-alive timeout or shutdown would
+    began = loop.time()
+    while server.connections and loop.time() - began < 5:
+        await asyncio.sleep(0.05)
+    assert server.connections == []
+    sock.close()

@@ -215,6 +215,14 @@ class _Handler(RequestHandler):
             if server.voxmon_sweep is None:
                 _sweep_sends(server)
 
+    def force_close(self) -> None:
+        """Close now (evicted at the cap, idle past the keep-alive timeout, shutting down):
+        with answers still unsent, reset instead, since a close would hold the socket
+        until the client reads them, which may be never, beyond ``max_connections``."""
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.abort()
+        super().force_close()
+
     def abort(self) -> None:
         """Reset the connection: with lingering off, the kernel drops the unsent answer at
         once instead of holding it (megabytes a connection) for a client that may never
