@@ -95,6 +95,16 @@ async def test_shutdown_does_not_wait_past_the_send_timeout_for_a_stalled_client
     writer.transport.abort()
 
 
+async def _unread_socket(port: int) -> socket.socket:
+    """A connected, non-blocking client socket with a small receive buffer, which its test
+    never reads until it means to: the server's answers back up behind it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
 class _Stalled:
     """A held connection whose abort fails."""
 
@@ -136,11 +146,7 @@ async def test_a_closing_connection_with_unsent_answers_is_aborted_at_the_send_t
     loop = asyncio.get_running_loop()
     writers = []
     for count in range(60, 140):  # which counts leave bytes unsent depends on buffer sizes
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, ("127.0.0.1", client.port))
-        _, writer = await asyncio.open_connection(sock=sock)
+        _, writer = await asyncio.open_connection(sock=await _unread_socket(client.port))
         writer.write(OPENAPI * (count - 1) + OPENAPI_CLOSE)
         writers.append(writer)
     began = loop.time()
@@ -161,9 +167,7 @@ async def test_an_aborted_answer_is_reset_not_left_for_the_kernel_to_send(
     client = await start_app(body_timeout_s=1)
     server = client.server.runner.server
     loop = asyncio.get_running_loop()
-    sock = socket.create_connection(("127.0.0.1", client.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
+    sock = await _unread_socket(client.port)
     with contextlib.suppress(BlockingIOError):
         sock.send(PIPELINED[:200_000])
     while not server.voxmon_connections.send_timeouts:
@@ -187,10 +191,7 @@ async def test_a_connection_closed_with_answers_unsent_is_reset_not_held(start_a
     client = await start_app()
     server = client.server.runner.server
     loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", client.port))
+    sock = await _unread_socket(client.port)
     with contextlib.suppress(BlockingIOError):
         sock.send(PIPELINED[:200_000])
     while not server.voxmon_connections.sending:

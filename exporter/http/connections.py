@@ -99,15 +99,14 @@ class Connections:
             self.held[connection] = None
         return victim
 
-    def overdue(self, now: float) -> list[Held]:
-        """Connections whose answer was not taken by its deadline: each is aborted, counted
+    def overdue(self, now: float) -> None:
+        """Abort the connections whose answer was not taken by its deadline, each counted
         as a send timeout and forgotten by ``sending``."""
         late = [connection for connection, deadline in self.sending.items() if deadline <= now]
         for connection in late:
             del self.sending[connection]
             connection.abort()
         self.send_timeouts += len(late)
-        return late
 
     def release(self, connection: Held) -> None:
         """Forget a closed connection (one evicted or refused is no longer held)."""

@@ -114,6 +114,13 @@ class _Server(web.Server):
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
 
+    def expect_taken(self, handler: _Handler) -> None:
+        """Give ``handler``'s client the send timeout, from now, to take what is unsent;
+        ``_sweep_sends`` resets the connection if it does not."""
+        self.voxmon_connections.sending[handler] = self._loop.time() + self.voxmon_send_timeout_s
+        if self.voxmon_sweep is None:
+            _sweep_sends(self)
+
     async def shutdown(self, timeout: float | None = None) -> None:
         """Wait for the answers in flight as aiohttp does, while the sweep goes on aborting
         those a client does not take, now every ``STOPPING_SWEEP_S``: a stalled client holds
@@ -186,14 +193,11 @@ class _Handler(RequestHandler):
         server = self._manager
         if not isinstance(server, _Server):  # the client hung up: aiohttp dropped the manager
             return await super().finish_response(request, resp, start_time)
-        sending = server.voxmon_connections.sending
-        sending[self] = self._loop.time() + server.voxmon_send_timeout_s
-        if server.voxmon_sweep is None:
-            _sweep_sends(server)
+        server.expect_taken(self)
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
-            sending.pop(self, None)
+            server.voxmon_connections.sending.pop(self, None)
 
     async def start(self) -> None:
         """Serve the connection (aiohttp's loop). Once it ends with the transport closing
@@ -209,11 +213,7 @@ class _Handler(RequestHandler):
             and transport.is_closing()
             and transport.get_write_buffer_size()
         ):
-            server.voxmon_connections.sending[self] = (
-                self._loop.time() + server.voxmon_send_timeout_s
-            )
-            if server.voxmon_sweep is None:
-                _sweep_sends(server)
+            server.expect_taken(self)
 
     def force_close(self) -> None:
         """Close now (evicted at the cap, idle past the keep-alive timeout, shutting down):
