@@ -95,13 +95,16 @@ async def test_shutdown_does_not_wait_past_the_send_timeout_for_a_stalled_client
     writer.transport.abort()
 
 
-async def _unread_socket(port: int) -> socket.socket:
-    """A connected, non-blocking client socket with a small receive buffer, which its test
-    never reads until it means to: the server's answers back up behind it."""
+async def _stalled_client(port: int, requests: bytes) -> socket.socket:
+    """A client socket with a small receive buffer that sends ``requests`` (as much as the
+    server takes at once) and is not read until its test means to: the server's answers
+    back up behind it."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    with contextlib.suppress(BlockingIOError):
+        sock.send(requests)
     return sock
 
 
@@ -144,18 +147,17 @@ async def test_a_closing_connection_with_unsent_answers_is_aborted_at_the_send_t
     client = await start_app(body_timeout_s=1, max_connections=200)
     server = client.server.runner.server
     loop = asyncio.get_running_loop()
-    writers = []
-    for count in range(60, 140):  # which counts leave bytes unsent depends on buffer sizes
-        _, writer = await asyncio.open_connection(sock=await _unread_socket(client.port))
-        writer.write(OPENAPI * (count - 1) + OPENAPI_CLOSE)
-        writers.append(writer)
+    socks = [  # which counts leave bytes unsent depends on buffer sizes
+        await _stalled_client(client.port, OPENAPI * (count - 1) + OPENAPI_CLOSE)
+        for count in range(60, 140)
+    ]
     began = loop.time()
     while server.connections and loop.time() - began < 15:
         await asyncio.sleep(0.1)
     assert server.connections == []
     assert server.voxmon_connections.send_timeouts >= 1
-    for writer in writers:
-        writer.transport.abort()
+    for sock in socks:
+        sock.close()
 
 
 async def test_an_aborted_answer_is_reset_not_left_for_the_kernel_to_send(
@@ -167,9 +169,7 @@ async def test_an_aborted_answer_is_reset_not_left_for_the_kernel_to_send(
     client = await start_app(body_timeout_s=1)
     server = client.server.runner.server
     loop = asyncio.get_running_loop()
-    sock = await _unread_socket(client.port)
-    with contextlib.suppress(BlockingIOError):
-        sock.send(PIPELINED[:200_000])
+    sock = await _stalled_client(client.port, PIPELINED[:200_000])
     while not server.voxmon_connections.send_timeouts:
         await asyncio.sleep(0.05)
     read, deadline = 0, loop.time() + 5
@@ -191,9 +191,7 @@ async def test_a_connection_closed_with_answers_unsent_is_reset_not_held(start_a
     client = await start_app()
     server = client.server.runner.server
     loop = asyncio.get_running_loop()
-    sock = await _unread_socket(client.port)
-    with contextlib.suppress(BlockingIOError):
-        sock.send(PIPELINED[:200_000])
+    sock = await _stalled_client(client.port, PIPELINED[:200_000])
     while not server.voxmon_connections.sending:
         await asyncio.sleep(0.01)
     (handler,) = server.voxmon_connections.sending
