@@ -18,8 +18,11 @@ from exporter.storage.base import TakeDigests, TakeParts
 from exporter.storage.postgres.connection import Connection
 
 Rows = list[tuple[Any, ...]]
-BATCH = 64
-"""Orgs per batch handed to the caller (``rollup.merger`` merges 64 groups at a time)."""
+BATCH = 16
+"""Orgs per batch handed to the caller, which merges each batch while the next are read:
+small batches leave little merging after the last arrives. The 90-day top-100 breakdown of
+1,000 orgs took 51.3-52.6 ms (p50) against 55.8-56.7 with batches of 64, all 1,000 orgs
+249-260 against 245-256 ms (three alternating rounds, docs/benchmarks.md)."""
 ROWS_BATCH = 256
 """Snapshot rows per batch of ``read_scope_runs`` (a day's hourly rows of 200 orgs: 19)."""
 SNAPSHOT_COLUMNS = (
