@@ -101,6 +101,17 @@ def _script(name: str) -> ModuleType:
     return module
 
 
+def test_ingest_reports_the_median_paired_round() -> None:
+    """Single events are measured in paired rounds (voxmon, then raw on a fresh file): the
+    round with the median ratio is reported whole, its raw rate beside its own HTTP run."""
+    ingest = _script("ingest")
+    rounds = [(f"load {n}", raw) for n, raw in enumerate((2_000.0, 2_500.0, 1_800.0))]
+    assert ingest.median_round(rounds, [0.9, 0.7, 0.8]) == ("load 2", 1_800.0)
+    assert ingest.median_round(rounds[:2], [0.9, 0.7]) == ("load 1", 2_500.0)  # lower middle
+    assert ingest.median_round(rounds[:1], [0.5]) == ("load 0", 2_000.0)
+    assert [s.rounds for s in ingest.FULL] == [3, 1, 1]
+
+
 def test_ingest_load_generator_reads_each_answer(tmp_path: Path) -> None:
     """The benchmark's lean HTTP client posts every body once over keep-alive connections
     and reads each answer whole: the count it checks comes from the body it read."""
