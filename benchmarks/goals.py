@@ -243,7 +243,8 @@ def print_ceilings(found: list[dict[str, Any]], goals: list[Goal], quick: bool =
 def print_split(found: dict[str, Any] | None) -> None:
     """The lever the single-event figure waits for, from the SQLite ingest run: voxmon's
     validation and commit split over two processes (``benchmarks/split_server.py``, an
-    experiment; docs/decisions/ingest-process-split.md) beside voxmon, each / raw."""
+    experiment; docs/decisions/ingest-process-split.md) beside voxmon, each over the raw
+    rate of its own paired round."""
     results = (found or {}).get("results", [])
     if not results:
         return
@@ -251,7 +252,7 @@ def print_split(found: dict[str, Any] | None) -> None:
           " (benchmarks/split_server.py, an experiment)")  # fmt: skip
     print(f"{'batch':>6}{'clients':>8}{'voxmon':>10}{'split':>10}")
     for r in results:
-        split = float(r["split_events_per_s"]) / float(r["raw_rows_per_s"])
+        split = float(r["split_ratio"])  # over its own round's raw inserts
         print(f"{r['batch']:>6}{r['clients']:>8}{r['ratio']:>8.2f} x{split:>8.2f} x")
 
 

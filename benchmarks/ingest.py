@@ -40,6 +40,8 @@ validates them, outside the timing) are inserted into a fresh file opened with
 (event_id) DO NOTHING``), one transaction per batch. Single events take three such paired
 rounds, each on fresh files, and the round with the median ratio is reported: a transaction
 per event is bound by the disk's flush, whose rate moves by a third within minutes here.
+The split experiment runs in each round too, right after the raw inserts, and its own
+median round is reported beside voxmon's.
 
 ``--database-url postgresql://user@host:port/db`` measures PostgreSQL instead: batch-1000
 ingest through 1, 2 and 3 replicas on one database against raw COPY and executemany of the
@@ -70,7 +72,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -106,6 +108,9 @@ READY_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 120.0
 
 
+T = TypeVar("T")
+
+
 class BenchError(Exception):
     """The run cannot produce a valid figure (not a missed goal)."""
 
@@ -132,6 +137,9 @@ class Result:
     split_events_per_s: float  # voxmon's parse and commit in two processes (split_server.py)
     split_cpu_pct: float  # its two processes' CPU, of one core
     round_ratios: list[float]  # each paired round's HTTP / raw, in run order; ratio: median
+    split_ratio: float  # the split / its own round's raw: the median round (split_rounds)
+    split_rounds: list[float]  # each round's split / raw, in run order
+    split_per_voxmon: float  # the median over rounds of the split / that round's voxmon
 
 
 # --- events --------------------------------------------------------------------------------
@@ -477,8 +485,8 @@ def raw_rate(db: Path, batches: list[list[Event]]) -> float:
 
 
 def run_scenario(workdir: Path, scenario: Scenario) -> Result:
-    """The scenario's paired rounds (the median round's figures are reported), then the
-    same posts to aiohttp alone and to the split experiment once each."""
+    """The scenario's paired rounds (the median round's figures are reported, and the
+    split's own median round), then the same posts to aiohttp alone once."""
     batch, clients = scenario.batch, scenario.clients
     events = make_events(scenario.events + batch * clients, f"ingest-{batch}")
     bodies = encode_batches(events, batch)
@@ -489,14 +497,13 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
         paired_round(workdir, scenario, warmup, timed, batches, n) for n in range(scenario.rounds)
     ]
     del batches
-    ratios = [scenario.events / load.elapsed / raw for load, raw in rounds]
-    load, raw = median_round(rounds, ratios)
+    ratios = [scenario.events / r.load.elapsed / r.raw for r in rounds]
+    load, raw = median_round(rounds, ratios).pair
+    split_ratios = [scenario.events / r.split_elapsed / r.raw for r in rounds]
+    split = median_round(rounds, split_ratios)
+    per_voxmon = [r.load.elapsed / r.split_elapsed for r in rounds]
     with Daemon(workdir, "", name="bare", bare=True) as bare:
         bare_elapsed, bare_cpu = asyncio.run(bare_load(bare, warmup, timed, batch, clients))
-    split_db = workdir / f"split-{batch}.db"
-    with Daemon(workdir, split_db, name="split", split=1) as split:
-        split_elapsed, split_cpu = asyncio.run(bare_load(split, warmup, timed, batch, clients))
-    verify_stored(split_db, len(bodies) * batch, "split_server.py")
     http = scenario.events / load.elapsed
     commit_sum, commits, commit_s, wait_s = (load.commits[name] for name in COMMIT_SERIES)
     return Result(
@@ -517,9 +524,12 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
         writer_wait_pct=100 * wait_s / load.elapsed,
         bare_events_per_s=scenario.events / bare_elapsed,
         bare_cpu_pct=100 * bare_cpu / bare_elapsed,
-        split_events_per_s=scenario.events / split_elapsed,
-        split_cpu_pct=100 * split_cpu / split_elapsed,
+        split_events_per_s=scenario.events / split.split_elapsed,
+        split_cpu_pct=100 * split.split_cpu / split.split_elapsed,
         round_ratios=ratios,
+        split_ratio=scenario.events / split.split_elapsed / split.raw,
+        split_rounds=split_ratios,
+        split_per_voxmon=median_round(per_voxmon, per_voxmon),
     )
 
 
@@ -530,11 +540,12 @@ def paired_round(
     timed: list[bytes],
     batches: list[list[Event]],
     number: int,
-) -> tuple[Load, float]:
+) -> Round:
     """One round: voxmon on a fresh file (every event checked stored), then at once the raw
-    rate on another fresh file, so that the two meet the disk in the same minute. ``batches``
-    is filled with the validated events on the first round, after its HTTP run: 200,000
-    events held during it would give the load generator's collector that much more to walk."""
+    rate on another fresh file, so that the two meet the disk in the same minute, then the
+    split experiment on a third (checked stored too). ``batches`` is filled with the
+    validated events on the first round, after its HTTP run: 200,000 events held during it
+    would give the load generator's collector that much more to walk."""
     batch, clients = scenario.batch, scenario.clients
     db = workdir / f"http-{batch}-{number}.db"
     with Daemon(workdir, db, name=f"daemon-{batch}-{number}") as daemon:
@@ -542,12 +553,29 @@ def paired_round(
     verify_stored(db, (len(warmup) + len(timed)) * batch)
     if not batches:
         batches.extend(validated(timed))
-    return load, raw_rate(workdir / f"raw-{batch}-{number}.db", batches)
+    raw = raw_rate(workdir / f"raw-{batch}-{number}.db", batches)
+    split_db = workdir / f"split-{batch}-{number}.db"
+    with Daemon(workdir, split_db, name=f"split-{batch}-{number}", split=1) as split:
+        split_elapsed, split_cpu = asyncio.run(bare_load(split, warmup, timed, batch, clients))
+    verify_stored(split_db, (len(warmup) + len(timed)) * batch, "split_server.py")
+    return Round(load, raw, split_elapsed, split_cpu)
 
 
-def median_round(
-    rounds: Sequence[tuple[Load, float]], ratios: Sequence[float]
-) -> tuple[Load, float]:
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One paired round: voxmon's load, the raw rate right after it, the split's run."""
+
+    load: Load
+    raw: float  # rows/s
+    split_elapsed: float  # seconds
+    split_cpu: float  # CPU seconds of its two processes
+
+    @property
+    def pair(self) -> tuple[Load, float]:
+        return self.load, self.raw
+
+
+def median_round(rounds: Sequence[T], ratios: Sequence[float]) -> T:
     """The round whose ratio is the median (the lower middle one of an even count)."""
     order = sorted(range(len(rounds)), key=lambda n: ratios[n])
     return rounds[order[(len(order) - 1) // 2]]
@@ -682,9 +710,15 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
     )
     for r in results:
         cpu = cpu_per_event(r.split_cpu_pct, r.split_events_per_s, r.events)
-        print(f"{r.batch:>6} {r.split_events_per_s:>11,.0f}"
-              f" {r.split_events_per_s / r.raw_rows_per_s:>6.2f}"
-              f" {r.split_events_per_s / r.http_events_per_s:>9.2f} {cpu:>13}")  # fmt: skip
+        print(f"{r.batch:>6} {r.split_events_per_s:>11,.0f} {r.split_ratio:>6.2f}"
+              f" {r.split_per_voxmon:>9.2f} {cpu:>13}")  # fmt: skip
+    for r in results:
+        if len(r.split_rounds) > 1:
+            shown = ", ".join(f"{ratio:.2f}" for ratio in r.split_rounds)
+            print(
+                f"batch {r.batch}: split / its round's raw, in run order {shown};"
+                " shown: the median round, and split / voxmon's median over the rounds"
+            )
     print(f"\n{'batch':>6} {'commits':>8} {'ev/commit':>10} {'commit ms':>10} {'writer busy':>12}"
           f" {'waiting':>8} {'daemon CPU':>11} {'client CPU':>11}")  # fmt: skip
     for r in results:
