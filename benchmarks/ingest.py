@@ -91,7 +91,7 @@ class Scenario:
     batch: int
     clients: int
     events: int  # a multiple of batch
-    rounds: int = 1  # paired rounds: voxmon on a fresh file, then raw on another (odd)
+    rounds: int = 1  # paired rounds (``paired_round``): voxmon, raw, the split (odd)
 
 
 FULL = (Scenario(1, 16, 20_000, 3), Scenario(100, 8, 200_000), Scenario(1000, 4, 200_000))
@@ -498,7 +498,8 @@ def run_scenario(workdir: Path, scenario: Scenario) -> Result:
     ]
     del batches
     ratios = [scenario.events / r.load.elapsed / r.raw for r in rounds]
-    load, raw = median_round(rounds, ratios).pair
+    chosen = median_round(rounds, ratios)
+    load, raw = chosen.load, chosen.raw
     split_ratios = [scenario.events / r.split_elapsed / r.raw for r in rounds]
     split = median_round(rounds, split_ratios)
     per_voxmon = [r.load.elapsed / r.split_elapsed for r in rounds]
@@ -547,17 +548,18 @@ def paired_round(
     validated events on the first round, after its HTTP run: 200,000 events held during it
     would give the load generator's collector that much more to walk."""
     batch, clients = scenario.batch, scenario.clients
+    stored = (len(warmup) + len(timed)) * batch
     db = workdir / f"http-{batch}-{number}.db"
     with Daemon(workdir, db, name=f"daemon-{batch}-{number}") as daemon:
         load = asyncio.run(timed_load(daemon, warmup, timed, batch, clients))
-    verify_stored(db, (len(warmup) + len(timed)) * batch)
+    verify_stored(db, stored)
     if not batches:
         batches.extend(validated(timed))
     raw = raw_rate(workdir / f"raw-{batch}-{number}.db", batches)
     split_db = workdir / f"split-{batch}-{number}.db"
     with Daemon(workdir, split_db, name=f"split-{batch}-{number}", split=1) as split:
         split_elapsed, split_cpu = asyncio.run(bare_load(split, warmup, timed, batch, clients))
-    verify_stored(split_db, (len(warmup) + len(timed)) * batch, "split_server.py")
+    verify_stored(split_db, stored, "split_server.py")
     return Round(load, raw, split_elapsed, split_cpu)
 
 
@@ -569,10 +571,6 @@ class Round:
     raw: float  # rows/s
     split_elapsed: float  # seconds
     split_cpu: float  # CPU seconds of its two processes
-
-    @property
-    def pair(self) -> tuple[Load, float]:
-        return self.load, self.raw
 
 
 def median_round(rounds: Sequence[T], ratios: Sequence[float]) -> T:
