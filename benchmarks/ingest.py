@@ -689,10 +689,10 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
         )
     for r in results:
         if len(r.round_ratios) > 1:
-            shown = ", ".join(f"{ratio:.2f}" for ratio in r.round_ratios)
             rounds = len(r.round_ratios)
             print(f"batch {r.batch}: {rounds} paired rounds (voxmon, then raw on a fresh file),"
-                  f" ratios in run order {shown}; the median one is shown")  # fmt: skip
+                  f" ratios in run order {in_run_order(r.round_ratios)};"
+                  " the median one is shown")  # fmt: skip
     print(f"\n{'batch':>6} {'aiohttp alone ev/s':>19} {'voxmon / alone':>15}"
           f" {'CPU µs/event: alone':>20} {'voxmon':>7}"
           "   (bare_server.py: the same posts, bodies split, nothing stored)")  # fmt: skip
@@ -712,9 +712,9 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
               f" {r.split_per_voxmon:>9.2f} {cpu:>13}")  # fmt: skip
     for r in results:
         if len(r.split_rounds) > 1:
-            shown = ", ".join(f"{ratio:.2f}" for ratio in r.split_rounds)
             print(
-                f"batch {r.batch}: split / its round's raw, in run order {shown};"
+                f"batch {r.batch}: split / its round's raw, in run order"
+                f" {in_run_order(r.split_rounds)};"
                 " shown: the median round, and split / voxmon's median over the rounds"
             )
     print(f"\n{'batch':>6} {'commits':>8} {'ev/commit':>10} {'commit ms':>10} {'writer busy':>12}"
@@ -743,6 +743,11 @@ def print_report(info: dict[str, Any], results: list[Result]) -> None:
             least = f", >= {rate:,} events/s" if rate else ""
             print(f"goal (batch {r.batch}, {r.clients} clients: ratio >= {ratio}{least}):"
                   f" {'met' if met else 'NOT met'}")  # fmt: skip
+
+
+def in_run_order(ratios: Sequence[float]) -> str:
+    """Each paired round's ratio, as the report lists them."""
+    return ", ".join(f"{ratio:.2f}" for ratio in ratios)
 
 
 def cpu_per_event(cpu_pct: float, events_per_s: float, events: int) -> str:
