@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.live.tally import Tally
 from exporter.records import NONE, EventFilter, FeedPosition
 from exporter.storage.sqlite.schema import MIGRATIONS, migrate, statements
 from tests.tools import open_store
@@ -92,9 +93,48 @@ def test_schema_migration_keeps_org_order_and_appends_without_a_scan(tmp_path: P
         )
     ]
     assert plans[0] == ""  # an append: no subquery, nothing to plan
-    assert plans[1].startswith("SEARCH window_minutes USING")
-    assert "INDEX window_minutes_by_minute (minute_ms<?)" in plans[1]
+    assert plans[1] == "SEARCH window_minutes USING PRIMARY KEY (minute_ms<?)"
     conn.close()
+
+
+def test_schema_migration_keys_window_minutes_by_minute_first(tmp_path: Path) -> None:
+    """A database from before the minute-first key keeps every bucket's value; commits add
+    to the migrated buckets, and the window's read and prune seek the primary key."""
+    path = tmp_path / "voxmon.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:-1], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    old = [
+        ("", T, "received", 3.0), ("org-b", T, "received", 2.0),
+        ("org-a", T + 60_000, "failed", 1.0), ("org-a", T - 60_000, "received", 7.5),
+    ]  # fmt: skip
+    conn.executemany("INSERT INTO window_minutes VALUES (?, ?, ?, ?)", old)
+    conn.close()
+    store = open_store(path)
+    conn = store.connection
+    assert conn.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    assert (
+        conn.execute(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = 'window_minutes' AND type = 'index'"
+        ).fetchall()
+        == []
+    )  # the table is its primary key; the minute index went with the old one
+    added = Tally(minutes={("org-b", T, "received"): 4.0, ("org-c", T, "received"): 1.0})
+    store.write(lambda c: c.live.save_tally(added))
+    assert store.live.load_minutes(T) == {
+        ("", T, "received"): 3.0, ("org-b", T, "received"): 6.0,
+        ("org-c", T, "received"): 1.0, ("org-a", T + 60_000, "failed"): 1.0,
+    }  # fmt: skip
+    assert store.write(lambda c: c.live.prune_minutes(T)) == 1
+    assert conn.execute("SELECT COUNT(*) FROM window_minutes").fetchone() == (4,)
+    plans = [
+        " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", (T,)))
+        for sql in ("SELECT * FROM window_minutes WHERE minute_ms >= ?",
+                    "DELETE FROM window_minutes WHERE minute_ms < ?")
+    ]  # fmt: skip
+    assert plans == ["SEARCH window_minutes USING PRIMARY KEY (minute_ms>?)",
+                     "SEARCH window_minutes USING PRIMARY KEY (minute_ms<?)"]  # fmt: skip
+    store.close()
 
 
 def test_schema_migration_indexes_the_feed_and_artifact_filters(tmp_path: Path) -> None:

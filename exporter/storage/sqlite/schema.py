@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from exporter.storage.rows import INFLIGHT_REBUILD
+from exporter.storage.sqlite.live_state import MINUTES_FIRST
 
 # Snapshot rows are large (msgpack parts with digests), so ``snapshots`` is a rowid table
 # with the small columns first and ``end_to_end`` before ``parts``: reading the totals or
@@ -243,6 +244,7 @@ MIGRATIONS: tuple[str, ...] = (
     _END_TO_END_BY_SCOPE,
     _TOTALS_BY_SCOPE,
     _SNAPSHOT_WRITES,
+    MINUTES_FIRST,
 )
 
 
