@@ -7,6 +7,9 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -123,6 +126,26 @@ def test_preflight_sound_database_passes_and_missing_one_is_not_created(tmp_path
     preflight.check_database(str(db), FakeClock(T0))
     assert db.read_bytes() == before  # the write check rolls back
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voxmon.db"]
+
+
+def test_preflight_waits_for_a_lock_held_past_sqlites_default_wait(tmp_path: Path) -> None:
+    """Another process migrating the file holds its write lock for longer than sqlite3's
+    default 5 s: the start-up check waits for it (as voxmon's own connections wait) instead
+    of refusing the file as locked."""
+    db = tmp_path / "voxmon.db"
+    sound_database(db)
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(5.5, holder.execute, ("ROLLBACK",))
+    release.start()
+    started = time.monotonic()
+    try:
+        preflight.check_database(str(db), FakeClock(T0), full=False)
+        waited = time.monotonic() - started
+    finally:
+        release.join()
+        holder.close()
+    assert 5.4 < waited < 9.0
 
 
 class TickingClock(FakeClock):

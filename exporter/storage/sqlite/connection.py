@@ -36,6 +36,9 @@ def connect(
     return conn
 
 
+BUSY_TIMEOUT_S = 10.0
+"""How long a connection waits for another process's lock (a migration, a rollup's write)
+before it gives up with ``database is locked``."""
 WAL_TRIES = 500
 """How many times ``use_wal`` asks, 20 ms apart: 10 s, as long as ``busy_timeout`` waits."""
 
@@ -89,7 +92,7 @@ def identity_of(path: Path) -> FileIdentity | None:
 def _read_settings(conn: sqlite3.Connection) -> None:
     """What every connection's reads need: waiting for locks, sorts that spill to temp
     files, the math functions the hourly bucketing uses."""
-    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     # A sort larger than the page cache (the hourly GROUP BYs over a million events) spills
     # sorted runs to a temp file and merges them, instead of growing one linked list in memory
     # (temp_store=MEMORY): 40 % less CPU for the hourly rollup and memory bounded by the cache.

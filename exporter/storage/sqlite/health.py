@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.storage.base import Store
-from exporter.storage.sqlite.connection import FileIdentity, identity_of, transaction
+from exporter.storage.sqlite.connection import (
+    BUSY_TIMEOUT_S,
+    FileIdentity,
+    identity_of,
+    transaction,
+)
 from exporter.storage.sqlite.store import SqliteStore
 
 KINDS = (
@@ -133,9 +138,13 @@ def beat(conn: sqlite3.Connection, now_ms: int) -> None:
 
 def open_existing(path: Path) -> sqlite3.Connection:
     """Open an existing database without creating one (``mode=rw``); SQLite still opens it
-    read-only when the file cannot be written, which ``check_writable`` reveals."""
+    read-only when the file cannot be written, which ``check_writable`` reveals. It waits
+    for another process's lock as long as voxmon's own connections do (not sqlite3's 5 s):
+    the start-up check must not refuse a file that a ``voxmon rollup`` is migrating."""
     uri = f"{path.resolve().as_uri()}?mode=rw"
-    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    return sqlite3.connect(
+        uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+    )
 
 
 def quick_check(
