@@ -4,18 +4,16 @@ one counter reset, never mixed with the new layout)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from exporter.live.families import END_TO_END_BUCKETS_S, OLD_DURATION_BUCKETS_S, STAGE_BUCKETS_S
-from exporter.storage.sqlite.schema import MIGRATIONS
 from rollup.digest import LatencyDigest
 from tests.backends import both
 from tests.conftest import T0, make_event
 from tests.scrape import domain_samples, scrape
-from tests.tools import FakeClock
+from tests.tools import FakeClock, database_at
 
 
 def timed(event_type: str, seconds: float, minutes_ago: float, n: int) -> dict[str, Any]:
@@ -61,9 +59,7 @@ async def test_window_latency_is_rebuilt_from_events_after_restart(
 def old_layout_database(path: Path) -> None:
     """A database as the release before issue 14 left it: schema version 7, and stage and
     end-to-end histograms persisted by index into the 16 hand-picked bounds."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:7], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn = database_at(path, 7)
     rows = {
         '["events_total","transcription_completed"]': 5.0,
         '["stage_duration_bucket","transcription","6"]': 5.0,  # 2.5-5 s in the old layout

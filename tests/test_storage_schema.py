@@ -11,7 +11,7 @@ import pytest
 from exporter.live.tally import Tally
 from exporter.records import NONE, EventFilter, FeedPosition
 from exporter.storage.sqlite.schema import MIGRATIONS, migrate, statements
-from tests.tools import open_store
+from tests.tools import database_at, open_store
 
 HOUR, DAY = 3_600_000, 86_400_000
 T = 1_795_860_000_000  # 2026-11-28T10:00:00Z
@@ -20,9 +20,7 @@ T = 1_795_860_000_000  # 2026-11-28T10:00:00Z
 def old_database(path: Path, cleaned: bool) -> None:
     """A database at the schema version before horizons, as the previous release left it:
     zero rows 47 h before the first event, events partly pruned at a cutoff mid-hour."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:4], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn = database_at(path, 4)
     conn.execute(
         "INSERT INTO events (event_id, event_type, ts_ms, received_ms) VALUES ('e1', 'x', ?, 0)",
         (T + 37 * 60_000,),
@@ -72,9 +70,7 @@ def test_schema_migration_keeps_org_order_and_appends_without_a_scan(tmp_path: P
     """org_series from before the rowid order: the first-seen order survives (not the name
     order), new orgs append after it, and neither registering nor pruning scans."""
     path = tmp_path / "voxmon.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:5], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn = database_at(path, 5)
     conn.executemany(
         "INSERT INTO org_series (org_id, seq) VALUES (?, ?)",
         [("zeta", 0), ("alpha", 1), ("mid", 2)],
@@ -101,9 +97,7 @@ def test_schema_migration_keys_window_minutes_by_minute_first(tmp_path: Path) ->
     """A database from before the minute-first key keeps every bucket's value; commits add
     to the migrated buckets, and the window's read and prune seek the primary key."""
     path = tmp_path / "voxmon.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:-1], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn = database_at(path, len(MIGRATIONS) - 1)
     old = [
         ("", T, "received", 3.0), ("org-b", T, "received", 2.0),
         ("org-a", T + 60_000, "failed", 1.0), ("org-a", T - 60_000, "received", 7.5),
@@ -141,9 +135,7 @@ def test_schema_migration_indexes_the_feed_and_artifact_filters(tmp_path: Path) 
     """A database from before the feed gets its indexes; every feed filter and the artifact
     organisation filter search an index instead of scanning a table."""
     path = tmp_path / "voxmon.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:6], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn = database_at(path, 6)
     conn.execute(
         "INSERT INTO events (event_id, event_type, ts_ms, received_ms, org_id)"
         " VALUES ('e1', 'artifact_received', ?, ?, 'org-a')",
@@ -182,9 +174,7 @@ def test_sqlite_migrations_of_two_processes_starting_together_apply_once(tmp_pat
     (here: its ``BEGIN IMMEDIATE`` is the moment) waits for the first, reads the version
     again and applies nothing twice (it used to fail: ``table ... already exists``)."""
     path = tmp_path / "voxmon.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:-1], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn = database_at(path, len(MIGRATIONS) - 1)
     conn.close()
     late = sqlite3.connect(path, isolation_level=None)
     raced: list[str] = []

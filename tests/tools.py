@@ -28,6 +28,7 @@ from voxmon_client import ClientStats
 
 from exporter.cli import main
 from exporter.storage.sqlite.connection import connect, transaction
+from exporter.storage.sqlite.schema import MIGRATIONS
 from exporter.storage.sqlite.store import SqliteStore
 
 
@@ -139,6 +140,15 @@ def open_store(path: Path) -> SqliteStore:
     """A store on the SQLite file at ``path`` (created and migrated if needed), for tests
     that drive jobs and storage directly; ``store.connection`` is the raw connection."""
     return SqliteStore(connect(path))
+
+
+def database_at(path: Path, version: int) -> sqlite3.Connection:
+    """A new database file at schema ``version``, as a release of that version left it
+    (its first ``version`` migrations applied, nothing after); an open connection."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:version], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return conn
 
 
 DEADLINE_S = 30.0

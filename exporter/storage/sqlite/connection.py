@@ -39,8 +39,9 @@ def connect(
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another process's lock (a migration, a rollup's write)
 before it gives up with ``database is locked``."""
-WAL_TRIES = 500
-"""How many times ``use_wal`` asks, 20 ms apart: 10 s, as long as ``busy_timeout`` waits."""
+WAL_RETRY_S = 0.02
+WAL_TRIES = round(BUSY_TIMEOUT_S / WAL_RETRY_S)
+"""How many times ``use_wal`` asks, ``WAL_RETRY_S`` apart: as long as ``busy_timeout`` waits."""
 
 
 def use_wal(execute: Callable[[str], object]) -> None:
@@ -54,7 +55,7 @@ def use_wal(execute: Callable[[str], object]) -> None:
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
                 raise
-        threading.Event().wait(0.02)
+        threading.Event().wait(WAL_RETRY_S)
     execute("PRAGMA journal_mode=WAL")
 
 
