@@ -6,10 +6,10 @@ start times found (in the batch or in storage), fill the durations in and flag t
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
+
+import msgspec
 
 from exporter.catalog import ARTIFACT_RECEIVED, EVENT_TYPES, STARTED_TYPE, Kind
 from exporter.model import DurationSource, Event
@@ -85,13 +85,6 @@ def apply_starts(
     return result, discarded
 
 
-_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(Event)))
-_DURATION = [f.name for f in dataclasses.fields(Event)].index("duration_ms")
-
-
 def _timed(event: Event, duration_ms: float | None, source: str) -> Event:
-    """``event`` with ``duration_ms`` and ``duration_source`` set (``dataclasses.replace``
-    without its per-call field walk: this runs inside the write transaction)."""
-    fields = _FIELDS(event)
-    before, after = fields[:_DURATION], fields[_DURATION + 2 :]
-    return Event(*before, duration_ms, source, *after)  # type: ignore[call-arg]  # every field
+    """``event`` with ``duration_ms`` and ``duration_source`` set."""
+    return msgspec.structs.replace(event, duration_ms=duration_ms, duration_source=source)

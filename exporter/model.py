@@ -103,9 +103,14 @@ class DurationSource:
     one (this flag keeps the writer from deriving another)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated event. Times are UTC epoch ms; ``stage`` is normalised from the catalog."""
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """A validated event. Times are UTC epoch ms; ``stage`` is normalised from the catalog.
+
+    A Struct, not a frozen dataclass: one is built per ingested item (and again in the
+    write transaction for each derived duration), and building a frozen dataclass of these
+    16 fields took 2.8 µs, about a third of validating an item; a Struct takes under 0.2.
+    ``gc=False``: it holds only strings, numbers and a ``Metadata``, so it can be in no cycle.
+    """
 
     event_id: str
     event_type: str

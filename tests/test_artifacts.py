@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -345,3 +346,18 @@ def test_artifacts_stuck_edge_reads_one_minute_of_the_last_event_index(tmp_path:
         "SEARCH artifacts USING INDEX artifacts_by_last_event (last_event_ms>? AND last_event_ms<?)"
     ]
     store.close()
+
+
+def test_artifacts_fold_gives_frozen_states_outside_the_cycle_collector() -> None:
+    """States the writer builds per note: equal when equal, unchangeable, never walked by
+    the cycle collector (docs/decisions/hot-path-structs.md)."""
+    state = final(ev("transcription_started", 5), ev("artifact_received", 1))
+    again = final(ev("transcription_started", 5), ev("artifact_received", 1))
+    assert state == again and hash(state) == hash(again)
+    assert not gc.is_tracked(state)
+    with pytest.raises(AttributeError):
+        state.status = COMPLETED  # type: ignore[misc]
+    moved = fold({state.artifact_id: state}, [ev("transcription_completed", 7)])
+    assert moved[state.artifact_id].current_stage == "transcription"
+    assert moved[state.artifact_id].last_event_ms == T + 420_000
+    assert state == again  # the state folded from is left as it was

@@ -3,10 +3,10 @@ starts, filling."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -182,7 +182,7 @@ def test_apply_starts_leaves_duration_over_max_unset_and_counts_it(
     event = _event(event_type)
     starts = {("art-1", start_type, T0_MS): T0_MS - MAX_MS - 1}
     result, discarded = apply_starts([event, event], starts, MAX_MS)
-    flagged = dataclasses.replace(event, duration_source=DurationSource.OVER_MAX)
+    flagged = msgspec.structs.replace(event, duration_source=DurationSource.OVER_MAX)
     assert result == [flagged, flagged]
     assert discarded == {source: 2}
     assert lookup_for(flagged) is None  # a second commit must not derive it again

@@ -4,6 +4,7 @@ machine reason."""
 
 from __future__ import annotations
 
+import gc
 import math
 from typing import Any
 
@@ -765,3 +766,20 @@ def test_validate_items_rejection_reason(raw: bytes, reason: str, field: str) ->
     events, rejections, _ = validate_items([raw], T0_MS, HORIZON)
     assert events == []
     assert [(r.index, r.reason, r.errors[0].field) for r in rejections] == [(0, reason, field)]
+
+
+def test_validated_event_is_immutable_and_outside_the_cycle_collector() -> None:
+    """One is built per ingested item: a Struct the collector never walks, still frozen
+    (docs/decisions/hot-path-structs.md)."""
+    wire = make_event(metadata={"claim_count": 3, "note": ["kept", "as sent"]})
+    raw = msgspec.json.encode(wire)
+    event = validate_item(raw, T0_MS, HORIZON).event
+    assert (event.event_id, event.ts_ms, event.metadata_json) == (
+        wire["event_id"],
+        T0_MS,
+        '{"claim_count":3,"note":["kept","as sent"]}',
+    )
+    assert not gc.is_tracked(event)
+    with pytest.raises(AttributeError):
+        event.duration_ms = 1.0  # type: ignore[misc]
+    assert validate_item(raw, T0_MS, HORIZON).event == event
