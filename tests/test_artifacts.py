@@ -361,3 +361,20 @@ def test_artifacts_fold_gives_frozen_states_outside_the_cycle_collector() -> Non
     assert moved[state.artifact_id].current_stage == "transcription"
     assert moved[state.artifact_id].last_event_ms == T + 420_000
     assert state == again  # the state folded from is left as it was
+
+
+def test_artifacts_fold_copies_a_known_state_field_by_field_both_ways() -> None:
+    """A known state goes through the fold's working copy and back: an older event moves
+    only the first-seen time; a newer failure sets its stage and error code, each in its
+    own field."""
+    known = ArtifactState(
+        "n1", "org-x", IN_FLIGHT, "transcription", "transcription_started", T + 600_000,
+        T + 60_000, None, "E1", True,
+    )  # fmt: skip
+    older = fold({"n1": known}, [ev("artifact_received", 0)])["n1"]
+    assert older == msgspec.structs.replace(known, first_event_ms=T)
+    failed = fold({"n1": known}, [ev("claims_extraction_failed", 11, error_code="E42")])["n1"]
+    assert failed == ArtifactState(
+        "n1", "org-x", FAILED, "claims_extraction", "claims_extraction_failed", T + 660_000,
+        T + 60_000, "claims_extraction", "E42", True,  # an earlier stage keeps it waiting
+    )  # fmt: skip

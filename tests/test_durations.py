@@ -3,6 +3,7 @@ starts, filling."""
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -195,6 +196,7 @@ def test_apply_starts_max_is_inclusive(max_ms: int, kept: bool) -> None:
     assert (result.duration_ms, sum(discarded.values())) == (
         (float(HOUR_MS), 0) if kept else (None, 1)
     )
+    assert not gc.is_tracked(result)  # built in the write transaction, never walked
 
 
 def test_apply_starts_keeps_events_without_start_or_lookup() -> None:
