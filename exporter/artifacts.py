@@ -39,7 +39,8 @@ class ArtifactState(msgspec.Struct, frozen=True, gc=False):
 
 class _Draft(msgspec.Struct, gc=False):
     """Mutable copy of an ``ArtifactState`` while a commit's events are folded in (one
-    object per note rather than one frozen copy per event)."""
+    object per note rather than one frozen copy per event). Its fields are the state's, in
+    the same order: ``of`` and ``freeze`` copy by position."""
 
     artifact_id: str
     org_id: str | None
