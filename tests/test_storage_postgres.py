@@ -25,6 +25,7 @@ from exporter.storage.location import Location
 from exporter.storage.postgres import connection, schema
 from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
+from exporter.storage.postgres.events import LATEST_STARTS
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
 from exporter.storage.postgres.pool import PgReadPool
 from exporter.storage.postgres.read_ahead import SCOPE_RUNS, read_scope_runs
@@ -503,3 +504,41 @@ def test_a_writer_stalled_inside_its_transaction_releases_the_write_lock(
         assert row == (1,)
         with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
             stalled.execute("SELECT 1")
+
+
+OLD_LATEST_STARTS = (
+    "SELECT w.n, MAX(e.ts_ms) FROM unnest(%s::text[], %s::text[], %s::bigint[])"
+    " WITH ORDINALITY AS w (artifact_id, event_type, at_ms, n) JOIN events AS e"
+    " ON e.artifact_id = w.artifact_id AND e.event_type = w.event_type"
+    " AND e.ts_ms <= w.at_ms GROUP BY w.n"
+)
+
+
+def test_postgres_start_lookups_probe_the_index_even_on_days_never_analyzed(
+    store: PgStore,
+) -> None:
+    """Derived durations look up each note's latest start with one index probe per lookup
+    and day, also when the days' partitions were never analyzed (autovacuum off, or a new
+    day before its first analyze): the join with ``MAX`` it replaced was then planned as a
+    hash join over every stored event. The answers are each note's latest start at or
+    before the time asked, across midnight, and none for a note without one."""
+    midnight = D0 + DAY_MS
+    events = [Event(f"s{n}-{k}", "transcription_started", midnight - 1_800_000 + 600 * n + k,
+                    artifact_id=f"a{n}", stage="transcription")
+              for n in range(6_000) for k in range(4)]  # fmt: skip
+    store.write(lambda s: s.events.insert(events, 0))
+    asked = [(f"a{n}", "transcription_started", midnight - 1_800_000 + 600 * n + 2)
+             for n in range(0, 6_000, 30)]  # fmt: skip
+    asked.append(("a-none", "transcription_started", midnight))
+    args = [list(column) for column in zip(*asked, strict=True)]
+    old = "\n".join(r[0] for r in store.connection.execute("EXPLAIN " + OLD_LATEST_STARTS, args))
+    new = "\n".join(r[0] for r in store.connection.execute("EXPLAIN " + LATEST_STARTS, args))
+    assert "Hash Join" in old and "Seq Scan on events_" in old  # the form it replaced
+    assert "Seq Scan" not in new and "Hash" not in new, new
+    scans = [line.split("->")[-1].strip() for line in new.splitlines() if "Scan" in line]
+    assert scans[0].startswith("Function Scan on w"), new
+    assert {scan.split(" on ")[1].split()[0] for scan in scans[1:]} >= {
+        "events_20261128", "events_20261129"}, new  # fmt: skip
+    assert all(scan.startswith("Index Only Scan Backward using events_") for scan in scans[1:])
+    found = store.events.latest_starts(asked)
+    assert found == {(a, t, at): at for a, t, at in asked[:-1]}
