@@ -26,11 +26,11 @@ LATEST_STARTS = (
     " AND e.event_type = w.event_type AND e.ts_ms <= w.at_ms ORDER BY e.ts_ms DESC LIMIT 1) AS x"
 )
 """Each lookup's latest start, one probe of the (artifact, type, time) index per lookup and
-day partition, newest day first. A subquery per lookup cannot be planned any other way. The
-join with ``MAX`` it replaced could be planned as a hash join over every stored event: with
-day partitions never analyzed (autovacuum off, or a new day before its first analyze) the
-server chose that, and a commit of 2,000 events spent 140-230 us an event in it instead
-of 1-2 (docs/benchmarks.md)."""
+day partition, newest day first. The subquery runs once per lookup, so its cost follows the
+lookups, not the stored events. The join with ``MAX`` it replaced could be planned as a
+hash join over every stored event: with day partitions never analyzed (autovacuum off, or
+a new day before its first analyze) the server chose that, and a commit of 2,000 events
+spent 139-230 us an event in it instead of 1-2 (decisions/start-lookups.md)."""
 
 
 def _copy(cursor: psycopg.Cursor[Any], events: Sequence[Event], received_ms: int) -> None:
