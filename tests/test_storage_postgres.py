@@ -19,13 +19,13 @@ import pytest
 from exporter.cli import main
 from exporter.errors import ConfigError
 from exporter.model import Event, Metadata
-from exporter.records import PartsRow, SnapshotRow
+from exporter.records import EventFilter, PartsRow, SnapshotRow
 from exporter.settings import Settings
 from exporter.storage.location import Location
 from exporter.storage.postgres import connection, schema
 from exporter.storage.postgres.connection import connect
 from exporter.storage.postgres.database import PgDatabase
-from exporter.storage.postgres.events import LATEST_STARTS
+from exporter.storage.postgres.events import LATEST_STARTS, PgEvents
 from exporter.storage.postgres.partitions import DAY_MS, Partitions
 from exporter.storage.postgres.pool import PgReadPool
 from exporter.storage.postgres.read_ahead import SCOPE_RUNS, read_scope_runs
@@ -542,3 +542,46 @@ def test_postgres_start_lookups_probe_the_index_even_on_days_never_analyzed(
     assert all(scan.startswith("Index Only Scan Backward using events_") for scan in scans[1:])
     found = store.events.latest_starts(asked)
     assert found == {(a, t, at): at for a, t, at in asked[:-1]}
+
+
+def _feed_plan(store: PgStore, monkeypatch: pytest.MonkeyPatch, filters: EventFilter) -> str:
+    """The executed plan of the very statement ``recent`` runs for ``filters``."""
+    run = PgEvents._dicts
+    monkeypatch.setattr(PgEvents, "_dicts", lambda self, sql, args: run(
+        self, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, args))  # fmt: skip
+    try:
+        return "\n".join(row["QUERY PLAN"] for row in store.events.recent(filters, None, 100))
+    finally:
+        monkeypatch.setattr(PgEvents, "_dicts", run)
+
+
+def test_postgres_feed_by_type_walks_its_index_once_the_day_was_analyzed(
+    store: PgStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events feed filtered by type or organisation needs its day partitions analyzed
+    (docs/decisions/partition-statistics.md): never analyzed, a page reads every matching
+    row and sorts them; analyzed once, after the day's first hour, it reads one page from
+    the arrival index backwards however much the day then grows."""
+    types = ("transcription_started", "transcription_completed", "draft_generation_started")
+
+    def day(first: int, count: int) -> list[Event]:
+        return [Event(f"f{n}", types[n % 3], D0 + 360 * n, artifact_id=f"a{n // 3}",
+                      org_id=f"org{n % 7}", stage="transcription")
+                for n in range(first, first + count)]  # fmt: skip
+
+    store.write(lambda s: s.events.insert(day(0, 10_000), D0 + 3_600_000))  # the first hour
+    by_type, by_org = EventFilter(D0, event_type=types[0]), EventFilter(D0, org_id="org3")
+    never = _feed_plan(store, monkeypatch, by_type)
+    assert "Sort Key" in never and "Bitmap Heap Scan on events_20261128" in never, never
+    assert "rows=3334 " in never  # every transcription_started of the hour, then sorted
+    store.connection.execute("ANALYZE events")
+    store.connection.commit()
+    for first in range(10_000, 200_000, 10_000):  # the rest of the day, never analyzed again
+        store.write(lambda s, f=first: s.events.insert(day(f, 10_000), D0 + 360 * f))
+    for filters in (by_type, by_org):  # read backwards by arrival, stopped after the page
+        plan = _feed_plan(store, monkeypatch, filters)
+        assert "->  Sort" not in plan and "Bitmap" not in plan, plan
+        assert "Index Scan Backward using events_20261128_" in plan, plan
+        assert "on events_20261128 events_1 (actual rows=100 " in plan, plan
+    found = store.events.recent(by_type, None, 3)
+    assert [row["event_id"] for row in found] == ["f199998", "f199995", "f199992"]
