@@ -560,8 +560,9 @@ def test_postgres_feed_by_type_walks_its_index_once_the_day_was_analyzed(
 ) -> None:
     """The events feed filtered by type or organisation needs its day partitions analyzed
     (docs/decisions/partition-statistics.md): never analyzed, a page reads every matching
-    row and sorts them; analyzed once, after the day's first hour, it reads one page from
-    the arrival index backwards however much the day then grows."""
+    row and sorts them; analyzed once, after the day's first hour, it reads one page from an
+    arrival index backwards however much the day then grows (with the same organisations
+    and types: one new since is estimated at almost no rows, and read whole)."""
     types = ("transcription_started", "transcription_completed", "draft_generation_started")
 
     def day(first: int, count: int) -> list[Event]:
