@@ -547,12 +547,10 @@ def test_postgres_start_lookups_probe_the_index_even_on_days_never_analyzed(
 def _feed_plan(store: PgStore, monkeypatch: pytest.MonkeyPatch, filters: EventFilter) -> str:
     """The executed plan of the very statement ``recent`` runs for ``filters``."""
     run = PgEvents._dicts
-    monkeypatch.setattr(PgEvents, "_dicts", lambda self, sql, args: run(
-        self, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, args))  # fmt: skip
-    try:
+    with monkeypatch.context() as patched:
+        patched.setattr(PgEvents, "_dicts", lambda self, sql, args: run(
+            self, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, args))  # fmt: skip
         return "\n".join(row["QUERY PLAN"] for row in store.events.recent(filters, None, 100))
-    finally:
-        monkeypatch.setattr(PgEvents, "_dicts", run)
 
 
 def test_postgres_feed_by_type_walks_its_index_once_the_day_was_analyzed(
